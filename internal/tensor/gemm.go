@@ -1,0 +1,389 @@
+package tensor
+
+import (
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+)
+
+// kernel describes one micro-kernel and the blocking that suits it.
+type kernel struct {
+	name string
+	// mr×nr is the register tile the kernel computes.
+	mr, nr int
+	// kc is the largest K block; mc is the largest number of rows of A
+	// packed at once.
+	kc, mc int
+	// fn computes tile = alpha·Ap·Bp over k steps, where Ap is k-major with
+	// mr values per step and Bp is k-major with nr values per step, and
+	// stores C = tile + beta·C for the mr×nr tile at c with row stride ldc.
+	// beta == 0 stores without reading C. a must hold k·mr values, b k·nr
+	// values and c (mr-1)·ldc+nr values.
+	fn func(k int, a, b, c []float32, ldc int, alpha, beta float32)
+}
+
+const (
+	// parallelMinWork is the number of multiply-adds (m·n·k) below which a
+	// product runs on the calling goroutine.
+	parallelMinWork = 1 << 18
+	// packBMaxFloats bounds the packed copy of op(B) held at once: a column
+	// block of op(B) covering all of K is packed in one go when it fits.
+	packBMaxFloats = 1 << 21
+)
+
+// Gemm computes C = alpha·op(A)·op(B) + beta·C for row-major matrices,
+// where op(X) is X, or Xᵀ when the trans flag is set. op(A) is m×k, op(B) is k×n, C is m×n;
+// lda, ldb, ldc are the row strides of A, B, C as stored. beta == 0 means C's old contents are ignored (may be NaN).
+// It uses up to runtime.GOMAXPROCS(0) goroutines for large products and none for small ones.
+//
+// Gemm panics if a dimension is negative, a stride is smaller than the
+// stored row length, or a slice is too short for the dimensions and strides,
+// as indexing a slice out of range would.
+func Gemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	threads := 1
+	if m*n*k >= parallelMinWork {
+		threads = runtime.GOMAXPROCS(0)
+	}
+	gemm(defaultKernel, threads, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// checkMatrix panics unless x can hold a rows×cols row-major matrix with row
+// stride ld.
+func checkMatrix(name string, x []float32, rows, cols, ld int) {
+	if ld < max(1, cols) {
+		panic(fmt.Sprintf("tensor.Gemm: ld%s = %d is less than the %d columns of %s as stored", name, ld, cols, name))
+	}
+	if rows == 0 || cols == 0 {
+		return
+	}
+	if need := (rows-1)*ld + cols; len(x) < need {
+		panic(fmt.Sprintf("tensor.Gemm: len(%s) = %d, need at least %d for %d×%d with stride %d", name, len(x), need, rows, cols, ld))
+	}
+}
+
+// gemm is Gemm with the micro-kernel and the number of goroutines given
+// explicitly, so tests can force every path.
+func gemm(kern *kernel, threads int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	if m < 0 || n < 0 || k < 0 {
+		panic(fmt.Sprintf("tensor.Gemm: negative dimension m=%d n=%d k=%d", m, n, k))
+	}
+	ar, ac := m, k
+	if transA {
+		ar, ac = k, m
+	}
+	br, bc := k, n
+	if transB {
+		br, bc = n, k
+	}
+	checkMatrix("a", a, ar, ac, lda)
+	checkMatrix("b", b, br, bc, ldb)
+	checkMatrix("c", c, m, n, ldc)
+	if m == 0 || n == 0 {
+		return
+	}
+	if k == 0 || alpha == 0 {
+		scaleMatrix(c, m, n, ldc, beta)
+		return
+	}
+
+	p := gemmProblem{
+		kern: kern, transA: transA, transB: transB,
+		m: m, n: n, k: k, alpha: alpha, beta: beta,
+		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
+	}
+	// Split K into near-equal blocks no larger than kern.kc (with 25% slack
+	// so that K slightly above kc stays a single pass over C).
+	nkb := 1
+	if k > kern.kc+kern.kc/4 {
+		nkb = (k + kern.kc - 1) / kern.kc
+	}
+	p.kc = (k + nkb - 1) / nkb
+
+	// Columns of op(B) packed at once: all of them unless that is large.
+	nc := n
+	if maxCols := packBMaxFloats / k / kern.nr * kern.nr; nc > maxCols {
+		nc = max(kern.nr, maxCols)
+	}
+	ncPanels := (nc + kern.nr - 1) / kern.nr
+
+	bws := getWorkspace(ncPanels * kern.nr * k)
+	defer putWorkspace(bws)
+	p.bp = bws.buf
+
+	if threads <= 1 {
+		p.runSerial(nc)
+		return
+	}
+	runParallel(p, threads, nc)
+}
+
+// runSerial computes the product on the calling goroutine, packing at most
+// nc columns of op(B) at a time.
+func (p *gemmProblem) runSerial(nc int) {
+	kern := p.kern
+	aws := getWorkspace(kern.mc * p.kc)
+	defer putWorkspace(aws)
+	for jc := 0; jc < p.n; jc += nc {
+		p.jc, p.nc = jc, min(nc, p.n-jc)
+		panels := (p.nc + kern.nr - 1) / kern.nr
+		p.packB(0, panels)
+		for i0 := 0; i0 < p.m; i0 += kern.mc {
+			p.block(aws, i0, min(kern.mc, p.m-i0), 0, panels)
+		}
+	}
+}
+
+// runParallel computes the product on up to threads goroutines, packing at
+// most nc columns of op(B) at a time. p is a copy so that the serial path's
+// problem can stay on the stack.
+func runParallel(p gemmProblem, threads, nc int) {
+	kern := p.kern
+	m := p.m
+	aws := make([]*workspace, threads)
+	for i := range aws {
+		aws[i] = getWorkspace(kern.mc * p.kc)
+		defer putWorkspace(aws[i])
+	}
+	for jc := 0; jc < p.n; jc += nc {
+		p.jc, p.nc = jc, min(nc, p.n-jc)
+		panels := (p.nc + kern.nr - 1) / kern.nr
+
+		// Pack op(B) in parallel, a few panels per task.
+		perTask := max(1, panels/(4*threads))
+		parallelFor(threads, (panels+perTask-1)/perTask, func(_, t int) {
+			p.packB(t*perTask, min(panels, (t+1)*perTask))
+		})
+
+		// Tasks are row blocks of C; when there are too few of them to keep
+		// every goroutine busy, rows are cut finer and then the B panels
+		// are split as well.
+		mc := kern.mc
+		if want := 4 * threads; (m+mc-1)/mc < want {
+			mc = max(4*kern.mr, (m+want-1)/want)
+			mc = (mc + kern.mr - 1) / kern.mr * kern.mr
+			mc = min(mc, kern.mc)
+		}
+		mTasks := (m + mc - 1) / mc
+		nSplit := 1
+		if mTasks < 2*threads {
+			nSplit = min(panels, (2*threads+mTasks-1)/mTasks)
+		}
+		parallelFor(threads, mTasks*nSplit, func(w, t int) {
+			it, jt := t/nSplit, t%nSplit
+			i0 := it * mc
+			jp0 := jt * panels / nSplit
+			jp1 := (jt + 1) * panels / nSplit
+			p.block(aws[w], i0, min(mc, m-i0), jp0, jp1)
+		})
+	}
+}
+
+// gemmProblem holds the operands of one Gemm call and the packed op(B)
+// column block currently being worked on.
+type gemmProblem struct {
+	kern           *kernel
+	transA, transB bool
+	m, n, k        int
+	alpha, beta    float32
+	a, b, c        []float32
+	lda, ldb, ldc  int
+
+	kc int // K block size
+	// bp holds columns [jc, jc+nc) of op(B), packed over all of K: panel j
+	// occupies bp[j·k·nr:(j+1)·k·nr].
+	bp     []float32
+	jc, nc int
+}
+
+// packB packs B micro-panels [p0, p1) of the current column block into p.bp.
+func (p *gemmProblem) packB(p0, p1 int) {
+	nr, k := p.kern.nr, p.k
+	for jp := p0; jp < p1; jp++ {
+		j := p.jc + jp*nr
+		w := min(nr, p.jc+p.nc-j)
+		dst := p.bp[jp*k*nr : (jp+1)*k*nr]
+		if !p.transB {
+			// op(B)[q][j] = b[q·ldb+j]: each k step is a contiguous run.
+			for q := 0; q < k; q++ {
+				d := dst[q*nr : q*nr+nr]
+				copy(d, p.b[q*p.ldb+j:q*p.ldb+j+w])
+				clear(d[w:])
+			}
+			continue
+		}
+		// op(B)[q][j] = b[j·ldb+q]: read rows of the stored B contiguously
+		// and scatter them into the panel.
+		for jj := 0; jj < w; jj++ {
+			src := p.b[(j+jj)*p.ldb : (j+jj)*p.ldb+k]
+			for q, v := range src {
+				dst[q*nr+jj] = v
+			}
+		}
+		if w < nr {
+			for q := 0; q < k; q++ {
+				clear(dst[q*nr+w : q*nr+nr])
+			}
+		}
+	}
+}
+
+// packA packs rows [i0, i0+mc) and columns [q0, q0+kc) of op(A) into dst
+// as micro-panels of mr rows, each k-major, zero-padding the last panel.
+func (p *gemmProblem) packA(dst []float32, i0, mc, q0, kc int) {
+	mr := p.kern.mr
+	for ip := 0; ip*mr < mc; ip++ {
+		i := i0 + ip*mr
+		h := min(mr, i0+mc-i)
+		d := dst[ip*kc*mr : (ip+1)*kc*mr]
+		if p.transA {
+			// op(A)[i][q] = a[q·lda+i]: each k step is a contiguous run.
+			for q := 0; q < kc; q++ {
+				src := p.a[(q0+q)*p.lda+i : (q0+q)*p.lda+i+h]
+				dq := d[q*mr : q*mr+mr]
+				copy(dq, src)
+				clear(dq[h:])
+			}
+			continue
+		}
+		// op(A)[i][q] = a[i·lda+q]: read rows contiguously and scatter.
+		for ii := 0; ii < h; ii++ {
+			src := p.a[(i+ii)*p.lda+q0 : (i+ii)*p.lda+q0+kc]
+			for q, v := range src {
+				d[q*mr+ii] = v
+			}
+		}
+		if h < mr {
+			for q := 0; q < kc; q++ {
+				clear(d[q*mr+h : q*mr+mr])
+			}
+		}
+	}
+}
+
+// block computes rows [i0, i0+mc) of C for B panels [jp0, jp1) of the
+// current column block, over all of K, packing A into ws.
+func (p *gemmProblem) block(ws *workspace, i0, mc, jp0, jp1 int) {
+	kern := p.kern
+	mr, nr := kern.mr, kern.nr
+	abuf, tile := ws.buf, ws.tile[:]
+	for q0 := 0; q0 < p.k; q0 += p.kc {
+		kc := min(p.kc, p.k-q0)
+		beta := p.beta
+		if q0 > 0 {
+			beta = 1
+		}
+		p.packA(abuf, i0, mc, q0, kc)
+		for jp := jp0; jp < jp1; jp++ {
+			j := p.jc + jp*nr
+			w := min(nr, p.jc+p.nc-j)
+			bp := p.bp[jp*p.k*nr+q0*nr : jp*p.k*nr+(q0+kc)*nr]
+			for ip := 0; ip*mr < mc; ip++ {
+				i := i0 + ip*mr
+				h := min(mr, i0+mc-i)
+				ap := abuf[ip*kc*mr : (ip+1)*kc*mr]
+				if h == mr && w == nr {
+					kern.fn(kc, ap, bp, p.c[i*p.ldc+j:], p.ldc, p.alpha, beta)
+					continue
+				}
+				kern.fn(kc, ap, bp, tile, nr, p.alpha, 0)
+				mergeTile(p.c[i*p.ldc+j:], p.ldc, tile, nr, h, w, beta)
+			}
+		}
+	}
+}
+
+// maxTile is the largest mr·nr of any kernel.
+const maxTile = 12 * 32
+
+// mergeTile stores C = tile + beta·C for the h×w corner of a tile.
+func mergeTile(c []float32, ldc int, tile []float32, ldt, h, w int, beta float32) {
+	for i := 0; i < h; i++ {
+		ci := c[i*ldc : i*ldc+w]
+		ti := tile[i*ldt : i*ldt+w]
+		if beta == 0 {
+			copy(ci, ti)
+			continue
+		}
+		for j, v := range ti {
+			ci[j] = v + beta*ci[j]
+		}
+	}
+}
+
+// scaleMatrix sets C = beta·C, writing zeros when beta == 0 so that NaNs in
+// C do not survive.
+func scaleMatrix(c []float32, m, n, ldc int, beta float32) {
+	for i := 0; i < m; i++ {
+		ci := c[i*ldc : i*ldc+n]
+		switch beta {
+		case 0:
+			clear(ci)
+		case 1:
+		default:
+			for j := range ci {
+				ci[j] *= beta
+			}
+		}
+	}
+}
+
+// parallelFor runs fn(worker, task) for task in [0, tasks) on up to threads
+// goroutines (the caller being one of them), handing tasks out in order from
+// an atomic counter. worker is in [0, threads) and identifies the goroutine,
+// so fn can use per-worker scratch space.
+func parallelFor(threads, tasks int, fn func(worker, task int)) {
+	threads = min(threads, tasks)
+	if threads <= 1 {
+		for t := 0; t < tasks; t++ {
+			fn(0, t)
+		}
+		return
+	}
+	var next atomic.Int64
+	run := func(w int) {
+		for {
+			t := int(next.Add(1) - 1)
+			if t >= tasks {
+				return
+			}
+			fn(w, t)
+		}
+	}
+	var wg sync.WaitGroup
+	for w := 1; w < threads; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			run(w)
+		}()
+	}
+	run(0)
+	wg.Wait()
+}
+
+// workspace is a reusable packing buffer, with room for one edge tile of C.
+type workspace struct {
+	buf  []float32
+	tile [maxTile]float32
+}
+
+// workspaces recycles packing buffers between calls so that steady-state
+// Gemm calls do not allocate.
+var workspaces = sync.Pool{New: func() any { return new(workspace) }}
+
+// getWorkspace returns a workspace whose buf has length n.
+func getWorkspace(n int) *workspace {
+	ws := workspaces.Get().(*workspace)
+	if cap(ws.buf) < n {
+		// Round up so that slightly different shapes reuse the buffer.
+		ws.buf = make([]float32, n, n+n/4)
+	}
+	ws.buf = ws.buf[:n]
+	return ws
+}
+
+// putWorkspace returns ws to the pool.
+func putWorkspace(ws *workspace) {
+	workspaces.Put(ws)
+}

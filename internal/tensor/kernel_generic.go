@@ -1,0 +1,39 @@
+package tensor
+
+// goKernel is the portable micro-kernel. It uses the same 6×16 register
+// tile and blocking as the AVX2 kernel so that both exercise the same packing
+// code, and it is what runs on machines without AVX2 and FMA.
+var goKernel = kernel{
+	name: "go-6x16",
+	mr:   6, nr: 16,
+	kc: 256, mc: 96,
+	fn: kern6x16Go,
+}
+
+// kern6x16Go computes a 6×16 tile; see kernel.fn for the contract.
+func kern6x16Go(k int, a, b, c []float32, ldc int, alpha, beta float32) {
+	const mr, nr = 6, 16
+	var acc [mr][nr]float32
+	a = a[:k*mr]
+	b = b[:k*nr]
+	for q := 0; q < k; q++ {
+		bq := (*[nr]float32)(b[q*nr:])
+		aq := (*[mr]float32)(a[q*mr:])
+		for i, ai := range aq {
+			row := &acc[i]
+			for j, bj := range bq {
+				row[j] += ai * bj
+			}
+		}
+	}
+	for i := range acc {
+		ci := (*[nr]float32)(c[i*ldc:])
+		for j, v := range acc[i] {
+			if beta == 0 {
+				ci[j] = alpha * v
+			} else {
+				ci[j] = alpha*v + beta*ci[j]
+			}
+		}
+	}
+}
