@@ -1,0 +1,332 @@
+package imageprep
+
+import (
+	"fmt"
+	"image"
+	"image/color"
+	"math"
+
+	"golang.org/x/image/draw"
+)
+
+// trimTolerance is the paper's trim distance: 5% of the maximum intensity.
+const trimTolerance = 0.05 * 255
+
+// darkLevel is the gray value below which a border pixel counts as dark
+// background for IsDatasetLike, and darkFraction the share of border pixels
+// that must be dark. Dataset objects touch the border on some rows (wide
+// garments, bags), so not every border pixel is dark.
+const (
+	darkLevel    = 64
+	darkFraction = 0.5
+)
+
+// Prepare decodes an encoded image with Decode (maxPixels as there) and
+// converts it with ToInput: the one call that turns uploaded or fetched bytes
+// into the model's 28×28 input.
+func Prepare(data []byte, maxPixels int) (*image.Gray, error) {
+	img, _, err := Decode(data, maxPixels)
+	if err != nil {
+		return nil, fmt.Errorf("preparing image: %w", err)
+	}
+	return ToInput(img), nil
+}
+
+// ToInput returns the 28×28 grayscale image the model sees for img. An
+// image that is already dataset-like (IsDatasetLike) is only converted to
+// gray; any other goes through the Fashion-MNIST conversion described in the
+// package documentation. The result always has bounds (0,0)-(28,28); an
+// empty img gives an all-black image.
+func ToInput(img image.Image) *image.Gray {
+	if img.Bounds().Empty() {
+		return image.NewGray(image.Rect(0, 0, Side, Side))
+	}
+	g := toGray(img, background(img))
+	if isDatasetLikeGray(g) {
+		return g
+	}
+	return convert(g)
+}
+
+// IsDatasetLike reports whether img already looks like a Fashion-MNIST
+// image: 28×28 with a mostly dark border. Such images are used as they are,
+// so dataset images sent to the server are classified exactly as in
+// evaluation.
+func IsDatasetLike(img image.Image) bool {
+	b := img.Bounds()
+	if b.Dx() != Side || b.Dy() != Side {
+		return false
+	}
+	return isDatasetLikeGray(toGray(img, background(img)))
+}
+
+// isDatasetLikeGray is IsDatasetLike on an already converted image.
+func isDatasetLikeGray(g *image.Gray) bool {
+	b := g.Bounds()
+	if b.Dx() != Side || b.Dy() != Side {
+		return false
+	}
+	dark, total := 0, 0
+	for y := 0; y < Side; y++ {
+		for x := 0; x < Side; x++ {
+			if y != 0 && y != Side-1 && x != 0 && x != Side-1 {
+				continue
+			}
+			total++
+			if g.Pix[y*g.Stride+x] < darkLevel {
+				dark++
+			}
+		}
+	}
+	return float64(dark) >= darkFraction*float64(total)
+}
+
+// Enlarge scales g up by an integer factor with nearest-neighbour sampling,
+// so that users can see the model's input pixel for pixel instead of a
+// blurred interpolation. factor is clamped to [1, 64].
+func Enlarge(g *image.Gray, factor int) *image.Gray {
+	factor = min(max(factor, 1), 64)
+	b := g.Bounds()
+	out := image.NewGray(image.Rect(0, 0, b.Dx()*factor, b.Dy()*factor))
+	for y := 0; y < out.Rect.Dy(); y++ {
+		src := g.Pix[(y/factor)*g.Stride : (y/factor)*g.Stride+b.Dx()]
+		row := out.Pix[y*out.Stride : y*out.Stride+out.Rect.Dx()]
+		for x := range row {
+			row[x] = src[x/factor]
+		}
+	}
+	return out
+}
+
+// background returns the gray value that transparent pixels are composited
+// onto: the mean colour of the corner pixels that are mostly opaque, or
+// white when all four corners are mostly transparent.
+func background(img image.Image) uint8 {
+	b := img.Bounds()
+	if b.Empty() {
+		return 255
+	}
+	corners := [4]image.Point{
+		b.Min, {b.Max.X - 1, b.Min.Y}, {b.Min.X, b.Max.Y - 1}, {b.Max.X - 1, b.Max.Y - 1},
+	}
+	sum, n := 0, 0
+	for _, p := range corners {
+		c := color.NRGBAModel.Convert(img.At(p.X, p.Y)).(color.NRGBA)
+		if c.A < 128 {
+			continue
+		}
+		sum += int(luma8(c.R, c.G, c.B))
+		n++
+	}
+	if n == 0 {
+		return 255
+	}
+	return uint8((sum + n/2) / n)
+}
+
+// luma8 is color.GrayModel's BT.601 luma on 8-bit components.
+func luma8(r, g, b uint8) uint8 {
+	return uint8((19595*uint32(r) + 38470*uint32(g) + 7471*uint32(b) + 1<<15) >> 16)
+}
+
+// toGray converts img to an 8-bit gray image with bounds at the origin,
+// compositing translucent pixels onto the gray level bg. The common decoder
+// outputs have fast paths; anything else goes through color conversion.
+func toGray(img image.Image, bg uint8) *image.Gray {
+	b := img.Bounds()
+	w, h := b.Dx(), b.Dy()
+	out := image.NewGray(image.Rect(0, 0, w, h))
+	// over composites a premultiplied 16-bit luma with alpha a onto bg.
+	over := func(y16, a uint32) uint8 {
+		v := y16 + (0xffff-a)*uint32(bg)*0x101/0xffff
+		return uint8(min(v, 0xffff) >> 8)
+	}
+	switch src := img.(type) {
+	case *image.Gray:
+		for y := 0; y < h; y++ {
+			copy(out.Pix[y*out.Stride:y*out.Stride+w], src.Pix[src.PixOffset(b.Min.X, b.Min.Y+y):])
+		}
+	case *image.YCbCr:
+		// For JPEG's full-range BT.601 YCbCr the Y sample is the luma.
+		for y := 0; y < h; y++ {
+			copy(out.Pix[y*out.Stride:y*out.Stride+w], src.Y[src.YOffset(b.Min.X, b.Min.Y+y):])
+		}
+	case *image.NRGBA:
+		for y := 0; y < h; y++ {
+			row := src.Pix[src.PixOffset(b.Min.X, b.Min.Y+y):]
+			dst := out.Pix[y*out.Stride : y*out.Stride+w]
+			for x := range dst {
+				p := row[4*x : 4*x+4 : 4*x+4]
+				a := uint32(p[3])
+				l := uint32(luma8(p[0], p[1], p[2]))
+				dst[x] = uint8((l*a + uint32(bg)*(255-a) + 127) / 255)
+			}
+		}
+	case *image.RGBA:
+		for y := 0; y < h; y++ {
+			row := src.Pix[src.PixOffset(b.Min.X, b.Min.Y+y):]
+			dst := out.Pix[y*out.Stride : y*out.Stride+w]
+			for x := range dst {
+				p := row[4*x : 4*x+4 : 4*x+4]
+				a := uint32(p[3])
+				// Premultiplied: luma is already scaled by alpha.
+				l := uint32(luma8(p[0], p[1], p[2]))
+				dst[x] = uint8(min((l*255+uint32(bg)*(255-a)+127)/255, 255))
+			}
+		}
+	case *image.Paletted:
+		var lut [256]uint8
+		for i, c := range src.Palette {
+			r, g, bl, a := c.RGBA()
+			lut[i] = over((19595*r+38470*g+7471*bl+1<<15)>>16, a)
+		}
+		for y := 0; y < h; y++ {
+			row := src.Pix[src.PixOffset(b.Min.X, b.Min.Y+y):]
+			dst := out.Pix[y*out.Stride : y*out.Stride+w]
+			for x := range dst {
+				dst[x] = lut[row[x]]
+			}
+		}
+	default:
+		for y := 0; y < h; y++ {
+			dst := out.Pix[y*out.Stride : y*out.Stride+w]
+			for x := range dst {
+				r, g, bl, a := img.At(b.Min.X+x, b.Min.Y+y).RGBA()
+				dst[x] = over((19595*r+38470*g+7471*bl+1<<15)>>16, a)
+			}
+		}
+	}
+	return out
+}
+
+// convert runs steps 2–8 of the package's pipeline on a gray image whose
+// bounds start at the origin.
+func convert(g *image.Gray) *image.Gray {
+	w, h := g.Rect.Dx(), g.Rect.Dy()
+	ref := (float64(g.Pix[0]) + float64(g.Pix[w-1]) +
+		float64(g.Pix[(h-1)*g.Stride]) + float64(g.Pix[(h-1)*g.Stride+w-1])) / 4
+
+	// 2. Trim.
+	crop := trim(g, ref)
+
+	// 3. Resize the longest edge to Side.
+	cw, ch := crop.Dx(), crop.Dy()
+	tw, th := Side, Side
+	if cw >= ch {
+		th = max(1, int(math.Round(float64(ch)*Side/float64(cw))))
+	} else {
+		tw = max(1, int(math.Round(float64(cw)*Side/float64(ch))))
+	}
+	small := image.NewGray(image.Rect(0, 0, tw, th))
+	draw.BiLinear.Scale(small, small.Rect, g, crop, draw.Src, nil)
+
+	// 4. Sharpen.
+	sharp := unsharp(small)
+
+	// 5–8. Extend, negate, level, quantise.
+	negate := ref > 127.5
+	bgv := ref
+	if negate {
+		bgv = 255 - ref
+	}
+	level := func(v float64) uint8 {
+		if negate {
+			v = 255 - v
+		}
+		v = (v - bgv) * 255 / (255 - bgv)
+		return uint8(math.Round(min(max(v, 0), 255)))
+	}
+	out := image.NewGray(image.Rect(0, 0, Side, Side))
+	fill := level(ref)
+	for i := range out.Pix {
+		out.Pix[i] = fill
+	}
+	x0, y0 := (Side-tw)/2, (Side-th)/2
+	for y := 0; y < th; y++ {
+		for x := 0; x < tw; x++ {
+			out.Pix[(y0+y)*out.Stride+x0+x] = level(sharp[y*tw+x])
+		}
+	}
+	return out
+}
+
+// trim returns the smallest rectangle of g outside which every pixel is
+// within trimTolerance of ref, or all of g if every pixel is.
+func trim(g *image.Gray, ref float64) image.Rectangle {
+	w, h := g.Rect.Dx(), g.Rect.Dy()
+	differs := func(x, y int) bool {
+		return math.Abs(float64(g.Pix[y*g.Stride+x])-ref) > trimTolerance
+	}
+	rowDiffers := func(y int) bool {
+		for x := 0; x < w; x++ {
+			if differs(x, y) {
+				return true
+			}
+		}
+		return false
+	}
+	colDiffers := func(x, y0, y1 int) bool {
+		for y := y0; y < y1; y++ {
+			if differs(x, y) {
+				return true
+			}
+		}
+		return false
+	}
+	top := 0
+	for top < h && !rowDiffers(top) {
+		top++
+	}
+	if top == h {
+		return g.Rect
+	}
+	bottom := h
+	for !rowDiffers(bottom - 1) {
+		bottom--
+	}
+	left := 0
+	for !colDiffers(left, top, bottom) {
+		left++
+	}
+	right := w
+	for !colDiffers(right-1, top, bottom) {
+		right--
+	}
+	return image.Rect(left, top, right, bottom)
+}
+
+// gaussian3 is the normalised 3-tap Gaussian with σ = 1: radius 1.
+var gaussian3 = func() [3]float64 {
+	e := math.Exp(-0.5)
+	s := 1 + 2*e
+	return [3]float64{e / s, 1 / s, e / s}
+}()
+
+// unsharp sharpens g with an unsharp mask (Gaussian radius 1, σ 1, amount
+// 1), replicating edge pixels, and returns the result unclamped in row-major
+// order so that rounding happens once, at the end of the pipeline.
+func unsharp(g *image.Gray) []float64 {
+	w, h := g.Rect.Dx(), g.Rect.Dy()
+	at := func(x, y int) float64 {
+		x = min(max(x, 0), w-1)
+		y = min(max(y, 0), h-1)
+		return float64(g.Pix[y*g.Stride+x])
+	}
+	// Separable blur: horizontal pass, then vertical.
+	tmp := make([]float64, w*h)
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			tmp[y*w+x] = gaussian3[0]*at(x-1, y) + gaussian3[1]*at(x, y) + gaussian3[2]*at(x+1, y)
+		}
+	}
+	out := make([]float64, w*h)
+	for y := 0; y < h; y++ {
+		up, down := max(y-1, 0), min(y+1, h-1)
+		for x := 0; x < w; x++ {
+			blur := gaussian3[0]*tmp[up*w+x] + gaussian3[1]*tmp[y*w+x] + gaussian3[2]*tmp[down*w+x]
+			v := at(x, y)
+			out[y*w+x] = min(max(v+(v-blur), 0), 255)
+		}
+	}
+	return out
+}
