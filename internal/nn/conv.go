@@ -1,0 +1,242 @@
+package nn
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+
+	"github.com/fashion-classifier/fashion/internal/tensor"
+)
+
+// colBudget bounds the im2col buffer (in float32s). Convolutions run over
+// chunks of images whose unfolded patches fit in it, which keeps the buffer
+// in cache and memory use flat whatever the batch size.
+const colBudget = 1 << 20
+
+// Conv2D is a 2-D convolution with square kernels, computed as im2col
+// followed by one matrix product per chunk of images. Its weight is stored
+// as [K·K·In, Out] (kernel row, kernel column, input channel; output
+// channel), which is the right-hand matrix of that product.
+type Conv2D struct {
+	In, Out, K, Stride, Pad int
+	// NoInputGrad skips the input gradient, for the first layer of a
+	// network where nobody needs it.
+	NoInputGrad bool
+
+	W, B *Param // B is nil when the layer has no bias
+
+	x       *Tensor
+	out, dx *Tensor
+	col     []float32
+}
+
+// NewConv2D returns a convolution with He-normal initial weights, the
+// initialisation that keeps activations' variance stable under ReLU.
+func NewConv2D(rng *rand.Rand, in, out, k, stride, pad int, bias bool) *Conv2D {
+	c := &Conv2D{In: in, Out: out, K: k, Stride: stride, Pad: pad}
+	c.W = newParam("weight", Weight, k*k*in, out)
+	std := math.Sqrt(2 / float64(k*k*in))
+	for i := range c.W.Value {
+		c.W.Value[i] = float32(rng.NormFloat64() * std)
+	}
+	if bias {
+		c.B = newParam("bias", NoDecay, out)
+	}
+	return c
+}
+
+// Params returns the weight and, if present, the bias.
+func (c *Conv2D) Params() []*Param {
+	if c.B == nil {
+		return []*Param{c.W}
+	}
+	return []*Param{c.W, c.B}
+}
+
+func (c *Conv2D) outSize(h, w int) (int, int) {
+	return (h+2*c.Pad-c.K)/c.Stride + 1, (w+2*c.Pad-c.K)/c.Stride + 1
+}
+
+// pointwise reports whether the convolution is a plain 1×1 product, where
+// the input already is the im2col matrix.
+func (c *Conv2D) pointwise() bool { return c.K == 1 && c.Stride == 1 && c.Pad == 0 }
+
+// chunk is how many images are unfolded at once.
+func (c *Conv2D) chunk(oh, ow int) int {
+	per := oh * ow * c.K * c.K * c.In
+	return max(1, colBudget/per)
+}
+
+// Forward convolves x, which must have c.In channels.
+func (c *Conv2D) Forward(x *Tensor, train bool) *Tensor {
+	if x.C != c.In {
+		panic(fmt.Sprintf("nn: Conv2D with %d input channels got %v", c.In, x))
+	}
+	c.x = x
+	oh, ow := c.outSize(x.H, x.W)
+	out := reuse(&c.out, x.N, oh, ow, c.Out)
+	kdim := c.K * c.K * c.In
+	rowsPer := oh * ow
+	if c.pointwise() {
+		tensor.Gemm(false, false, x.N*rowsPer, c.Out, kdim, 1, x.Data, kdim, c.W.Value, c.Out, 0, out.Data, c.Out)
+	} else {
+		step := c.chunk(oh, ow)
+		for n0 := 0; n0 < x.N; n0 += step {
+			n1 := min(n0+step, x.N)
+			rows := (n1 - n0) * rowsPer
+			col := c.im2col(x, n0, n1, oh, ow)
+			tensor.Gemm(false, false, rows, c.Out, kdim, 1, col, kdim, c.W.Value, c.Out, 0, out.Data[n0*rowsPer*c.Out:], c.Out)
+		}
+	}
+	if c.B != nil {
+		addBias(out.Data, c.B.Value)
+	}
+	return out
+}
+
+// Backward computes the weight (and bias) gradients and, unless
+// NoInputGrad is set, the input gradient.
+func (c *Conv2D) Backward(dy *Tensor) *Tensor {
+	x := c.x
+	oh, ow := dy.H, dy.W
+	kdim := c.K * c.K * c.In
+	rowsPer := oh * ow
+	if c.B != nil {
+		sumRows(c.B.Grad, dy.Data, c.Out)
+	}
+	var dx *Tensor
+	if !c.NoInputGrad {
+		dx = reuse(&c.dx, x.N, x.H, x.W, x.C)
+	}
+	if c.pointwise() {
+		rows := x.N * rowsPer
+		tensor.Gemm(true, false, kdim, c.Out, rows, 1, x.Data, kdim, dy.Data, c.Out, 0, c.W.Grad, c.Out)
+		if dx != nil {
+			tensor.Gemm(false, true, rows, kdim, c.Out, 1, dy.Data, c.Out, c.W.Value, c.Out, 0, dx.Data, kdim)
+		}
+		return dx
+	}
+	if dx != nil {
+		clear(dx.Data)
+	}
+	step := c.chunk(oh, ow)
+	for n0 := 0; n0 < x.N; n0 += step {
+		n1 := min(n0+step, x.N)
+		rows := (n1 - n0) * rowsPer
+		col := c.im2col(x, n0, n1, oh, ow)
+		dyc := dy.Data[n0*rowsPer*c.Out:]
+		beta := float32(1)
+		if n0 == 0 {
+			beta = 0
+		}
+		tensor.Gemm(true, false, kdim, c.Out, rows, 1, col, kdim, dyc, c.Out, beta, c.W.Grad, c.Out)
+		if dx != nil {
+			tensor.Gemm(false, true, rows, kdim, c.Out, 1, dyc, c.Out, c.W.Value, c.Out, 0, col, kdim)
+			c.col2im(col, dx, n0, n1, oh, ow)
+		}
+	}
+	return dx
+}
+
+// im2col unfolds images [n0, n1) of x into rows of K·K·In patch values, one
+// row per output pixel, with zeros where the kernel overhangs the border.
+func (c *Conv2D) im2col(x *Tensor, n0, n1, oh, ow int) []float32 {
+	kdim := c.K * c.K * c.In
+	rows := (n1 - n0) * oh * ow
+	if cap(c.col) < rows*kdim {
+		c.col = make([]float32, rows*kdim)
+	}
+	col := c.col[:rows*kdim]
+	ci := c.In
+	parallelFor(n1-n0, 1, func(lo, hi int) {
+		for n := n0 + lo; n < n0+hi; n++ {
+			img := x.Data[n*x.H*x.W*ci : (n+1)*x.H*x.W*ci]
+			dst := col[(n-n0)*oh*ow*kdim:]
+			for oy := 0; oy < oh; oy++ {
+				for ox := 0; ox < ow; ox++ {
+					row := dst[(oy*ow+ox)*kdim : (oy*ow+ox+1)*kdim]
+					iy0, ix0 := oy*c.Stride-c.Pad, ox*c.Stride-c.Pad
+					for ky := 0; ky < c.K; ky++ {
+						iy := iy0 + ky
+						seg := row[ky*c.K*ci : (ky+1)*c.K*ci]
+						if iy < 0 || iy >= x.H {
+							clear(seg)
+							continue
+						}
+						if ix0 >= 0 && ix0+c.K <= x.W {
+							copy(seg, img[(iy*x.W+ix0)*ci:(iy*x.W+ix0+c.K)*ci])
+							continue
+						}
+						for kx := 0; kx < c.K; kx++ {
+							ix := ix0 + kx
+							if ix < 0 || ix >= x.W {
+								clear(seg[kx*ci : (kx+1)*ci])
+							} else {
+								copy(seg[kx*ci:(kx+1)*ci], img[(iy*x.W+ix)*ci:(iy*x.W+ix+1)*ci])
+							}
+						}
+					}
+				}
+			}
+		}
+	})
+	return col
+}
+
+// col2im adds the patch gradients in col back onto the input pixels they
+// came from: the adjoint of im2col.
+func (c *Conv2D) col2im(col []float32, dx *Tensor, n0, n1, oh, ow int) {
+	kdim := c.K * c.K * c.In
+	ci := c.In
+	parallelFor(n1-n0, 1, func(lo, hi int) {
+		for n := n0 + lo; n < n0+hi; n++ {
+			img := dx.Data[n*dx.H*dx.W*ci : (n+1)*dx.H*dx.W*ci]
+			src := col[(n-n0)*oh*ow*kdim:]
+			for oy := 0; oy < oh; oy++ {
+				for ox := 0; ox < ow; ox++ {
+					row := src[(oy*ow+ox)*kdim : (oy*ow+ox+1)*kdim]
+					iy0, ix0 := oy*c.Stride-c.Pad, ox*c.Stride-c.Pad
+					for ky := 0; ky < c.K; ky++ {
+						iy := iy0 + ky
+						if iy < 0 || iy >= dx.H {
+							continue
+						}
+						for kx := 0; kx < c.K; kx++ {
+							ix := ix0 + kx
+							if ix < 0 || ix >= dx.W {
+								continue
+							}
+							d := img[(iy*dx.W+ix)*ci : (iy*dx.W+ix+1)*ci]
+							s := row[(ky*c.K+kx)*ci : (ky*c.K+kx+1)*ci]
+							for i := range d {
+								d[i] += s[i]
+							}
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
+// addBias adds b to every row of data (rows of len(b) values).
+func addBias(data, b []float32) {
+	for off := 0; off < len(data); off += len(b) {
+		row := data[off : off+len(b)]
+		for i := range row {
+			row[i] += b[i]
+		}
+	}
+}
+
+// sumRows sets dst to the column sums of data viewed as rows of width
+// values.
+func sumRows(dst, data []float32, width int) {
+	clear(dst)
+	for off := 0; off < len(data); off += width {
+		row := data[off : off+width]
+		for i := range dst {
+			dst[i] += row[i]
+		}
+	}
+}

@@ -1,0 +1,223 @@
+package nn
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+func randTensor(rng *rand.Rand, n, h, w, c int) *Tensor {
+	t := NewTensor(n, h, w, c)
+	for i := range t.Data {
+		t.Data[i] = float32(rng.NormFloat64())
+	}
+	return t
+}
+
+// probe is L = Σ r·f(x) for a fixed random r, so dL/dy = r.
+func probe(l Layer, x *Tensor, r []float32) float64 {
+	y := l.Forward(x, true)
+	var s float64
+	for i, v := range y.Data {
+		s += float64(v) * float64(r[i])
+	}
+	return s
+}
+
+// checkGrad compares a layer's analytic gradients (input and parameters)
+// with central finite differences at up to 40 random coordinates each.
+func checkGrad(t *testing.T, l Layer, x *Tensor, wantInputGrad bool) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(7, 8))
+	y := l.Forward(x, true)
+	r := make([]float32, len(y.Data))
+	for i := range r {
+		r[i] = float32(rng.NormFloat64())
+	}
+	dy := &Tensor{N: y.N, H: y.H, W: y.W, C: y.C, Data: append([]float32(nil), r...)}
+	dx := l.Backward(dy)
+	var dxc []float32
+	if dx != nil {
+		dxc = append([]float32(nil), dx.Data...)
+	}
+	params := l.Params()
+	grads := make([][]float32, len(params))
+	for i, p := range params {
+		if p.Kind != Buffer {
+			grads[i] = append([]float32(nil), p.Grad...)
+		}
+	}
+	// A small step keeps the chance of crossing a ReLU or max-pool kink
+	// low; the probe sums in float64, so float32 rounding stays well below
+	// the tolerance.
+	const h = 1e-3
+	l0 := probe(l, x, r)
+	check := func(name string, vals []float32, analytic []float32) {
+		t.Helper()
+		kinks := 0
+		trials := min(40, len(vals))
+		for range trials {
+			i := rng.IntN(len(vals))
+			old := vals[i]
+			vals[i] = old + h
+			lp := probe(l, x, r)
+			vals[i] = old - h
+			lm := probe(l, x, r)
+			vals[i] = old
+			num := (lp - lm) / (2 * h)
+			got := float64(analytic[i])
+			tol := 2e-2 * math.Max(1, math.Abs(num))
+			// Crossing a ReLU or max-pool kink inside [−h, h] bends the
+			// probe; the bend's size, (lp − 2·l0 + lm)/2h, is also about the
+			// error it puts into the central difference. Such coordinates
+			// say nothing about the analytic gradient, so they are skipped
+			// (and counted: a check that skips most coordinates fails).
+			if math.Abs(lp-2*l0+lm)/(2*h) > tol/4 {
+				kinks++
+				continue
+			}
+			if diff := math.Abs(num - got); diff > tol {
+				t.Errorf("%s[%d]: analytic %.5f, numeric %.5f", name, i, got, num)
+			}
+		}
+		if kinks > trials/4 {
+			t.Errorf("%s: %d of %d probes crossed a kink; the check is not meaningful", name, kinks, trials)
+		}
+	}
+	if wantInputGrad {
+		if dxc == nil {
+			t.Fatal("no input gradient")
+		}
+		check("dx", x.Data, dxc)
+	}
+	for i, p := range params {
+		if p.Kind != Buffer {
+			check(p.Name, p.Value, grads[i])
+		}
+	}
+}
+
+func TestGradients(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	withBias := func(l *Conv2D) *Conv2D {
+		for i := range l.B.Value {
+			l.B.Value[i] = float32(rng.NormFloat64())
+		}
+		return l
+	}
+	cases := []struct {
+		name       string
+		layer      Layer
+		n, h, w, c int
+	}{
+		{"conv3x3 pad1", NewConv2D(rng, 3, 5, 3, 1, 1, false), 2, 7, 5, 3},
+		{"conv3x3 stride2 bias", withBias(NewConv2D(rng, 2, 3, 3, 2, 1, true)), 3, 9, 7, 2},
+		{"conv5x5 pad0", NewConv2D(rng, 2, 4, 5, 1, 0, false), 1, 7, 8, 2},
+		{"conv1x1", withBias(NewConv2D(rng, 5, 3, 1, 1, 0, true)), 2, 3, 3, 5},
+		{"batchnorm", NewBatchNorm(3), 4, 3, 5, 3},
+		{"relu", NewActivation(ReLU), 2, 3, 3, 3},
+		{"hardsigmoid", NewActivation(HardSigmoid), 2, 3, 3, 3},
+		{"hardswish", NewActivation(HardSwish), 2, 3, 3, 3},
+		{"maxpool2", NewMaxPool(2, 2), 2, 6, 5, 3},
+		{"maxpool3s2", NewMaxPool(3, 2), 2, 7, 7, 2},
+		{"globalavg", &GlobalAvgPool{}, 3, 4, 5, 3},
+		{"linear", NewLinear(rng, 12, 7), 5, 1, 1, 12},
+		{"flatten+linear", NewSequential(&Flatten{}, NewLinear(rng, 2*3*4, 5)), 3, 2, 3, 4},
+		{"depthwise3x3", NewDepthwiseConv(rng, 4, 3, 1, 1), 2, 6, 5, 4},
+		{"depthwise3x3 stride2", NewDepthwiseConv(rng, 3, 3, 2, 1), 2, 7, 6, 3},
+		{"depthwise5x5 stride2", NewDepthwiseConv(rng, 2, 5, 2, 2), 2, 9, 8, 2},
+		{"squeeze-excite", NewSqueezeExcite(rng, 6, 3), 2, 4, 3, 6},
+		{"residual", NewResidual(NewSequential(NewConv2D(rng, 3, 3, 3, 1, 1, false), NewBatchNorm(3), NewActivation(HardSwish))), 2, 5, 4, 3},
+		{"vgg-ish block", NewSequential(NewConv2D(rng, 2, 4, 3, 1, 1, false), NewBatchNorm(4), NewActivation(ReLU), NewMaxPool(2, 2)), 3, 6, 6, 2},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			x := randTensor(rng, tc.n, tc.h, tc.w, tc.c)
+			checkGrad(t, tc.layer, x, true)
+		})
+	}
+}
+
+func TestCrossEntropyGradient(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, smooth := range []float32{0, 0.1} {
+		logits := randTensor(rng, 5, 1, 1, 7)
+		labels := []uint8{0, 3, 6, 2, 2}
+		ce := &CrossEntropy{Smoothing: smooth}
+		_, g, _ := ce.Loss(logits, labels)
+		grad := append([]float32(nil), g.Data...)
+		const h = 1e-2
+		for i := range logits.Data {
+			old := logits.Data[i]
+			logits.Data[i] = old + h
+			lp, _, _ := ce.Loss(logits, labels)
+			logits.Data[i] = old - h
+			lm, _, _ := ce.Loss(logits, labels)
+			logits.Data[i] = old
+			num := (lp - lm) / (2 * h)
+			if math.Abs(num-float64(grad[i])) > 1e-3 {
+				t.Errorf("smoothing %v: dlogits[%d] analytic %.5f numeric %.5f", smooth, i, grad[i], num)
+			}
+		}
+	}
+}
+
+func TestCrossEntropyValue(t *testing.T) {
+	// Uniform logits over k classes give loss ln k whatever the smoothing.
+	logits := NewTensor(2, 1, 1, 4)
+	for _, s := range []float32{0, 0.3} {
+		ce := &CrossEntropy{Smoothing: s}
+		loss, _, _ := ce.Loss(logits, []uint8{1, 2})
+		if math.Abs(loss-math.Log(4)) > 1e-6 {
+			t.Errorf("smoothing %v: loss %v, want ln 4", s, loss)
+		}
+	}
+}
+
+func TestDropout(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	d := NewDropout(rng, 0.5)
+	x := NewTensor(1, 1, 1, 10000)
+	for i := range x.Data {
+		x.Data[i] = 1
+	}
+	y := d.Forward(x, true)
+	zeros := 0
+	for _, v := range y.Data {
+		switch v {
+		case 0:
+			zeros++
+		case 2:
+		default:
+			t.Fatalf("kept value %v, want 2 (scaled by 1/(1-p))", v)
+		}
+	}
+	if zeros < 4700 || zeros > 5300 {
+		t.Errorf("%d of 10000 dropped, want about 5000", zeros)
+	}
+	dx := d.Backward(y)
+	for i, v := range dx.Data {
+		if want := y.Data[i] * y.Data[i] / x.Data[i]; v != want && !(v == 0 && want == 0) {
+			t.Fatalf("dx[%d] = %v, want %v", i, v, want)
+		}
+	}
+	if got := d.Forward(x, false); got != x {
+		t.Error("inference-mode dropout is not the identity")
+	}
+}
+
+func TestBatchNormInference(t *testing.T) {
+	b := NewBatchNorm(2)
+	b.RunMean.Value = []float32{1, -2}
+	b.RunVar.Value = []float32{4, 0.25}
+	b.Gamma.Value = []float32{2, 1}
+	b.Beta.Value = []float32{0.5, 0}
+	x := &Tensor{N: 1, H: 1, W: 1, C: 2, Data: []float32{3, -1}}
+	y := b.Forward(x, false)
+	want := []float32{2*(3-1)/float32(math.Sqrt(4+1e-5)) + 0.5, (-1 + 2) / float32(math.Sqrt(0.25+1e-5))}
+	for i := range want {
+		if math.Abs(float64(y.Data[i]-want[i])) > 1e-5 {
+			t.Errorf("y[%d] = %v, want %v", i, y.Data[i], want[i])
+		}
+	}
+}
