@@ -2,11 +2,84 @@ package main
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
+	"fmt"
 	"io"
+	"os"
+	"text/tabwriter"
+
+	"github.com/fashion-classifier/fashion/internal/buildinfo"
+	"github.com/fashion-classifier/fashion/internal/model"
 )
 
-// runVersion is a placeholder until the command lands.
+// versionReport is what "fashion version -json" prints: the build and the
+// model the binary would serve. ModelError is set instead of Model when the
+// model cannot be loaded, so the build half is still reported.
+type versionReport struct {
+	buildinfo.Info
+	Model      *model.Info `json:"model,omitempty"`
+	ModelError string      `json:"model_error,omitempty"`
+}
+
+// runVersion prints the binary's version, commit, toolchain and platform and
+// the name, architecture, checksum and test accuracy of the model it would
+// serve (the embedded one, or WEIGHT_PATH's). A model that fails to load is
+// reported in the output rather than as a failure, because the build
+// information is still worth printing.
 func runVersion(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("not implemented yet")
+	fs := newFlagSet("version", stderr)
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q: version takes only flags", fs.Args())
+	}
+
+	rep := versionReport{Info: buildinfo.Read()}
+	if c, err := model.Open("", os.Getenv); err != nil {
+		rep.ModelError = err.Error()
+	} else {
+		info := c.Info()
+		rep.Model = &info
+	}
+
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return fmt.Errorf("writing version report: %w", err)
+		}
+		return nil
+	}
+	return writeVersionText(stdout, rep)
+}
+
+// writeVersionText prints rep as aligned "key: value" lines for people.
+func writeVersionText(w io.Writer, rep versionReport) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
+	commit := rep.Commit
+	if rep.Modified {
+		commit += " (modified)"
+	}
+	fmt.Fprintf(tw, "version:\t%s\n", rep.Version)
+	fmt.Fprintf(tw, "commit:\t%s\n", commit)
+	fmt.Fprintf(tw, "go:\t%s\n", rep.GoVersion)
+	fmt.Fprintf(tw, "platform:\t%s/%s\n", rep.OS, rep.Arch)
+	if m := rep.Model; m != nil {
+		fmt.Fprintf(tw, "model:\t%s (%s, %d parameters)\n", m.Name, m.Arch, m.Params)
+		fmt.Fprintf(tw, "model source:\t%s\n", m.Source)
+		fmt.Fprintf(tw, "model sha256:\t%s\n", m.SHA256)
+		if m.TestAccuracy > 0 {
+			fmt.Fprintf(tw, "test accuracy:\t%.4f\n", m.TestAccuracy)
+		} else {
+			fmt.Fprintf(tw, "test accuracy:\tunknown\n")
+		}
+	} else {
+		fmt.Fprintf(tw, "model:\tunavailable: %s\n", rep.ModelError)
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("writing version report: %w", err)
+	}
+	return nil
 }

@@ -1,0 +1,47 @@
+# Multi-stage build of the fashion classification service.
+#
+#   docker build --build-arg VERSION=1.0.0 --build-arg COMMIT=$(git rev-parse HEAD) \
+#     -t fashion-classifier:1.0.0 .
+#   docker run -d -p 8080:8080 fashion-classifier:1.0.0
+#
+# The release binary is built by deploy/build.sh, the same script that
+# deploy/image-check uses to build and test this image's filesystem without
+# a Docker engine; keep the two in step (deploy/imagecheck's tests compare
+# this file's final stage with the image the check assembles).
+
+# Build stage: the official Go image, pinned to the module's Go release line.
+FROM golang:1.26 AS build
+WORKDIR /src
+# Download modules in their own layer so code changes do not refetch them.
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+# .git is not in the build context (.dockerignore), so the version and commit
+# come from build arguments.
+ARG VERSION=dev
+ARG COMMIT=unknown
+RUN VERSION="$VERSION" COMMIT="$COMMIT" deploy/build.sh /rootfs/fashion
+# The final image's filesystem: the static binary, the CA bundle for
+# fetching https:// image URLs, a passwd/group entry for the non-root user,
+# and a world-writable sticky /tmp for request bodies Go spills to disk.
+RUN mkdir -p /rootfs/etc/ssl/certs /rootfs/tmp \
+ && chmod 1777 /rootfs/tmp \
+ && cp /etc/ssl/certs/ca-certificates.crt /rootfs/etc/ssl/certs/ca-certificates.crt \
+ && cp deploy/rootfs/etc/passwd deploy/rootfs/etc/group /rootfs/etc/
+
+# Final stage: nothing but the files above; no shell, no package manager.
+FROM scratch
+ARG VERSION=dev
+ARG COMMIT=unknown
+LABEL org.opencontainers.image.title="fashion-classifier" \
+      org.opencontainers.image.version="$VERSION" \
+      org.opencontainers.image.revision="$COMMIT"
+COPY --from=build /rootfs/ /
+ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
+# nonroot (see deploy/rootfs/etc/passwd); numeric so Kubernetes'
+# runAsNonRoot can verify it without reading /etc/passwd.
+USER 65532:65532
+EXPOSE 8080
+# No HEALTHCHECK: scratch has no shell or curl to run one, and orchestrators
+# probe GET /readyz and GET /healthz themselves.
+ENTRYPOINT ["/fashion", "serve"]
