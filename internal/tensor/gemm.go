@@ -203,26 +203,36 @@ func (p *gemmProblem) packB(p0, p1 int) {
 		j := p.jc + jp*nr
 		w := min(nr, p.jc+p.nc-j)
 		dst := p.bp[jp*k*nr : (jp+1)*k*nr]
-		if !p.transB {
-			// op(B)[q][j] = b[q·ldb+j]: each k step is a contiguous run.
+		switch {
+		case p.transB:
+			// op(B)[q][j] = b[j·ldb+q]: read rows of the stored B
+			// contiguously and scatter them into the panel.
+			for jj := 0; jj < w; jj++ {
+				src := p.b[(j+jj)*p.ldb : (j+jj)*p.ldb+k]
+				for q, v := range src {
+					dst[q*nr+jj] = v
+				}
+			}
+			if w < nr {
+				for q := 0; q < k; q++ {
+					clear(dst[q*nr+w : q*nr+nr])
+				}
+			}
+		case w == 16 && nr == 16:
+			// op(B)[q][j] = b[q·ldb+j]: each k step is a contiguous run,
+			// copied as a fixed-size array to avoid a memmove call.
+			for q := 0; q < k; q++ {
+				*(*[16]float32)(dst[q*16:]) = *(*[16]float32)(p.b[q*p.ldb+j:])
+			}
+		case w == 32 && nr == 32:
+			for q := 0; q < k; q++ {
+				*(*[32]float32)(dst[q*32:]) = *(*[32]float32)(p.b[q*p.ldb+j:])
+			}
+		default:
 			for q := 0; q < k; q++ {
 				d := dst[q*nr : q*nr+nr]
 				copy(d, p.b[q*p.ldb+j:q*p.ldb+j+w])
 				clear(d[w:])
-			}
-			continue
-		}
-		// op(B)[q][j] = b[j·ldb+q]: read rows of the stored B contiguously
-		// and scatter them into the panel.
-		for jj := 0; jj < w; jj++ {
-			src := p.b[(j+jj)*p.ldb : (j+jj)*p.ldb+k]
-			for q, v := range src {
-				dst[q*nr+jj] = v
-			}
-		}
-		if w < nr {
-			for q := 0; q < k; q++ {
-				clear(dst[q*nr+w : q*nr+nr])
 			}
 		}
 	}
@@ -236,26 +246,48 @@ func (p *gemmProblem) packA(dst []float32, i0, mc, q0, kc int) {
 		i := i0 + ip*mr
 		h := min(mr, i0+mc-i)
 		d := dst[ip*kc*mr : (ip+1)*kc*mr]
-		if p.transA {
+		switch {
+		case p.transA && h == 6 && mr == 6:
 			// op(A)[i][q] = a[q·lda+i]: each k step is a contiguous run.
 			for q := 0; q < kc; q++ {
-				src := p.a[(q0+q)*p.lda+i : (q0+q)*p.lda+i+h]
+				*(*[6]float32)(d[q*6:]) = *(*[6]float32)(p.a[(q0+q)*p.lda+i:])
+			}
+		case p.transA && h == 12 && mr == 12:
+			for q := 0; q < kc; q++ {
+				*(*[12]float32)(d[q*12:]) = *(*[12]float32)(p.a[(q0+q)*p.lda+i:])
+			}
+		case p.transA:
+			for q := 0; q < kc; q++ {
 				dq := d[q*mr : q*mr+mr]
-				copy(dq, src)
+				copy(dq, p.a[(q0+q)*p.lda+i:(q0+q)*p.lda+i+h])
 				clear(dq[h:])
 			}
-			continue
-		}
-		// op(A)[i][q] = a[i·lda+q]: read rows contiguously and scatter.
-		for ii := 0; ii < h; ii++ {
-			src := p.a[(i+ii)*p.lda+q0 : (i+ii)*p.lda+q0+kc]
-			for q, v := range src {
-				d[q*mr+ii] = v
+		case h == 6 && mr == 6:
+			// op(A)[i][q] = a[i·lda+q]: gather one value from each of the
+			// six rows per k step, writing the panel sequentially.
+			off := i*p.lda + q0
+			r0 := p.a[off : off+kc]
+			r1 := p.a[off+p.lda : off+p.lda+kc]
+			r2 := p.a[off+2*p.lda : off+2*p.lda+kc]
+			r3 := p.a[off+3*p.lda : off+3*p.lda+kc]
+			r4 := p.a[off+4*p.lda : off+4*p.lda+kc]
+			r5 := p.a[off+5*p.lda : off+5*p.lda+kc]
+			for q := range r0 {
+				dq := (*[6]float32)(d[q*6:])
+				dq[0], dq[1], dq[2], dq[3], dq[4], dq[5] = r0[q], r1[q], r2[q], r3[q], r4[q], r5[q]
 			}
-		}
-		if h < mr {
-			for q := 0; q < kc; q++ {
-				clear(d[q*mr+h : q*mr+mr])
+		default:
+			// Read rows contiguously and scatter.
+			for ii := 0; ii < h; ii++ {
+				src := p.a[(i+ii)*p.lda+q0 : (i+ii)*p.lda+q0+kc]
+				for q, v := range src {
+					d[q*mr+ii] = v
+				}
+			}
+			if h < mr {
+				for q := 0; q < kc; q++ {
+					clear(d[q*mr+h : q*mr+mr])
+				}
 			}
 		}
 	}
