@@ -16,11 +16,11 @@ type kernel struct {
 	// packed at once.
 	kc, mc int
 	// fn computes tile = alpha·Ap·Bp over k steps, where Ap is k-major with
-	// mr values per step and Bp is k-major with nr values per step, and
-	// stores C = tile + beta·C for the mr×nr tile at c with row stride ldc.
-	// beta == 0 stores without reading C. a must hold k·mr values, b k·nr
-	// values and c (mr-1)·ldc+nr values.
-	fn func(k int, a, b, c []float32, ldc int, alpha, beta float32)
+	// mr values per step and Bp has the nr values of step q at b[q·ldb:],
+	// and stores C = tile + beta·C for the mr×nr tile at c with row stride
+	// ldc. beta == 0 stores without reading C. a must hold k·mr values, b
+	// (k-1)·ldb+nr values and c (mr-1)·ldc+nr values.
+	fn func(k int, a, b []float32, ldb int, c []float32, ldc int, alpha, beta float32)
 }
 
 const (
@@ -92,36 +92,55 @@ func gemm(kern *kernel, threads int, transA, transB bool, m, n, k int, alpha flo
 		m: m, n: n, k: k, alpha: alpha, beta: beta,
 		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
 	}
+	p.setBlocking()
+	switch {
+	case threads <= 1:
+		p.runSerial()
+	case k >= 8*max(m, n) && k >= 2*threads*kern.kc:
+		// Few outputs, long sums (the weight gradient of a convolution):
+		// row blocks would all stream the whole of A and B, so give each
+		// goroutine a slice of K instead and add the partial products.
+		runSplitK(p, threads)
+	default:
+		runParallel(p, threads)
+	}
+}
+
+// directBMaxRows is the largest m for which full B micro-panels are read in
+// place rather than packed: with so few rows each value of B is used only a
+// few times, and copying it would cost as much as the arithmetic.
+const directBMaxRows = 18
+
+// setBlocking chooses the K block size and whether B is read in place.
+func (p *gemmProblem) setBlocking() {
+	kern := p.kern
 	// Split K into near-equal blocks no larger than kern.kc (with 25% slack
 	// so that K slightly above kc stays a single pass over C).
 	nkb := 1
-	if k > kern.kc+kern.kc/4 {
-		nkb = (k + kern.kc - 1) / kern.kc
+	if p.k > kern.kc+kern.kc/4 {
+		nkb = (p.k + kern.kc - 1) / kern.kc
 	}
-	p.kc = (k + nkb - 1) / nkb
-
-	// Columns of op(B) packed at once: all of them unless that is large.
-	nc := n
-	if maxCols := packBMaxFloats / k / kern.nr * kern.nr; nc > maxCols {
-		nc = max(kern.nr, maxCols)
-	}
-	ncPanels := (nc + kern.nr - 1) / kern.nr
-
-	bws := getWorkspace(ncPanels * kern.nr * k)
-	defer putWorkspace(bws)
-	p.bp = bws.buf
-
-	if threads <= 1 {
-		p.runSerial(nc)
-		return
-	}
-	runParallel(p, threads, nc)
+	p.kc = (p.k + nkb - 1) / nkb
+	p.directB = !p.transB && p.m <= directBMaxRows
 }
 
-// runSerial computes the product on the calling goroutine, packing at most
-// nc columns of op(B) at a time.
-func (p *gemmProblem) runSerial(nc int) {
+// packCols returns how many columns of op(B) are packed at once: all of them
+// unless that would take more than packBMaxFloats.
+func (p *gemmProblem) packCols() int {
+	nc := p.n
+	if maxCols := packBMaxFloats / p.k / p.kern.nr * p.kern.nr; nc > maxCols {
+		nc = max(p.kern.nr, maxCols)
+	}
+	return nc
+}
+
+// runSerial computes the product on the calling goroutine.
+func (p *gemmProblem) runSerial() {
 	kern := p.kern
+	nc := p.packCols()
+	bws := getWorkspace((nc + kern.nr - 1) / kern.nr * kern.nr * p.k)
+	defer putWorkspace(bws)
+	p.bp = bws.buf
 	aws := getWorkspace(kern.mc * p.kc)
 	defer putWorkspace(aws)
 	for jc := 0; jc < p.n; jc += nc {
@@ -134,12 +153,52 @@ func (p *gemmProblem) runSerial(nc int) {
 	}
 }
 
-// runParallel computes the product on up to threads goroutines, packing at
-// most nc columns of op(B) at a time. p is a copy so that the serial path's
-// problem can stay on the stack.
-func runParallel(p gemmProblem, threads, nc int) {
+// runSplitK computes the product on threads goroutines, each taking a
+// contiguous range of K. The first range accumulates into C directly; the
+// others go to scratch matrices that are added to C at the end.
+func runSplitK(p gemmProblem, threads int) {
+	m, n := p.m, p.n
+	scratch := getWorkspace((threads - 1) * m * n)
+	defer putWorkspace(scratch)
+	parallelFor(threads, threads, func(_, t int) {
+		k0, k1 := t*p.k/threads, (t+1)*p.k/threads
+		sub := p
+		sub.k = k1 - k0
+		if p.transA {
+			sub.a = p.a[k0*p.lda:]
+		} else {
+			sub.a = p.a[k0:]
+		}
+		if p.transB {
+			sub.b = p.b[k0:]
+		} else {
+			sub.b = p.b[k0*p.ldb:]
+		}
+		if t > 0 {
+			sub.c = scratch.buf[(t-1)*m*n : t*m*n]
+			sub.ldc, sub.beta = n, 0
+		}
+		sub.setBlocking()
+		sub.runSerial()
+	})
+	for t := 1; t < threads; t++ {
+		part := scratch.buf[(t-1)*m*n : t*m*n]
+		for i := 0; i < m; i++ {
+			Axpy(1, part[i*n:(i+1)*n], p.c[i*p.ldc:i*p.ldc+n])
+		}
+	}
+}
+
+// runParallel computes the product on up to threads goroutines, splitting
+// C into row blocks (and, for few rows, column ranges). p is a copy so that
+// the serial path's problem can stay on the stack.
+func runParallel(p gemmProblem, threads int) {
 	kern := p.kern
 	m := p.m
+	nc := p.packCols()
+	bws := getWorkspace((nc + kern.nr - 1) / kern.nr * kern.nr * p.k)
+	defer putWorkspace(bws)
+	p.bp = bws.buf
 	aws := make([]*workspace, threads)
 	for i := range aws {
 		aws[i] = getWorkspace(kern.mc * p.kc)
@@ -190,6 +249,9 @@ type gemmProblem struct {
 	lda, ldb, ldc  int
 
 	kc int // K block size
+	// directB reports that full micro-panels of B are read in place from
+	// b (which is then not transposed); only a partial last panel is packed.
+	directB bool
 	// bp holds columns [jc, jc+nc) of op(B), packed over all of K: panel j
 	// occupies bp[j·k·nr:(j+1)·k·nr].
 	bp     []float32
@@ -202,6 +264,9 @@ func (p *gemmProblem) packB(p0, p1 int) {
 	for jp := p0; jp < p1; jp++ {
 		j := p.jc + jp*nr
 		w := min(nr, p.jc+p.nc-j)
+		if p.directB && w == nr {
+			continue
+		}
 		dst := p.bp[jp*k*nr : (jp+1)*k*nr]
 		switch {
 		case p.transB:
@@ -309,16 +374,19 @@ func (p *gemmProblem) block(ws *workspace, i0, mc, jp0, jp1 int) {
 		for jp := jp0; jp < jp1; jp++ {
 			j := p.jc + jp*nr
 			w := min(nr, p.jc+p.nc-j)
-			bp := p.bp[jp*p.k*nr+q0*nr : jp*p.k*nr+(q0+kc)*nr]
+			bp, ldb := p.bp[jp*p.k*nr+q0*nr:jp*p.k*nr+(q0+kc)*nr], nr
+			if p.directB && w == nr {
+				bp, ldb = p.b[q0*p.ldb+j:], p.ldb
+			}
 			for ip := 0; ip*mr < mc; ip++ {
 				i := i0 + ip*mr
 				h := min(mr, i0+mc-i)
 				ap := abuf[ip*kc*mr : (ip+1)*kc*mr]
 				if h == mr && w == nr {
-					kern.fn(kc, ap, bp, p.c[i*p.ldc+j:], p.ldc, p.alpha, beta)
+					kern.fn(kc, ap, bp, ldb, p.c[i*p.ldc+j:], p.ldc, p.alpha, beta)
 					continue
 				}
-				kern.fn(kc, ap, bp, tile, nr, p.alpha, 0)
+				kern.fn(kc, ap, bp, ldb, tile, nr, p.alpha, 0)
 				mergeTile(p.c[i*p.ldc+j:], p.ldc, tile, nr, h, w, beta)
 			}
 		}

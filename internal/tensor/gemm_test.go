@@ -160,6 +160,9 @@ func TestGemmBlocking(t *testing.T) {
 		{m: 1, n: 300, k: 257, alpha: 1, beta: 0.5},
 		{m: 300, n: 1, k: 129, alpha: 1, beta: 0},
 		{m: 7, n: 129, k: 1000, alpha: 1, beta: 0},
+		// K much longer than m and n: split across goroutines.
+		{transA: true, m: 30, n: 20, k: 2100, pad: 1, alpha: 1, beta: 0},
+		{transB: true, m: 13, n: 35, k: 2500, alpha: -0.5, beta: 2},
 	}
 	rng := newRand(3)
 	for _, kern := range cpuKernels() {

@@ -7,7 +7,7 @@ import "golang.org/x/sys/cpu"
 // lengths.
 //
 //go:noescape
-func kern6x16AVX2(k int, a, b, c *float32, ldc int, alpha, beta float32)
+func kern6x16AVX2(k int, a, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
 
 // avx2Kernel is the 6×16 AVX2+FMA micro-kernel: 12 YMM accumulators, two
 // loads of B and six broadcasts of A per k step.
@@ -15,12 +15,12 @@ var avx2Kernel = kernel{
 	name: "avx2-6x16",
 	mr:   6, nr: 16,
 	kc: 320, mc: 96,
-	fn: func(k int, a, b, c []float32, ldc int, alpha, beta float32) {
+	fn: func(k int, a, b []float32, ldb int, c []float32, ldc int, alpha, beta float32) {
 		// Bounds checks the assembly cannot do.
 		_ = a[k*6-1]
-		_ = b[k*16-1]
+		_ = b[(k-1)*ldb+15]
 		_ = c[5*ldc+15]
-		kern6x16AVX2(k, &a[0], &b[0], &c[0], ldc, alpha, beta)
+		kern6x16AVX2(k, &a[0], &b[0], ldb, &c[0], ldc, alpha, beta)
 	},
 }
 

@@ -11,13 +11,13 @@ var goKernel = kernel{
 }
 
 // kern6x16Go computes a 6×16 tile; see kernel.fn for the contract.
-func kern6x16Go(k int, a, b, c []float32, ldc int, alpha, beta float32) {
+func kern6x16Go(k int, a, b []float32, ldb int, c []float32, ldc int, alpha, beta float32) {
 	const mr, nr = 6, 16
 	var acc [mr][nr]float32
 	a = a[:k*mr]
-	b = b[:k*nr]
+	b = b[:(k-1)*ldb+nr]
 	for q := 0; q < k; q++ {
-		bq := (*[nr]float32)(b[q*nr:])
+		bq := (*[nr]float32)(b[q*ldb:])
 		aq := (*[mr]float32)(a[q*mr:])
 		for i, ai := range aq {
 			row := &acc[i]
