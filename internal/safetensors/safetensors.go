@@ -1,0 +1,220 @@
+// Package safetensors reads and writes the safetensors format: an 8-byte
+// little-endian header length, a JSON header naming each tensor's dtype,
+// shape and byte range, then the raw little-endian tensor data. It is the
+// format Hugging Face tools use, safe to load from untrusted sources because
+// it holds no code, only numbers.
+//
+// Only float32 ("F32") tensors are supported; that is all our models use.
+package safetensors
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+)
+
+// MaxHeader bounds the JSON header. Real headers of our models are a few
+// kilobytes; the cap stops a corrupt length from causing a huge allocation.
+const MaxHeader = 16 << 20
+
+// Tensor is one named float32 array.
+type Tensor struct {
+	Name  string
+	Shape []int
+	Data  []float32
+}
+
+// File is the decoded content of a safetensors file.
+type File struct {
+	Metadata map[string]string
+	Tensors  []Tensor // in file order
+}
+
+// Lookup returns the tensor with the given name.
+func (f *File) Lookup(name string) (Tensor, bool) {
+	for _, t := range f.Tensors {
+		if t.Name == name {
+			return t, true
+		}
+	}
+	return Tensor{}, false
+}
+
+type entry struct {
+	DType   string   `json:"dtype"`
+	Shape   []int    `json:"shape"`
+	Offsets [2]int64 `json:"data_offsets"`
+}
+
+// Decode parses a whole safetensors file, validating the header, every
+// tensor's dtype, shape and byte range (in bounds, non-overlapping, sized
+// to match the shape) before converting any data.
+func Decode(data []byte) (*File, error) {
+	if len(data) < 8 {
+		return nil, fmt.Errorf("safetensors: file is %d bytes, too short for the 8-byte header length", len(data))
+	}
+	n := binary.LittleEndian.Uint64(data)
+	if n > MaxHeader || n > uint64(len(data)-8) {
+		return nil, fmt.Errorf("safetensors: header length %d does not fit in a %d-byte file (truncated or not a safetensors file)", n, len(data))
+	}
+	var raw map[string]json.RawMessage
+	dec := json.NewDecoder(bytes.NewReader(data[8 : 8+n]))
+	if err := dec.Decode(&raw); err != nil {
+		return nil, fmt.Errorf("safetensors: header is not valid JSON: %w", err)
+	}
+	body := data[8+n:]
+	f := &File{Metadata: map[string]string{}}
+	type span struct {
+		name       string
+		begin, end int64
+	}
+	var spans []span
+	for name, msg := range raw {
+		if name == "__metadata__" {
+			if err := json.Unmarshal(msg, &f.Metadata); err != nil {
+				return nil, fmt.Errorf("safetensors: __metadata__ must map strings to strings: %w", err)
+			}
+			continue
+		}
+		var e entry
+		d := json.NewDecoder(bytes.NewReader(msg))
+		d.DisallowUnknownFields()
+		if err := d.Decode(&e); err != nil {
+			return nil, fmt.Errorf("safetensors: tensor %q: bad header entry: %w", name, err)
+		}
+		if e.DType != "F32" {
+			return nil, fmt.Errorf("safetensors: tensor %q has dtype %q; only F32 is supported", name, e.DType)
+		}
+		count := int64(1)
+		for _, d := range e.Shape {
+			if d < 0 || (d > 0 && count > math.MaxInt32/int64(d)) {
+				return nil, fmt.Errorf("safetensors: tensor %q has invalid shape %v", name, e.Shape)
+			}
+			count *= int64(d)
+		}
+		b, end := e.Offsets[0], e.Offsets[1]
+		if b < 0 || end < b || end > int64(len(body)) {
+			return nil, fmt.Errorf("safetensors: tensor %q byte range [%d,%d) is outside the %d data bytes (truncated file?)", name, b, end, len(body))
+		}
+		if end-b != 4*count {
+			return nil, fmt.Errorf("safetensors: tensor %q of shape %v needs %d bytes, header gives %d", name, e.Shape, 4*count, end-b)
+		}
+		vals := make([]float32, count)
+		for i := range vals {
+			vals[i] = math.Float32frombits(binary.LittleEndian.Uint32(body[b+4*int64(i):]))
+		}
+		f.Tensors = append(f.Tensors, Tensor{Name: name, Shape: e.Shape, Data: vals})
+		spans = append(spans, span{name, b, end})
+	}
+	sort.Slice(spans, func(i, j int) bool { return spans[i].begin < spans[j].begin })
+	for i := 1; i < len(spans); i++ {
+		if spans[i].begin < spans[i-1].end {
+			return nil, fmt.Errorf("safetensors: tensors %q and %q overlap", spans[i-1].name, spans[i].name)
+		}
+	}
+	order := make(map[string]int64, len(spans))
+	for _, s := range spans {
+		order[s.name] = s.begin
+	}
+	sort.SliceStable(f.Tensors, func(i, j int) bool { return order[f.Tensors[i].Name] < order[f.Tensors[j].Name] })
+	return f, nil
+}
+
+// Encode writes tensors and metadata in safetensors form, data in the
+// given order.
+func Encode(w io.Writer, f *File) error {
+	header := map[string]any{}
+	if len(f.Metadata) > 0 {
+		header["__metadata__"] = f.Metadata
+	}
+	var off int64
+	for _, t := range f.Tensors {
+		if _, dup := header[t.Name]; dup || t.Name == "" {
+			return fmt.Errorf("safetensors: empty or duplicate tensor name %q", t.Name)
+		}
+		count := 1
+		for _, d := range t.Shape {
+			count *= d
+		}
+		if count != len(t.Data) {
+			return fmt.Errorf("safetensors: tensor %q has shape %v but %d values", t.Name, t.Shape, len(t.Data))
+		}
+		shape := t.Shape
+		if shape == nil {
+			shape = []int{}
+		}
+		header[t.Name] = entry{DType: "F32", Shape: shape, Offsets: [2]int64{off, off + 4*int64(count)}}
+		off += 4 * int64(count)
+	}
+	h, err := json.Marshal(header)
+	if err != nil {
+		return fmt.Errorf("safetensors: encoding header: %w", err)
+	}
+	// Pad the header with spaces to 8 bytes so the data is aligned, as the
+	// reference implementation does.
+	for len(h)%8 != 0 {
+		h = append(h, ' ')
+	}
+	buf := make([]byte, 8, 8+len(h)+int(off))
+	binary.LittleEndian.PutUint64(buf, uint64(len(h)))
+	buf = append(buf, h...)
+	for _, t := range f.Tensors {
+		for _, v := range t.Data {
+			buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(v))
+		}
+	}
+	_, err = w.Write(buf)
+	return err
+}
+
+// WriteFile writes f to path atomically: to a temporary file in the same
+// directory, synced, then renamed over path, so a crash never leaves a
+// half-written model under the final name.
+func WriteFile(path string, f *File) (err error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("safetensors: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if err := Encode(tmp, f); err != nil {
+		return fmt.Errorf("safetensors: writing %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return fmt.Errorf("safetensors: syncing %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("safetensors: closing %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("safetensors: %w", err)
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		d.Sync() // make the rename durable; best effort on file systems that refuse
+		d.Close()
+	}
+	return nil
+}
+
+// ReadFile reads and decodes the safetensors file at path.
+func ReadFile(path string) (*File, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	f, err := Decode(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return f, nil
+}

@@ -1,0 +1,112 @@
+package safetensors
+
+import (
+	"bytes"
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func sample() *File {
+	return &File{
+		Metadata: map[string]string{"arch": "vgg", "seed": "1"},
+		Tensors: []Tensor{
+			{Name: "conv1.weight", Shape: []int{9, 4}, Data: make([]float32, 36)},
+			{Name: "fc.bias", Shape: []int{3}, Data: []float32{1.5, -2, 3.25}},
+			{Name: "scalar", Shape: []int{}, Data: []float32{7}},
+		},
+	}
+}
+
+func encode(t *testing.T, f *File) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	if err := Encode(&b, f); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+func TestRoundTrip(t *testing.T) {
+	f := sample()
+	f.Tensors[0].Data[5] = 0.25
+	got, err := Decode(encode(t, f))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, f) {
+		t.Errorf("round trip changed the file:\n got %+v\nwant %+v", got, f)
+	}
+	dir := t.TempDir()
+	p := filepath.Join(dir, "m.safetensors")
+	if err := WriteFile(p, f); err != nil {
+		t.Fatal(err)
+	}
+	if back, err := ReadFile(p); err != nil || !reflect.DeepEqual(back, f) {
+		t.Errorf("ReadFile: %v", err)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Errorf("WriteFile left %d files, want only the model", len(entries))
+	}
+}
+
+func TestDecodeRejects(t *testing.T) {
+	good := encode(t, sample())
+	hdrLen := binary.LittleEndian.Uint64(good)
+	header := string(good[8 : 8+hdrLen])
+	withHeader := func(h string) []byte {
+		b := binary.LittleEndian.AppendUint64(nil, uint64(len(h)))
+		return append(append(b, h...), good[8+hdrLen:]...)
+	}
+	flipped := append([]byte(nil), good...)
+	flipped[3] = 0x7f
+	tests := []struct {
+		name, want string
+		data       []byte
+	}{
+		{"empty", "too short", nil},
+		{"truncated data", "outside", good[:len(good)-4]},
+		{"huge header length", "does not fit", flipped},
+		{"not json", "not valid JSON", withHeader("{nope")},
+		{"wrong dtype", "only F32", withHeader(strings.Replace(header, `"F32"`, `"F16"`, 1))},
+		{"shape mismatch", "needs", withHeader(strings.Replace(header, `[9,4]`, `[9,5]`, 1))},
+		{"negative dim", "invalid shape", withHeader(strings.Replace(header, `[9,4]`, `[-9,4]`, 1))},
+		{"unknown field", "bad header entry", withHeader(strings.Replace(header, `"dtype"`, `"x":1,"dtype"`, 1))},
+		{"overlap", "overlap", withHeader(`{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}`)},
+		{"bad metadata", "__metadata__", withHeader(`{"__metadata__":{"a":1}}`)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Decode(tc.data)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Decode error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	var b bytes.Buffer
+	Encode(&b, sample())
+	f.Add(b.Bytes())
+	f.Add([]byte{})
+	f.Add([]byte("\x02\x00\x00\x00\x00\x00\x00\x00{}"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		file, err := Decode(data)
+		if err != nil {
+			return
+		}
+		// Whatever decodes must encode and decode to the same tensors.
+		var out bytes.Buffer
+		if err := Encode(&out, file); err != nil {
+			t.Fatalf("decoded file does not encode: %v", err)
+		}
+		if _, err := Decode(out.Bytes()); err != nil {
+			t.Fatalf("re-encoded file does not decode: %v", err)
+		}
+	})
+}
