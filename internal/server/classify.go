@@ -1,0 +1,559 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"image"
+	"image/png"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"strconv"
+	"sync"
+
+	"github.com/fashion-classifier/fashion/internal/fetch"
+	"github.com/fashion-classifier/fashion/internal/imageprep"
+	"github.com/fashion-classifier/fashion/internal/metrics"
+	"github.com/fashion-classifier/fashion/internal/model"
+)
+
+// Class is one entry of a result's ranking.
+type Class struct {
+	Label       string  `json:"label"`
+	ClassID     int     `json:"class_id"`
+	Probability float32 `json:"probability"`
+}
+
+// Result is the classification of one image, the object the report's
+// /image-classify answered, extended with a ranking.
+type Result struct {
+	Label      string  `json:"label"`
+	ClassID    int     `json:"class_id"`
+	Confidence float32 `json:"confidence"`
+	Top        []Class `json:"top"`
+	// InputImage is the 28×28 image the model saw, as a PNG data URL; only
+	// present when the request asked for it (include_input=1).
+	InputImage string `json:"input_image,omitempty"`
+}
+
+// BatchItem is one entry of a batch answer: a Result, or the error that
+// stopped this one image (the other images are still classified).
+type BatchItem struct {
+	*Result
+	Error  string `json:"error,omitempty"`
+	Status int    `json:"status,omitempty"`
+}
+
+// BatchResponse answers a batch request, one item per input in input order.
+type BatchResponse struct {
+	Results []BatchItem `json:"results"`
+}
+
+// ModelResponse answers GET /v1/model.
+type ModelResponse struct {
+	model.Info
+	MaxBatch  int   `json:"max_batch"`
+	MaxImages int   `json:"max_images"`
+	MaxBody   int64 `json:"max_body_bytes"`
+}
+
+// defaultTopK is the ranking length when a request does not say.
+const defaultTopK = 3
+
+// rawImageTypes are the Content-Types POST /v1/classify takes as a raw image
+// body. The bytes decide the format; the type only says "this is an image".
+var rawImageTypes = map[string]bool{
+	"image/png": true, "image/jpeg": true, "image/jpg": true, "image/gif": true,
+	"image/webp": true, "image/bmp": true, "image/x-ms-bmp": true,
+	"application/octet-stream": true,
+}
+
+// options are the per-request settings of a classification.
+type options struct {
+	topK         int
+	includeInput bool
+}
+
+// parseOptions reads top_k and include_input from the query string.
+func (s *Server) parseOptions(r *http.Request) (options, error) {
+	o := options{topK: defaultTopK}
+	q := r.URL.Query()
+	if v := q.Get("top_k"); v != "" {
+		k, err := s.checkTopK(v)
+		if err != nil {
+			return o, err
+		}
+		o.topK = k
+	}
+	switch v := q.Get("include_input"); v {
+	case "", "0", "false":
+	case "1", "true":
+		o.includeInput = true
+	default:
+		return o, withStatus(http.StatusBadRequest, fmt.Errorf("include_input=%q: want 1 or 0", v))
+	}
+	return o, nil
+}
+
+// checkTopK parses a top_k value: an integer from 1 to the number of classes.
+func (s *Server) checkTopK(v string) (int, error) {
+	k, err := strconv.Atoi(v)
+	if err != nil || k < 1 || k > len(s.info.Classes) {
+		return 0, withStatus(http.StatusBadRequest,
+			fmt.Errorf("top_k=%q: want an integer from 1 to %d", v, len(s.info.Classes)))
+	}
+	return k, nil
+}
+
+// prepare decodes image bytes into the 28×28 grayscale image the model sees,
+// mapping imageprep's errors to HTTP statuses. A panic inside a decoder is a
+// bad image, not a server fault, so it becomes a 400.
+func (s *Server) prepare(data []byte) (g *image.Gray, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.log.Warn("image decoder panicked", "panic", v, "bytes", len(data))
+			g, err = nil, withStatus(http.StatusBadRequest, fmt.Errorf("image could not be decoded (decoder failed: %v)", v))
+		}
+	}()
+	if len(data) == 0 {
+		return nil, withStatus(http.StatusBadRequest, errors.New("empty image: the request carried no image bytes"))
+	}
+	g, err = imageprep.Prepare(data, s.cfg.MaxPixels)
+	if err != nil {
+		return nil, imageError(err)
+	}
+	if b := g.Bounds(); b.Dx() != model.Side || b.Dy() != model.Side {
+		return nil, fmt.Errorf("image preparation gave %dx%d pixels, want %dx%d", b.Dx(), b.Dy(), model.Side, model.Side)
+	}
+	return g, nil
+}
+
+// decodeImage decodes image bytes for display, with the same checks and
+// status mapping as prepare.
+func (s *Server) decodeImage(data []byte) (img image.Image, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.log.Warn("image decoder panicked", "panic", v, "bytes", len(data))
+			img, err = nil, withStatus(http.StatusBadRequest, fmt.Errorf("image could not be decoded (decoder failed: %v)", v))
+		}
+	}()
+	if len(data) == 0 {
+		return nil, withStatus(http.StatusBadRequest, errors.New("empty image: no image bytes"))
+	}
+	img, _, err = imageprep.Decode(data, s.cfg.MaxPixels)
+	if err != nil {
+		return nil, imageError(err)
+	}
+	return img, nil
+}
+
+// imageError attaches the HTTP status that fits an imageprep error.
+func imageError(err error) error {
+	switch {
+	case errors.Is(err, imageprep.ErrUnsupported):
+		return withStatus(http.StatusUnsupportedMediaType, err)
+	case errors.Is(err, imageprep.ErrTooLarge):
+		return withStatus(http.StatusRequestEntityTooLarge, err)
+	default:
+		return withStatus(http.StatusBadRequest, err)
+	}
+}
+
+// grayPixels returns the Side×Side pixels of g in row order.
+func grayPixels(g *image.Gray) []uint8 {
+	b := g.Bounds()
+	if g.Stride == model.Side && b.Dx() == model.Side && b.Dy() == model.Side {
+		off := g.PixOffset(b.Min.X, b.Min.Y)
+		return g.Pix[off : off+model.Pixels]
+	}
+	pix := make([]uint8, 0, model.Pixels)
+	for y := b.Min.Y; y < b.Min.Y+model.Side; y++ {
+		off := g.PixOffset(b.Min.X, y)
+		pix = append(pix, g.Pix[off:off+model.Side]...)
+	}
+	return pix
+}
+
+// classify runs the model on prepared images and builds one Result each.
+func (s *Server) classify(ctx context.Context, t *ticket, imgs []*image.Gray, o options) ([]Result, error) {
+	x := make([]float32, len(imgs)*model.Pixels)
+	for i, g := range imgs {
+		s.info.Normalize(x[i*model.Pixels:(i+1)*model.Pixels], grayPixels(g))
+	}
+	probs, err := s.batch.submit(ctx, t, x, len(imgs))
+	if err != nil {
+		return nil, err
+	}
+	nc := len(s.info.Classes)
+	res := make([]Result, len(imgs))
+	for i := range imgs {
+		res[i] = s.result(probs[i*nc:(i+1)*nc], o.topK)
+		if o.includeInput {
+			res[i].InputImage = pngDataURL(imgs[i])
+		}
+	}
+	s.metrics.images.Add(float64(len(imgs)))
+	return res, nil
+}
+
+// result turns one row of probabilities into a Result with a top-k ranking.
+func (s *Server) result(p []float32, topK int) Result {
+	ids := metrics.TopK(p, topK)
+	top := make([]Class, len(ids))
+	for i, id := range ids {
+		top[i] = Class{Label: s.info.Classes[id], ClassID: id, Probability: p[id]}
+	}
+	best := metrics.Argmax(p)
+	return Result{Label: s.info.Classes[best], ClassID: best, Confidence: p[best], Top: top}
+}
+
+// pngEncoder encodes small images fast; the model input is 784 bytes, so
+// compression effort buys nothing.
+var pngEncoder = png.Encoder{CompressionLevel: png.BestSpeed}
+
+// pngDataURL encodes g as a PNG data URL.
+func pngDataURL(g image.Image) string {
+	var buf bytes.Buffer
+	buf.WriteString("data:image/png;base64,")
+	enc := base64.NewEncoder(base64.StdEncoding, &buf)
+	if err := pngEncoder.Encode(enc, g); err != nil {
+		return "" // cannot happen for an in-memory image
+	}
+	enc.Close()
+	return buf.String()
+}
+
+// bufPool recycles request body buffers; bodies larger than maxPooledBuf are
+// left to the garbage collector so one huge upload does not pin memory.
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+const maxPooledBuf = 1 << 20
+
+func getBuf() *bytes.Buffer { b := bufPool.Get().(*bytes.Buffer); b.Reset(); return b }
+
+func putBuf(b *bytes.Buffer) {
+	if b.Cap() <= maxPooledBuf {
+		bufPool.Put(b)
+	}
+}
+
+// readBody reads the whole request body, capped at Config.MaxBody.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, buf *bytes.Buffer) error {
+	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBody)
+	if r.ContentLength > 0 && r.ContentLength <= s.cfg.MaxBody {
+		buf.Grow(int(r.ContentLength) + 1)
+	}
+	if _, err := buf.ReadFrom(body); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return withStatus(http.StatusRequestEntityTooLarge,
+				fmt.Errorf("request body is larger than the %d-byte limit", s.cfg.MaxBody))
+		}
+		return withStatus(http.StatusBadRequest, fmt.Errorf("reading request body: %w", err))
+	}
+	return nil
+}
+
+// fetchImage downloads url under the fetch policy, counting failures by
+// reason. Refusals keep the status the fetch package chose (400/403/…).
+func (s *Server) fetchImage(ctx context.Context, url string) ([]byte, error) {
+	if url == "" {
+		return nil, withStatus(http.StatusBadRequest, errors.New("missing url: pass the image address as url=…"))
+	}
+	res, err := s.fetch.Get(ctx, url)
+	if err != nil {
+		var fe *fetch.Error
+		if errors.As(err, &fe) {
+			s.metrics.fetchFailures.WithLabelValues(fe.Reason).Inc()
+			code := fe.Status
+			if code == 0 {
+				code = http.StatusBadGateway
+			}
+			return nil, withStatus(code, err)
+		}
+		s.metrics.fetchFailures.WithLabelValues("other").Inc()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, withStatus(http.StatusBadGateway, fmt.Errorf("fetching %q: %w", url, err))
+	}
+	return res.Body, nil
+}
+
+// handleImageClassify is the report's GET /image-classify?url=U&top_k=K.
+func (s *Server) handleImageClassify(w http.ResponseWriter, r *http.Request) {
+	t := s.batch.announce(1)
+	defer t.release()
+	o, err := s.parseOptions(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	data, err := s.fetchImage(r.Context(), r.URL.Query().Get("url"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	g, err := s.prepare(data)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	res, err := s.classify(r.Context(), &t, []*image.Gray{g}, o)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res[0])
+}
+
+// handleImageView is the report's GET /image-view?url=U: the fetched image
+// re-encoded as PNG, or with preprocessed=1 the 28×28 model input scaled up.
+func (s *Server) handleImageView(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	preprocessed := false
+	switch v := q.Get("preprocessed"); v {
+	case "", "0", "false":
+	case "1", "true":
+		preprocessed = true
+	default:
+		s.fail(w, r, withStatus(http.StatusBadRequest, fmt.Errorf("preprocessed=%q: want 1 or 0", v)))
+		return
+	}
+	scale := 10
+	if v := q.Get("scale"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 32 {
+			s.fail(w, r, withStatus(http.StatusBadRequest, fmt.Errorf("scale=%q: want an integer from 1 to 32", v)))
+			return
+		}
+		scale = n
+	}
+	data, err := s.fetchImage(r.Context(), q.Get("url"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var out image.Image
+	if preprocessed {
+		g, err := s.prepare(data)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		out = imageprep.Enlarge(g, scale)
+	} else {
+		img, err := s.decodeImage(data)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		out = img
+	}
+	buf := getBuf()
+	defer putBuf(buf)
+	if err := pngEncoder.Encode(buf, out); err != nil {
+		s.fail(w, r, fmt.Errorf("encoding PNG: %w", err))
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "image/png")
+	h.Set("Content-Length", strconv.Itoa(buf.Len()))
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	w.Write(buf.Bytes())
+}
+
+// handleV1Model describes the served model and the request limits.
+func (s *Server) handleV1Model(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, ModelResponse{Info: s.info, MaxBatch: s.cfg.MaxBatch,
+		MaxImages: s.cfg.MaxImages, MaxBody: s.cfg.MaxBody})
+}
+
+// handleClassify is POST /v1/classify: a raw image body, a multipart batch
+// of "file" parts, or a JSON document naming images by URL or base64.
+func (s *Server) handleClassify(w http.ResponseWriter, r *http.Request) {
+	t := s.batch.announce(1)
+	defer t.release()
+	o, err := s.parseOptions(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	ct := r.Header.Get("Content-Type")
+	mt, params, err := mime.ParseMediaType(ct)
+	if ct == "" {
+		mt, err = "application/octet-stream", nil
+	}
+	if err != nil {
+		s.fail(w, r, withStatus(http.StatusUnsupportedMediaType, fmt.Errorf("Content-Type %q: %w", ct, err)))
+		return
+	}
+	switch {
+	case mt == "multipart/form-data":
+		s.classifyMultipart(w, r, &t, params["boundary"], o)
+	case mt == "application/json":
+		s.classifyJSON(w, r, &t, o)
+	case rawImageTypes[mt]:
+		buf := getBuf()
+		defer putBuf(buf)
+		if err := s.readBody(w, r, buf); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		g, err := s.prepare(buf.Bytes())
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		res, err := s.classify(r.Context(), &t, []*image.Gray{g}, o)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, res[0])
+	default:
+		s.fail(w, r, withStatus(http.StatusUnsupportedMediaType, fmt.Errorf(
+			"Content-Type %q is not accepted: send an image (image/png, image/jpeg, image/gif, image/webp, image/bmp), multipart/form-data with file parts, or application/json", mt)))
+	}
+}
+
+// upload is one image of a batch: its bytes, or why they could not be read.
+type upload struct {
+	name string
+	data []byte
+	img  *image.Gray
+	err  error
+}
+
+// readMultipart reads the "file" parts of a multipart/form-data body in
+// order; other form fields are skipped. It fails if there are no file parts
+// or more than maxImages.
+func readMultipart(body io.Reader, boundary string, maxImages int) ([]upload, error) {
+	if boundary == "" {
+		return nil, withStatus(http.StatusBadRequest, errors.New("multipart/form-data without a boundary parameter"))
+	}
+	mr := multipart.NewReader(body, boundary)
+	var ups []upload
+	for {
+		p, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, multipartError(err)
+		}
+		if p.FormName() != "file" {
+			if _, err := io.Copy(io.Discard, p); err != nil {
+				return nil, multipartError(err)
+			}
+			continue
+		}
+		if len(ups) == maxImages {
+			return nil, withStatus(http.StatusRequestEntityTooLarge,
+				fmt.Errorf("more than %d file parts; send at most %d images per request", maxImages, maxImages))
+		}
+		data, err := io.ReadAll(p)
+		if err != nil {
+			return nil, multipartError(err)
+		}
+		ups = append(ups, upload{name: p.FileName(), data: data})
+	}
+	if len(ups) == 0 {
+		return nil, withStatus(http.StatusBadRequest, errors.New(`multipart body has no "file" part`))
+	}
+	return ups, nil
+}
+
+// multipartError attaches a status to an error met while reading a
+// multipart body: the size cap is 413, anything else malformed input.
+func multipartError(err error) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return withStatus(http.StatusRequestEntityTooLarge, fmt.Errorf("request body is larger than the %d-byte limit", mbe.Limit))
+	}
+	return withStatus(http.StatusBadRequest, fmt.Errorf("malformed multipart body: %w", err))
+}
+
+// classifyMultipart answers a multipart upload: one file gives one Result,
+// several give a BatchResponse with a per-file error where a file is bad.
+func (s *Server) classifyMultipart(w http.ResponseWriter, r *http.Request, t *ticket, boundary string, o options) {
+	ups, err := readMultipart(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody), boundary, s.cfg.MaxImages)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if len(ups) == 1 {
+		g, err := s.prepare(ups[0].data)
+		if err != nil {
+			s.fail(w, r, fmt.Errorf("file %q: %w", ups[0].name, err))
+			return
+		}
+		res, err := s.classify(r.Context(), t, []*image.Gray{g}, o)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, res[0])
+		return
+	}
+	for i := range ups {
+		s.prepareUpload(&ups[i])
+	}
+	s.answerBatch(w, r, t, ups, o)
+}
+
+// prepareUpload decodes u.data into u.img, or records in u.err why it
+// could not, and drops the raw bytes either way.
+func (s *Server) prepareUpload(u *upload) {
+	if u.err != nil {
+		return
+	}
+	g, err := s.prepare(u.data)
+	u.data = nil
+	if err != nil {
+		if u.name != "" {
+			err = fmt.Errorf("file %q: %w", u.name, err)
+		}
+		u.err = err
+		return
+	}
+	u.img = g
+}
+
+// answerBatch classifies every prepared upload in one submission and answers
+// a BatchResponse in input order, with per-item errors for the rest.
+func (s *Server) answerBatch(w http.ResponseWriter, r *http.Request, t *ticket, ups []upload, o options) {
+	imgs := make([]*image.Gray, 0, len(ups))
+	for _, u := range ups {
+		if u.err == nil {
+			imgs = append(imgs, u.img)
+		}
+	}
+	t.release()
+	var res []Result
+	if len(imgs) > 0 {
+		var err error
+		res, err = s.classify(r.Context(), nil, imgs, o)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	out := BatchResponse{Results: make([]BatchItem, len(ups))}
+	k := 0
+	for i, u := range ups {
+		if u.err != nil {
+			out.Results[i] = BatchItem{Error: u.err.Error(), Status: statusOf(u.err)}
+			continue
+		}
+		out.Results[i] = BatchItem{Result: &res[k]}
+		k++
+	}
+	writeJSON(w, http.StatusOK, out)
+}

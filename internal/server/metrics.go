@@ -1,0 +1,101 @@
+package server
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// serverMetrics holds the server's Prometheus collectors. They live on a
+// registry of their own, so two servers in one process (as in tests) never
+// collide and nothing depends on the global default registry.
+type serverMetrics struct {
+	reg *prometheus.Registry
+
+	requests        *prometheus.CounterVec   // by route and status code
+	latency         *prometheus.HistogramVec // by route
+	batchSize       prometheus.Histogram
+	inference       prometheus.Histogram
+	inferenceErrors prometheus.Counter
+	rejected        prometheus.Counter // queue full
+	cancelled       prometheus.Counter // abandoned before inference
+	images          prometheus.Counter
+	fetchFailures   *prometheus.CounterVec // by reason
+}
+
+func newServerMetrics() *serverMetrics {
+	m := &serverMetrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fashion_http_requests_total",
+			Help: "HTTP requests answered, by route pattern (method and path, or \"unmatched\") and status code.",
+		}, []string{"route", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "fashion_http_request_duration_seconds",
+			Help:    "Time from request start to handler return, by route pattern.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5, 10},
+		}, []string{"route"}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "fashion_batch_size_images",
+			Help:    "Images per forward pass formed by the micro-batcher.",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256},
+		}),
+		inference: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "fashion_inference_duration_seconds",
+			Help:    "Time of one batched forward pass.",
+			Buckets: []float64{.0002, .0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1},
+		}),
+		inferenceErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "fashion_inference_errors_total",
+			Help: "Forward passes that failed.",
+		}),
+		rejected: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "fashion_queue_rejected_total",
+			Help: "Requests refused with 503 because the inference queue was full.",
+		}),
+		cancelled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "fashion_queue_cancelled_total",
+			Help: "Queued requests dropped before inference because the client went away.",
+		}),
+		images: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "fashion_images_classified_total",
+			Help: "Images classified successfully, over every endpoint.",
+		}),
+		fetchFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fashion_fetch_failures_total",
+			Help: "URL fetches that failed or were refused, by reason.",
+		}, []string{"reason"}),
+	}
+	m.reg.MustRegister(m.requests, m.latency, m.batchSize, m.inference, m.inferenceErrors,
+		m.rejected, m.cancelled, m.images, m.fetchFailures,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// registerQueue exports the batcher's queue length as a gauge read at scrape
+// time, so the hot path does no bookkeeping for it.
+func (m *serverMetrics) registerQueue(b *batcher) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "fashion_queue_depth",
+		Help: "Requests waiting for the micro-batcher.",
+	}, func() float64 { return float64(b.queueLen()) }))
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "fashion_queue_pending_images",
+		Help: "Images announced by requests still being decoded.",
+	}, func() float64 { return float64(b.pending.Load()) }))
+}
+
+// observe records one answered request.
+func (m *serverMetrics) observe(route string, code int, seconds float64) {
+	m.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+	m.latency.WithLabelValues(route).Observe(seconds)
+}
+
+// handler serves the registry in the Prometheus exposition format.
+func (m *serverMetrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}

@@ -1,0 +1,494 @@
+package server
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"strconv"
+
+	"github.com/fashion-classifier/fashion/internal/model"
+)
+
+// This file implements the KServe / Open Inference Protocol v2 REST API
+// (https://kserve.github.io/website/latest/modelserving/data_plane/v2_protocol/),
+// including the binary tensor data extension Triton's clients use by
+// default, so those clients work unchanged.
+
+// Names of the tensors the model takes and gives under the v2 protocol.
+const (
+	v2InputFP32   = "input"
+	v2InputUINT8  = "input_uint8"
+	v2Output      = "probabilities"
+	v2Version     = "1"
+	v2Platform    = "fashion-go"
+	v2HeaderLen   = "Inference-Header-Content-Length"
+	maxDataNested = 8 // deepest nesting accepted in a tensor's "data"
+)
+
+// V2TensorMetadata describes one tensor in model metadata.
+type V2TensorMetadata struct {
+	Name     string  `json:"name"`
+	Datatype string  `json:"datatype"`
+	Shape    []int64 `json:"shape"`
+}
+
+// V2ModelMetadata answers GET /v2/models/{name}.
+type V2ModelMetadata struct {
+	Name     string             `json:"name"`
+	Versions []string           `json:"versions"`
+	Platform string             `json:"platform"`
+	Inputs   []V2TensorMetadata `json:"inputs"`
+	Outputs  []V2TensorMetadata `json:"outputs"`
+}
+
+// V2ServerMetadata answers GET /v2.
+type V2ServerMetadata struct {
+	Name       string   `json:"name"`
+	Version    string   `json:"version"`
+	Extensions []string `json:"extensions"`
+}
+
+// V2InferRequest is the body of POST /v2/models/{name}/infer.
+type V2InferRequest struct {
+	ID         string           `json:"id,omitempty"`
+	Parameters map[string]any   `json:"parameters,omitempty"`
+	Inputs     []V2InferInput   `json:"inputs"`
+	Outputs    []V2RequestedOut `json:"outputs,omitempty"`
+}
+
+// V2InferInput is one input tensor of an inference request. Data holds the
+// values row-major, flat or nested; with the binary extension it is absent
+// and Parameters["binary_data_size"] says how many bytes follow the JSON.
+type V2InferInput struct {
+	Name       string          `json:"name"`
+	Shape      []int64         `json:"shape"`
+	Datatype   string          `json:"datatype"`
+	Parameters map[string]any  `json:"parameters,omitempty"`
+	Data       json.RawMessage `json:"data,omitempty"`
+}
+
+// V2RequestedOut names an output the client wants.
+type V2RequestedOut struct {
+	Name       string         `json:"name"`
+	Parameters map[string]any `json:"parameters,omitempty"`
+}
+
+// V2InferResponse answers an inference request.
+type V2InferResponse struct {
+	ModelName    string          `json:"model_name"`
+	ModelVersion string          `json:"model_version,omitempty"`
+	ID           string          `json:"id,omitempty"`
+	Outputs      []V2InferOutput `json:"outputs"`
+}
+
+// V2InferOutput is one output tensor, always sent as JSON data.
+type V2InferOutput struct {
+	Name     string    `json:"name"`
+	Datatype string    `json:"datatype"`
+	Shape    []int64   `json:"shape"`
+	Data     []float32 `json:"data"`
+}
+
+// v2Input is a decoded inference request: n normalised images.
+type v2Input struct {
+	id string
+	x  []float32
+	n  int
+}
+
+// decodeInferRequest parses an inference request whose JSON part is header
+// and whose binary tensor data (if any) is bin, and returns the images
+// normalised with info. It accepts one input tensor: FP32 already
+// normalised, or UINT8 raw pixels, shaped [n,1,28,28] or [n,28,28], with n
+// at most maxImages.
+func decodeInferRequest(header, bin []byte, info model.Info, maxImages int) (*v2Input, error) {
+	var req V2InferRequest
+	dec := json.NewDecoder(bytes.NewReader(header))
+	if err := dec.Decode(&req); err != nil {
+		return nil, fmt.Errorf("inference request JSON: %w", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, errors.New("inference request JSON: unexpected data after the request object")
+	}
+	for _, o := range req.Outputs {
+		if o.Name != v2Output {
+			return nil, fmt.Errorf("unknown output %q: the model has one output, %q", o.Name, v2Output)
+		}
+	}
+	if len(req.Inputs) != 1 {
+		return nil, fmt.Errorf("got %d input tensors, want exactly 1 (%q FP32 [-1,1,28,28] or %q UINT8 [-1,28,28])",
+			len(req.Inputs), v2InputFP32, v2InputUINT8)
+	}
+	in := req.Inputs[0]
+	n, err := imagesInShape(in.Shape)
+	if err != nil {
+		return nil, fmt.Errorf("input %q: %w", in.Name, err)
+	}
+	if n > maxImages {
+		return nil, fmt.Errorf("input %q: %d images, at most %d per request", in.Name, n, maxImages)
+	}
+	want := n * model.Pixels
+	out := &v2Input{id: req.ID, n: n, x: make([]float32, want)}
+
+	binSize, hasBin, err := binaryDataSize(in.Parameters)
+	if err != nil {
+		return nil, fmt.Errorf("input %q: %w", in.Name, err)
+	}
+	if hasBin && in.Data != nil {
+		return nil, fmt.Errorf("input %q: has both \"data\" and binary_data_size", in.Name)
+	}
+	if !hasBin && len(bin) > 0 {
+		return nil, fmt.Errorf("%d bytes of binary data follow the JSON but no input declares binary_data_size", len(bin))
+	}
+	if hasBin && binSize != int64(len(bin)) {
+		return nil, fmt.Errorf("input %q: binary_data_size is %d but %d bytes follow the JSON", in.Name, binSize, len(bin))
+	}
+
+	switch in.Datatype {
+	case "FP32":
+		if hasBin {
+			if len(bin) != want*4 {
+				return nil, fmt.Errorf("input %q: %d bytes of FP32 binary data, want %d for shape %v", in.Name, len(bin), want*4, in.Shape)
+			}
+			for i := range out.x {
+				v := math.Float32frombits(binary.LittleEndian.Uint32(bin[4*i:]))
+				if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+					return nil, fmt.Errorf("input %q: value %d is %v, want a finite number", in.Name, i, v)
+				}
+				out.x[i] = v
+			}
+			return out, nil
+		}
+		i := 0
+		err := scanTensorData(in.Data, func(tok []byte) error {
+			if i == want {
+				return fmt.Errorf("more than %d values for shape %v", want, in.Shape)
+			}
+			v, err := strconv.ParseFloat(string(tok), 32)
+			if err != nil || math.IsInf(v, 0) {
+				return fmt.Errorf("value %d (%s) is not a finite FP32 number", i, tok)
+			}
+			out.x[i] = float32(v)
+			i++
+			return nil
+		})
+		if err == nil && i != want {
+			err = fmt.Errorf("%d values, want %d for shape %v", i, want, in.Shape)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("input %q data: %w", in.Name, err)
+		}
+		return out, nil
+
+	case "UINT8":
+		var pix []uint8
+		if hasBin {
+			if len(bin) != want {
+				return nil, fmt.Errorf("input %q: %d bytes of UINT8 binary data, want %d for shape %v", in.Name, len(bin), want, in.Shape)
+			}
+			pix = bin
+		} else {
+			pix = make([]uint8, 0, want)
+			err := scanTensorData(in.Data, func(tok []byte) error {
+				if len(pix) == want {
+					return fmt.Errorf("more than %d values for shape %v", want, in.Shape)
+				}
+				v, ok := parseUint8(tok)
+				if !ok {
+					return fmt.Errorf("value %d (%s) is not an integer from 0 to 255", len(pix), tok)
+				}
+				pix = append(pix, v)
+				return nil
+			})
+			if err == nil && len(pix) != want {
+				err = fmt.Errorf("%d values, want %d for shape %v", len(pix), want, in.Shape)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("input %q data: %w", in.Name, err)
+			}
+		}
+		info.Normalize(out.x, pix)
+		return out, nil
+	}
+	return nil, fmt.Errorf("input %q: datatype %q is not supported; use FP32 (normalised) or UINT8 (pixels)", in.Name, in.Datatype)
+}
+
+// imagesInShape returns n for a shape [n,1,28,28] or [n,28,28].
+func imagesInShape(shape []int64) (int, error) {
+	ok := false
+	switch len(shape) {
+	case 4:
+		ok = shape[1] == 1 && shape[2] == model.Side && shape[3] == model.Side
+	case 3:
+		ok = shape[1] == model.Side && shape[2] == model.Side
+	}
+	if !ok || shape[0] < 1 {
+		return 0, fmt.Errorf("shape %v: want [n,1,%d,%d] or [n,%d,%d] with n ≥ 1", shape, model.Side, model.Side, model.Side, model.Side)
+	}
+	if shape[0] > math.MaxInt32/model.Pixels {
+		return 0, fmt.Errorf("shape %v: too many images", shape)
+	}
+	return int(shape[0]), nil
+}
+
+// binaryDataSize reads the binary tensor data extension's parameter.
+func binaryDataSize(params map[string]any) (int64, bool, error) {
+	v, ok := params["binary_data_size"]
+	if !ok {
+		return 0, false, nil
+	}
+	f, isNum := v.(float64)
+	if !isNum || f < 0 || f != math.Trunc(f) || f > math.MaxInt32 {
+		return 0, false, fmt.Errorf("binary_data_size %v: want a non-negative integer", v)
+	}
+	return int64(f), true, nil
+}
+
+// parseUint8 parses a JSON number that must be an integer from 0 to 255;
+// "12.0" and "1.2e1" are accepted, as numpy-produced JSON writes them so.
+func parseUint8(tok []byte) (uint8, bool) {
+	v := 0
+	for _, c := range tok {
+		if c < '0' || c > '9' {
+			f, err := strconv.ParseFloat(string(tok), 64)
+			if err != nil || f < 0 || f > 255 || f != math.Trunc(f) {
+				return 0, false
+			}
+			return uint8(f), true
+		}
+		v = v*10 + int(c-'0')
+		if v > 255 {
+			return 0, false
+		}
+	}
+	return uint8(v), len(tok) > 0
+}
+
+// scanTensorData walks a tensor's JSON "data" — a number or arrays of
+// numbers nested up to maxDataNested deep — and calls f with each number's
+// text in row-major order.
+// Only the count of values is checked against the shape, as the protocol
+// allows flat and nested forms alike.
+func scanTensorData(data []byte, f func(tok []byte) error) error {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return errors.New(`missing "data"`)
+	}
+	p := &dataScanner{buf: data, f: f}
+	p.skipSpace()
+	if err := p.value(0); err != nil {
+		return err
+	}
+	p.skipSpace()
+	if p.pos != len(p.buf) {
+		return fmt.Errorf("unexpected %q at offset %d", p.buf[p.pos], p.pos)
+	}
+	return nil
+}
+
+type dataScanner struct {
+	buf []byte
+	pos int
+	f   func([]byte) error
+}
+
+func (p *dataScanner) skipSpace() {
+	for p.pos < len(p.buf) {
+		switch p.buf[p.pos] {
+		case ' ', '\t', '\n', '\r':
+			p.pos++
+		default:
+			return
+		}
+	}
+}
+
+func (p *dataScanner) value(depth int) error {
+	if p.pos >= len(p.buf) {
+		return errors.New("unexpected end of data")
+	}
+	if p.buf[p.pos] != '[' {
+		return p.number()
+	}
+	if depth == maxDataNested {
+		return fmt.Errorf("data nested deeper than %d levels", maxDataNested)
+	}
+	p.pos++
+	p.skipSpace()
+	if p.pos < len(p.buf) && p.buf[p.pos] == ']' {
+		p.pos++
+		return nil
+	}
+	for {
+		p.skipSpace()
+		if err := p.value(depth + 1); err != nil {
+			return err
+		}
+		p.skipSpace()
+		if p.pos >= len(p.buf) {
+			return errors.New("unexpected end of data: unclosed [")
+		}
+		switch p.buf[p.pos] {
+		case ',':
+			p.pos++
+		case ']':
+			p.pos++
+			return nil
+		default:
+			return fmt.Errorf("unexpected %q at offset %d, want , or ]", p.buf[p.pos], p.pos)
+		}
+	}
+}
+
+// number checks a JSON number's grammar and hands its text to f.
+func (p *dataScanner) number() error {
+	start := p.pos
+	b := p.buf
+	i := p.pos
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	digits := func() int {
+		j := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		return i - j
+	}
+	if digits() == 0 {
+		return fmt.Errorf("invalid value at offset %d: want a number", start)
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if digits() == 0 {
+			return fmt.Errorf("invalid number at offset %d", start)
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return fmt.Errorf("invalid number at offset %d", start)
+		}
+	}
+	p.pos = i
+	return p.f(b[start:i])
+}
+
+// checkModel answers 404 unless the path names the served model (and, if
+// given, its only version). It reports whether the request may go on.
+func (s *Server) checkModel(w http.ResponseWriter, r *http.Request) bool {
+	if name := r.PathValue("name"); name != s.cfg.ModelName {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("model %q is not served here; this server serves %q", name, s.cfg.ModelName))
+		return false
+	}
+	if v := r.PathValue("version"); v != "" && v != v2Version {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("model %q has no version %q; its only version is %q", s.cfg.ModelName, v, v2Version))
+		return false
+	}
+	return true
+}
+
+func (s *Server) handleV2Server(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, V2ServerMetadata{Name: "fashion-classifier", Version: s.cfg.Version,
+		Extensions: []string{"binary_tensor_data"}})
+}
+
+func (s *Server) handleV2Live(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]bool{"live": true})
+}
+
+func (s *Server) handleV2Ready(w http.ResponseWriter, r *http.Request) {
+	if !s.ready.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]bool{"ready": false})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]bool{"ready": true})
+}
+
+func (s *Server) handleV2ModelReady(w http.ResponseWriter, r *http.Request) {
+	if !s.checkModel(w, r) {
+		return
+	}
+	ready := s.ready.Load()
+	code := http.StatusOK
+	if !ready {
+		code = http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, map[string]any{"name": s.cfg.ModelName, "ready": ready})
+}
+
+// v2Metadata is the model's v2 description.
+func (s *Server) v2Metadata() V2ModelMetadata {
+	return V2ModelMetadata{
+		Name:     s.cfg.ModelName,
+		Versions: []string{v2Version},
+		Platform: v2Platform,
+		Inputs: []V2TensorMetadata{
+			{Name: v2InputFP32, Datatype: "FP32", Shape: []int64{-1, 1, model.Side, model.Side}},
+			{Name: v2InputUINT8, Datatype: "UINT8", Shape: []int64{-1, model.Side, model.Side}},
+		},
+		Outputs: []V2TensorMetadata{
+			{Name: v2Output, Datatype: "FP32", Shape: []int64{-1, int64(len(s.info.Classes))}},
+		},
+	}
+}
+
+func (s *Server) handleV2Model(w http.ResponseWriter, r *http.Request) {
+	if !s.checkModel(w, r) {
+		return
+	}
+	writeJSON(w, http.StatusOK, s.v2Metadata())
+}
+
+// handleV2Infer is POST /v2/models/{name}/infer.
+func (s *Server) handleV2Infer(w http.ResponseWriter, r *http.Request) {
+	t := s.batch.announce(1)
+	defer t.release()
+	if !s.checkModel(w, r) {
+		return
+	}
+	buf := getBuf()
+	defer putBuf(buf)
+	if err := s.readBody(w, r, buf); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	header, bin := buf.Bytes(), []byte(nil)
+	if v := r.Header.Get(v2HeaderLen); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > len(header) {
+			s.fail(w, r, withStatus(http.StatusBadRequest,
+				fmt.Errorf("%s: %q is not a length within the %d-byte body", v2HeaderLen, v, len(header))))
+			return
+		}
+		header, bin = header[:n], header[n:]
+	}
+	in, err := decodeInferRequest(header, bin, s.info, s.cfg.MaxImages)
+	if err != nil {
+		s.fail(w, r, withStatus(http.StatusBadRequest, err))
+		return
+	}
+	probs, err := s.batch.submit(r.Context(), &t, in.x, in.n)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.metrics.images.Add(float64(in.n))
+	writeJSON(w, http.StatusOK, V2InferResponse{
+		ModelName:    s.cfg.ModelName,
+		ModelVersion: v2Version,
+		ID:           in.id,
+		Outputs: []V2InferOutput{{
+			Name: v2Output, Datatype: "FP32",
+			Shape: []int64{int64(in.n), int64(len(s.info.Classes))},
+			Data:  probs,
+		}},
+	})
+}
