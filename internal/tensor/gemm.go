@@ -15,12 +15,16 @@ type kernel struct {
 	// kc is the largest K block; mc is the largest number of rows of A
 	// packed at once.
 	kc, mc int
-	// fn computes tile = alpha·Ap·Bp over k steps, where Ap is k-major with
-	// mr values per step and Bp has the nr values of step q at b[q·ldb:],
+	// directA makes the kernel read full panels of A in place instead of
+	// packing them.
+	directA bool
+	// fn computes tile = alpha·Ap·Bp over k steps, where element (r, q) of
+	// Ap is a[r·ars+q·aks] and Bp has the nr values of step q at b[q·ldb:],
 	// and stores C = tile + beta·C for the mr×nr tile at c with row stride
-	// ldc. beta == 0 stores without reading C. a must hold k·mr values, b
-	// (k-1)·ldb+nr values and c (mr-1)·ldc+nr values.
-	fn func(k int, a, b []float32, ldb int, c []float32, ldc int, alpha, beta float32)
+	// ldc. beta == 0 stores without reading C. A packed panel has ars = 1,
+	// aks = mr and ldb = nr; other strides let the kernel read A and B in
+	// place. The slices must be long enough for every element addressed.
+	fn func(k int, a []float32, ars, aks int, b []float32, ldb int, c []float32, ldc int, alpha, beta float32)
 }
 
 const (
@@ -122,6 +126,7 @@ func (p *gemmProblem) setBlocking() {
 	}
 	p.kc = (p.k + nkb - 1) / nkb
 	p.directB = !p.transB && p.m <= directBMaxRows
+	p.directA = p.kern.directA
 }
 
 // packCols returns how many columns of op(B) are packed at once: all of them
@@ -249,6 +254,9 @@ type gemmProblem struct {
 	lda, ldb, ldc  int
 
 	kc int // K block size
+	// directA reports that full micro-panels of op(A) are read in place
+	// from a; only a partial last panel is packed.
+	directA bool
 	// directB reports that full micro-panels of B are read in place from
 	// b (which is then not transposed); only a partial last panel is packed.
 	directB bool
@@ -310,6 +318,9 @@ func (p *gemmProblem) packA(dst []float32, i0, mc, q0, kc int) {
 	for ip := 0; ip*mr < mc; ip++ {
 		i := i0 + ip*mr
 		h := min(mr, i0+mc-i)
+		if p.directA && h == mr {
+			continue
+		}
 		d := dst[ip*kc*mr : (ip+1)*kc*mr]
 		switch {
 		case p.transA && h == 6 && mr == 6:
@@ -327,19 +338,21 @@ func (p *gemmProblem) packA(dst []float32, i0, mc, q0, kc int) {
 				copy(dq, p.a[(q0+q)*p.lda+i:(q0+q)*p.lda+i+h])
 				clear(dq[h:])
 			}
-		case h == 6 && mr == 6:
-			// op(A)[i][q] = a[i·lda+q]: gather one value from each of the
-			// six rows per k step, writing the panel sequentially.
-			off := i*p.lda + q0
-			r0 := p.a[off : off+kc]
-			r1 := p.a[off+p.lda : off+p.lda+kc]
-			r2 := p.a[off+2*p.lda : off+2*p.lda+kc]
-			r3 := p.a[off+3*p.lda : off+3*p.lda+kc]
-			r4 := p.a[off+4*p.lda : off+4*p.lda+kc]
-			r5 := p.a[off+5*p.lda : off+5*p.lda+kc]
-			for q := range r0 {
-				dq := (*[6]float32)(d[q*6:])
-				dq[0], dq[1], dq[2], dq[3], dq[4], dq[5] = r0[q], r1[q], r2[q], r3[q], r4[q], r5[q]
+		case h == mr && mr%6 == 0:
+			// op(A)[i][q] = a[i·lda+q]: gather one value from each of six
+			// rows per k step, writing the panel sequentially.
+			for g := 0; g < mr; g += 6 {
+				off := (i+g)*p.lda + q0
+				r0 := p.a[off : off+kc]
+				r1 := p.a[off+p.lda : off+p.lda+kc]
+				r2 := p.a[off+2*p.lda : off+2*p.lda+kc]
+				r3 := p.a[off+3*p.lda : off+3*p.lda+kc]
+				r4 := p.a[off+4*p.lda : off+4*p.lda+kc]
+				r5 := p.a[off+5*p.lda : off+5*p.lda+kc]
+				for q := range r0 {
+					dq := (*[6]float32)(d[q*mr+g:])
+					dq[0], dq[1], dq[2], dq[3], dq[4], dq[5] = r0[q], r1[q], r2[q], r3[q], r4[q], r5[q]
+				}
 			}
 		default:
 			// Read rows contiguously and scatter.
@@ -381,12 +394,19 @@ func (p *gemmProblem) block(ws *workspace, i0, mc, jp0, jp1 int) {
 			for ip := 0; ip*mr < mc; ip++ {
 				i := i0 + ip*mr
 				h := min(mr, i0+mc-i)
-				ap := abuf[ip*kc*mr : (ip+1)*kc*mr]
+				ap, ars, aks := abuf[ip*kc*mr:(ip+1)*kc*mr], 1, mr
+				switch {
+				case !p.directA || h < mr:
+				case p.transA:
+					ap, ars, aks = p.a[q0*p.lda+i:], 1, p.lda
+				default:
+					ap, ars, aks = p.a[i*p.lda+q0:], p.lda, 1
+				}
 				if h == mr && w == nr {
-					kern.fn(kc, ap, bp, ldb, p.c[i*p.ldc+j:], p.ldc, p.alpha, beta)
+					kern.fn(kc, ap, ars, aks, bp, ldb, p.c[i*p.ldc+j:], p.ldc, p.alpha, beta)
 					continue
 				}
-				kern.fn(kc, ap, bp, ldb, tile, nr, p.alpha, 0)
+				kern.fn(kc, ap, ars, aks, bp, ldb, tile, nr, p.alpha, 0)
 				mergeTile(p.c[i*p.ldc+j:], p.ldc, tile, nr, h, w, beta)
 			}
 		}

@@ -36,6 +36,24 @@ func gemmRef(transA, transB bool, m, n, k int, alpha float32, a []float32, lda i
 	}
 }
 
+// testKernels returns every kernel this CPU can run, each also in a variant
+// with the opposite choice of reading A in place or packing it, so that
+// both paths are exercised.
+func testKernels() []*kernel {
+	var ks []*kernel
+	for _, k := range cpuKernels() {
+		v := *k
+		v.directA = !k.directA
+		if v.directA {
+			v.name += "+directA"
+		} else {
+			v.name += "+packA"
+		}
+		ks = append(ks, k, &v)
+	}
+	return ks
+}
+
 func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 0x5eed)) }
 
 func randSlice(rng *rand.Rand, n int) []float32 {
@@ -123,7 +141,7 @@ func checkGemm(t *testing.T, kern *kernel, threads int, tc gemmCase, rng *rand.R
 func TestGemmSmallSizes(t *testing.T) {
 	sizes := []int{1, 2, 5, 7, 13, 17, 31, 67}
 	rng := newRand(2)
-	for _, kern := range cpuKernels() {
+	for _, kern := range testKernels() {
 		t.Run(kern.name, func(t *testing.T) {
 			for _, tA := range []bool{false, true} {
 				for _, tB := range []bool{false, true} {
@@ -165,7 +183,7 @@ func TestGemmBlocking(t *testing.T) {
 		{transB: true, m: 13, n: 35, k: 2500, alpha: -0.5, beta: 2},
 	}
 	rng := newRand(3)
-	for _, kern := range cpuKernels() {
+	for _, kern := range testKernels() {
 		for _, threads := range []int{1, 2, 3} {
 			t.Run(fmt.Sprintf("%s/threads=%d", kern.name, threads), func(t *testing.T) {
 				for _, tc := range cases {

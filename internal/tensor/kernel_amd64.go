@@ -7,20 +7,41 @@ import "golang.org/x/sys/cpu"
 // lengths.
 //
 //go:noescape
-func kern6x16AVX2(k int, a, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
+func kern6x16AVX2(k int, a *float32, ars, aks int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
 
 // avx2Kernel is the 6×16 AVX2+FMA micro-kernel: 12 YMM accumulators, two
 // loads of B and six broadcasts of A per k step.
 var avx2Kernel = kernel{
 	name: "avx2-6x16",
 	mr:   6, nr: 16,
-	kc: 320, mc: 96,
-	fn: func(k int, a, b []float32, ldb int, c []float32, ldc int, alpha, beta float32) {
+	kc: 320, mc: 96, directA: true,
+	fn: func(k int, a []float32, ars, aks int, b []float32, ldb int, c []float32, ldc int, alpha, beta float32) {
 		// Bounds checks the assembly cannot do.
-		_ = a[k*6-1]
+		_ = a[5*ars+(k-1)*aks]
 		_ = b[(k-1)*ldb+15]
 		_ = c[5*ldc+15]
-		kern6x16AVX2(k, &a[0], &b[0], ldb, &c[0], ldc, alpha, beta)
+		kern6x16AVX2(k, &a[0], ars, aks, &b[0], ldb, &c[0], ldc, alpha, beta)
+	},
+}
+
+// kern12x32AVX512 is the AVX-512 micro-kernel in kernel_amd64.s, with the
+// same contract as kern6x16AVX2.
+//
+//go:noescape
+func kern12x32AVX512(k int, a *float32, ars, aks int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
+
+// avx512Kernel is the 12×32 AVX-512 micro-kernel: 24 ZMM accumulators, two
+// loads of B and twelve broadcasts of A per k step. Its B micro-panel of
+// kc·32 floats still fits the L1 cache next to a stream of A.
+var avx512Kernel = kernel{
+	name: "avx512-12x32",
+	mr:   12, nr: 32,
+	kc: 288, mc: 96, directA: true,
+	fn: func(k int, a []float32, ars, aks int, b []float32, ldb int, c []float32, ldc int, alpha, beta float32) {
+		_ = a[11*ars+(k-1)*aks]
+		_ = b[(k-1)*ldb+31]
+		_ = c[11*ldc+31]
+		kern12x32AVX512(k, &a[0], ars, aks, &b[0], ldb, &c[0], ldc, alpha, beta)
 	},
 }
 
@@ -31,6 +52,9 @@ var defaultKernel = cpuKernels()[0]
 // cpuKernels lists the kernels this machine can run, fastest first.
 func cpuKernels() []*kernel {
 	var ks []*kernel
+	if cpu.X86.HasAVX512F {
+		ks = append(ks, &avx512Kernel)
+	}
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
 		ks = append(ks, &avx2Kernel)
 	}

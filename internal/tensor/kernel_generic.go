@@ -11,15 +11,15 @@ var goKernel = kernel{
 }
 
 // kern6x16Go computes a 6×16 tile; see kernel.fn for the contract.
-func kern6x16Go(k int, a, b []float32, ldb int, c []float32, ldc int, alpha, beta float32) {
+func kern6x16Go(k int, a []float32, ars, aks int, b []float32, ldb int, c []float32, ldc int, alpha, beta float32) {
 	const mr, nr = 6, 16
 	var acc [mr][nr]float32
-	a = a[:k*mr]
+	a = a[:(mr-1)*ars+(k-1)*aks+1]
 	b = b[:(k-1)*ldb+nr]
 	for q := 0; q < k; q++ {
 		bq := (*[nr]float32)(b[q*ldb:])
-		aq := (*[mr]float32)(a[q*mr:])
-		for i, ai := range aq {
+		for i := range acc {
+			ai := a[i*ars+q*aks]
 			row := &acc[i]
 			for j, bj := range bq {
 				row[j] += ai * bj
