@@ -133,6 +133,9 @@ func fetchFile(ctx context.Context, opts *FetchOptions, base *url.URL, f File) e
 			}
 			return nil
 		}
+		if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+			return fmt.Errorf("%w (while attempt %d failed: %v)", ctx.Err(), attempt+1, err)
+		}
 		var perm *permanentError
 		if ctx.Err() != nil || errors.As(err, &perm) || attempt >= opts.Retries {
 			if attempt > 0 {

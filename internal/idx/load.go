@@ -60,13 +60,24 @@ func Locate(dir, name string) (string, error) {
 // what is wrong with it. Both sets must be non-empty, have as many labels
 // as images, and share one image size.
 func Load(dir string) (*Dataset, error) {
+	// Decompression dominates; reading the test set alongside the
+	// training set keeps a second core busy.
+	var (
+		test    Set
+		testErr error
+		done    = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		test, testErr = loadSet(dir, TestImagesName, TestLabelsName)
+	}()
 	train, err := loadSet(dir, TrainImagesName, TrainLabelsName)
+	<-done
 	if err != nil {
 		return nil, err
 	}
-	test, err := loadSet(dir, TestImagesName, TestLabelsName)
-	if err != nil {
-		return nil, err
+	if testErr != nil {
+		return nil, testErr
 	}
 	if train.Images.Rows != test.Images.Rows || train.Images.Cols != test.Images.Cols {
 		return nil, fmt.Errorf("idx: training images are %d×%d but test images are %d×%d in %s",
