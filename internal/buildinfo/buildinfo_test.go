@@ -34,25 +34,25 @@ func TestResolve(t *testing.T) {
 		{
 			name:    "linker stamps win over vcs info",
 			version: "v1.0.0", commit: "abc123",
-			bi: &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "v0.9.0"}, Settings: vcs("fff", "true")},
+			bi:   &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "v0.9.0"}, Settings: vcs("fff", "true")},
 			want: Info{Version: "v1.0.0", Commit: "abc123", GoVersion: "go1.26.8", OS: "linux", Arch: "arm64"},
 		},
 		{
 			name:    "unstamped build uses vcs revision",
 			version: "dev", commit: "unknown",
-			bi: &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "(devel)"}, Settings: vcs("0123abcd", "true")},
+			bi:   &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "(devel)"}, Settings: vcs("0123abcd", "true")},
 			want: Info{Version: "dev", Commit: "0123abcd", Modified: true, GoVersion: "go1.26.8", OS: "linux", Arch: "arm64"},
 		},
 		{
 			name:    "go install module@version uses module version",
 			version: "dev", commit: "unknown",
-			bi: &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "v1.2.3"}},
+			bi:   &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "v1.2.3"}},
 			want: Info{Version: "v1.2.3", Commit: "unknown", GoVersion: "go1.26.8", OS: runtime.GOOS, Arch: runtime.GOARCH},
 		},
 		{
 			name:    "stamped version keeps vcs commit when commit unstamped",
 			version: "v2.0.0", commit: "unknown",
-			bi: &debug.BuildInfo{Main: debug.Module{Version: "v1.2.3"}, Settings: vcs("beef", "false")},
+			bi:   &debug.BuildInfo{Main: debug.Module{Version: "v1.2.3"}, Settings: vcs("beef", "false")},
 			want: Info{Version: "v2.0.0", Commit: "beef", GoVersion: runtime.Version(), OS: "linux", Arch: "arm64"},
 		},
 	}
