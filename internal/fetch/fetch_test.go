@@ -49,7 +49,7 @@ func TestCheckAddr(t *testing.T) {
 		{"0.0.0.0:80", Policy{}, ReasonBlockedAddress},
 		{"255.255.255.255:80", Policy{}, ReasonBlockedAddress},
 		{"224.0.0.1:80", Policy{}, ReasonBlockedAddress},
-		{"192.0.2.10:80", Policy{}, ReasonBlockedAddress},   // TEST-NET-1
+		{"192.0.2.10:80", Policy{}, ReasonBlockedAddress},    // TEST-NET-1
 		{"198.51.100.10:80", Policy{}, ReasonBlockedAddress}, // TEST-NET-2
 		{"203.0.113.10:80", Policy{}, ReasonBlockedAddress},  // TEST-NET-3
 		{"198.18.0.1:80", Policy{}, ReasonBlockedAddress},    // benchmarking
