@@ -2,11 +2,96 @@ package main
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"io"
+	"os"
+	"runtime"
+	"strings"
+
+	"github.com/fashion-classifier/fashion/internal/chart"
+	"github.com/fashion-classifier/fashion/internal/idx"
+	"github.com/fashion-classifier/fashion/internal/model"
+	"github.com/fashion-classifier/fashion/internal/train"
 )
 
-// runTrain is a placeholder until the command lands.
 func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("not implemented yet")
+	fs := newFlagSet("train", stderr)
+	var cfg train.Config
+	dataFlag := fs.String("data", "", "Fashion-MNIST directory (default: $FASHION_DATA, ./data/fashion-mnist, /usr/share/datasets/fashion-mnist)")
+	fs.StringVar(&cfg.Arch, "arch", "vgg", "architecture: vgg, vgg64 or mobilenetv3-small")
+	fs.IntVar(&cfg.Epochs, "epochs", 30, "passes over the 60,000 training images")
+	fs.IntVar(&cfg.BatchSize, "batch", 128, "batch size")
+	lr := fs.Float64("lr", 0, "peak learning rate of the one-cycle schedule (default 0.1 for sgd, 0.002 for adamw)")
+	fs.StringVar(&cfg.Optimizer, "opt", "sgd", "optimizer: sgd (Nesterov momentum 0.9) or adamw")
+	wd := fs.Float64("wd", 0, "weight decay (default 5e-4 for sgd, 0.05 for adamw)")
+	smoothing := fs.Float64("smoothing", 0.1, "label smoothing")
+	fs.IntVar(&cfg.Augment.Pad, "pad", 2, "random shifts of up to ±pad pixels (0: none)")
+	fs.BoolVar(&cfg.Augment.Flip, "flip", true, "random horizontal flips")
+	fs.Float64Var(&cfg.Augment.EraseProb, "erase", 0, "random-erasing probability")
+	fs.Uint64Var(&cfg.Seed, "seed", 1, "random seed (initial weights, shuffling, augmentation)")
+	out := fs.String("out", "model.safetensors", "where to write the trained model")
+	ckpt := fs.String("checkpoint", "", "checkpoint file, rewritten after every epoch and resumed from if present (default: <out>.ckpt)")
+	curves := fs.String("curves", "", "training-curve PNG (default: <out without extension>-curves.png)")
+	threads := fs.Int("threads", runtime.NumCPU(), "CPU threads to use")
+	fs.IntVar(&cfg.TrainLimit, "train-limit", 0, "train on only the first N training images (0: all)")
+	fs.IntVar(&cfg.TestLimit, "test-limit", 0, "evaluate on only the first N test images (0: all)")
+	quiet := fs.Bool("quiet", false, "no progress bar")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	cfg.LR, cfg.WeightDecay, cfg.Smoothing = float32(*lr), float32(*wd), float32(*smoothing)
+	runtime.GOMAXPROCS(max(1, *threads))
+	cfg.Checkpoint = *ckpt
+	if cfg.Checkpoint == "" {
+		cfg.Checkpoint = *out + ".ckpt"
+	}
+	if *curves == "" {
+		*curves = strings.TrimSuffix(*out, ".safetensors") + "-curves.png"
+	}
+	cfg.Command = "fashion train " + strings.Join(args, " ")
+	if !*quiet {
+		cfg.Progress = stderr
+	}
+	dir, err := idx.FindDir(*dataFlag, os.Getenv)
+	if err != nil {
+		return err
+	}
+	data, err := idx.Load(dir)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "training %s on %d images from %s with %d threads\n", cfg.Arch, data.Train.Images.N, dir, runtime.GOMAXPROCS(0))
+	res, err := train.Run(ctx, cfg, data)
+	if err != nil {
+		return err
+	}
+	if err := model.Save(*out, res.Net, res.Meta); err != nil {
+		return err
+	}
+	if err := writeFile(*curves, func(w io.Writer) error {
+		return chart.CurvesPNG(w, res.History, fmt.Sprintf("%s, %d epochs, seed %d", cfg.Arch, cfg.Epochs, cfg.Seed))
+	}); err != nil {
+		return err
+	}
+	os.Remove(cfg.Checkpoint) // the finished model supersedes it
+	fmt.Fprintf(stdout, "wrote %s (test accuracy %.4f, training time %s) and %s\n", *out, res.Meta.TestAccuracy, res.Elapsed.Round(1e9), *curves)
+	return nil
+}
+
+// writeFile creates path and fills it with write, removing the file again
+// if writing fails.
+func writeFile(path string, write func(io.Writer) error) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := write(f); err != nil {
+		f.Close()
+		os.Remove(path)
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return f.Close()
 }

@@ -1,27 +1,138 @@
 package model
 
 import (
-	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/fashion-classifier/fashion/internal/metrics"
+	"github.com/fashion-classifier/fashion/internal/nn"
+	shipped "github.com/fashion-classifier/fashion/model"
 )
 
+// maxChunk bounds how many images one forward pass takes, so memory stays
+// flat for large requests.
+const maxChunk = 256
+
 // Classifier is a trained network ready for inference. It is safe for
-// concurrent use.
+// concurrent use: each concurrent call gets its own copy of the network's
+// buffers from a pool, sharing nothing mutable.
 type Classifier struct {
 	info Info
+	arch Arch
+	dec  *Decoded
+	nets sync.Pool // *nn.Sequential with the weights loaded
+}
+
+// New builds a classifier from a decoded model file.
+func New(d *Decoded, name, source string) (*Classifier, error) {
+	arch, err := LookupArch(d.Meta.Arch)
+	if err != nil {
+		return nil, err
+	}
+	c := &Classifier{arch: arch, dec: d}
+	net, err := c.build()
+	if err != nil {
+		return nil, err
+	}
+	params := 0
+	for _, p := range net.Params() {
+		if p.Kind != nn.Buffer {
+			params += len(p.Value)
+		}
+	}
+	c.nets.Put(net)
+	c.info = Info{
+		Name: name, Arch: d.Meta.Arch, Classes: d.Meta.Classes,
+		Mean: d.Meta.Mean, Std: d.Meta.Std, SHA256: d.SHA256, Source: source,
+		TestAccuracy: d.Meta.TestAccuracy, Params: params,
+	}
+	return c, nil
+}
+
+func (c *Classifier) build() (*nn.Sequential, error) {
+	net := c.arch.Build(rand.New(rand.NewPCG(0, 0)), len(c.dec.Meta.Classes))
+	if err := Load(net, c.dec.Weights); err != nil {
+		return nil, err
+	}
+	return net, nil
 }
 
 // Info describes the loaded model.
 func (c *Classifier) Info() Info { return c.info }
 
-// Predict returns n×len(Classes) class probabilities (row-major) for n
-// normalised images x, laid out as [n,1,28,28].
-func (c *Classifier) Predict(x []float32, n int) ([]float32, error) {
-	return nil, errors.New("model: inference not implemented yet")
+// Meta returns the model file's metadata.
+func (c *Classifier) Meta() Meta { return c.dec.Meta }
+
+// Logits runs the network on n normalised images x ([n,1,28,28], which is
+// also NHWC with one channel) and returns n×classes raw scores.
+func (c *Classifier) Logits(x []float32, n int) ([]float32, error) {
+	if n < 0 || len(x) != n*Pixels {
+		return nil, fmt.Errorf("model: got %d input values for %d images of %d pixels", len(x), n, Pixels)
+	}
+	net, _ := c.nets.Get().(*nn.Sequential)
+	if net == nil {
+		var err error
+		if net, err = c.build(); err != nil {
+			return nil, err
+		}
+	}
+	defer c.nets.Put(net)
+	k := len(c.info.Classes)
+	out := make([]float32, n*k)
+	for n0 := 0; n0 < n; n0 += maxChunk {
+		n1 := min(n0+maxChunk, n)
+		in := &nn.Tensor{N: n1 - n0, H: Side, W: Side, C: 1, Data: x[n0*Pixels : n1*Pixels]}
+		y := net.Forward(in, false)
+		copy(out[n0*k:n1*k], y.Data)
+	}
+	return out, nil
 }
+
+// Predict returns n×classes probabilities (row-major) for n normalised
+// images x laid out as [n,1,28,28].
+func (c *Classifier) Predict(x []float32, n int) ([]float32, error) {
+	out, err := c.Logits(x, n)
+	if err != nil {
+		return nil, err
+	}
+	k := len(c.info.Classes)
+	for r := 0; r < n; r++ {
+		row := out[r*k : (r+1)*k]
+		metrics.Softmax(row, row)
+	}
+	return out, nil
+}
+
+// DefaultName is the serving name of the embedded model.
+const DefaultName = "fashion-mnist"
 
 // Open loads the model at path; an empty path means the file named by the
 // WEIGHT_PATH environment variable (looked up with getenv) or, when that is
 // unset, the model embedded in the binary.
 func Open(path string, getenv func(string) string) (*Classifier, error) {
-	return nil, errors.New("model: loading not implemented yet")
+	if path == "" && getenv != nil {
+		path = getenv("WEIGHT_PATH")
+	}
+	if path == "" {
+		d, err := Decode(shipped.Weights)
+		if err != nil {
+			return nil, fmt.Errorf("embedded model: %w", err)
+		}
+		return New(d, DefaultName, "embedded")
+	}
+	if strings.HasSuffix(strings.ToLower(path), ".onnx") {
+		return nil, fmt.Errorf("%s: ONNX models are not supported yet", path)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading model: %w", err)
+	}
+	d, err := Decode(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return New(d, DefaultName, path)
 }

@@ -25,9 +25,10 @@ type Conv2D struct {
 
 	W, B *Param // B is nil when the layer has no bias
 
-	x       *Tensor
-	out, dx *Tensor
-	col     []float32
+	x         *Tensor
+	out, dx   *Tensor
+	col, dcol []float32
+	flip      []float32 // W turned for the input gradient, see flipped
 }
 
 // NewConv2D returns a convolution with He-normal initial weights, the
@@ -61,6 +62,36 @@ func (c *Conv2D) outSize(h, w int) (int, int) {
 // the input already is the im2col matrix.
 func (c *Conv2D) pointwise() bool { return c.K == 1 && c.Stride == 1 && c.Pad == 0 }
 
+// same reports whether the convolution keeps the spatial size with
+// stride 1 (pad = (K−1)/2 for odd K).
+func (c *Conv2D) same() bool { return c.Stride == 1 && 2*c.Pad == c.K-1 }
+
+// flipped returns the weight rearranged for the input gradient of a same
+// convolution: [K·K·Out, In] with the kernel turned by 180°, so that
+// dx = im2col(dy) · flipped.
+func (c *Conv2D) flipped() []float32 {
+	if len(c.flip) > 0 {
+		return c.flip
+	}
+	k, in, out := c.K, c.In, c.Out
+	if cap(c.flip) < len(c.W.Value) {
+		c.flip = make([]float32, len(c.W.Value))
+	}
+	c.flip = c.flip[:len(c.W.Value)]
+	for ky := range k {
+		for kx := range k {
+			src := ((k-1-ky)*k + (k - 1 - kx)) * in * out
+			dst := (ky*k + kx) * out * in
+			for ci := range in {
+				for co := range out {
+					c.flip[dst+co*in+ci] = c.W.Value[src+ci*out+co]
+				}
+			}
+		}
+	}
+	return c.flip
+}
+
 // chunk is how many images are unfolded at once.
 func (c *Conv2D) chunk(oh, ow int) int {
 	per := oh * ow * c.K * c.K * c.In
@@ -84,7 +115,7 @@ func (c *Conv2D) Forward(x *Tensor, train bool) *Tensor {
 		for n0 := 0; n0 < x.N; n0 += step {
 			n1 := min(n0+step, x.N)
 			rows := (n1 - n0) * rowsPer
-			col := c.im2col(x, n0, n1, oh, ow)
+			col := im2col(&c.col, x, n0, n1, c.K, c.Stride, c.Pad, oh, ow)
 			tensor.Gemm(false, false, rows, c.Out, kdim, 1, col, kdim, c.W.Value, c.Out, 0, out.Data[n0*rowsPer*c.Out:], c.Out)
 		}
 	}
@@ -116,21 +147,31 @@ func (c *Conv2D) Backward(dy *Tensor) *Tensor {
 		}
 		return dx
 	}
-	if dx != nil {
-		clear(dx.Data)
+	if dx != nil && !c.same() {
+		clear(dx.Data) // col2im accumulates
 	}
+	c.flip = c.flip[:0] // the weights changed since the last backward pass
 	step := c.chunk(oh, ow)
 	for n0 := 0; n0 < x.N; n0 += step {
 		n1 := min(n0+step, x.N)
 		rows := (n1 - n0) * rowsPer
-		col := c.im2col(x, n0, n1, oh, ow)
+		col := im2col(&c.col, x, n0, n1, c.K, c.Stride, c.Pad, oh, ow)
 		dyc := dy.Data[n0*rowsPer*c.Out:]
 		beta := float32(1)
 		if n0 == 0 {
 			beta = 0
 		}
 		tensor.Gemm(true, false, kdim, c.Out, rows, 1, col, kdim, dyc, c.Out, beta, c.W.Grad, c.Out)
-		if dx != nil {
+		switch {
+		case dx == nil:
+		case c.same():
+			// The input gradient of a stride-1 "same" convolution is the
+			// convolution of dy with the kernel turned by 180° and its
+			// channel axes swapped: an im2col of dy and one product, which
+			// copies memory where col2im would scatter-add it.
+			dcol := im2col(&c.dcol, dy, n0, n1, c.K, 1, c.Pad, x.H, x.W)
+			tensor.Gemm(false, false, (n1-n0)*x.H*x.W, c.In, c.K*c.K*c.Out, 1, dcol, c.K*c.K*c.Out, c.flipped(), c.In, 0, dx.Data[n0*x.H*x.W*c.In:], c.In)
+		default:
 			tensor.Gemm(false, true, rows, kdim, c.Out, 1, dyc, c.Out, c.W.Value, c.Out, 0, col, kdim)
 			c.col2im(col, dx, n0, n1, oh, ow)
 		}
@@ -138,36 +179,38 @@ func (c *Conv2D) Backward(dy *Tensor) *Tensor {
 	return dx
 }
 
-// im2col unfolds images [n0, n1) of x into rows of K·K·In patch values, one
-// row per output pixel, with zeros where the kernel overhangs the border.
-func (c *Conv2D) im2col(x *Tensor, n0, n1, oh, ow int) []float32 {
-	kdim := c.K * c.K * c.In
+// im2col unfolds images [n0, n1) of x into dst: one row of k·k·C patch
+// values per output pixel (kernel row, kernel column, channel), with zeros
+// where the kernel overhangs the border. It returns the filled part of dst,
+// growing it if needed.
+func im2col(dst *[]float32, x *Tensor, n0, n1, k, stride, pad, oh, ow int) []float32 {
+	ci := x.C
+	kdim := k * k * ci
 	rows := (n1 - n0) * oh * ow
-	if cap(c.col) < rows*kdim {
-		c.col = make([]float32, rows*kdim)
+	if cap(*dst) < rows*kdim {
+		*dst = make([]float32, rows*kdim)
 	}
-	col := c.col[:rows*kdim]
-	ci := c.In
+	col := (*dst)[:rows*kdim]
 	parallelFor(n1-n0, 1, func(lo, hi int) {
 		for n := n0 + lo; n < n0+hi; n++ {
 			img := x.Data[n*x.H*x.W*ci : (n+1)*x.H*x.W*ci]
-			dst := col[(n-n0)*oh*ow*kdim:]
+			out := col[(n-n0)*oh*ow*kdim:]
 			for oy := 0; oy < oh; oy++ {
 				for ox := 0; ox < ow; ox++ {
-					row := dst[(oy*ow+ox)*kdim : (oy*ow+ox+1)*kdim]
-					iy0, ix0 := oy*c.Stride-c.Pad, ox*c.Stride-c.Pad
-					for ky := 0; ky < c.K; ky++ {
+					row := out[(oy*ow+ox)*kdim : (oy*ow+ox+1)*kdim]
+					iy0, ix0 := oy*stride-pad, ox*stride-pad
+					for ky := 0; ky < k; ky++ {
 						iy := iy0 + ky
-						seg := row[ky*c.K*ci : (ky+1)*c.K*ci]
+						seg := row[ky*k*ci : (ky+1)*k*ci]
 						if iy < 0 || iy >= x.H {
 							clear(seg)
 							continue
 						}
-						if ix0 >= 0 && ix0+c.K <= x.W {
-							copy(seg, img[(iy*x.W+ix0)*ci:(iy*x.W+ix0+c.K)*ci])
+						if ix0 >= 0 && ix0+k <= x.W {
+							copy(seg, img[(iy*x.W+ix0)*ci:(iy*x.W+ix0+k)*ci])
 							continue
 						}
-						for kx := 0; kx < c.K; kx++ {
+						for kx := 0; kx < k; kx++ {
 							ix := ix0 + kx
 							if ix < 0 || ix >= x.W {
 								clear(seg[kx*ci : (kx+1)*ci])

@@ -115,6 +115,7 @@ func TestGradients(t *testing.T) {
 		{"conv5x5 pad0", NewConv2D(rng, 2, 4, 5, 1, 0, false), 1, 7, 8, 2},
 		{"conv1x1", withBias(NewConv2D(rng, 5, 3, 1, 1, 0, true)), 2, 3, 3, 5},
 		{"batchnorm", NewBatchNorm(3), 4, 3, 5, 3},
+		{"batchnorm+relu", func() *BatchNorm { b := NewBatchNorm(3); b.ReLU = true; return b }(), 4, 3, 5, 3},
 		{"relu", NewActivation(ReLU), 2, 3, 3, 3},
 		{"hardsigmoid", NewActivation(HardSigmoid), 2, 3, 3, 3},
 		{"hardswish", NewActivation(HardSwish), 2, 3, 3, 3},

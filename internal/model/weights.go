@@ -1,0 +1,145 @@
+package model
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+
+	"github.com/fashion-classifier/fashion/internal/nn"
+	"github.com/fashion-classifier/fashion/internal/safetensors"
+)
+
+// Meta is what a model file says about itself besides its weights. It is
+// stored as safetensors metadata (strings), so other tools can read it.
+type Meta struct {
+	Arch         string
+	Classes      []string
+	Mean, Std    float32
+	TestAccuracy float64 // 0 when not measured
+	Command      string  // the training command line
+	Seed         uint64
+	Epochs       int
+}
+
+func (m Meta) encode() map[string]string {
+	classes, _ := json.Marshal(m.Classes)
+	md := map[string]string{
+		"format":  "fashion-classifier/1",
+		"arch":    m.Arch,
+		"classes": string(classes),
+		"mean":    strconv.FormatFloat(float64(m.Mean), 'g', -1, 32),
+		"std":     strconv.FormatFloat(float64(m.Std), 'g', -1, 32),
+		"seed":    strconv.FormatUint(m.Seed, 10),
+		"epochs":  strconv.Itoa(m.Epochs),
+		"command": m.Command,
+	}
+	if m.TestAccuracy > 0 {
+		md["test_accuracy"] = strconv.FormatFloat(m.TestAccuracy, 'f', 4, 64)
+	}
+	return md
+}
+
+func decodeMeta(md map[string]string) (Meta, error) {
+	m := Meta{Arch: md["arch"], Command: md["command"]}
+	if m.Arch == "" {
+		return m, fmt.Errorf("metadata has no \"arch\": not a fashion-classifier model file")
+	}
+	if err := json.Unmarshal([]byte(md["classes"]), &m.Classes); err != nil || len(m.Classes) < 2 {
+		return m, fmt.Errorf("metadata \"classes\" must be a JSON list of at least two names (got %q)", md["classes"])
+	}
+	for _, f := range []struct {
+		key string
+		dst *float32
+	}{{"mean", &m.Mean}, {"std", &m.Std}} {
+		v, err := strconv.ParseFloat(md[f.key], 32)
+		if err != nil {
+			return m, fmt.Errorf("metadata %q is not a number: %q", f.key, md[f.key])
+		}
+		*f.dst = float32(v)
+	}
+	if !(m.Std > 0) {
+		return m, fmt.Errorf("metadata \"std\" must be positive, got %v", m.Std)
+	}
+	if s := md["test_accuracy"]; s != "" {
+		m.TestAccuracy, _ = strconv.ParseFloat(s, 64)
+	}
+	m.Seed, _ = strconv.ParseUint(md["seed"], 10, 64)
+	m.Epochs, _ = strconv.Atoi(md["epochs"])
+	return m, nil
+}
+
+// Encode turns a network's parameters and meta into a safetensors file.
+func Encode(net *nn.Sequential, meta Meta) *safetensors.File {
+	f := &safetensors.File{Metadata: meta.encode()}
+	for _, p := range net.Params() {
+		f.Tensors = append(f.Tensors, safetensors.Tensor{Name: p.Name, Shape: p.Shape, Data: p.Value})
+	}
+	return f
+}
+
+// Save writes the network to path atomically.
+func Save(path string, net *nn.Sequential, meta Meta) error {
+	return safetensors.WriteFile(path, Encode(net, meta))
+}
+
+// Decoded is a model file checked against its architecture: the metadata
+// and the weights in the order the architecture's parameters expect.
+type Decoded struct {
+	Meta    Meta
+	Weights map[string][]float32
+	SHA256  string
+}
+
+// Decode parses model file bytes and checks that they hold exactly the
+// tensors, with exactly the shapes, that the named architecture needs.
+func Decode(data []byte) (*Decoded, error) {
+	f, err := safetensors.Decode(data)
+	if err != nil {
+		return nil, err
+	}
+	meta, err := decodeMeta(f.Metadata)
+	if err != nil {
+		return nil, err
+	}
+	arch, err := LookupArch(meta.Arch)
+	if err != nil {
+		return nil, err
+	}
+	net := arch.Build(rand.New(rand.NewPCG(0, 0)), len(meta.Classes))
+	sum := sha256.Sum256(data)
+	d := &Decoded{Meta: meta, Weights: map[string][]float32{}, SHA256: hex.EncodeToString(sum[:])}
+	for _, p := range net.Params() {
+		t, ok := f.Lookup(p.Name)
+		if !ok {
+			return nil, fmt.Errorf("model file lacks tensor %q that architecture %q needs (wrong architecture or damaged file)", p.Name, meta.Arch)
+		}
+		if fmt.Sprint(t.Shape) != fmt.Sprint(p.Shape) {
+			return nil, fmt.Errorf("tensor %q has shape %v, architecture %q needs %v", p.Name, t.Shape, meta.Arch, p.Shape)
+		}
+		d.Weights[p.Name] = t.Data
+	}
+	if len(f.Tensors) != len(d.Weights) {
+		for _, t := range f.Tensors {
+			if _, ok := d.Weights[t.Name]; !ok {
+				return nil, fmt.Errorf("model file has tensor %q that architecture %q does not use", t.Name, meta.Arch)
+			}
+		}
+	}
+	return d, nil
+}
+
+// Load copies weights into net's parameters (which must match by name and
+// size, as Decode guarantees for the decoded architecture).
+func Load(net *nn.Sequential, weights map[string][]float32) error {
+	for _, p := range net.Params() {
+		w, ok := weights[p.Name]
+		if !ok || len(w) != len(p.Value) {
+			return fmt.Errorf("no weights of size %d for %q", len(p.Value), p.Name)
+		}
+		copy(p.Value, w)
+	}
+	return nil
+}
