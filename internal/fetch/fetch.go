@@ -226,11 +226,18 @@ type Client struct {
 // The client ignores proxy settings in the environment: a proxy would dial
 // the target itself, out of reach of the address checks.
 func New(p Policy) *Client {
+	return newClient(p, nil)
+}
+
+// newClient is New with a choice of resolver (nil for the system's), so
+// tests can make sure no name lookup ever leaves the machine.
+func newClient(p Policy, resolver *net.Resolver) *Client {
 	p = p.withDefaults()
 	c := &Client{policy: p}
 	dialer := &net.Dialer{
-		Timeout: p.ConnectTimeout,
-		Control: c.control,
+		Timeout:  p.ConnectTimeout,
+		Control:  c.control,
+		Resolver: resolver,
 	}
 	transport := &http.Transport{
 		Proxy:                  nil,

@@ -23,6 +23,18 @@ import (
 
 var loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 
+// newTestClient is New with a resolver that answers from /etc/hosts only
+// and fails any query it would send to a DNS server, so that "localhost"
+// resolves and nothing ever leaves the machine.
+func newTestClient(p Policy) *Client {
+	return newClient(p, &net.Resolver{
+		PreferGo: true,
+		Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
+			return nil, fmt.Errorf("test resolver: refusing to contact DNS server %s", address)
+		},
+	})
+}
+
 func TestCheckAddr(t *testing.T) {
 	tests := []struct {
 		addr   string
@@ -303,13 +315,14 @@ func TestGet(t *testing.T) {
 		{"user info", onlyAllowed, "http://user:pw@127.0.0.2/img.png", ReasonBadURL, 400},
 		{"no host", onlyAllowed, "http:///img.png", ReasonBadURL, 400},
 		{"unparsable", onlyAllowed, "http://[::1/", ReasonBadURL, 400},
+		{"name that does not resolve", Policy{}, "http://no-such-host.invalid/img.png", ReasonDNS, 502},
 		{"metadata literal", Policy{}, "http://169.254.169.254/latest/meta-data/", ReasonBlockedAddress, 403},
 		{"mapped metadata literal", Policy{}, "http://[::ffff:169.254.169.254]/", ReasonBlockedAddress, 403},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := refused.conns.Load()
-			res, err := New(tt.policy).Get(context.Background(), tt.url)
+			res, err := newTestClient(tt.policy).Get(context.Background(), tt.url)
 			if refused.conns.Load() != before {
 				t.Errorf("the refused server saw %d new connections", refused.conns.Load()-before)
 			}
@@ -359,7 +372,7 @@ func TestGetDefaultPolicyNeverConnects(t *testing.T) {
 		{other, s.URL + "/img.png", ReasonBlockedAddress},
 	}
 	for _, tt := range tests {
-		_, err := New(tt.policy).Get(context.Background(), tt.url)
+		_, err := newTestClient(tt.policy).Get(context.Background(), tt.url)
 		t.Logf("%s: %v", tt.url, err)
 		checkReason(t, err, tt.want)
 	}
@@ -373,7 +386,7 @@ func TestGetAllowHostsAdmits(t *testing.T) {
 	s := newServer(t, "127.0.0.1", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Write(img)
 	}))
-	c := New(Policy{AllowCIDRs: loopback, AllowHosts: []string{"LOCALHOST"}})
+	c := newTestClient(Policy{AllowCIDRs: loopback, AllowHosts: []string{"LOCALHOST"}})
 	res, err := c.Get(context.Background(), strings.Replace(s.URL, "127.0.0.1", "localhost", 1)+"/x")
 	if err != nil {
 		t.Fatalf("Get: %v", err)
@@ -435,7 +448,7 @@ func TestGetSlowTargets(t *testing.T) {
 	})
 
 	const timeout = 400 * time.Millisecond
-	c := New(Policy{AllowCIDRs: loopback, Timeout: timeout, ConnectTimeout: timeout})
+	c := newTestClient(Policy{AllowCIDRs: loopback, Timeout: timeout, ConnectTimeout: timeout})
 	for name, u := range map[string]string{
 		"trickle":      trickle.URL + "/img.png",
 		"slow headers": slowHeaders.URL + "/img.png",
@@ -456,13 +469,13 @@ func TestGetSlowTargets(t *testing.T) {
 	t.Run("caller cancels", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		time.AfterFunc(100*time.Millisecond, cancel)
-		_, err := New(Policy{AllowCIDRs: loopback}).Get(ctx, slowHeaders.URL)
+		_, err := newTestClient(Policy{AllowCIDRs: loopback}).Get(ctx, slowHeaders.URL)
 		checkReason(t, err, ReasonCanceled)
 	})
 	t.Run("caller deadline", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancel()
-		_, err := New(Policy{AllowCIDRs: loopback}).Get(ctx, slowHeaders.URL)
+		_, err := newTestClient(Policy{AllowCIDRs: loopback}).Get(ctx, slowHeaders.URL)
 		checkReason(t, err, ReasonTimeout)
 	})
 }
@@ -476,6 +489,6 @@ func TestGetConnectRefused(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	_, err = New(Policy{AllowCIDRs: loopback}).Get(context.Background(), "http://"+addr+"/")
+	_, err = newTestClient(Policy{AllowCIDRs: loopback}).Get(context.Background(), "http://"+addr+"/")
 	checkReason(t, err, ReasonConnect)
 }
