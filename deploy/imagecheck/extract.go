@@ -17,11 +17,11 @@ import (
 const maxRootfsSize = 1 << 30
 
 // extractRootfs unpacks the flattened image filesystem read from r into dir,
-// which must exist. Only directories and regular files are accepted; links,
+// which must exist, writing at most limit bytes of file content. Only directories and regular files are accepted; links,
 // devices, absolute paths and paths leaving dir are errors, because the
 // result becomes the root of a process. Permission bits and the sticky bit
 // are kept; setuid and setgid bits are dropped.
-func extractRootfs(r io.Reader, dir string) error {
+func extractRootfs(r io.Reader, dir string, limit int64) error {
 	tr := tar.NewReader(r)
 	var total int64
 	for {
@@ -50,8 +50,10 @@ func extractRootfs(r io.Reader, dir string) error {
 				return fmt.Errorf("creating %s: %w", name, err)
 			}
 		case tar.TypeReg:
-			if hdr.Size < 0 || hdr.Size > maxRootfsSize-total {
-				return fmt.Errorf("image file %s: size %d would take the filesystem past %d bytes", name, hdr.Size, int64(maxRootfsSize))
+			// Size is the file's expanded size, holes of sparse files
+			// included, so the limit bounds what reaches the disk.
+			if hdr.Size < 0 || hdr.Size > limit-total {
+				return fmt.Errorf("image file %s: size %d would take the filesystem past %d bytes", name, hdr.Size, limit)
 			}
 			total += hdr.Size
 			if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {

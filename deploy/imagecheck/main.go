@@ -187,7 +187,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("creating root filesystem directory: %w", err)
 	}
 	flat := mutate.Extract(loaded)
-	err = extractRootfs(flat, rootfs)
+	err = extractRootfs(flat, rootfs, maxRootfsSize)
 	flat.Close()
 	if err != nil {
 		return err
