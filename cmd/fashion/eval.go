@@ -2,11 +2,79 @@ package main
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
+	"fmt"
 	"io"
+	"os"
+	"time"
+
+	"github.com/fashion-classifier/fashion/internal/chart"
+	"github.com/fashion-classifier/fashion/internal/idx"
+	"github.com/fashion-classifier/fashion/internal/metrics"
+	"github.com/fashion-classifier/fashion/internal/train"
 )
 
-// runEval is a placeholder until the command lands.
 func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("not implemented yet")
+	fs := newFlagSet("eval", stderr)
+	modelPath := fs.String("model", "", "model file (default: $WEIGHT_PATH, else the embedded model)")
+	dataFlag := fs.String("data", "", "Fashion-MNIST directory (default: $FASHION_DATA, ./data/fashion-mnist, /usr/share/datasets/fashion-mnist)")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	confusion := fs.String("confusion", "", "also write the confusion matrix as a PNG to this file")
+	limit := fs.Int("limit", 0, "evaluate only the first N test images (0: all 10,000)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	m, err := openModel(*modelPath)
+	if err != nil {
+		return err
+	}
+	dir, err := idx.FindDir(*dataFlag, os.Getenv)
+	if err != nil {
+		return err
+	}
+	test, err := idx.LoadTest(dir)
+	if err != nil {
+		return err
+	}
+	if *limit > 0 && *limit < test.Images.N {
+		px := test.Images.Rows * test.Images.Cols
+		test.Images.N, test.Images.Pix, test.Labels = *limit, test.Images.Pix[:*limit*px], test.Labels[:*limit]
+	}
+	info := m.Info()
+	var predictErr error
+	start := time.Now()
+	conf := train.Evaluate(func(x []float32, n int) []float32 {
+		p, err := m.Predict(x, n)
+		if err != nil {
+			predictErr = err
+			return make([]float32, n*len(info.Classes))
+		}
+		return p
+	}, info, test, info.Classes)
+	if predictErr != nil {
+		return predictErr
+	}
+	elapsed := time.Since(start)
+	rep := conf.Report()
+	if *confusion != "" {
+		title := fmt.Sprintf("%s (%s): accuracy %.4f on %d test images", info.Name, info.Arch, rep.Accuracy, rep.N)
+		if err := writeFile(*confusion, func(w io.Writer) error { return chart.ConfusionPNG(w, conf, title) }); err != nil {
+			return err
+		}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(struct {
+			Model  any    `json:"model"`
+			Source string `json:"data"`
+			metrics.Report
+		}{info, dir, rep})
+	}
+	fmt.Fprintf(stdout, "model %s (%s, %s, sha256 %.12s…) on %s\n", info.Name, info.Arch, info.Source, info.SHA256, dir)
+	fmt.Fprintf(stdout, "accuracy %.4f (%d of %d), %.0f images/s\n\n", rep.Accuracy, rep.Correct, rep.N, float64(rep.N)/elapsed.Seconds())
+	return rep.WriteText(stdout)
 }
