@@ -43,15 +43,22 @@ func countColor(img image.Image, c color.RGBA) int {
 
 func TestConfusionPNG(t *testing.T) {
 	tests := []struct {
-		name string
-		c    func() *metrics.Confusion
+		name  string
+		c     func() *metrics.Confusion
+		title string
 	}{
-		{"fashion 10 classes", sampleConfusion},
+		{"fashion 10 classes", sampleConfusion, "Fashion-MNIST test set — accuracy 0.9393"},
+		{"no title", sampleConfusion, ""},
 		{"one class", func() *metrics.Confusion {
 			c := metrics.NewConfusion([]string{"only"})
 			c.Add(0, 0)
 			return c
-		}},
+		}, "one class"},
+		{"two classes", func() *metrics.Confusion {
+			c := metrics.NewConfusion([]string{"cat", "dog"})
+			c.Counts = [][]int{{40, 2}, {7, 51}}
+			return c
+		}, "two classes"},
 		{"large counts", func() *metrics.Confusion {
 			c := sampleConfusion()
 			for _, row := range c.Counts {
@@ -60,7 +67,7 @@ func TestConfusionPNG(t *testing.T) {
 				}
 			}
 			return c
-		}},
+		}, "Fashion-MNIST training set"},
 		{"many classes", func() *metrics.Confusion {
 			names := make([]string, 30)
 			for i := range names {
@@ -72,16 +79,17 @@ func TestConfusionPNG(t *testing.T) {
 				c.Counts[i][(i+1)%30] = 7
 			}
 			return c
-		}},
+		}, "thirty classes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var a, b bytes.Buffer
-			if err := ConfusionPNG(&a, tt.c(), "title"); err != nil {
+			if err := ConfusionPNG(&a, tt.c(), tt.title); err != nil {
 				t.Fatalf("ConfusionPNG: %v", err)
 			}
 			img := decode(t, a.Bytes(), confusionWidth, confusionHeight)
-			if err := ConfusionPNG(&b, tt.c(), "title"); err != nil {
+			saveExample(t, a.Bytes())
+			if err := ConfusionPNG(&b, tt.c(), tt.title); err != nil {
 				t.Fatalf("ConfusionPNG (second run): %v", err)
 			}
 			if !bytes.Equal(a.Bytes(), b.Bytes()) {
@@ -185,7 +193,7 @@ func TestCurvesPNG(t *testing.T) {
 		history []Epoch
 		title   string
 	}{
-		{"thirty epochs", sampleHistory(), "training"},
+		{"thirty epochs", sampleHistory(), "vgg · 30 epochs · SGD + one-cycle"},
 		{"no title", sampleHistory(), ""},
 		{"no learning rate", noLR, "training"},
 		{"one epoch", []Epoch{{Epoch: 1, TrainLoss: 0.7, TrainAcc: 0.8, TestAcc: 0.85, LR: 0.1}}, "one"},
@@ -203,6 +211,7 @@ func TestCurvesPNG(t *testing.T) {
 				t.Fatalf("CurvesPNG: %v", err)
 			}
 			decode(t, a.Bytes(), curvesWidth, curvesHeight)
+			saveExample(t, a.Bytes())
 			if err := CurvesPNG(&b, tt.history, tt.title); err != nil {
 				t.Fatalf("CurvesPNG (second run): %v", err)
 			}
@@ -311,10 +320,13 @@ func TestIntegerTicks(t *testing.T) {
 		{1, 30, "5 10 15 20 25 30"},
 		{1, 3, "1 2 3"},
 		{0.5, 1.5, "1"},
-		{1, 10, "1 2 3 4 5 6 7 8 9 10"},
+		{1, 10, "2 4 6 8 10"},
 		{1, 12, "2 4 6 8 10 12"},
-		{1, 200, "20 40 60 80 100 120 140 160 180 200"},
-		{1, 5000, "500 1000 1500 2000 2500 3000 3500 4000 4500 5000"},
+		{1, 200, "50 100 150 200"},
+		{1, 5000, "1000 2000 3000 4000 5000"},
+		{1, 6, "1 2 3 4 5 6"},
+		{1, 7, "1 2 3 4 5 6 7"},
+		{1, 8, "2 4 6 8"},
 		{1.2, 1.8, ""},
 		{-1e308, 1e308, "-1e+308 1e+308"},
 		{1e17, 1e17 + 16, "1e+17 1.0000000000000002e+17"},
@@ -380,4 +392,27 @@ func TestIsDark(t *testing.T) {
 			t.Errorf("isDark(blues[%d]) = %v, want %v", i, got, want)
 		}
 	}
+}
+
+// FuzzCurvesPNG checks that any history, however odd its numbers, yields
+// either an error or a decodable PNG, and never a panic or a hang.
+func FuzzCurvesPNG(f *testing.F) {
+	f.Add(3, 1.0, 0.5, 0.8, 0.1)
+	f.Add(1, math.Inf(1), math.NaN(), 1e308, -1e-300)
+	f.Add(-5, -1e308, 1e308, 0.0, 5e-324)
+	f.Add(1<<40, 1e15, 1e15+1, 1e15+2, 0.0)
+	f.Fuzz(func(t *testing.T, first int, a, b, c, d float64) {
+		h := []Epoch{
+			{Epoch: first, TrainLoss: a, TrainAcc: b, TestAcc: c, LR: d},
+			{Epoch: first + 1, TrainLoss: b, TrainAcc: c, TestAcc: d, LR: a},
+			{Epoch: first + 2, TrainLoss: c, TrainAcc: d, TestAcc: a, LR: b},
+		}
+		var buf bytes.Buffer
+		if err := CurvesPNG(&buf, h, "fuzz"); err != nil {
+			return
+		}
+		if _, err := png.Decode(&buf); err != nil {
+			t.Fatalf("CurvesPNG(%v) wrote an undecodable PNG: %v", h, err)
+		}
+	})
 }

@@ -114,8 +114,7 @@ func drawConfusion(dc draw.Canvas, c *metrics.Confusion, title string) {
 	}
 	p.X.Tick.Marker = plot.ConstantTicks(xTicks)
 	p.Y.Tick.Marker = plot.ConstantTicks(yTicks)
-	p.X.Tick.Label.Rotation = math.Pi / 4
-	p.X.Tick.Label.XAlign = draw.XRight
+	p.X.Tick.Label.XAlign = draw.XCenter
 	p.X.Tick.Label.YAlign = draw.YTop
 	p.X.Label.Text = "Predicted class"
 	p.Y.Label.Text = "True class"
@@ -123,19 +122,38 @@ func drawConfusion(dc draw.Canvas, c *metrics.Confusion, title string) {
 	p.Add(&cells{counts: c.Counts, max: maxCount})
 
 	// The colour bar takes a fixed strip on the right; the matrix gets the
-	// rest, narrowed if needed so that its cells come out square.
+	// rest.
 	const barStrip = 110 // pixels
 	area := dc
 	area.Max.X -= px(barStrip)
-	if data := p.DataCanvas(area); true {
-		w, h := data.Max.X-data.Min.X, data.Max.Y-data.Min.Y
-		if w > h {
-			area.Max.X -= w - h
-		}
+
+	// Class names shrink with the cells so that neighbours do not run into
+	// each other, and the names along the bottom are turned 45° only when
+	// they are wider than a cell, as matplotlib users do by hand.
+	data := p.DataCanvas(area)
+	cell := min(data.Max.X-data.Min.X, data.Max.Y-data.Min.Y) / vg.Length(k)
+	labelFont := sans(min(max(cell*0.5, 6), 10.5), false)
+	p.X.Tick.Label.Font = labelFont
+	p.Y.Tick.Label.Font = labelFont
+	widest := vg.Length(0)
+	for _, name := range c.Classes {
+		widest = max(widest, p.X.Tick.Label.Width(name))
+	}
+	if widest > cell*0.9 {
+		p.X.Tick.Label.Rotation = math.Pi / 4
+		p.X.Tick.Label.XAlign = draw.XRight
+	}
+
+	// Square cells: give up whichever extent is in excess.
+	data = p.DataCanvas(area)
+	if w, h := data.Max.X-data.Min.X, data.Max.Y-data.Min.Y; w > h {
+		area.Max.X -= w - h
+	} else {
+		area.Min.Y += h - w
 	}
 	p.Draw(area)
 
-	data := p.DataCanvas(area)
+	data = p.DataCanvas(area)
 	bar := vg.Rectangle{
 		Min: vg.Point{X: area.Max.X + px(24), Y: data.Min.Y},
 		Max: vg.Point{X: area.Max.X + px(24+22), Y: data.Max.Y},
@@ -219,10 +237,11 @@ func drawColorBar(c draw.Canvas, r vg.Rectangle, maxCount int) {
 		YAlign:  draw.YCenter,
 		Handler: plot.DefaultTextHandler,
 	}
-	for _, t := range (plot.DefaultTicks{}).Ticks(0, float64(maxCount)) {
-		if t.IsMinor() || t.Value < 0 || t.Value > float64(maxCount) {
-			continue
-		}
+	ticks := niceTicks{}.Ticks(0, float64(maxCount))
+	if maxCount < 8 {
+		ticks = integerTicks{}.Ticks(0, float64(maxCount))
+	}
+	for _, t := range ticks {
 		y := r.Min.Y + h*vg.Length(t.Value/float64(maxCount))
 		c.StrokeLine2(line, r.Max.X, y, r.Max.X+vg.Points(4), y)
 		c.FillText(label, vg.Point{X: r.Max.X + vg.Points(6), Y: y}, t.Label)

@@ -44,8 +44,8 @@ var (
 
 // CurvesPNG writes a 1200×480-pixel PNG of a training history: side-by-side
 // panels for the training loss, for the training and test accuracy (with
-// the best test accuracy marked) and, when the history records one, for the
-// learning-rate schedule. Each panel has a grid, and the accuracy panel a
+// the best test accuracy marked) and for the learning-rate schedule, each
+// panel only when the history has values for it. Each panel has a grid, and the accuracy panel a
 // legend. The title goes above the panels; an empty title leaves no gap.
 //
 // It returns an error, without writing anything, if history is empty, its
@@ -78,18 +78,50 @@ func CurvesPNG(w io.Writer, history []Epoch, title string) error {
 		if title != "" {
 			dc = drawTitle(dc, title)
 		}
-		plots := []*plot.Plot{lossPanel(loss), accuracyPanel(trainAcc, testAcc)}
+		// A panel is drawn only when it has something to show, and all
+		// panels share the epoch range so that they can be read across.
+		var (
+			plots  []*plot.Plot
+			titles []string
+		)
+		if len(loss) > 0 {
+			plots = append(plots, lossPanel(loss))
+			titles = append(titles, "Training loss")
+		}
+		if len(trainAcc) > 0 || len(testAcc) > 0 {
+			plots = append(plots, accuracyPanel(trainAcc, testAcc))
+			titles = append(titles, "Accuracy")
+		}
 		if hasLR {
 			plots = append(plots, lrPanel(lr))
+			titles = append(titles, "Learning rate")
 		}
+		for _, p := range plots {
+			p.X.Min = float64(history[0].Epoch)
+			p.X.Max = float64(history[len(history)-1].Epoch)
+		}
+		// Panel titles are drawn here rather than by each plot so that they
+		// line up even when the panels' data areas are placed differently
+		// within their tiles.
+		titleStyle := text.Style{
+			Font:    sans(12.5, true),
+			Color:   textColor,
+			XAlign:  draw.XCenter,
+			YAlign:  draw.YTop,
+			Handler: plot.DefaultTextHandler,
+		}
+		titleTop := dc.Max.Y - vg.Points(4)
 		tiles := draw.Tiles{
 			Rows: 1, Cols: len(plots),
 			PadX: vg.Points(30), PadLeft: vg.Points(8), PadRight: vg.Points(16),
-			PadTop: vg.Points(4), PadBottom: vg.Points(8),
+			PadTop:    vg.Points(4) + titleStyle.Height("Ag") + vg.Points(12),
+			PadBottom: vg.Points(8),
 		}
 		canvases := plot.Align([][]*plot.Plot{plots}, tiles, dc)
 		for i, p := range plots {
 			p.Draw(canvases[0][i])
+			data := p.DataCanvas(canvases[0][i])
+			dc.FillText(titleStyle, vg.Point{X: (data.Min.X + data.Max.X) / 2, Y: titleTop}, titles[i])
 		}
 		return nil
 	})
@@ -124,14 +156,10 @@ func drawTitle(c draw.Canvas, title string) draw.Canvas {
 }
 
 // newPanel returns a plot styled for one panel of the curves figure: sans
-// fonts, an integer epoch axis, about six labelled values on the y axis and
-// a light grid.
-func newPanel(title, ylabel string) *plot.Plot {
+// fonts, an integer epoch axis, five to nine labelled values on the y axis
+// and a light grid.
+func newPanel(ylabel string) *plot.Plot {
 	p := plot.New()
-	p.Title.Text = title
-	p.Title.TextStyle.Font = sans(12.5, true)
-	p.Title.TextStyle.Color = textColor
-	p.Title.Padding = vg.Points(8)
 	p.X.Label.Text = "Epoch"
 	p.Y.Label.Text = ylabel
 	for _, a := range []*plot.Axis{&p.X, &p.Y} {
@@ -191,7 +219,7 @@ func (lp lineAndPoints) Thumbnail(c *draw.Canvas) {
 
 // lossPanel plots the training loss.
 func lossPanel(loss plotter.XYs) *plot.Plot {
-	p := newPanel("Training loss", "Loss")
+	p := newPanel("Loss")
 	addLine(p, loss, blue)
 	return p
 }
@@ -199,7 +227,7 @@ func lossPanel(loss plotter.XYs) *plot.Plot {
 // accuracyPanel plots training and test accuracy and marks the epoch with
 // the best test accuracy.
 func accuracyPanel(train, test plotter.XYs) *plot.Plot {
-	p := newPanel("Accuracy", "Accuracy")
+	p := newPanel("Accuracy")
 	var lg legend
 	if l := addLine(p, train, blue); l != nil {
 		lg.add("train", l)
@@ -229,7 +257,7 @@ func accuracyPanel(train, test plotter.XYs) *plot.Plot {
 
 // lrPanel plots the learning-rate schedule.
 func lrPanel(lr plotter.XYs) *plot.Plot {
-	p := newPanel("Learning rate", "Learning rate")
+	p := newPanel("Learning rate")
 	addLine(p, lr, green)
 	p.Y.Min = math.Min(0, p.Y.Min)
 	return p
@@ -240,7 +268,8 @@ func lrPanel(lr plotter.XYs) *plot.Plot {
 const maxTicks = 50
 
 // integerTicks labels an epoch axis at whole numbers only, with a round
-// step that leaves at most about ten labels.
+// step that leaves at most seven labels, which fit side by side in a panel
+// even with three-digit epochs.
 type integerTicks struct{}
 
 // Ticks returns the tick marks; it implements plot.Ticker.
@@ -252,12 +281,12 @@ func (integerTicks) Ticks(lo, hi float64) []plot.Tick {
 	step := 1.0
 	for _, s := range []float64{1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000} {
 		step = s
-		if span/s <= 10 {
+		if span/s < 7 {
 			break
 		}
 	}
-	if span/step > 10 {
-		step = math.Ceil(span / 10)
+	if span/step >= 7 {
+		step = math.Ceil(span / 6)
 	}
 	// Start at a multiple of step so labels read 5, 10, 15 rather than
 	// 1, 6, 11; keep the first whole epoch when that leaves no tick.

@@ -3,6 +3,7 @@ package chart
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/fashion-classifier/fashion/internal/metrics"
@@ -51,27 +52,18 @@ func sampleHistory() []Epoch {
 	return h
 }
 
-// TestWriteExamples writes example figures to $CHART_EXAMPLE_DIR for a
-// person to look at; it is skipped when the variable is unset.
-func TestWriteExamples(t *testing.T) {
+// saveExample writes a figure rendered by a test to $CHART_EXAMPLE_DIR, if
+// set, so that a person can look at every case the tests draw:
+//
+//	CHART_EXAMPLE_DIR=/tmp/charts go test ./internal/chart
+func saveExample(t *testing.T, data []byte) {
+	t.Helper()
 	dir := os.Getenv("CHART_EXAMPLE_DIR")
 	if dir == "" {
-		t.Skip("set CHART_EXAMPLE_DIR to write example figures")
+		return
 	}
-	write := func(name string, fn func(f *os.File) error) {
-		f, err := os.Create(filepath.Join(dir, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		if err := fn(f); err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
+	name := strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()) + ".png"
+	if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+		t.Fatalf("saving example: %v", err)
 	}
-	write("confusion.png", func(f *os.File) error {
-		return ConfusionPNG(f, sampleConfusion(), "Fashion-MNIST test set — accuracy 0.9393")
-	})
-	write("curves.png", func(f *os.File) error {
-		return CurvesPNG(f, sampleHistory(), "vgg · 30 epochs · SGD + one-cycle")
-	})
 }
