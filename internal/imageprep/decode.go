@@ -128,9 +128,22 @@ func Decode(data []byte, maxPixels int) (img image.Image, format string, err err
 	if w <= 0 || h <= 0 {
 		return nil, format, fmt.Errorf("%w: %s header says %d×%d pixels; an image needs at least one", ErrCorrupt, format, w, h)
 	}
+	// A progressive JPEG decoder keeps every DCT coefficient as an int32
+	// until the last scan: 4 bytes per pixel per component on top of the
+	// image, so a few-kilobyte file could claim ~600 MB at the full cap.
+	// Such files get a quarter of the cap to keep the memory per request
+	// near that of other formats.
+	limit := maxPixels
+	if format == "jpeg" && jpegProgressive(data) {
+		limit = max(maxPixels/4, 1)
+	}
 	// Compare without multiplying, so absurd dimensions cannot overflow.
-	if w > maxPixels/h {
-		return nil, format, fmt.Errorf("%w: %s is %d×%d pixels, more than the cap of %d pixels", ErrTooLarge, format, w, h, maxPixels)
+	if w > limit/h {
+		kind := format
+		if limit != maxPixels {
+			kind = "progressive jpeg"
+		}
+		return nil, format, fmt.Errorf("%w: %s is %d×%d pixels, more than the cap of %d pixels", ErrTooLarge, kind, w, h, limit)
 	}
 
 	r := bytes.NewReader(data)
@@ -158,6 +171,34 @@ func Decode(data []byte, maxPixels int) (img image.Image, format string, err err
 		return nil, format, fmt.Errorf("%w: png has %d bytes after its IEND chunk (a polyglot or a truncated upload of several files?)", ErrCorrupt, r.Len())
 	}
 	return img, format, nil
+}
+
+// jpegProgressive reports whether a JPEG's frame header is progressive
+// (SOF2, or SOF6/SOF10/SOF14 which the decoder rejects anyway). It walks the
+// marker segments up to the first frame or scan header and reports false for
+// anything it cannot follow, leaving errors to the decoder.
+func jpegProgressive(data []byte) bool {
+	i := 2 // after SOI
+	for i+4 <= len(data) {
+		if data[i] != 0xff {
+			return false
+		}
+		m := data[i+1]
+		switch {
+		case m == 0xff: // fill byte
+			i++
+			continue
+		case m == 0xc2 || m == 0xc6 || m == 0xca || m == 0xce:
+			return true
+		case m >= 0xc0 && m <= 0xcf && m != 0xc4 && m != 0xc8 && m != 0xcc, m == 0xda:
+			return false // another frame type, or the scan data begins
+		case m == 0x01 || (m >= 0xd0 && m <= 0xd8): // segments without a length
+			i += 2
+			continue
+		}
+		i += 2 + (int(data[i+2])<<8 | int(data[i+3]))
+	}
+	return false
 }
 
 // guard runs one decoder step, recovers a panic inside it, and classifies

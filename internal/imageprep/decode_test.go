@@ -243,6 +243,35 @@ func TestDecodePixelCap(t *testing.T) {
 	}
 }
 
+func TestDecodeProgressiveJPEGCap(t *testing.T) {
+	baseline := encode(t, "jpeg", testImage(100, 100)) // 10,000 pixels
+	sof := bytes.Index(baseline, []byte{0xff, 0xc0})
+	if sof < 0 {
+		t.Fatal("no SOF0 marker in the test JPEG")
+	}
+	progressive := bytes.Clone(baseline)
+	progressive[sof+1] = 0xc2 // same header, marked progressive
+	if !jpegProgressive(progressive) || jpegProgressive(baseline) {
+		t.Fatal("jpegProgressive misreads the frame type")
+	}
+	if _, _, err := Decode(baseline, 10_000); err != nil {
+		t.Errorf("baseline JPEG at the cap: %v", err)
+	}
+	// A progressive JPEG gets a quarter of the cap; the header is refused
+	// before its (here bogus) scans are decoded.
+	if _, _, err := Decode(progressive, 39_999); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("progressive JPEG over a quarter of the cap: error = %v, want ErrTooLarge", err)
+	}
+	if _, _, err := Decode(progressive, 40_000); errors.Is(err, ErrTooLarge) {
+		t.Errorf("progressive JPEG at a quarter of the cap refused as too large: %v", err)
+	}
+	for _, data := range [][]byte{nil, {0xff, 0xd8}, {0xff, 0xd8, 0xff, 0xe0, 0xff, 0xff}, []byte("\xff\xd8garbage")} {
+		if jpegProgressive(data) {
+			t.Errorf("jpegProgressive(%q) = true", data)
+		}
+	}
+}
+
 func TestDecodeBadInput(t *testing.T) {
 	pngData := encode(t, "png", testImage(64, 64))
 	jpegData := encode(t, "jpeg", testImage(64, 64))
