@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 )
 
 // Format constants of the IDX files this package reads.
@@ -135,8 +136,8 @@ func ReadImages(r io.Reader) (Images, error) {
 	if err := in.checkLength(size, fmt.Sprintf("%d images of %d×%d", n, rows, cols)); err != nil {
 		return Images{}, err
 	}
-	pix := make([]uint8, size)
-	if err := in.body(pix, "image"); err != nil {
+	pix, err := in.body(size, "image")
+	if err != nil {
 		return Images{}, err
 	}
 	return Images{N: int(n), Rows: int(rows), Cols: int(cols), Pix: pix}, nil
@@ -162,8 +163,8 @@ func ReadLabels(r io.Reader) ([]uint8, error) {
 	if err := in.checkLength(n, fmt.Sprintf("%d labels", n)); err != nil {
 		return nil, err
 	}
-	labels := make([]uint8, n)
-	if err := in.body(labels, "label"); err != nil {
+	labels, err := in.body(n, "label")
+	if err != nil {
 		return nil, err
 	}
 	for i, l := range labels {
@@ -191,7 +192,11 @@ type input struct {
 // magic bytes, in a gzip reader.
 func open(r io.Reader) (*input, error) {
 	known := remaining(r)
-	br := bufio.NewReaderSize(r, 64<<10)
+	bufSize := 64 << 10
+	if known >= 0 && known < int64(bufSize) {
+		bufSize = int(known) // bufio raises this to its minimum of 16
+	}
+	br := bufio.NewReaderSize(r, bufSize)
 	in := &input{r: br, known: known}
 	magic, err := br.Peek(2)
 	if err != nil && !errors.Is(err, io.EOF) {
@@ -291,12 +296,47 @@ func (in *input) checkLength(size int64, what string) error {
 	return nil
 }
 
-// body fills dst with the elements and then checks that the input ends
-// there (which also makes a gzip reader verify its checksum).
-func (in *input) body(dst []uint8, kind string) error {
-	if n, err := io.ReadFull(in.r, dst); err != nil {
-		return in.readError(err, fmt.Sprintf("truncated: got %d of %d %s bytes", n, len(dst), kind))
+// body reads size bytes of elements and checks that the input ends there.
+func (in *input) body(size int64, kind string) ([]uint8, error) {
+	dst, err := in.fill(size)
+	if err != nil {
+		return nil, in.readError(err, fmt.Sprintf("truncated: got %d of %d %s bytes", len(dst), size, kind))
 	}
+	return dst, in.end(kind)
+}
+
+// growChunk is how much a reader of unknown length allocates before the
+// data has shown up to fill it.
+const growChunk = 1 << 20
+
+// fill reads size bytes. When checkLength has vouched for the input's
+// length, it allocates them at once; otherwise it grows the buffer as data
+// arrives, so a short input that declares a huge size cannot make it
+// allocate much more than it sends. It returns what it read so far on
+// error.
+func (in *input) fill(size int64) ([]uint8, error) {
+	if in.known >= 0 || size <= growChunk {
+		dst := make([]uint8, size)
+		n, err := io.ReadFull(in.r, dst)
+		return dst[:n], err
+	}
+	dst := make([]uint8, 0, growChunk)
+	for int64(len(dst)) < size {
+		if len(dst) == cap(dst) {
+			dst = slices.Grow(dst, int(min(int64(cap(dst)), size-int64(len(dst)))))
+		}
+		n, err := io.ReadFull(in.r, dst[len(dst):min(int64(cap(dst)), size)])
+		dst = dst[:len(dst)+n]
+		if err != nil {
+			return dst, err
+		}
+	}
+	return dst[:size:size], nil
+}
+
+// end checks that the input ends after the last element (which also
+// makes a gzip reader verify its checksum).
+func (in *input) end(kind string) error {
 	var one [1]byte
 	n, err := io.ReadFull(in.r, one[:])
 	switch {

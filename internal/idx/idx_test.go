@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"runtime"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -107,6 +108,55 @@ func TestReadImagesValid(t *testing.T) {
 				t.Fatalf("pixels differ")
 			}
 		})
+	}
+}
+
+func TestReadImagesLargeUnknownLength(t *testing.T) {
+	// More than growChunk bytes, so a reader of unknown length grows its
+	// buffer several times.
+	im := testImages(4000, 28, 28)
+	raw := encodeImages(t, im)
+	for name, in := range map[string][]byte{"raw": raw, "gzip": gz(t, raw)} {
+		t.Run(name, func(t *testing.T) {
+			got, err := ReadImages(lenless{bytes.NewReader(in)})
+			if err != nil {
+				t.Fatalf("ReadImages: %v", err)
+			}
+			if got.N != im.N || !bytes.Equal(got.Pix, im.Pix) || len(got.Pix) != cap(got.Pix) {
+				t.Fatalf("got %d images (%d bytes, cap %d), want %d identical ones", got.N, len(got.Pix), cap(got.Pix), im.N)
+			}
+			trunc := in[:len(in)-len(in)/3]
+			if _, err := ReadImages(lenless{bytes.NewReader(trunc)}); err == nil || !strings.Contains(err.Error(), "truncated") {
+				t.Fatalf("truncated input: error %v, want truncated", err)
+			}
+		})
+	}
+}
+
+// TestReadImagesBoundedAllocation checks that a few bytes declaring the
+// largest allowed set do not make the reader allocate that much.
+func TestReadImagesBoundedAllocation(t *testing.T) {
+	for name, in := range map[string][]byte{
+		"raw":  header(ImagesMagic, MaxImages, 28, 28),
+		"gzip": gz(t, header(ImagesMagic, MaxImages, 28, 28)),
+	} {
+		for rname, r := range map[string]func() io.Reader{
+			"bytes.Reader": func() io.Reader { return bytes.NewReader(in) },
+			"lenless":      func() io.Reader { return lenless{bytes.NewReader(in)} },
+		} {
+			t.Run(name+", "+rname, func(t *testing.T) {
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
+				_, err := ReadImages(r())
+				runtime.ReadMemStats(&after)
+				if err == nil {
+					t.Fatal("ReadImages accepted a header without pixels")
+				}
+				if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 4<<20 {
+					t.Fatalf("allocated %d bytes for a %d-byte input", alloc, len(in))
+				}
+			})
+		}
 	}
 }
 
