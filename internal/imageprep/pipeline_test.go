@@ -346,7 +346,7 @@ func TestDatasetImagesPassThrough(t *testing.T) {
 }
 
 func TestDatasetProductPhotoRoundTrip(t *testing.T) {
-	imgs := datasetImages(t, 200)
+	imgs := datasetImages(t, 100)
 	var sum float64
 	worst := 1.0
 	for i, img := range imgs {
