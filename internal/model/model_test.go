@@ -1,0 +1,220 @@
+package model
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/fashion-classifier/fashion/internal/idx"
+	"github.com/fashion-classifier/fashion/internal/metrics"
+	"github.com/fashion-classifier/fashion/internal/nn"
+	"github.com/fashion-classifier/fashion/internal/safetensors"
+	shipped "github.com/fashion-classifier/fashion/model"
+)
+
+// testSet loads the official test set, or skips when no dataset is
+// installed (CI always provides one through FASHION_DATA).
+func testSet(t *testing.T) idx.Set {
+	t.Helper()
+	dir, err := idx.FindDir("", os.Getenv)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("CI must provide the dataset: %v", err)
+		}
+		t.Skipf("no Fashion-MNIST data, so the shipped model's accuracy is not checked: %v", err)
+	}
+	set, err := idx.LoadTest(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return set
+}
+
+// TestShippedModelAccuracy is the promise of the model card: the embedded
+// weights classify at least 94% of the official test set correctly, and
+// the accuracy recorded in the file is the one measured here.
+func TestShippedModelAccuracy(t *testing.T) {
+	set := testSet(t)
+	c, err := Open("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := c.Info()
+	x := make([]float32, set.Images.N*Pixels)
+	info.Normalize(x, set.Images.Pix)
+	probs, err := c.Predict(x, set.Images.N)
+	if err != nil {
+		t.Fatal(err)
+	}
+	correct := 0
+	for i := range set.Images.N {
+		if metrics.Argmax(probs[i*10:(i+1)*10]) == int(set.Labels[i]) {
+			correct++
+		}
+	}
+	acc := float64(correct) / float64(set.Images.N)
+	t.Logf("shipped model: %d of %d correct (%.4f), file says %.4f", correct, set.Images.N, acc, info.TestAccuracy)
+	if acc < 0.94 {
+		t.Errorf("accuracy %.4f, want ≥ 0.94", acc)
+	}
+	if math.Abs(acc-info.TestAccuracy) > 1e-4 {
+		t.Errorf("measured accuracy %.4f differs from the %.4f recorded in the model file", acc, info.TestAccuracy)
+	}
+}
+
+func TestPredictIsConcurrencySafeAndBatchInvariant(t *testing.T) {
+	c, err := Open("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 1))
+	const n = 7
+	x := make([]float32, n*Pixels)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	all, err := c.Predict(x, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, n)
+	for i := range n {
+		go func() {
+			one, err := c.Predict(x[i*Pixels:(i+1)*Pixels], 1)
+			if err == nil {
+				for j, p := range one {
+					if math.Abs(float64(p-all[i*10+j])) > 1e-5 {
+						err = fmt.Errorf("image %d class %d: alone %v, in a batch %v", i, j, p, all[i*10+j])
+						break
+					}
+				}
+			}
+			done <- err
+		}()
+	}
+	for range n {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+	if _, err := c.Predict(x[:5], 1); err == nil {
+		t.Error("Predict accepted 5 values for one image")
+	}
+}
+
+func TestOpenRejectsBadFiles(t *testing.T) {
+	good := func() *safetensors.File {
+		f, err := safetensors.Decode(shipped.Weights)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	dir := t.TempDir()
+	write := func(name string, f *safetensors.File) string {
+		p := filepath.Join(dir, name)
+		if err := safetensors.WriteFile(p, f); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	truncated := filepath.Join(dir, "truncated.safetensors")
+	os.WriteFile(truncated, shipped.Weights[:1000], 0o644)
+	flipped := filepath.Join(dir, "flipped.safetensors")
+	b := append([]byte(nil), shipped.Weights...)
+	b[9] ^= 0xff // inside the JSON header
+	os.WriteFile(flipped, b, 0o644)
+	wrongArch := good()
+	wrongArch.Metadata["arch"] = "mobilenetv3-small"
+	unknownArch := good()
+	unknownArch.Metadata["arch"] = "resnet"
+	wrongShape := good()
+	wrongShape.Tensors[0].Shape = []int{len(wrongShape.Tensors[0].Data)}
+	missing := good()
+	missing.Tensors = missing.Tensors[1:]
+	extra := good()
+	extra.Tensors = append(extra.Tensors, safetensors.Tensor{Name: "extra", Shape: []int{1}, Data: []float32{1}})
+	tests := []struct {
+		name, path, want string
+	}{
+		{"missing file", filepath.Join(dir, "nope.safetensors"), "no such file"},
+		{"truncated", truncated, "truncated"},
+		{"bit flip in header", flipped, "JSON"},
+		{"wrong architecture", write("arch.safetensors", wrongArch), "lacks tensor"},
+		{"unknown architecture", write("unknown.safetensors", unknownArch), "unknown architecture"},
+		{"wrong shape", write("shape.safetensors", wrongShape), "has shape"},
+		{"missing tensor", write("missing.safetensors", missing), "lacks tensor"},
+		{"extra tensor", write("extra.safetensors", extra), "does not use"},
+		{"onnx not here", filepath.Join(dir, "m.onnx"), "ONNX"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Open(tc.path, nil)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Open: %v, want an error mentioning %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestWeightPathOverridesEmbedded(t *testing.T) {
+	dir := t.TempDir()
+	f, err := safetensors.Decode(shipped.Weights)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "copy.safetensors")
+	if err := safetensors.WriteFile(p, f); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Open("", func(k string) string {
+		if k == "WEIGHT_PATH" {
+			return p
+		}
+		return ""
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Info().Source != p {
+		t.Errorf("source %q, want %q from WEIGHT_PATH", c.Info().Source, p)
+	}
+}
+
+func TestArchitecturesBuild(t *testing.T) {
+	for name, a := range Archs() {
+		net := a.Build(rand.New(rand.NewPCG(1, 2)), 10)
+		params := 0
+		for _, p := range net.Params() {
+			params += len(p.Value)
+		}
+		t.Logf("%s: %d values", name, params)
+		x := make([]float32, 2*Pixels)
+		d, err := Decode(mustEncode(t, net, Meta{Arch: name, Classes: FashionClasses, Mean: DefaultMean, Std: DefaultStd}))
+		if err != nil {
+			t.Fatalf("%s: own file does not load: %v", name, err)
+		}
+		c, err := New(d, name, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := c.Predict(x, 2)
+		if err != nil || len(p) != 20 {
+			t.Fatalf("%s: Predict gave %d values, %v", name, len(p), err)
+		}
+	}
+}
+
+func mustEncode(t *testing.T, net *nn.Sequential, m Meta) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	if err := safetensors.Encode(&b, Encode(net, m)); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
