@@ -15,8 +15,11 @@ import (
 	"math"
 
 	xfont "golang.org/x/image/font"
+	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/font"
+	"gonum.org/v1/plot/text"
 	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
 )
 
@@ -67,6 +70,49 @@ func render(w io.Writer, what string, width, height int, draw func(c *vgimg.Canv
 		return fmt.Errorf("chart: writing %s PNG: %w", what, err)
 	}
 	return nil
+}
+
+// Title placement, in points: space above the title, below it and at its
+// sides.
+const (
+	titleTop    = 12
+	titleBottom = 8
+	titleMargin = 8
+)
+
+// titleStyle returns the style of a figure title set in a canvas width
+// wide: bold, and smaller than usual if that is what it takes to fit.
+func titleStyle(title string, width vg.Length) text.Style {
+	sty := text.Style{
+		Font:    sans(15, true),
+		Color:   textColor,
+		XAlign:  draw.XCenter,
+		YAlign:  draw.YTop,
+		Handler: plot.DefaultTextHandler,
+	}
+	avail := width - 2*titleMargin
+	if w := sty.Width(title); w > avail {
+		sty.Font.Size = max(sty.Font.Size*avail/w, 6)
+	}
+	return sty
+}
+
+// titleHeight returns the height drawTitle uses for title in a canvas
+// width wide.
+func titleHeight(title string, width vg.Length) vg.Length {
+	return titleTop + titleStyle(title, width).Height(title) + titleBottom
+}
+
+// drawTitle writes title at the top of c, centred on x but kept inside c,
+// and returns the height it used (see titleHeight). A title too wide for c
+// is set smaller rather than cut off.
+func drawTitle(c draw.Canvas, title string, x vg.Length) vg.Length {
+	width := c.Max.X - c.Min.X
+	sty := titleStyle(title, width)
+	half := min(sty.Width(title), width-2*titleMargin) / 2
+	x = min(max(x, c.Min.X+titleMargin+half), c.Max.X-titleMargin-half)
+	c.FillText(sty, vg.Point{X: x, Y: c.Max.Y - titleTop}, title)
+	return titleHeight(title, width)
 }
 
 // finite reports whether v is neither NaN nor ±Inf.

@@ -86,10 +86,6 @@ func drawConfusion(dc draw.Canvas, c *metrics.Confusion, title string) {
 
 	p := plot.New()
 	p.BackgroundColor = color.Transparent
-	p.Title.Text = title
-	p.Title.TextStyle.Font = sans(15, true)
-	p.Title.TextStyle.Color = textColor
-	p.Title.Padding = vg.Points(12)
 
 	// Row t is drawn at y = k-1-t so that the first class is at the top,
 	// as in a printed matrix.
@@ -121,10 +117,15 @@ func drawConfusion(dc draw.Canvas, c *metrics.Confusion, title string) {
 
 	p.Add(&cells{counts: c.Counts, max: maxCount})
 
-	// The colour bar takes a fixed strip on the right; the matrix gets the
-	// rest.
-	const barStrip = 110 // pixels
+	// The title goes on top and the colour bar takes a fixed strip on the
+	// right; the matrix gets the rest. The title is drawn last, centred on
+	// the matrix once that has been placed.
+	dc = draw.Crop(dc, px(10), -px(10), px(10), -px(14)) // outer margin
 	area := dc
+	if title != "" {
+		area.Max.Y -= titleHeight(title, dc.Max.X-dc.Min.X)
+	}
+	const barStrip = 110 // pixels
 	area.Max.X -= px(barStrip)
 
 	// Class names shrink with the cells so that neighbours do not run into
@@ -152,6 +153,10 @@ func drawConfusion(dc draw.Canvas, c *metrics.Confusion, title string) {
 		area.Min.Y += h - w
 	}
 	p.Draw(area)
+	if title != "" {
+		data := p.DataCanvas(area)
+		drawTitle(dc, title, (data.Min.X+data.Max.X)/2)
+	}
 
 	data = p.DataCanvas(area)
 	bar := vg.Rectangle{

@@ -76,7 +76,7 @@ func CurvesPNG(w io.Writer, history []Epoch, title string) error {
 	return render(w, "training curves", curvesWidth, curvesHeight, func(cv *vgimg.Canvas) error {
 		dc := draw.New(cv)
 		if title != "" {
-			dc = drawTitle(dc, title)
+			dc.Max.Y -= drawTitle(dc, title, (dc.Min.X+dc.Max.X)/2)
 		}
 		// A panel is drawn only when it has something to show, and all
 		// panels share the epoch range so that they can be read across.
@@ -137,22 +137,6 @@ func series(history []Epoch, field func(Epoch) float64) plotter.XYs {
 		}
 	}
 	return xy
-}
-
-// drawTitle writes title centred at the top of c and returns the canvas
-// below it.
-func drawTitle(c draw.Canvas, title string) draw.Canvas {
-	sty := text.Style{
-		Font:    sans(15, true),
-		Color:   textColor,
-		XAlign:  draw.XCenter,
-		YAlign:  draw.YTop,
-		Handler: plot.DefaultTextHandler,
-	}
-	top := vg.Points(12)
-	c.FillText(sty, vg.Point{X: (c.Min.X + c.Max.X) / 2, Y: c.Max.Y - top}, title)
-	c.Max.Y -= top + sty.Height(title) + vg.Points(8)
-	return c
 }
 
 // newPanel returns a plot styled for one panel of the curves figure: sans
