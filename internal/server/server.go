@@ -276,33 +276,49 @@ func Run(ctx context.Context, cfg Config, p Predictor, log *slog.Logger, started
 	return s.Serve(ctx, ln)
 }
 
-// routes registers every endpoint. Method-qualified patterns make the mux
+// route is one endpoint: a ServeMux pattern and its handler.
+type route struct {
+	pattern string
+	handler http.Handler
+}
+
+// routeTable lists every endpoint. Method-qualified patterns make the mux
 // answer 405 for wrong methods, and r.Pattern gives metrics a bounded route
-// label.
+// label. The OpenAPI test checks this table and the document agree.
+func (s *Server) routeTable() []route {
+	h := func(pattern string, f http.HandlerFunc) route { return route{pattern, f} }
+	return []route{
+		h("GET /{$}", s.handleIndex),
+		h("GET /healthz", s.handleHealthz),
+		h("GET /readyz", s.handleReadyz),
+		{"GET /metrics", s.metrics.handler()},
+		h("GET /openapi.json", s.handleOpenAPI),
+		h("GET /docs", s.handleDocsRedirect),
+		{"GET /docs/", s.docsHandler()},
+
+		h("GET /image-view", s.handleImageView),
+		h("GET /image-classify", s.handleImageClassify),
+		h("POST /v1/classify", s.handleClassify),
+		h("GET /v1/model", s.handleV1Model),
+
+		h("GET /v2", s.handleV2Server),
+		h("GET /v2/health/live", s.handleV2Live),
+		h("GET /v2/health/ready", s.handleV2Ready),
+		h("GET /v2/models/{name}", s.handleV2Model),
+		h("GET /v2/models/{name}/ready", s.handleV2ModelReady),
+		h("POST /v2/models/{name}/infer", s.handleV2Infer),
+		h("GET /v2/models/{name}/versions/{version}", s.handleV2Model),
+		h("GET /v2/models/{name}/versions/{version}/ready", s.handleV2ModelReady),
+		h("POST /v2/models/{name}/versions/{version}/infer", s.handleV2Infer),
+	}
+}
+
+// routes builds the mux from routeTable.
 func (s *Server) routes() *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", s.handleIndex)
-	mux.HandleFunc("GET /healthz", s.handleHealthz)
-	mux.HandleFunc("GET /readyz", s.handleReadyz)
-	mux.Handle("GET /metrics", s.metrics.handler())
-	mux.HandleFunc("GET /openapi.json", s.handleOpenAPI)
-	mux.HandleFunc("GET /docs", s.handleDocsRedirect)
-	mux.Handle("GET /docs/", s.docsHandler())
-
-	mux.HandleFunc("GET /image-view", s.handleImageView)
-	mux.HandleFunc("GET /image-classify", s.handleImageClassify)
-	mux.HandleFunc("POST /v1/classify", s.handleClassify)
-	mux.HandleFunc("GET /v1/model", s.handleV1Model)
-
-	mux.HandleFunc("GET /v2", s.handleV2Server)
-	mux.HandleFunc("GET /v2/health/live", s.handleV2Live)
-	mux.HandleFunc("GET /v2/health/ready", s.handleV2Ready)
-	mux.HandleFunc("GET /v2/models/{name}", s.handleV2Model)
-	mux.HandleFunc("GET /v2/models/{name}/ready", s.handleV2ModelReady)
-	mux.HandleFunc("POST /v2/models/{name}/infer", s.handleV2Infer)
-	mux.HandleFunc("GET /v2/models/{name}/versions/{version}", s.handleV2Model)
-	mux.HandleFunc("GET /v2/models/{name}/versions/{version}/ready", s.handleV2ModelReady)
-	mux.HandleFunc("POST /v2/models/{name}/versions/{version}/infer", s.handleV2Infer)
+	for _, r := range s.routeTable() {
+		mux.Handle(r.pattern, r.handler)
+	}
 	return mux
 }
 
