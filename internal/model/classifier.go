@@ -38,7 +38,7 @@ func New(d *Decoded, name, source string) (*Classifier, error) {
 		return nil, err
 	}
 	params := 0
-	for _, p := range net.Params() {
+	for _, p := range arch.Build(rand.New(rand.NewPCG(0, 0)), len(d.Meta.Classes)).Params() {
 		if p.Kind != nn.Buffer {
 			params += len(p.Value)
 		}
@@ -52,12 +52,14 @@ func New(d *Decoded, name, source string) (*Classifier, error) {
 	return c, nil
 }
 
+// build returns a network with the model's weights, in the form used for
+// inference: batch norms folded into the convolutions before them.
 func (c *Classifier) build() (*nn.Sequential, error) {
 	net := c.arch.Build(rand.New(rand.NewPCG(0, 0)), len(c.dec.Meta.Classes))
 	if err := Load(net, c.dec.Weights); err != nil {
 		return nil, err
 	}
-	return net, nil
+	return nn.FoldBatchNorm(net), nil
 }
 
 // Info describes the loaded model.

@@ -22,11 +22,15 @@ type Conv2D struct {
 	// NoInputGrad skips the input gradient, for the first layer of a
 	// network where nobody needs it.
 	NoInputGrad bool
+	// ReLU applies max(·, 0) to the output, in the same pass as the bias;
+	// FoldBatchNorm sets it when it folds a batch norm with a fused ReLU.
+	ReLU bool
 
 	W, B *Param // B is nil when the layer has no bias
 
 	x         *Tensor
 	out, dx   *Tensor
+	dmask     *Tensor
 	col, dcol []float32
 	flip      []float32 // W turned for the input gradient, see flipped
 }
@@ -119,10 +123,35 @@ func (c *Conv2D) Forward(x *Tensor, train bool) *Tensor {
 			tensor.Gemm(false, false, rows, c.Out, kdim, 1, col, kdim, c.W.Value, c.Out, 0, out.Data[n0*rowsPer*c.Out:], c.Out)
 		}
 	}
-	if c.B != nil {
-		addBias(out.Data, c.B.Value)
+	if c.B != nil || c.ReLU {
+		c.epilogue(out.Data)
 	}
 	return out
+}
+
+// epilogue adds the bias (if any) and applies the ReLU (if set) to the
+// rows of out, in one parallel pass.
+func (c *Conv2D) epilogue(out []float32) {
+	var bias []float32
+	if c.B != nil {
+		bias = c.B.Value
+	}
+	relu := c.ReLU
+	parallelFor(len(out)/c.Out, 1024, func(lo, hi int) {
+		for off := lo * c.Out; off < hi*c.Out; off += c.Out {
+			row := out[off : off+c.Out]
+			if bias != nil {
+				for i := range row {
+					row[i] += bias[i]
+				}
+			}
+			if relu {
+				for i, v := range row {
+					row[i] = max(v, 0)
+				}
+			}
+		}
+	})
 }
 
 // Backward computes the weight (and bias) gradients and, unless
@@ -132,6 +161,13 @@ func (c *Conv2D) Backward(dy *Tensor) *Tensor {
 	oh, ow := dy.H, dy.W
 	kdim := c.K * c.K * c.In
 	rowsPer := oh * ow
+	if c.ReLU {
+		masked := reuse(&c.dmask, dy.N, dy.H, dy.W, dy.C)
+		for i, d := range dy.Data {
+			masked.Data[i] = d * positive(c.out.Data[i])
+		}
+		dy = masked
+	}
 	if c.B != nil {
 		sumRows(c.B.Grad, dy.Data, c.Out)
 	}
