@@ -10,7 +10,11 @@
 # this file's final stage with the image the check assembles).
 
 # Build stage: the official Go image, pinned to the module's Go release line.
-FROM golang:1.26 AS build
+# It runs on the build machine's platform and cross-compiles for the target
+# (docker build --platform linux/amd64 on an arm64 laptop needs no emulation).
+FROM --platform=$BUILDPLATFORM golang:1.26 AS build
+ARG TARGETOS
+ARG TARGETARCH
 WORKDIR /src
 # Download modules in their own layer so code changes do not refetch them.
 COPY go.mod go.sum ./
@@ -20,7 +24,8 @@ COPY . .
 # come from build arguments.
 ARG VERSION=dev
 ARG COMMIT=unknown
-RUN VERSION="$VERSION" COMMIT="$COMMIT" deploy/build.sh /rootfs/fashion
+RUN GOOS="$TARGETOS" GOARCH="$TARGETARCH" VERSION="$VERSION" COMMIT="$COMMIT" \
+    deploy/build.sh /rootfs/fashion
 # The final image's filesystem: the static binary, the CA bundle for
 # fetching https:// image URLs, a passwd/group entry for the non-root user,
 # and a world-writable sticky /tmp for request bodies Go spills to disk.
