@@ -129,11 +129,12 @@ func (p *gemmProblem) setBlocking() {
 	p.directA = p.kern.directA
 }
 
-// packCols returns how many columns of op(B) are packed at once: all of them
-// unless that would take more than packBMaxFloats.
-func (p *gemmProblem) packCols() int {
+// packCols returns how many columns of op(B) are packed at once when krows
+// rows are packed: all of them unless that would take more than
+// packBMaxFloats.
+func (p *gemmProblem) packCols(krows int) int {
 	nc := p.n
-	if maxCols := packBMaxFloats / p.k / p.kern.nr * p.kern.nr; nc > maxCols {
+	if maxCols := packBMaxFloats / krows / p.kern.nr * p.kern.nr; nc > maxCols {
 		nc = max(p.kern.nr, maxCols)
 	}
 	return nc
@@ -142,8 +143,8 @@ func (p *gemmProblem) packCols() int {
 // runSerial computes the product on the calling goroutine.
 func (p *gemmProblem) runSerial() {
 	kern := p.kern
-	nc := p.packCols()
-	bws := getWorkspace((nc + kern.nr - 1) / kern.nr * kern.nr * p.k)
+	nc := p.packCols(p.kc)
+	bws := getWorkspace((nc + kern.nr - 1) / kern.nr * kern.nr * p.kc)
 	defer putWorkspace(bws)
 	p.bp = bws.buf
 	aws := getWorkspace(kern.mc * p.kc)
@@ -151,22 +152,32 @@ func (p *gemmProblem) runSerial() {
 	for jc := 0; jc < p.n; jc += nc {
 		p.jc, p.nc = jc, min(nc, p.n-jc)
 		panels := (p.nc + kern.nr - 1) / kern.nr
-		p.packB(0, panels)
-		for i0 := 0; i0 < p.m; i0 += kern.mc {
-			p.block(aws, i0, min(kern.mc, p.m-i0), 0, panels)
+		// K blocks outermost, as in BLIS: each block of B is packed just
+		// before use, while it is still in cache, and is read from memory
+		// once; only the smaller C is revisited.
+		for q0 := 0; q0 < p.k; q0 += p.kc {
+			p.bq0, p.bk = q0, min(p.kc, p.k-q0)
+			p.packB(0, panels)
+			for i0 := 0; i0 < p.m; i0 += kern.mc {
+				p.block(aws, i0, min(kern.mc, p.m-i0), 0, panels, q0)
+			}
 		}
 	}
 }
 
-// runSplitK computes the product on threads goroutines, each taking a
-// contiguous range of K. The first range accumulates into C directly; the
-// others go to scratch matrices that are added to C at the end.
+// runSplitK computes the product on threads goroutines that take chunks of
+// K in turn. Each goroutine accumulates its chunks in its own matrix (the
+// calling goroutine's is C itself), and the matrices are added to C at the
+// end. There are several chunks per goroutine so that one slowed down by
+// other work on the machine simply takes fewer of them.
 func runSplitK(p gemmProblem, threads int) {
 	m, n := p.m, p.n
+	chunks := min(4*threads, max(threads, p.k/p.kern.kc))
 	scratch := getWorkspace((threads - 1) * m * n)
 	defer putWorkspace(scratch)
-	parallelFor(threads, threads, func(_, t int) {
-		k0, k1 := t*p.k/threads, (t+1)*p.k/threads
+	used := make([]bool, threads)
+	parallelFor(threads, chunks, func(w, t int) {
+		k0, k1 := t*p.k/chunks, (t+1)*p.k/chunks
 		sub := p
 		sub.k = k1 - k0
 		if p.transA {
@@ -179,15 +190,26 @@ func runSplitK(p gemmProblem, threads int) {
 		} else {
 			sub.b = p.b[k0*p.ldb:]
 		}
-		if t > 0 {
-			sub.c = scratch.buf[(t-1)*m*n : t*m*n]
+		if w > 0 {
+			sub.c = scratch.buf[(w-1)*m*n : w*m*n]
 			sub.ldc, sub.beta = n, 0
 		}
+		if used[w] {
+			sub.beta = 1
+		}
+		used[w] = true
 		sub.setBlocking()
 		sub.runSerial()
 	})
-	for t := 1; t < threads; t++ {
-		part := scratch.buf[(t-1)*m*n : t*m*n]
+	if !used[0] {
+		// The other goroutines took every chunk.
+		scaleMatrix(p.c, m, n, p.ldc, p.beta)
+	}
+	for w := 1; w < threads; w++ {
+		if !used[w] {
+			continue
+		}
+		part := scratch.buf[(w-1)*m*n : w*m*n]
 		for i := 0; i < m; i++ {
 			Axpy(1, part[i*n:(i+1)*n], p.c[i*p.ldc:i*p.ldc+n])
 		}
@@ -200,10 +222,11 @@ func runSplitK(p gemmProblem, threads int) {
 func runParallel(p gemmProblem, threads int) {
 	kern := p.kern
 	m := p.m
-	nc := p.packCols()
+	nc := p.packCols(p.k)
 	bws := getWorkspace((nc + kern.nr - 1) / kern.nr * kern.nr * p.k)
 	defer putWorkspace(bws)
 	p.bp = bws.buf
+	p.bq0, p.bk = 0, p.k
 	aws := make([]*workspace, threads)
 	for i := range aws {
 		aws[i] = getWorkspace(kern.mc * p.kc)
@@ -238,7 +261,9 @@ func runParallel(p gemmProblem, threads int) {
 			i0 := it * mc
 			jp0 := jt * panels / nSplit
 			jp1 := (jt + 1) * panels / nSplit
-			p.block(aws[w], i0, min(mc, m-i0), jp0, jp1)
+			for q0 := 0; q0 < p.k; q0 += p.kc {
+				p.block(aws[w], i0, min(mc, m-i0), jp0, jp1, q0)
+			}
 		})
 	}
 }
@@ -260,15 +285,17 @@ type gemmProblem struct {
 	// directB reports that full micro-panels of B are read in place from
 	// b (which is then not transposed); only a partial last panel is packed.
 	directB bool
-	// bp holds columns [jc, jc+nc) of op(B), packed over all of K: panel j
-	// occupies bp[j·k·nr:(j+1)·k·nr].
-	bp     []float32
-	jc, nc int
+	// bp holds columns [jc, jc+nc) of op(B), packed as micro-panels. It
+	// holds rows [bq0, bq0+bk) of op(B) (all of K, or one K block) and
+	// panel j occupies bp[j·bk·nr:(j+1)·bk·nr].
+	bp      []float32
+	jc, nc  int
+	bq0, bk int
 }
 
 // packB packs B micro-panels [p0, p1) of the current column block into p.bp.
 func (p *gemmProblem) packB(p0, p1 int) {
-	nr, k := p.kern.nr, p.k
+	nr, k, q0 := p.kern.nr, p.bk, p.bq0
 	for jp := p0; jp < p1; jp++ {
 		j := p.jc + jp*nr
 		w := min(nr, p.jc+p.nc-j)
@@ -281,7 +308,7 @@ func (p *gemmProblem) packB(p0, p1 int) {
 			// op(B)[q][j] = b[j·ldb+q]: read rows of the stored B
 			// contiguously and scatter them into the panel.
 			for jj := 0; jj < w; jj++ {
-				src := p.b[(j+jj)*p.ldb : (j+jj)*p.ldb+k]
+				src := p.b[(j+jj)*p.ldb+q0 : (j+jj)*p.ldb+q0+k]
 				for q, v := range src {
 					dst[q*nr+jj] = v
 				}
@@ -295,16 +322,16 @@ func (p *gemmProblem) packB(p0, p1 int) {
 			// op(B)[q][j] = b[q·ldb+j]: each k step is a contiguous run,
 			// copied as a fixed-size array to avoid a memmove call.
 			for q := 0; q < k; q++ {
-				*(*[16]float32)(dst[q*16:]) = *(*[16]float32)(p.b[q*p.ldb+j:])
+				*(*[16]float32)(dst[q*16:]) = *(*[16]float32)(p.b[(q0+q)*p.ldb+j:])
 			}
 		case w == 32 && nr == 32:
 			for q := 0; q < k; q++ {
-				*(*[32]float32)(dst[q*32:]) = *(*[32]float32)(p.b[q*p.ldb+j:])
+				*(*[32]float32)(dst[q*32:]) = *(*[32]float32)(p.b[(q0+q)*p.ldb+j:])
 			}
 		default:
 			for q := 0; q < k; q++ {
 				d := dst[q*nr : q*nr+nr]
-				copy(d, p.b[q*p.ldb+j:q*p.ldb+j+w])
+				copy(d, p.b[(q0+q)*p.ldb+j:(q0+q)*p.ldb+j+w])
 				clear(d[w:])
 			}
 		}
@@ -371,13 +398,14 @@ func (p *gemmProblem) packA(dst []float32, i0, mc, q0, kc int) {
 	}
 }
 
-// block computes rows [i0, i0+mc) of C for B panels [jp0, jp1) of the
-// current column block, over all of K, packing A into ws.
-func (p *gemmProblem) block(ws *workspace, i0, mc, jp0, jp1 int) {
+// block adds the contribution of the K block starting at q0 to rows
+// [i0, i0+mc) of C for B panels [jp0, jp1) of the current column block,
+// packing A into ws as needed.
+func (p *gemmProblem) block(ws *workspace, i0, mc, jp0, jp1, q0 int) {
 	kern := p.kern
 	mr, nr := kern.mr, kern.nr
 	abuf, tile := ws.buf, ws.tile[:]
-	for q0 := 0; q0 < p.k; q0 += p.kc {
+	{
 		kc := min(p.kc, p.k-q0)
 		beta := p.beta
 		if q0 > 0 {
@@ -387,7 +415,8 @@ func (p *gemmProblem) block(ws *workspace, i0, mc, jp0, jp1 int) {
 		for jp := jp0; jp < jp1; jp++ {
 			j := p.jc + jp*nr
 			w := min(nr, p.jc+p.nc-j)
-			bp, ldb := p.bp[jp*p.k*nr+q0*nr:jp*p.k*nr+(q0+kc)*nr], nr
+			off := jp*p.bk*nr + (q0-p.bq0)*nr
+			bp, ldb := p.bp[off:off+kc*nr], nr
 			if p.directB && w == nr {
 				bp, ldb = p.b[q0*p.ldb+j:], p.ldb
 			}
