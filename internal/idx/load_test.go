@@ -331,6 +331,9 @@ func TestVerifyOfficialSums(t *testing.T) {
 // names them (CI sets it) and checks the set's well-known shape.
 func TestRealDataset(t *testing.T) {
 	dir := realDataDir(t)
+	if raceEnabled {
+		t.Skip("skipped under the race detector, which makes decompressing the real 60 MB take minutes; TestLoad covers Load's concurrency")
+	}
 	start := time.Now()
 	ds, err := Load(dir)
 	if err != nil {

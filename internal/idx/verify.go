@@ -86,7 +86,8 @@ type FileStatus struct {
 }
 
 // Verify checks the SHA-256 of the decompressed content of each of the
-// four dataset files in dir against the official sums. It returns the
+// four dataset files in dir against the official sums. It checks the copy
+// Load reads (see Locate) when both a raw and a ".gz" copy exist. It returns the
 // status of every file and, if any is not StatusOK, an error summarising
 // which, so callers can both show the details and fail.
 func Verify(dir string) ([]FileStatus, error) {
