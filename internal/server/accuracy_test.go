@@ -1,0 +1,142 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"image"
+	"image/png"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/fashion-classifier/fashion/internal/idx"
+	"github.com/fashion-classifier/fashion/internal/metrics"
+	"github.com/fashion-classifier/fashion/internal/model"
+)
+
+// accuracyImages is how many test-set images the HTTP accuracy test sends.
+const accuracyImages = 300
+
+// TestAccuracyThroughHTTP serves the real embedded model and checks that
+// classifying test-set images through HTTP — as PNG uploads to
+// /v1/classify and as UINT8 tensors to the v2 protocol — gives the same
+// accuracy as calling Predict directly on the same images.
+func TestAccuracyThroughHTTP(t *testing.T) {
+	clf, err := model.Open("", os.Getenv)
+	if err != nil {
+		t.Skipf("skipping: the real model is not available yet: %v", err)
+	}
+	dir, err := idx.FindDir("", os.Getenv)
+	if err != nil {
+		t.Skipf("skipping: Fashion-MNIST test set not found (set FASHION_DATA): %v", err)
+	}
+	test, err := idx.LoadTest(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := min(accuracyImages, test.Images.N)
+	info := clf.Info()
+
+	// Direct: one batched Predict on the normalised pixels.
+	x := make([]float32, n*model.Pixels)
+	for i := range n {
+		info.Normalize(x[i*model.Pixels:(i+1)*model.Pixels], test.Images.Image(i))
+	}
+	probs, err := clf.Predict(x, n)
+	if err != nil {
+		t.Fatalf("Predict: %v", err)
+	}
+	direct := make([]int, n)
+	for i := range n {
+		direct[i] = metrics.Argmax(probs[i*10 : (i+1)*10])
+	}
+
+	ts := startServer(t, Config{}, clf)
+
+	// Through POST /v1/classify, one PNG per request, 8 clients at once so
+	// the micro-batcher mixes requests into batches.
+	viaPNG := make([]int, n)
+	var wg sync.WaitGroup
+	work := make(chan int)
+	for range 8 {
+		wg.Go(func() {
+			for i := range work {
+				g := &image.Gray{Pix: test.Images.Image(i), Stride: model.Side, Rect: image.Rect(0, 0, model.Side, model.Side)}
+				var buf bytes.Buffer
+				if err := png.Encode(&buf, g); err != nil {
+					t.Error(err)
+					return
+				}
+				r := do(t, "POST", ts.url+"/v1/classify", "image/png", buf.Bytes())
+				if r.code != 200 {
+					t.Errorf("image %d: status %d: %s", i, r.code, r.body)
+					viaPNG[i] = -1
+					continue
+				}
+				viaPNG[i] = decode[Result](t, r).ClassID
+			}
+		})
+	}
+	for i := range n {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+
+	// Through the v2 protocol, 100 UINT8 images per request.
+	viaV2 := make([]int, 0, n)
+	for start := 0; start < n; start += 100 {
+		end := min(start+100, n)
+		var data strings.Builder
+		for i := start; i < end; i++ {
+			for j, p := range test.Images.Image(i) {
+				if i > start || j > 0 {
+					data.WriteByte(',')
+				}
+				fmt.Fprint(&data, p)
+			}
+		}
+		body := fmt.Sprintf(`{"id":"acc","inputs":[{"name":"input_uint8","datatype":"UINT8","shape":[%d,28,28],"data":[%s]}]}`, end-start, data.String())
+		r := do(t, "POST", ts.url+"/v2/models/fashion-mnist/infer", "application/json", []byte(body))
+		if r.code != 200 {
+			t.Fatalf("v2 infer: status %d: %.300s", r.code, r.body)
+		}
+		var resp V2InferResponse
+		if err := json.Unmarshal(r.body, &resp); err != nil || len(resp.Outputs) != 1 {
+			t.Fatalf("v2 infer answer: %v", err)
+		}
+		out := resp.Outputs[0].Data
+		for i := range end - start {
+			viaV2 = append(viaV2, metrics.Argmax(out[i*10:(i+1)*10]))
+		}
+	}
+
+	correct := func(pred []int) (c int) {
+		for i, p := range pred {
+			if p == int(test.Labels[i]) {
+				c++
+			}
+		}
+		return c
+	}
+	differ := func(pred []int) (d int) {
+		for i, p := range pred {
+			if p != direct[i] {
+				d++
+			}
+		}
+		return d
+	}
+	cd, cp, cv := correct(direct), correct(viaPNG), correct(viaV2)
+	t.Logf("accuracy on %d test images: direct %d (%.4f), PNG over HTTP %d, v2 UINT8 %d; predictions differing from direct: PNG %d, v2 %d",
+		n, cd, float64(cd)/float64(n), cp, cv, differ(viaPNG), differ(viaV2))
+	if cp != cd || cv != cd {
+		t.Errorf("accuracy differs: direct %d/%d, PNG over HTTP %d/%d, v2 %d/%d", cd, n, cp, n, cv, n)
+	}
+	// Far below any trained model: inputs reach the model wrongly scaled.
+	if float64(cd)/float64(n) < 0.5 {
+		t.Errorf("direct accuracy %.3f is near chance: is the input normalised as the model card says?", float64(cd)/float64(n))
+	}
+}
