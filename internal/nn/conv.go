@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 
 	"github.com/fashion-classifier/fashion/internal/tensor"
 )
@@ -28,11 +29,11 @@ type Conv2D struct {
 
 	W, B *Param // B is nil when the layer has no bias
 
-	x         *Tensor
-	out, dx   *Tensor
-	dmask     *Tensor
-	col, dcol []float32
-	flip      []float32 // W turned for the input gradient, see flipped
+	x       *Tensor
+	out, dx *Tensor
+	dmask   *Tensor
+	work    []convWork // per-worker scratch, see chunks
+	flip    []float32  // W turned for the input gradient, see flipped
 }
 
 // NewConv2D returns a convolution with He-normal initial weights, the
@@ -115,13 +116,10 @@ func (c *Conv2D) Forward(x *Tensor, train bool) *Tensor {
 	if c.pointwise() {
 		tensor.Gemm(false, false, x.N*rowsPer, c.Out, kdim, 1, x.Data, kdim, c.W.Value, c.Out, 0, out.Data, c.Out)
 	} else {
-		step := c.chunk(oh, ow)
-		for n0 := 0; n0 < x.N; n0 += step {
-			n1 := min(n0+step, x.N)
-			rows := (n1 - n0) * rowsPer
-			col := im2col(&c.col, x, n0, n1, c.K, c.Stride, c.Pad, oh, ow)
-			tensor.Gemm(false, false, rows, c.Out, kdim, 1, col, kdim, c.W.Value, c.Out, 0, out.Data[n0*rowsPer*c.Out:], c.Out)
-		}
+		c.chunks(x.N, oh, ow, func(ws *convWork, gemm gemmFunc, n0, n1 int, _ bool) {
+			col := im2col(&ws.col, x, n0, n1, c.K, c.Stride, c.Pad, oh, ow)
+			gemm(false, false, (n1-n0)*rowsPer, c.Out, kdim, 1, col, kdim, c.W.Value, c.Out, 0, out.Data[n0*rowsPer*c.Out:], c.Out)
+		})
 	}
 	if c.B != nil || c.ReLU {
 		c.epilogue(out.Data)
@@ -187,17 +185,18 @@ func (c *Conv2D) Backward(dy *Tensor) *Tensor {
 		clear(dx.Data) // col2im accumulates
 	}
 	c.flip = c.flip[:0] // the weights changed since the last backward pass
-	step := c.chunk(oh, ow)
-	for n0 := 0; n0 < x.N; n0 += step {
-		n1 := min(n0+step, x.N)
+	if dx != nil && c.same() {
+		c.flipped()
+	}
+	workers := c.chunks(x.N, oh, ow, func(ws *convWork, gemm gemmFunc, n0, n1 int, first bool) {
 		rows := (n1 - n0) * rowsPer
-		col := im2col(&c.col, x, n0, n1, c.K, c.Stride, c.Pad, oh, ow)
+		col := im2col(&ws.col, x, n0, n1, c.K, c.Stride, c.Pad, oh, ow)
 		dyc := dy.Data[n0*rowsPer*c.Out:]
 		beta := float32(1)
-		if n0 == 0 {
+		if first {
 			beta = 0
 		}
-		tensor.Gemm(true, false, kdim, c.Out, rows, 1, col, kdim, dyc, c.Out, beta, c.W.Grad, c.Out)
+		gemm(true, false, kdim, c.Out, rows, 1, col, kdim, dyc, c.Out, beta, ws.dW, c.Out)
 		switch {
 		case dx == nil:
 		case c.same():
@@ -205,14 +204,60 @@ func (c *Conv2D) Backward(dy *Tensor) *Tensor {
 			// convolution of dy with the kernel turned by 180° and its
 			// channel axes swapped: an im2col of dy and one product, which
 			// copies memory where col2im would scatter-add it.
-			dcol := im2col(&c.dcol, dy, n0, n1, c.K, 1, c.Pad, x.H, x.W)
-			tensor.Gemm(false, false, (n1-n0)*x.H*x.W, c.In, c.K*c.K*c.Out, 1, dcol, c.K*c.K*c.Out, c.flipped(), c.In, 0, dx.Data[n0*x.H*x.W*c.In:], c.In)
+			dcol := im2col(&ws.dcol, dy, n0, n1, c.K, 1, c.Pad, x.H, x.W)
+			gemm(false, false, (n1-n0)*x.H*x.W, c.In, c.K*c.K*c.Out, 1, dcol, c.K*c.K*c.Out, c.flip, c.In, 0, dx.Data[n0*x.H*x.W*c.In:], c.In)
 		default:
-			tensor.Gemm(false, true, rows, kdim, c.Out, 1, dyc, c.Out, c.W.Value, c.Out, 0, col, kdim)
+			gemm(false, true, rows, kdim, c.Out, 1, dyc, c.Out, c.W.Value, c.Out, 0, col, kdim)
 			c.col2im(col, dx, n0, n1, oh, ow)
+		}
+	})
+	copy(c.W.Grad, c.work[0].dW)
+	for _, ws := range c.work[1:workers] {
+		for i, v := range ws.dW {
+			c.W.Grad[i] += v
 		}
 	}
 	return dx
+}
+
+// gemmFunc is tensor.Gemm or tensor.GemmSerial.
+type gemmFunc func(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int)
+
+// convWork is one worker's scratch space: unfolded patches and its share
+// of the weight gradient.
+type convWork struct {
+	col, dcol, dW []float32
+}
+
+// chunks runs fn over the images [0, n) in chunks small enough for the
+// im2col budget. Large batches are split between workers that each handle
+// whole chunks with a serial matrix product: one synchronisation per layer
+// instead of several per chunk. Small batches (single-image inference)
+// go chunk by chunk with the product itself parallel. first tells fn that
+// a chunk is its worker's first; the return value is how many workers'
+// scratch (c.work[:workers]) was used.
+func (c *Conv2D) chunks(n, oh, ow int, fn func(ws *convWork, gemm gemmFunc, n0, n1 int, first bool)) int {
+	step := c.chunk(oh, ow)
+	procs := runtime.GOMAXPROCS(0)
+	for len(c.work) < procs {
+		c.work = append(c.work, convWork{})
+	}
+	for i := range c.work {
+		if len(c.work[i].dW) != len(c.W.Value) {
+			c.work[i].dW = make([]float32, len(c.W.Value))
+		}
+	}
+	if n < 2*procs {
+		for n0 := 0; n0 < n; n0 += step {
+			fn(&c.work[0], tensor.Gemm, n0, min(n0+step, n), n0 == 0)
+		}
+		return 1
+	}
+	return parallelWorkers(n, 1, func(w, lo, hi int) {
+		for n0 := lo; n0 < hi; n0 += step {
+			fn(&c.work[w], tensor.GemmSerial, n0, min(n0+step, hi), n0 == lo)
+		}
+	})
 }
 
 // im2col unfolds images [n0, n1) of x into dst: one row of k·k·C patch
@@ -227,38 +272,36 @@ func im2col(dst *[]float32, x *Tensor, n0, n1, k, stride, pad, oh, ow int) []flo
 		*dst = make([]float32, rows*kdim)
 	}
 	col := (*dst)[:rows*kdim]
-	parallelFor(n1-n0, 1, func(lo, hi int) {
-		for n := n0 + lo; n < n0+hi; n++ {
-			img := x.Data[n*x.H*x.W*ci : (n+1)*x.H*x.W*ci]
-			out := col[(n-n0)*oh*ow*kdim:]
-			for oy := 0; oy < oh; oy++ {
-				for ox := 0; ox < ow; ox++ {
-					row := out[(oy*ow+ox)*kdim : (oy*ow+ox+1)*kdim]
-					iy0, ix0 := oy*stride-pad, ox*stride-pad
-					for ky := 0; ky < k; ky++ {
-						iy := iy0 + ky
-						seg := row[ky*k*ci : (ky+1)*k*ci]
-						if iy < 0 || iy >= x.H {
-							clear(seg)
-							continue
-						}
-						if ix0 >= 0 && ix0+k <= x.W {
-							copy(seg, img[(iy*x.W+ix0)*ci:(iy*x.W+ix0+k)*ci])
-							continue
-						}
-						for kx := 0; kx < k; kx++ {
-							ix := ix0 + kx
-							if ix < 0 || ix >= x.W {
-								clear(seg[kx*ci : (kx+1)*ci])
-							} else {
-								copy(seg[kx*ci:(kx+1)*ci], img[(iy*x.W+ix)*ci:(iy*x.W+ix+1)*ci])
-							}
+	for n := n0; n < n1; n++ {
+		img := x.Data[n*x.H*x.W*ci : (n+1)*x.H*x.W*ci]
+		out := col[(n-n0)*oh*ow*kdim:]
+		for oy := 0; oy < oh; oy++ {
+			for ox := 0; ox < ow; ox++ {
+				row := out[(oy*ow+ox)*kdim : (oy*ow+ox+1)*kdim]
+				iy0, ix0 := oy*stride-pad, ox*stride-pad
+				for ky := 0; ky < k; ky++ {
+					iy := iy0 + ky
+					seg := row[ky*k*ci : (ky+1)*k*ci]
+					if iy < 0 || iy >= x.H {
+						clear(seg)
+						continue
+					}
+					if ix0 >= 0 && ix0+k <= x.W {
+						copy(seg, img[(iy*x.W+ix0)*ci:(iy*x.W+ix0+k)*ci])
+						continue
+					}
+					for kx := 0; kx < k; kx++ {
+						ix := ix0 + kx
+						if ix < 0 || ix >= x.W {
+							clear(seg[kx*ci : (kx+1)*ci])
+						} else {
+							copy(seg[kx*ci:(kx+1)*ci], img[(iy*x.W+ix)*ci:(iy*x.W+ix+1)*ci])
 						}
 					}
 				}
 			}
 		}
-	})
+	}
 	return col
 }
 
@@ -267,35 +310,33 @@ func im2col(dst *[]float32, x *Tensor, n0, n1, k, stride, pad, oh, ow int) []flo
 func (c *Conv2D) col2im(col []float32, dx *Tensor, n0, n1, oh, ow int) {
 	kdim := c.K * c.K * c.In
 	ci := c.In
-	parallelFor(n1-n0, 1, func(lo, hi int) {
-		for n := n0 + lo; n < n0+hi; n++ {
-			img := dx.Data[n*dx.H*dx.W*ci : (n+1)*dx.H*dx.W*ci]
-			src := col[(n-n0)*oh*ow*kdim:]
-			for oy := 0; oy < oh; oy++ {
-				for ox := 0; ox < ow; ox++ {
-					row := src[(oy*ow+ox)*kdim : (oy*ow+ox+1)*kdim]
-					iy0, ix0 := oy*c.Stride-c.Pad, ox*c.Stride-c.Pad
-					for ky := 0; ky < c.K; ky++ {
-						iy := iy0 + ky
-						if iy < 0 || iy >= dx.H {
+	for n := n0; n < n1; n++ {
+		img := dx.Data[n*dx.H*dx.W*ci : (n+1)*dx.H*dx.W*ci]
+		src := col[(n-n0)*oh*ow*kdim:]
+		for oy := 0; oy < oh; oy++ {
+			for ox := 0; ox < ow; ox++ {
+				row := src[(oy*ow+ox)*kdim : (oy*ow+ox+1)*kdim]
+				iy0, ix0 := oy*c.Stride-c.Pad, ox*c.Stride-c.Pad
+				for ky := 0; ky < c.K; ky++ {
+					iy := iy0 + ky
+					if iy < 0 || iy >= dx.H {
+						continue
+					}
+					for kx := 0; kx < c.K; kx++ {
+						ix := ix0 + kx
+						if ix < 0 || ix >= dx.W {
 							continue
 						}
-						for kx := 0; kx < c.K; kx++ {
-							ix := ix0 + kx
-							if ix < 0 || ix >= dx.W {
-								continue
-							}
-							d := img[(iy*dx.W+ix)*ci : (iy*dx.W+ix+1)*ci]
-							s := row[(ky*c.K+kx)*ci : (ky*c.K+kx+1)*ci]
-							for i := range d {
-								d[i] += s[i]
-							}
+						d := img[(iy*dx.W+ix)*ci : (iy*dx.W+ix+1)*ci]
+						s := row[(ky*c.K+kx)*ci : (ky*c.K+kx+1)*ci]
+						for i := range d {
+							d[i] += s[i]
 						}
 					}
 				}
 			}
 		}
-	})
+	}
 }
 
 // addBias adds b to every row of data (rows of len(b) values).
