@@ -45,6 +45,8 @@ var avx512Kernel = kernel{
 	},
 }
 
+//go:generate go run gen_kernels.go
+
 // defaultKernel is the fastest micro-kernel this CPU supports; it is fixed
 // at start-up.
 var defaultKernel = cpuKernels()[0]
