@@ -1,0 +1,65 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"image/png"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/fashion-classifier/fashion/internal/idx"
+)
+
+func TestEvalJSONAndConfusionPNG(t *testing.T) {
+	dir, err := idx.FindDir("", os.Getenv)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal(err)
+		}
+		t.Skipf("no dataset: %v", err)
+	}
+	conf := filepath.Join(t.TempDir(), "confusion.png")
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"eval", "-data", dir, "-limit", "500", "-json", "-confusion", conf}, &out, &errb); code != 0 {
+		t.Fatalf("eval exited %d: %s", code, errb.String())
+	}
+	var rep struct {
+		Accuracy float64 `json:"accuracy"`
+		N        int     `json:"n"`
+		PerClass []struct {
+			Class     string  `json:"class"`
+			Precision float64 `json:"precision"`
+		} `json:"per_class"`
+		Model struct {
+			Name string `json:"name"`
+		} `json:"model"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("eval -json printed %q: %v", out.String(), err)
+	}
+	if rep.N != 500 || len(rep.PerClass) != 10 || rep.Accuracy <= 0.5 || rep.Model.Name != "fashion-mnist" {
+		t.Errorf("unexpected report: %+v", rep)
+	}
+	f, err := os.Open(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := png.Decode(f); err != nil {
+		t.Errorf("confusion matrix is not a PNG: %v", err)
+	}
+}
+
+func TestEvalRejectsBadModel(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.safetensors")
+	os.WriteFile(bad, []byte("garbage"), 0o644)
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"eval", "-model", bad}, &out, &errb); code == 0 {
+		t.Fatal("eval accepted a garbage model file")
+	}
+	if !bytes.Contains(errb.Bytes(), []byte("bad.safetensors")) {
+		t.Errorf("error %q does not name the file", errb.String())
+	}
+}
