@@ -151,3 +151,29 @@ func TestTagSafe(t *testing.T) {
 		}
 	}
 }
+
+func TestCountCerts(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty.crt")
+	junk := filepath.Join(dir, "junk.crt")
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(junk, []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{empty, junk, filepath.Join(dir, "missing.crt")} {
+		if n, err := countCerts(p); err == nil {
+			t.Errorf("countCerts(%s) = %d, nil; want an error", filepath.Base(p), n)
+		}
+	}
+	// The build machine's bundle is what the image ships; where it exists
+	// it must parse.
+	const host = "/etc/ssl/certs/ca-certificates.crt"
+	if _, err := os.Stat(host); err != nil {
+		t.Skipf("no CA bundle at %s on this machine", host)
+	}
+	if n, err := countCerts(host); err != nil || n < 10 {
+		t.Errorf("countCerts(%s) = %d, %v; want many certificates", host, n, err)
+	}
+}

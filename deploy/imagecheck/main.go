@@ -18,7 +18,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -51,10 +53,11 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
 	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintf(os.Stderr, "image-check: FAIL: %v\n", err)
-		}
+		fmt.Fprintf(os.Stderr, "image-check: FAIL: %v\n", err)
 		os.Exit(1)
 	}
 	fmt.Fprintln(os.Stdout, "image-check: PASS")
@@ -193,6 +196,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "==> image filesystem extracted to %s\n", rootfs)
+	n, err := countCerts(filepath.Join(rootfs, "etc", "ssl", "certs", "ca-certificates.crt"))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "CA bundle: %d certificates (for fetching https:// image URLs)\n", n)
 
 	// 4. The binary inside the image alone, as the image's user.
 	j := jail{root: rootfs, uid: spec.Uid, gid: spec.Gid, env: imageConfig(spec).Env}
@@ -253,6 +261,34 @@ func sameContent(a, b v1.Image) error {
 		}
 	}
 	return nil
+}
+
+// countCerts returns how many certificates the PEM bundle at path holds,
+// failing when it holds none Go can use: without them every https:// fetch
+// from inside the image would fail.
+func countCerts(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("reading the image's CA bundle: %w", err)
+	}
+	n := 0
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		if _, err := x509.ParseCertificate(blk.Bytes); err == nil {
+			n++
+		}
+	}
+	if n == 0 {
+		return 0, fmt.Errorf("the image's CA bundle %s holds no usable certificate", path)
+	}
+	return n, nil
 }
 
 // versionStamp is the part of "fashion version -json" the check compares.
