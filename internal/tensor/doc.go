@@ -1,6 +1,6 @@
 // Package tensor provides the dense float32 kernels that training and
-// inference spend almost all of their time in: a blocked, packed matrix
-// multiply ([Gemm]) and a few vector helpers ([Dot], [Axpy]).
+// inference spend almost all of their time in: a blocked matrix multiply
+// ([Gemm]) and a few vector helpers ([Dot], [Axpy]).
 //
 // # Blocking scheme
 //
@@ -8,43 +8,52 @@
 // beta·C is cut into pieces sized for the cache hierarchy so that the
 // floating-point units, not memory, are the bottleneck:
 //
-//   - op(B) is packed once per call (or per column block of at most a few
-//     MiB when it is very large) into micro-panels of NR columns, each
-//     stored k-major: for every p the NR values op(B)[p][j..j+NR) are
-//     contiguous. A micro-panel covering KC rows (KC·NR·4 bytes, 16–20 KiB)
-//     stays in the L1 cache while it is multiplied against a whole block of
-//     A, so every B value loaded from memory is used MC times.
-//   - op(A) is packed per block of MC rows × KC columns into micro-panels of
-//     MR rows, again k-major. The block (MC·KC·4 bytes, a few hundred KiB)
-//     stays in the per-core L2 cache while all B micro-panels stream past it.
-//   - A micro-kernel multiplies one MR×KC A micro-panel by one KC×NR B
-//     micro-panel, keeping the MR×NR tile of C in registers for the whole
-//     inner loop and touching memory for C only once at the end. On amd64
-//     with AVX2 and FMA it is a 6×16 assembly kernel (12 YMM accumulators,
-//     two B loads and six broadcasts per k step); with AVX-512 a 12×32
-//     kernel (24 ZMM accumulators) is used instead when present. Elsewhere
-//     a pure-Go kernel with the same blocking runs.
+//   - A micro-kernel multiplies an MR×KC sliver of op(A) by a KC×NR
+//     micro-panel of op(B), keeping the MR×NR tile of C in registers for the
+//     whole inner loop and touching C only once at the end. With AVX-512 it
+//     is a 12×32 assembly kernel (24 ZMM accumulators); with AVX2 and FMA a
+//     6×16 one (12 YMM accumulators, two B loads and six broadcasts per k
+//     step); elsewhere a pure-Go kernel with the 6×16 blocking runs. The
+//     kernel is picked once at start-up with golang.org/x/sys/cpu.
+//   - op(B) is packed into micro-panels of NR columns, k-major: for every k
+//     the NR values are contiguous, so the kernel reads B with unit stride
+//     and the micro-panel (KC·NR·4 bytes, 20–36 KiB) stays in the L1 cache
+//     while it meets every MR-row sliver of a block of A.
+//   - A is walked in blocks of MC rows × KC columns (a few hundred KiB),
+//     which stay in the per-core L2 cache while all B micro-panels stream
+//     past them. The kernels take arbitrary strides for A, so full slivers
+//     are read in place rather than packed: the convolution products have
+//     A = im2col output with rows of exactly K floats, where packing cost as
+//     much time as the arithmetic; the kernel prefetches A ahead for the
+//     transposed case. Only a partial last sliver is packed, zero-padded.
+//   - KC is about 300, so the convolution products (K = 9·channels ≤ 576)
+//     need one or two passes over C; larger K is split into near-equal
+//     blocks. In the single-goroutine path K blocks are the outer loop, as
+//     in BLIS, so each K×N block of B is packed just before use and read
+//     from memory once.
 //
-// Packing absorbs the transposes: op(A) and op(B) are read with whichever
-// strides the flags imply, and the packed layout is always the same, so one
-// micro-kernel serves all four transpose combinations. Packing also pads
-// partial panels with zeros, which lets the kernel run unconditionally; tiles
-// at the right and bottom edges of C are computed into a small buffer and then
-// merged.
-//
-// KC is chosen so that K up to about 384 is handled in a single block (the
-// convolution products have K = 9·channels), avoiding repeated passes over C;
-// larger K is split into near-equal blocks. beta is applied when the first K
-// block is stored, so beta == 0 never reads C and NaN garbage in C is ignored.
+// Packing absorbs the transposes: op(B) is read with whichever strides the
+// flags imply and the packed layout is always the same, and A's transpose is
+// just a swap of the two strides given to the kernel, so one micro-kernel
+// serves all four combinations. Tiles at the right and bottom edges of C are
+// computed into a small buffer and merged. beta is applied when the first K
+// block is stored, so beta == 0 never reads C and NaN garbage in C is
+// ignored. When op(A) has at most a few rows (single-image inference) B is
+// read in place as well, since each of its values is used only once or
+// twice.
 //
 // # Parallelism
 //
-// Large products use up to runtime.GOMAXPROCS(0) goroutines. Packing of B is
-// shared; the C matrix is then divided into tasks of MC rows (and, when there
-// are too few row blocks, of a range of B micro-panels) that the goroutines
-// pull from an atomic counter. Dynamic scheduling keeps both cores busy even
-// when one of them is shared with other work. Products with fewer than
-// about 2^18 multiply-adds run on the calling goroutine, where starting
-// goroutines would cost more than it saves. Packing buffers come from a
-// sync.Pool, so the serial path does not allocate in steady state.
+// Products of at least 2^18 multiply-adds use up to runtime.GOMAXPROCS(0)
+// goroutines; smaller ones run on the calling goroutine, where starting
+// goroutines would cost more than it saves. Normally op(B) is packed once,
+// in parallel, and the goroutines then pull tasks of MC rows of C (cut finer,
+// and split across B panels, when there are few rows) from an atomic
+// counter. When K is much longer than M and N (a convolution's weight
+// gradient, M = 288, N = 64, K = 25088), row blocks would each stream all of
+// A and B, so the goroutines instead take chunks of K, accumulate into
+// private copies of C and add them up at the end. Dynamic scheduling keeps
+// both cores busy even when one of them is shared with other work. Packing
+// buffers come from a sync.Pool, so the serial path does not allocate in
+// steady state.
 package tensor

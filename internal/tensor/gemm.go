@@ -352,12 +352,16 @@ func (p *gemmProblem) packA(dst []float32, i0, mc, q0, kc int) {
 		switch {
 		case p.transA && h == 6 && mr == 6:
 			// op(A)[i][q] = a[q·lda+i]: each k step is a contiguous run.
+			// Element-wise: an array assignment would call memmove.
 			for q := 0; q < kc; q++ {
-				*(*[6]float32)(d[q*6:]) = *(*[6]float32)(p.a[(q0+q)*p.lda+i:])
+				s, t := (*[6]float32)(p.a[(q0+q)*p.lda+i:]), (*[6]float32)(d[q*6:])
+				t[0], t[1], t[2], t[3], t[4], t[5] = s[0], s[1], s[2], s[3], s[4], s[5]
 			}
 		case p.transA && h == 12 && mr == 12:
 			for q := 0; q < kc; q++ {
-				*(*[12]float32)(d[q*12:]) = *(*[12]float32)(p.a[(q0+q)*p.lda+i:])
+				s, t := (*[12]float32)(p.a[(q0+q)*p.lda+i:]), (*[12]float32)(d[q*12:])
+				t[0], t[1], t[2], t[3], t[4], t[5] = s[0], s[1], s[2], s[3], s[4], s[5]
+				t[6], t[7], t[8], t[9], t[10], t[11] = s[6], s[7], s[8], s[9], s[10], s[11]
 			}
 		case p.transA:
 			for q := 0; q < kc; q++ {

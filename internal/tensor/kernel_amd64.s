@@ -14,12 +14,14 @@ TEXT ·kern6x16AVX2(SB), NOSPLIT, $0-72
 	MOVQ b+32(FP), DI
 	MOVQ ldb+40(FP), R9
 	MOVQ c+48(FP), DX
-	MOVQ ldc+56(FP), R8
 	// R12, R13, R14 = 1, 3 and 5 rows of A in bytes; BX = one k step of A.
 	SHLQ $2, R12
 	LEAQ (R12)(R12*2), R13
 	LEAQ (R12)(R12*4), R14
 	SHLQ $2, BX
+	// R8 = 16 k steps of A, the prefetch distance: A may be read in place
+	// with a large stride, where the hardware prefetcher does not help.
+	IMUL3Q $16, BX, R8
 	// R9, R10, R11 = 1, 3 and 4 rows of B in bytes.
 	SHLQ $2, R9
 	LEAQ (R9)(R9*2), R10
@@ -60,6 +62,7 @@ loop4_avx2:
 	VBROADCASTSS (SI)(R14*1), Y15
 	VFMADD231PS Y12, Y15, Y10
 	VFMADD231PS Y13, Y15, Y11
+	PREFETCHT0 (SI)(R8*1)
 	ADDQ BX, SI
 	VMOVUPS (DI)(R9*1), Y12
 	VMOVUPS 32(DI)(R9*1), Y13
@@ -81,6 +84,7 @@ loop4_avx2:
 	VBROADCASTSS (SI)(R14*1), Y15
 	VFMADD231PS Y12, Y15, Y10
 	VFMADD231PS Y13, Y15, Y11
+	PREFETCHT0 (SI)(R8*1)
 	ADDQ BX, SI
 	VMOVUPS (DI)(R9*2), Y12
 	VMOVUPS 32(DI)(R9*2), Y13
@@ -102,6 +106,7 @@ loop4_avx2:
 	VBROADCASTSS (SI)(R14*1), Y15
 	VFMADD231PS Y12, Y15, Y10
 	VFMADD231PS Y13, Y15, Y11
+	PREFETCHT0 (SI)(R8*1)
 	ADDQ BX, SI
 	VMOVUPS (DI)(R10*1), Y12
 	VMOVUPS 32(DI)(R10*1), Y13
@@ -123,6 +128,7 @@ loop4_avx2:
 	VBROADCASTSS (SI)(R14*1), Y15
 	VFMADD231PS Y12, Y15, Y10
 	VFMADD231PS Y13, Y15, Y11
+	PREFETCHT0 (SI)(R8*1)
 	ADDQ BX, SI
 	ADDQ R11, DI
 	SUBQ $4, CX
@@ -154,6 +160,7 @@ loop1_avx2:
 	VBROADCASTSS (SI)(R14*1), Y15
 	VFMADD231PS Y12, Y15, Y10
 	VFMADD231PS Y13, Y15, Y11
+	PREFETCHT0 (SI)(R8*1)
 	ADDQ BX, SI
 	ADDQ R9, DI
 	DECQ CX
@@ -173,6 +180,7 @@ epilogue_avx2:
 	VMULPS Y12, Y9, Y9
 	VMULPS Y12, Y10, Y10
 	VMULPS Y12, Y11, Y11
+	MOVQ ldc+56(FP), R8
 	SHLQ $2, R8
 	// beta == 0 (either sign): store without reading C, which may hold NaNs.
 	MOVL beta+68(FP), AX
@@ -244,12 +252,14 @@ TEXT ·kern12x32AVX512(SB), NOSPLIT, $0-72
 	MOVQ b+32(FP), DI
 	MOVQ ldb+40(FP), R9
 	MOVQ c+48(FP), DX
-	MOVQ ldc+56(FP), R8
 	// R12, R13, R14 = 1, 3 and 5 rows of A in bytes; BX = one k step of A.
 	SHLQ $2, R12
 	LEAQ (R12)(R12*2), R13
 	LEAQ (R12)(R12*4), R14
 	SHLQ $2, BX
+	// R8 = 16 k steps of A, the prefetch distance: A may be read in place
+	// with a large stride, where the hardware prefetcher does not help.
+	IMUL3Q $16, BX, R8
 	// AX addresses rows 6..11 of A.
 	LEAQ (SI)(R12*2), AX
 	LEAQ (AX)(R12*4), AX
@@ -323,6 +333,8 @@ loop4_avx512:
 	VBROADCASTSS (AX)(R14*1), Z31
 	VFMADD231PS Z24, Z31, Z22
 	VFMADD231PS Z25, Z31, Z23
+	PREFETCHT0 (SI)(R8*1)
+	PREFETCHT0 (AX)(R8*1)
 	ADDQ BX, SI
 	ADDQ BX, AX
 	VMOVUPS (DI)(R9*1), Z24
@@ -363,6 +375,8 @@ loop4_avx512:
 	VBROADCASTSS (AX)(R14*1), Z31
 	VFMADD231PS Z24, Z31, Z22
 	VFMADD231PS Z25, Z31, Z23
+	PREFETCHT0 (SI)(R8*1)
+	PREFETCHT0 (AX)(R8*1)
 	ADDQ BX, SI
 	ADDQ BX, AX
 	VMOVUPS (DI)(R9*2), Z24
@@ -403,6 +417,8 @@ loop4_avx512:
 	VBROADCASTSS (AX)(R14*1), Z31
 	VFMADD231PS Z24, Z31, Z22
 	VFMADD231PS Z25, Z31, Z23
+	PREFETCHT0 (SI)(R8*1)
+	PREFETCHT0 (AX)(R8*1)
 	ADDQ BX, SI
 	ADDQ BX, AX
 	VMOVUPS (DI)(R10*1), Z24
@@ -443,6 +459,8 @@ loop4_avx512:
 	VBROADCASTSS (AX)(R14*1), Z31
 	VFMADD231PS Z24, Z31, Z22
 	VFMADD231PS Z25, Z31, Z23
+	PREFETCHT0 (SI)(R8*1)
+	PREFETCHT0 (AX)(R8*1)
 	ADDQ BX, SI
 	ADDQ BX, AX
 	ADDQ R11, DI
@@ -493,6 +511,8 @@ loop1_avx512:
 	VBROADCASTSS (AX)(R14*1), Z31
 	VFMADD231PS Z24, Z31, Z22
 	VFMADD231PS Z25, Z31, Z23
+	PREFETCHT0 (SI)(R8*1)
+	PREFETCHT0 (AX)(R8*1)
 	ADDQ BX, SI
 	ADDQ BX, AX
 	ADDQ R9, DI
@@ -525,6 +545,7 @@ epilogue_avx512:
 	VMULPS Z24, Z21, Z21
 	VMULPS Z24, Z22, Z22
 	VMULPS Z24, Z23, Z23
+	MOVQ ldc+56(FP), R8
 	SHLQ $2, R8
 	// beta == 0 (either sign): store without reading C, which may hold NaNs.
 	MOVL beta+68(FP), AX
