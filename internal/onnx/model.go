@@ -1,0 +1,286 @@
+package onnx
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strconv"
+	"sync"
+
+	"github.com/fashion-classifier/fashion/internal/metrics"
+	"github.com/fashion-classifier/fashion/internal/model"
+	"github.com/fashion-classifier/fashion/internal/onnx/onnxpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// Opset range the loader implements: what PyTorch's exporter writes for
+// image classifiers from version 1.10 on.
+const (
+	MinOpset = 13
+	MaxOpset = 18
+)
+
+// maxChunk bounds how many images one run of the program takes; fewer are
+// taken when one image needs much memory (see chunkBudget).
+const maxChunk = 256
+
+// chunkBudget bounds the buffer memory of one run, in float32s.
+const chunkBudget = 1 << 26
+
+// Options overrides what the model file and its sidecar say about the
+// model; zero fields leave them alone.
+type Options struct {
+	Name      string
+	Classes   []string
+	Mean, Std float32
+}
+
+// Sidecar is the JSON file next to a model (model.onnx.json for
+// model.onnx) that says what an ONNX file cannot: the class names and the
+// input normalisation the model was trained with.
+type Sidecar struct {
+	Name         string   `json:"name,omitempty"`
+	Classes      []string `json:"classes,omitempty"`
+	Mean         *float32 `json:"mean,omitempty"`
+	Std          *float32 `json:"std,omitempty"`
+	TestAccuracy float64  `json:"test_accuracy,omitempty"`
+}
+
+// Model is an ONNX image classifier compiled to the engine's kernels. It is
+// safe for concurrent use: each concurrent call takes its own buffers from
+// a pool and shares only the immutable compiled program.
+type Model struct {
+	info   model.Info
+	prog   *program
+	chunk  int
+	states sync.Pool // *state
+}
+
+// Open loads the ONNX model at path, with the sidecar path+".json" if it
+// exists; opts override both.
+func Open(path string, opts Options) (*Model, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading ONNX model: %w", err)
+	}
+	side, err := ReadSidecar(path + ".json")
+	if err != nil {
+		return nil, err
+	}
+	m, err := decode(data, side, opts)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	m.info.Source = path
+	return m, nil
+}
+
+// ReadSidecar reads a model's sidecar JSON; a missing file yields nil and
+// no error.
+func ReadSidecar(path string) (*Sidecar, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading sidecar: %w", err)
+	}
+	var s Sidecar
+	dec := json.NewDecoder(bytes.NewReader(data))
+	// A misspelt key would otherwise silently leave the defaults in place.
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&s); err != nil {
+		return nil, fmt.Errorf("sidecar %s: %w", path, err)
+	}
+	return &s, nil
+}
+
+// Decode compiles an ONNX model from its bytes; opts (and else the model's
+// metadata, and else the Fashion-MNIST defaults) give its class names and
+// normalisation.
+func Decode(data []byte, opts Options) (*Model, error) {
+	return decode(data, nil, opts)
+}
+
+func decode(data []byte, side *Sidecar, opts Options) (*Model, error) {
+	var mp onnxpb.ModelProto
+	if err := proto.Unmarshal(data, &mp); err != nil {
+		return nil, fmt.Errorf("not an ONNX model (protobuf decoding failed): %w", err)
+	}
+	if mp.GetGraph() == nil {
+		return nil, fmt.Errorf("not an ONNX model: no graph")
+	}
+	opset := 0
+	for _, o := range mp.GetOpsetImport() {
+		if d := o.GetDomain(); d == "" || d == "ai.onnx" {
+			opset = int(min(max(o.GetVersion(), -1), 1<<20))
+		}
+	}
+	if opset == 0 {
+		return nil, fmt.Errorf("model imports no version of the standard operator set")
+	}
+	if opset < MinOpset || opset > MaxOpset {
+		return nil, fmt.Errorf("model uses opset %d; supported are %d to %d (re-export with opset_version=%d)", opset, MinOpset, MaxOpset, MaxOpset)
+	}
+	prog, err := compile(mp.GetGraph(), opset)
+	if err != nil {
+		return nil, err
+	}
+	info, err := describe(&mp, side, opts)
+	if err != nil {
+		return nil, err
+	}
+	if prog.outSize != len(info.Classes) {
+		return nil, fmt.Errorf("model outputs %d scores per image, but %d class names are configured", prog.outSize, len(info.Classes))
+	}
+	sum := sha256.Sum256(data)
+	info.SHA256 = hex.EncodeToString(sum[:])
+	m := &Model{info: info, prog: prog}
+	// One image through the program sizes every buffer: that fixes how
+	// many images fit in one run's memory budget.
+	st := m.newState()
+	m.run(st, make([]float32, prog.inSize), 1)
+	perImage := 0
+	for _, b := range st.bufs {
+		perImage += len(b)
+	}
+	m.chunk = min(maxChunk, max(1, chunkBudget/max(perImage, 1)))
+	m.states.Put(st)
+	return m, nil
+}
+
+// describe gathers the model's Info from opts, the sidecar, the model's
+// metadata_props (as Export writes them) and the defaults, in that order.
+func describe(mp *onnxpb.ModelProto, side *Sidecar, opts Options) (model.Info, error) {
+	info := model.Info{Name: model.DefaultName, Arch: "onnx", Classes: model.FashionClasses,
+		Mean: model.DefaultMean, Std: model.DefaultStd, Source: "memory"}
+	for _, p := range mp.GetMetadataProps() {
+		switch p.GetKey() {
+		case "classes":
+			var cl []string
+			if err := json.Unmarshal([]byte(p.GetValue()), &cl); err != nil {
+				return info, fmt.Errorf("metadata \"classes\" is not a JSON list of names: %w", err)
+			}
+			info.Classes = cl
+		case "mean", "std":
+			v, err := strconv.ParseFloat(p.GetValue(), 32)
+			if err != nil {
+				return info, fmt.Errorf("metadata %q is not a number: %q", p.GetKey(), p.GetValue())
+			}
+			if p.GetKey() == "mean" {
+				info.Mean = float32(v)
+			} else {
+				info.Std = float32(v)
+			}
+		case "test_accuracy":
+			info.TestAccuracy, _ = strconv.ParseFloat(p.GetValue(), 64)
+		}
+	}
+	if side != nil {
+		if side.Name != "" {
+			info.Name = side.Name
+		}
+		if side.Classes != nil {
+			info.Classes = side.Classes
+		}
+		if side.Mean != nil {
+			info.Mean = *side.Mean
+		}
+		if side.Std != nil {
+			info.Std = *side.Std
+		}
+		if side.TestAccuracy > 0 {
+			info.TestAccuracy = side.TestAccuracy
+		}
+	}
+	if opts.Name != "" {
+		info.Name = opts.Name
+	}
+	if opts.Classes != nil {
+		info.Classes = opts.Classes
+	}
+	if opts.Mean != 0 {
+		info.Mean = opts.Mean
+	}
+	if opts.Std != 0 {
+		info.Std = opts.Std
+	}
+	if len(info.Classes) < 2 {
+		return info, fmt.Errorf("need at least two class names, have %d", len(info.Classes))
+	}
+	if !(info.Std > 0) {
+		return info, fmt.Errorf("normalisation std must be positive, got %v", info.Std)
+	}
+	for _, t := range mp.GetGraph().GetInitializer() {
+		if dt := onnxpb.TensorProto_DataType(t.GetDataType()); dt == onnxpb.TensorProto_FLOAT || dt == onnxpb.TensorProto_FLOAT16 || dt == onnxpb.TensorProto_DOUBLE {
+			n := 1
+			for _, d := range t.GetDims() {
+				n *= int(d)
+			}
+			info.Params += n
+		}
+	}
+	return info, nil
+}
+
+// Info describes the model. Params counts the floating-point values of its
+// weights.
+func (m *Model) Info() model.Info { return m.info }
+
+func (m *Model) newState() *state {
+	return &state{bufs: make([][]float32, m.prog.slots)}
+}
+
+// run computes one chunk of n images x into the output slot of st.
+func (m *Model) run(st *state, x []float32, n int) []float32 {
+	st.bufs[m.prog.in] = x
+	for _, s := range m.prog.steps {
+		s.run(st, n)
+	}
+	out := st.bufs[m.prog.out][:n*m.prog.outSize]
+	return out
+}
+
+// Logits runs the model on n normalised images x ([n,1,28,28]) and returns
+// its n×classes outputs as the graph computes them (probabilities if the
+// graph ends in Softmax).
+func (m *Model) Logits(x []float32, n int) ([]float32, error) {
+	if n < 0 || len(x) != n*m.prog.inSize {
+		return nil, fmt.Errorf("onnx: got %d input values for %d images of %d pixels", len(x), n, m.prog.inSize)
+	}
+	st, _ := m.states.Get().(*state)
+	if st == nil {
+		st = m.newState()
+	}
+	k := m.prog.outSize
+	out := make([]float32, n*k)
+	for n0 := 0; n0 < n; n0 += m.chunk {
+		n1 := min(n0+m.chunk, n)
+		y := m.run(st, x[n0*m.prog.inSize:n1*m.prog.inSize], n1-n0)
+		copy(out[n0*k:n1*k], y)
+	}
+	// The input belongs to the caller: do not keep it alive in the pool.
+	st.bufs[m.prog.in] = nil
+	m.states.Put(st)
+	return out, nil
+}
+
+// Predict returns n×classes probabilities (row-major) for n normalised
+// images x laid out as [n,1,28,28].
+func (m *Model) Predict(x []float32, n int) ([]float32, error) {
+	out, err := m.Logits(x, n)
+	if err != nil || m.prog.probs {
+		return out, err
+	}
+	k := m.prog.outSize
+	for r := range n {
+		row := out[r*k : (r+1)*k]
+		metrics.Softmax(row, row)
+	}
+	return out, nil
+}
