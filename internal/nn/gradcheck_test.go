@@ -117,6 +117,9 @@ func TestGradients(t *testing.T) {
 		{"conv3x3 bias+relu", func() *Conv2D { c := withBias(NewConv2D(rng, 2, 3, 3, 1, 1, true)); c.ReLU = true; return c }(), 2, 5, 4, 2},
 		{"batchnorm", NewBatchNorm(3), 4, 3, 5, 3},
 		{"batchnorm+relu", func() *BatchNorm { b := NewBatchNorm(3); b.ReLU = true; return b }(), 4, 3, 5, 3},
+		// Multiples of 8 channels take the vector kernels on amd64.
+		{"batchnorm 16ch", NewBatchNorm(16), 3, 5, 3, 16},
+		{"batchnorm+relu 8ch", func() *BatchNorm { b := NewBatchNorm(8); b.ReLU = true; return b }(), 3, 3, 7, 8},
 		{"relu", NewActivation(ReLU), 2, 3, 3, 3},
 		{"hardsigmoid", NewActivation(HardSigmoid), 2, 3, 3, 3},
 		{"hardswish", NewActivation(HardSwish), 2, 3, 3, 3},

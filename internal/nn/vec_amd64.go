@@ -1,0 +1,69 @@
+package nn
+
+import "golang.org/x/sys/cpu"
+
+var vecAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+
+//go:noescape
+func channelSumsAVX2(x *float32, rows, c int, s1, s2 *float32)
+
+//go:noescape
+func affineAVX2(dst, src *float32, rows, c int, scale, shift *float32, relu bool)
+
+//go:noescape
+func gradSumsAVX2(dy, y, x *float32, rows, c int, sd, sdx *float32)
+
+//go:noescape
+func gradApplyAVX2(dx, dy, y, x *float32, rows, c int, ka, kb, kc *float32)
+
+// The wrappers check lengths (the assembly cannot), pick the assembly when
+// it applies and fall back to Go otherwise.
+
+func channelSums(x []float32, c int, s1, s2 []float32) {
+	rows := len(x) / c
+	if !vecAVX2 || c%8 != 0 || rows == 0 {
+		channelSumsGo(x, c, s1, s2)
+		return
+	}
+	_, _ = s1[c-1], s2[c-1]
+	channelSumsAVX2(&x[0], rows, c, &s1[0], &s2[0])
+}
+
+func affine(dst, src []float32, c int, scale, shift []float32, relu bool) {
+	rows := len(src) / c
+	if !vecAVX2 || c%8 != 0 || rows == 0 {
+		affineGo(dst, src, c, scale, shift, relu)
+		return
+	}
+	_, _, _ = dst[rows*c-1], scale[c-1], shift[c-1]
+	affineAVX2(&dst[0], &src[0], rows, c, &scale[0], &shift[0], relu)
+}
+
+func gradSums(dy, y, x []float32, c int, sd, sdx []float32) {
+	rows := len(dy) / c
+	if !vecAVX2 || c%8 != 0 || rows == 0 {
+		gradSumsGo(dy, y, x, c, sd, sdx)
+		return
+	}
+	_, _, _ = x[rows*c-1], sd[c-1], sdx[c-1]
+	gradSumsAVX2(&dy[0], maskPtr(y, rows*c), &x[0], rows, c, &sd[0], &sdx[0])
+}
+
+func gradApply(dx, dy, y, x []float32, c int, ka, kb, kc []float32) {
+	rows := len(dy) / c
+	if !vecAVX2 || c%8 != 0 || rows == 0 {
+		gradApplyGo(dx, dy, y, x, c, ka, kb, kc)
+		return
+	}
+	_, _, _, _, _ = dx[rows*c-1], x[rows*c-1], ka[c-1], kb[c-1], kc[c-1]
+	gradApplyAVX2(&dx[0], &dy[0], maskPtr(y, rows*c), &x[0], rows, c, &ka[0], &kb[0], &kc[0])
+}
+
+// maskPtr is nil for no mask, else the checked start of y.
+func maskPtr(y []float32, n int) *float32 {
+	if y == nil {
+		return nil
+	}
+	_ = y[n-1]
+	return &y[0]
+}

@@ -1,0 +1,189 @@
+#include "textflag.h"
+
+// Batch-norm kernels over rows of c float32 values (c a multiple of 8),
+// AVX2 + FMA. See vec.go for the pure-Go definitions they must match.
+
+// func channelSumsAVX2(x *float32, rows, c int, s1, s2 *float32)
+// s1[j] += Σ_r x[r][j]; s2[j] += Σ_r x[r][j]². Walks 8 channels at a time
+// down the rows, two rows per iteration into separate accumulators.
+TEXT ·channelSumsAVX2(SB), NOSPLIT, $0-40
+	MOVQ x+0(FP), SI
+	MOVQ rows+8(FP), CX
+	MOVQ c+16(FP), R10
+	MOVQ s1+24(FP), R8
+	MOVQ s2+32(FP), R9
+	SHLQ $2, R10            // row stride in bytes
+	XORQ BX, BX             // byte offset of the channel group
+
+sums_group:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	LEAQ   (SI)(BX*1), DI
+	MOVQ   CX, R11
+
+sums_pair:
+	CMPQ        R11, $2
+	JLT         sums_tail
+	VMOVUPS     (DI), Y4
+	VMOVUPS     (DI)(R10*1), Y5
+	VADDPS      Y4, Y0, Y0
+	VFMADD231PS Y4, Y4, Y1
+	VADDPS      Y5, Y2, Y2
+	VFMADD231PS Y5, Y5, Y3
+	LEAQ        (DI)(R10*2), DI
+	SUBQ        $2, R11
+	JMP         sums_pair
+
+sums_tail:
+	TESTQ       R11, R11
+	JZ          sums_store
+	VMOVUPS     (DI), Y4
+	VADDPS      Y4, Y0, Y0
+	VFMADD231PS Y4, Y4, Y1
+
+sums_store:
+	VADDPS  Y2, Y0, Y0
+	VADDPS  Y3, Y1, Y1
+	VADDPS  (R8)(BX*1), Y0, Y0
+	VMOVUPS Y0, (R8)(BX*1)
+	VADDPS  (R9)(BX*1), Y1, Y1
+	VMOVUPS Y1, (R9)(BX*1)
+	ADDQ    $32, BX
+	CMPQ    BX, R10
+	JLT     sums_group
+	VZEROUPPER
+	RET
+
+// func affineAVX2(dst, src *float32, rows, c int, scale, shift *float32, relu bool)
+// dst[r][j] = src[r][j]·scale[j] + shift[j], then max(·, 0) if relu.
+TEXT ·affineAVX2(SB), NOSPLIT, $0-49
+	MOVQ    dst+0(FP), DI
+	MOVQ    src+8(FP), SI
+	MOVQ    rows+16(FP), CX
+	MOVQ    c+24(FP), R10
+	MOVQ    scale+32(FP), R8
+	MOVQ    shift+40(FP), R9
+	MOVBQZX relu+48(FP), R12
+	SHLQ    $2, R10
+	VXORPS  Y7, Y7, Y7
+	TESTQ   CX, CX
+	JZ      affine_done
+
+affine_row:
+	XORQ BX, BX
+
+affine_group:
+	VMOVUPS     (SI)(BX*1), Y0
+	VMOVUPS     (R9)(BX*1), Y1
+	VFMADD231PS (R8)(BX*1), Y0, Y1
+	TESTQ       R12, R12
+	JZ          affine_store
+	VMAXPS      Y7, Y1, Y1
+
+affine_store:
+	VMOVUPS Y1, (DI)(BX*1)
+	ADDQ    $32, BX
+	CMPQ    BX, R10
+	JLT     affine_group
+	ADDQ    R10, SI
+	ADDQ    R10, DI
+	DECQ    CX
+	JNZ     affine_row
+
+affine_done:
+	VZEROUPPER
+	RET
+
+// func gradSumsAVX2(dy, y, x *float32, rows, c int, sd, sdx *float32)
+// With g = dy masked by y > 0 (no mask when y is nil):
+// sd[j] += Σ_r g[r][j]; sdx[j] += Σ_r g[r][j]·x[r][j].
+TEXT ·gradSumsAVX2(SB), NOSPLIT, $0-56
+	MOVQ   dy+0(FP), SI
+	MOVQ   y+8(FP), R13
+	MOVQ   x+16(FP), R14
+	MOVQ   rows+24(FP), CX
+	MOVQ   c+32(FP), R10
+	MOVQ   sd+40(FP), R8
+	MOVQ   sdx+48(FP), R9
+	SHLQ   $2, R10
+	XORQ   BX, BX
+	VXORPS Y7, Y7, Y7
+
+gsums_group:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	MOVQ   BX, DI           // byte offset of this row's group, same in all three arrays
+	MOVQ   CX, R11
+
+gsums_row:
+	VMOVUPS (SI)(DI*1), Y4
+	TESTQ   R13, R13
+	JZ      gsums_nomask
+	VMOVUPS (R13)(DI*1), Y5
+	VCMPPS  $1, Y5, Y7, Y6  // 0 < y
+	VANDPS  Y6, Y4, Y4
+
+gsums_nomask:
+	VADDPS      Y4, Y0, Y0
+	VFMADD231PS (R14)(DI*1), Y4, Y1
+	ADDQ        R10, DI
+	DECQ        R11
+	JNZ         gsums_row
+	VADDPS      (R8)(BX*1), Y0, Y0
+	VMOVUPS     Y0, (R8)(BX*1)
+	VADDPS      (R9)(BX*1), Y1, Y1
+	VMOVUPS     Y1, (R9)(BX*1)
+	ADDQ        $32, BX
+	CMPQ        BX, R10
+	JLT         gsums_group
+	VZEROUPPER
+	RET
+
+// func gradApplyAVX2(dx, dy, y, x *float32, rows, c int, ka, kb, kc *float32)
+// dx[r][j] = ka[j]·g[r][j] + kb[j]·x[r][j] + kc[j], g as in gradSumsAVX2.
+TEXT ·gradApplyAVX2(SB), NOSPLIT, $0-72
+	MOVQ   dx+0(FP), DI
+	MOVQ   dy+8(FP), SI
+	MOVQ   y+16(FP), R13
+	MOVQ   x+24(FP), R14
+	MOVQ   rows+32(FP), CX
+	MOVQ   c+40(FP), R10
+	MOVQ   ka+48(FP), R8
+	MOVQ   kb+56(FP), R9
+	MOVQ   kc+64(FP), R12
+	SHLQ   $2, R10
+	VXORPS Y7, Y7, Y7
+	XORQ   AX, AX           // byte offset of the current row
+	TESTQ  CX, CX
+	JZ     gapply_done
+
+gapply_row:
+	XORQ BX, BX
+
+gapply_group:
+	LEAQ    (AX)(BX*1), DX
+	VMOVUPS (SI)(DX*1), Y4
+	TESTQ   R13, R13
+	JZ      gapply_nomask
+	VMOVUPS (R13)(DX*1), Y5
+	VCMPPS  $1, Y5, Y7, Y6
+	VANDPS  Y6, Y4, Y4
+
+gapply_nomask:
+	VMOVUPS     (R12)(BX*1), Y0        // kc
+	VFMADD231PS (R8)(BX*1), Y4, Y0     // + ka·g
+	VMOVUPS     (R14)(DX*1), Y1
+	VFMADD231PS (R9)(BX*1), Y1, Y0     // + kb·x
+	VMOVUPS     Y0, (DI)(DX*1)
+	ADDQ        $32, BX
+	CMPQ        BX, R10
+	JLT         gapply_group
+	ADDQ        R10, AX
+	DECQ        CX
+	JNZ         gapply_row
+
+gapply_done:
+	VZEROUPPER
+	RET

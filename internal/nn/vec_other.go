@@ -1,0 +1,15 @@
+//go:build !amd64
+
+package nn
+
+func channelSums(x []float32, c int, s1, s2 []float32) { channelSumsGo(x, c, s1, s2) }
+
+func affine(dst, src []float32, c int, scale, shift []float32, relu bool) {
+	affineGo(dst, src, c, scale, shift, relu)
+}
+
+func gradSums(dy, y, x []float32, c int, sd, sdx []float32) { gradSumsGo(dy, y, x, c, sd, sdx) }
+
+func gradApply(dx, dy, y, x []float32, c int, ka, kb, kc []float32) {
+	gradApplyGo(dx, dy, y, x, c, ka, kb, kc)
+}

@@ -1,0 +1,83 @@
+package nn
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// TestVectorKernelsMatchGo compares the dispatched batch-norm kernels
+// (assembly where the CPU and channel count allow) with the pure-Go
+// definitions on random data of odd row counts.
+func TestVectorKernelsMatchGo(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 22))
+	vec := func(n int) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(rng.NormFloat64())
+		}
+		return v
+	}
+	close := func(name string, got, want []float32) {
+		t.Helper()
+		for i := range want {
+			if d := math.Abs(float64(got[i] - want[i])); d > 1e-4*math.Max(1, math.Abs(float64(want[i]))) {
+				t.Fatalf("%s[%d] = %v, want %v", name, i, got[i], want[i])
+			}
+		}
+	}
+	for _, c := range []int{8, 16, 24, 32, 64, 128, 3, 12} {
+		for _, rows := range []int{1, 2, 3, 17, 255} {
+			n := rows * c
+			x, dy, y := vec(n), vec(n), vec(n)
+			for i := range y {
+				y[i] = max(y[i], 0) // a ReLU output: zeros and positives
+			}
+			scale, shift, kb, kc := vec(c), vec(c), vec(c), vec(c)
+
+			s1, s2, w1, w2 := vec(c), vec(c), make([]float32, c), make([]float32, c)
+			copy(w1, s1)
+			copy(w2, s2)
+			channelSums(x, c, s1, s2)
+			channelSumsGo(x, c, w1, w2)
+			close("channelSums s1", s1, w1)
+			close("channelSums s2", s2, w2)
+
+			for _, relu := range []bool{false, true} {
+				got, want := make([]float32, n), make([]float32, n)
+				affine(got, x, c, scale, shift, relu)
+				affineGo(want, x, c, scale, shift, relu)
+				close("affine", got, want)
+			}
+			for _, mask := range [][]float32{nil, y} {
+				sd, sdx, wd, wdx := make([]float32, c), make([]float32, c), make([]float32, c), make([]float32, c)
+				gradSums(dy, mask, x, c, sd, sdx)
+				gradSumsGo(dy, mask, x, c, wd, wdx)
+				close("gradSums sd", sd, wd)
+				close("gradSums sdx", sdx, wdx)
+				got, want := make([]float32, n), make([]float32, n)
+				gradApply(got, dy, mask, x, c, scale, kb, kc)
+				gradApplyGo(want, dy, mask, x, c, scale, kb, kc)
+				close("gradApply", got, want)
+			}
+		}
+	}
+}
+
+func BenchmarkBatchNorm(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	bn := NewBatchNorm(32)
+	bn.ReLU = true
+	x := randTensor(rng, 128, 28, 28, 32)
+	dy := randTensor(rng, 128, 28, 28, 32)
+	b.Run("forward", func(b *testing.B) {
+		for b.Loop() {
+			bn.Forward(x, true)
+		}
+	})
+	b.Run("backward", func(b *testing.B) {
+		for b.Loop() {
+			bn.Backward(dy)
+		}
+	})
+}
