@@ -34,6 +34,7 @@ type Config struct {
 	BatchSize   int     // default 128
 	LR          float32 // peak learning rate; default 0.1 for SGD, 2e-3 for AdamW
 	Optimizer   string  // "sgd" (Nesterov momentum 0.9, default) or "adamw"
+	Schedule    string  // "onecycle" (default) or "cosine" (5% linear warm-up)
 	WeightDecay float32 // default 5e-4 (SGD) or 5e-2 (AdamW)
 	Smoothing   float32 // label smoothing
 	Augment     Augment
@@ -111,7 +112,15 @@ func Run(ctx context.Context, cfg Config, data *idx.Dataset) (*Result, error) {
 		return nil, fmt.Errorf("unknown optimizer %q (want sgd or adamw)", cfg.Optimizer)
 	}
 	stepsPerEpoch := trainSet.Images.N / cfg.BatchSize
-	sched := optim.OneCycle{Max: cfg.LR, Total: cfg.Epochs * stepsPerEpoch}
+	var sched optim.Schedule
+	switch total := cfg.Epochs * stepsPerEpoch; cfg.Schedule {
+	case "", "onecycle":
+		sched = optim.OneCycle{Max: cfg.LR, Total: total}
+	case "cosine":
+		sched = optim.Cosine{Base: cfg.LR, Total: total, Warmup: total / 20}
+	default:
+		return nil, fmt.Errorf("unknown schedule %q (want onecycle or cosine)", cfg.Schedule)
+	}
 	meta := model.Meta{Arch: cfg.Arch, Classes: model.FashionClasses, Mean: model.DefaultMean, Std: model.DefaultStd,
 		Command: cfg.Command, Seed: cfg.Seed, Epochs: cfg.Epochs}
 	info := model.Info{Mean: meta.Mean, Std: meta.Std}
