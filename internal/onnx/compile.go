@@ -61,6 +61,7 @@ func (d *dynamic) size() int {
 type fusable interface {
 	outChannels() int
 	scaleShift(scale, shift []float32)
+	act() act
 	setAct(a act)
 }
 

@@ -175,7 +175,7 @@ type convStep struct {
 	// channel), the right-hand side of that group's product.
 	wt   []float32
 	bias []float32 // m values, or nil
-	act  act
+	fn   act       // applied after the bias
 }
 
 func (s *convStep) depthwise() bool { return s.groups == s.c && s.groups == s.m }
@@ -208,7 +208,7 @@ func (s *convStep) run(st *state, n int) {
 			}
 		}
 	}
-	epilogue(y, s.bias, s.act)
+	epilogue(y, s.bias, s.fn)
 }
 
 // im2col unfolds channels [c0, c0+cg) of images [n0, n1) of x into col: one
@@ -309,7 +309,9 @@ func (s *convStep) scaleShift(scale, shift []float32) {
 	s.bias = affineBias(s.bias, scale, shift)
 }
 
-func (s *convStep) setAct(a act) { s.act = a }
+func (s *convStep) setAct(a act) { s.fn = a }
+
+func (s *convStep) act() act { return s.fn }
 
 // affineBias returns bias·scale + shift, treating a nil bias as zeros.
 func affineBias(bias, scale, shift []float32) []float32 {
@@ -331,13 +333,13 @@ type gemmStep struct {
 	in, out, k, m int
 	wt            []float32
 	bias          []float32
-	act           act
+	fn            act // applied after the bias
 }
 
 func (s *gemmStep) run(st *state, n int) {
 	x, y := st.bufs[s.in][:n*s.k], st.get(s.out, n*s.m)
 	tensor.Gemm(false, false, n, s.m, s.k, 1, x, s.k, s.wt, s.m, 0, y, s.m)
-	epilogue(y, s.bias, s.act)
+	epilogue(y, s.bias, s.fn)
 }
 
 func (s *gemmStep) outChannels() int { return s.m }
@@ -349,7 +351,9 @@ func (s *gemmStep) scaleShift(scale, shift []float32) {
 	s.bias = affineBias(s.bias, scale, shift)
 }
 
-func (s *gemmStep) setAct(a act) { s.act = a }
+func (s *gemmStep) setAct(a act) { s.fn = a }
+
+func (s *gemmStep) act() act { return s.fn }
 
 // poolStep is a max or average pool over NHWC data with padding, strides,
 // dilations (max only) and ceil-mode output sizes.
@@ -626,6 +630,28 @@ func (s *repeatStep) run(st *state, n int) {
 	for i, v := range x {
 		for k := range s.times {
 			y[i*s.times+k] = v
+		}
+	}
+}
+
+// padStep surrounds each map with rows and columns of a constant.
+type padStep struct {
+	in, out        int
+	c, h, w        int
+	pt, pl, pb, pr int
+	fill           float32
+}
+
+func (s *padStep) run(st *state, n int) {
+	oh, ow, c := s.h+s.pt+s.pb, s.w+s.pl+s.pr, s.c
+	x, y := st.bufs[s.in][:n*s.h*s.w*c], st.get(s.out, n*oh*ow*c)
+	for i := range y {
+		y[i] = s.fill
+	}
+	for b := range n {
+		for r := range s.h {
+			src := x[((b*s.h+r)*s.w)*c:][:s.w*c]
+			copy(y[((b*oh+r+s.pt)*ow+s.pl)*c:], src)
 		}
 	}
 }

@@ -64,6 +64,7 @@ func handlers() map[string]handler {
 		"Gemm":               (*compiler).gemm,
 		"MatMul":             (*compiler).gemm,
 		"Softmax":            (*compiler).softmaxOp,
+		"Pad":                (*compiler).pad,
 	}
 }
 
@@ -487,40 +488,36 @@ func (c *compiler) withDims(v *value, dims []int, isDyn bool) ([]*value, error) 
 }
 
 // reshapeTo gives the per-batch value d the per-image shape dims, which
-// has the same number of values.
+// has the same number of values. Besides [C,H,W] maps, only shapes whose
+// axes after the first are 1 ([F], [C,1], [C,1,1]) are supported: they
+// all store their values one after the other.
 func (c *compiler) reshapeTo(d *dynamic, dims []int) (*dynamic, error) {
-	if len(dims) != 1 && len(dims) != 3 {
+	if len(dims) == 0 || (len(dims) != 3 && slices.ContainsFunc(dims[1:], func(v int) bool { return v != 1 })) {
 		return nil, fmt.Errorf("per-image shape %v is not supported (want [C,H,W] or [features])", dims)
 	}
 	if n, err := numel(dims); err != nil || n != d.size() {
 		return nil, fmt.Errorf("cannot reshape %v values per image to %v", d.size(), dims)
 	}
-	if slices.Equal(dims, d.shape) {
-		return &dynamic{slot: d.slot, shape: d.shape, chw: d.chw, probs: d.probs}, nil
-	}
-	mapHW := func(s []int) int { return s[1] * s[2] }
 	switch {
-	case len(dims) == 1 && len(d.shape) == 3: // flatten a map
-		out := &dynamic{slot: d.slot, shape: dims, probs: d.probs}
-		if mapHW(d.shape) > 1 {
-			out.chw = d.shape
-		}
-		return out, nil
-	case len(dims) == 1: // features of the same size
+	case !spatial(dims) && !spatial(d.shape):
 		return &dynamic{slot: d.slot, shape: dims, chw: d.chw, probs: d.probs}, nil
-	case len(d.shape) == 1 && d.chw != nil && slices.Equal(d.chw, dims):
+	case !spatial(dims): // flatten a map: free, remembering the storage order
+		return &dynamic{slot: d.slot, shape: dims, chw: d.shape, probs: d.probs}, nil
+	case slices.Equal(dims, d.shape):
 		return &dynamic{slot: d.slot, shape: dims, probs: d.probs}, nil
-	case len(d.shape) == 1:
+	case !spatial(d.shape) && slices.Equal(d.chw, dims):
+		return &dynamic{slot: d.slot, shape: dims, probs: d.probs}, nil
+	case !spatial(d.shape):
 		l := c.logical(d)
-		if mapHW(dims) == 1 {
-			return &dynamic{slot: l.slot, shape: dims, probs: d.probs}, nil
-		}
 		out := c.newSlot()
-		c.add(&transposeStep{in: l.slot, out: out, c: dims[0], hw: mapHW(dims)})
+		c.add(&transposeStep{in: l.slot, out: out, c: dims[0], hw: dims[1] * dims[2]})
 		return &dynamic{slot: out, shape: dims}, nil
 	}
 	return nil, fmt.Errorf("reshaping map %v to map %v is not supported", d.shape, dims)
 }
+
+// spatial reports whether a per-image shape is a map larger than 1×1.
+func spatial(shape []int) bool { return len(shape) == 3 && shape[1]*shape[2] > 1 }
 
 func (c *compiler) concat(n *onnxpb.NodeProto, in []*value, a attrSet) ([]*value, error) {
 	if len(in) == 0 {
@@ -587,6 +584,9 @@ func (c *compiler) concat(n *onnxpb.NodeProto, in []*value, a attrSet) ([]*value
 
 func (c *compiler) concatDyn(in []*value, axis int64) ([]*value, error) {
 	rank := len(in[0].d.shape) + 1
+	if rank != 2 && rank != 4 {
+		return nil, fmt.Errorf("joining per-image shapes %v is not supported", in[0].d.shape)
+	}
 	ax, err := normAxis(axis, rank)
 	if err != nil {
 		return nil, err
@@ -831,7 +831,7 @@ func storageConst(k *constant, d *dynamic) ([]float32, error) {
 // binaryConst compiles d op bc (bc op d when swap is set), folding it into
 // the step that computed d where possible.
 func (c *compiler) binaryConst(n *onnxpb.NodeProto, d *dynamic, bc []float32, op binOp, swap bool) ([]*value, error) {
-	if f := c.fusableInput(n.GetInput()[boolIndex(swap)], d); f != nil && (!swap || op == opAdd || op == opMul) &&
+	if f := c.fusableInput(n.GetInput()[boolIndex(swap)], d); f != nil && f.act().kind == actNone && (!swap || op == opAdd || op == opMul) &&
 		(len(bc) == 1 || len(bc) == f.outChannels()) {
 		m := f.outChannels()
 		scale, shift := make([]float32, m), make([]float32, m)
@@ -994,8 +994,10 @@ func (c *compiler) activation(n *onnxpb.NodeProto, in []*value, a attrSet, kind 
 	}
 	d := in[0].d
 	if p := c.fusableInput(n.GetInput()[0], d); p != nil {
-		p.setAct(f)
-		return []*value{{d: &dynamic{slot: d.slot, shape: d.shape, chw: d.chw}}}, nil
+		if both, ok := compose(p.act(), f); ok {
+			p.setAct(both)
+			return []*value{{d: &dynamic{slot: d.slot, shape: d.shape, chw: d.chw, prod: p}}}, nil
+		}
 	}
 	out := c.newSlot()
 	c.add(&unaryStep{in: d.slot, out: out, size: d.size(), act: f})
@@ -1224,7 +1226,7 @@ func (c *compiler) batchNorm(n *onnxpb.NodeProto, in []*value, a attrSet) ([]*va
 		scale[k] = float32(float64(p[0][k]) / math.Sqrt(float64(p[3][k])+eps))
 		shift[k] = p[1][k] - p[2][k]*scale[k]
 	}
-	if f := c.fusableInput(n.GetInput()[0], x); f != nil && f.outChannels() == ch {
+	if f := c.fusableInput(n.GetInput()[0], x); f != nil && f.act().kind == actNone && f.outChannels() == ch {
 		f.scaleShift(scale, shift)
 		return []*value{{d: &dynamic{slot: x.slot, shape: x.shape, prod: f}}}, nil
 	}
@@ -1408,4 +1410,78 @@ func (c *compiler) softmaxOp(n *onnxpb.NodeProto, in []*value, a attrSet) ([]*va
 	}
 	c.add(s)
 	return []*value{{d: &dynamic{slot: s.out, shape: x.shape, chw: x.chw, probs: true}}}, nil
+}
+
+// compose returns the activation next(first(x)) if it is one activation:
+// anything after none, and a clip after a ReLU (PyTorch exports ReLU6 as
+// Relu then Clip).
+func compose(first, next act) (act, bool) {
+	switch {
+	case first.kind == actNone:
+		return next, true
+	case first.kind == actReLU && next.kind == actClip:
+		return act{kind: actClip, a: max(next.a, 0), b: max(next.b, 0)}, true
+	case first.kind == actReLU && next.kind == actReLU:
+		return first, true
+	}
+	return act{}, false
+}
+
+// pad compiles a constant zero-or-value padding of the spatial axes of a
+// map (PyTorch writes one before an AveragePool that counts the padding).
+func (c *compiler) pad(n *onnxpb.NodeProto, in []*value, a attrSet) ([]*value, error) {
+	if err := need(in, 1, 4); err != nil {
+		return nil, err
+	}
+	if err := a.check("mode", "pads", "value"); err != nil {
+		return nil, err
+	}
+	if mode := a.str("mode", "constant"); mode != "constant" {
+		return nil, fmt.Errorf("mode=%q is not supported (only constant)", mode)
+	}
+	x, err := dynIn(in, 0)
+	if err != nil {
+		return nil, err
+	}
+	if len(x.shape) != 3 {
+		return nil, fmt.Errorf("input has per-image shape %v; want a [C,H,W] map", x.shape)
+	}
+	pads := a.ints("pads")
+	if pk, err := constIn(in, 1, "pads"); err != nil {
+		return nil, err
+	} else if pk != nil {
+		if pads, err = plainInts(pk, "pads"); err != nil {
+			return nil, err
+		}
+	}
+	if ak, err := constIn(in, 3, "axes"); err != nil {
+		return nil, err
+	} else if ak != nil {
+		return nil, fmt.Errorf("the axes input is not supported")
+	}
+	if len(pads) != 8 || pads[0] != 0 || pads[1] != 0 || pads[4] != 0 || pads[5] != 0 {
+		return nil, fmt.Errorf("pads=%v is not supported (only height and width)", pads)
+	}
+	for _, p := range pads {
+		if p < 0 || p > maxWindow {
+			return nil, fmt.Errorf("pads=%v is not supported", pads)
+		}
+	}
+	fill := a.float("value", 0)
+	if vk, err := constIn(in, 2, "constant_value"); err != nil {
+		return nil, err
+	} else if vk != nil {
+		if vk.size() != 1 {
+			return nil, fmt.Errorf("constant_value has %d values; want one", vk.size())
+		}
+		fill = vk.floats()[0]
+	}
+	s := &padStep{in: x.slot, out: c.newSlot(), c: x.shape[0], h: x.shape[1], w: x.shape[2],
+		pt: int(pads[2]), pl: int(pads[3]), pb: int(pads[6]), pr: int(pads[7]), fill: fill}
+	shape := []int{s.c, s.h + s.pt + s.pb, s.w + s.pl + s.pr}
+	if err := imageSize(shape); err != nil {
+		return nil, err
+	}
+	c.add(s)
+	return []*value{{d: &dynamic{slot: s.out, shape: shape}}}, nil
 }

@@ -1,0 +1,85 @@
+package onnx
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/fashion-classifier/fashion/internal/model"
+)
+
+// fixtureDir holds the models exported by tools/onnx/export_fixtures.py.
+var fixtureDir = filepath.Join("..", "..", "testdata", "onnx")
+
+// expected is a fixture's <name>.expected.json.
+type expected struct {
+	Inputs  []float32   `json:"inputs"`
+	Outputs [][]float32 `json:"outputs"`
+}
+
+func TestPyTorchFixtures(t *testing.T) {
+	tests := []struct {
+		name  string
+		probs bool // the graph ends in Softmax
+		// steps bounds the compiled program's length: it fails when the
+		// batch-norm and activation folding stops working.
+		steps int
+	}{
+		{"mobilenet_v3_small", false, 80},
+		{"ops13", false, 30},
+		{"ops17_softmax_rgb", true, 32},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := Open(filepath.Join(fixtureDir, tt.name+".onnx"), Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			data, err := os.ReadFile(filepath.Join(fixtureDir, tt.name+".expected.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want expected
+			if err := json.Unmarshal(data, &want); err != nil {
+				t.Fatal(err)
+			}
+			n := len(want.Outputs)
+			if n == 0 || len(want.Inputs) != n*model.Pixels {
+				t.Fatalf("fixture has %d inputs for %d outputs", len(want.Inputs), n)
+			}
+			if got := len(m.prog.steps); got > tt.steps {
+				t.Errorf("program has %d steps, want at most %d", got, tt.steps)
+			}
+			if m.prog.probs != tt.probs {
+				t.Errorf("graph ends in softmax: got %v, want %v", m.prog.probs, tt.probs)
+			}
+			got, err := m.Logits(want.Inputs, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			worst := 0.0
+			for i, row := range want.Outputs {
+				for j, w := range row {
+					worst = math.Max(worst, math.Abs(float64(got[i*len(row)+j]-w)))
+				}
+			}
+			if worst > 1e-3 {
+				t.Errorf("outputs differ from PyTorch's by up to %g, want ≤ 1e-3", worst)
+			}
+			t.Logf("%d steps, max |output − PyTorch| = %.2g", len(m.prog.steps), worst)
+
+			// One image at a time gives the same answers as the batch.
+			one, err := m.Logits(want.Inputs[model.Pixels:2*model.Pixels], 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for j, v := range one {
+				if d := math.Abs(float64(v - got[len(one)+j])); d > 1e-5 {
+					t.Fatalf("image 1 alone gives output %d = %v, in a batch %v", j, v, got[len(one)+j])
+				}
+			}
+		})
+	}
+}
