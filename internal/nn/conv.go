@@ -29,11 +29,12 @@ type Conv2D struct {
 
 	W, B *Param // B is nil when the layer has no bias
 
-	x       *Tensor
-	out, dx *Tensor
-	dmask   *Tensor
-	work    []convWork // per-worker scratch, see chunks
-	flip    []float32  // W turned for the input gradient, see flipped
+	x           *Tensor
+	out, dx     *Tensor
+	dmask       *Tensor
+	ones, shift []float32  // scale and shift of the epilogue's affine kernel
+	work        []convWork // per-worker scratch, see chunks
+	flip        []float32  // W turned for the input gradient, see flipped
 }
 
 // NewConv2D returns a convolution with He-normal initial weights, the
@@ -109,6 +110,7 @@ func (c *Conv2D) Forward(x *Tensor, train bool) *Tensor {
 		panic(fmt.Sprintf("nn: Conv2D with %d input channels got %v", c.In, x))
 	}
 	c.x = x
+	c.prepareEpilogue()
 	oh, ow := c.outSize(x.H, x.W)
 	out := reuse(&c.out, x.N, oh, ow, c.Out)
 	kdim := c.K * c.K * c.In
@@ -118,38 +120,39 @@ func (c *Conv2D) Forward(x *Tensor, train bool) *Tensor {
 	} else {
 		c.chunks(x.N, oh, ow, func(ws *convWork, gemm gemmFunc, n0, n1 int, _ bool) {
 			col := im2col(&ws.col, x, n0, n1, c.K, c.Stride, c.Pad, oh, ow)
-			gemm(false, false, (n1-n0)*rowsPer, c.Out, kdim, 1, col, kdim, c.W.Value, c.Out, 0, out.Data[n0*rowsPer*c.Out:], c.Out)
+			chunk := out.Data[n0*rowsPer*c.Out : n1*rowsPer*c.Out]
+			gemm(false, false, (n1-n0)*rowsPer, c.Out, kdim, 1, col, kdim, c.W.Value, c.Out, 0, chunk, c.Out)
+			// Bias and ReLU while the chunk is still in cache.
+			c.epilogue(chunk)
 		})
+		return out
 	}
-	if c.B != nil || c.ReLU {
-		c.epilogue(out.Data)
-	}
+	parallelFor(len(out.Data)/c.Out, 1024, func(lo, hi int) {
+		c.epilogue(out.Data[lo*c.Out : hi*c.Out])
+	})
 	return out
 }
 
-// epilogue adds the bias (if any) and applies the ReLU (if set) to the
-// rows of out, in one parallel pass.
-func (c *Conv2D) epilogue(out []float32) {
-	var bias []float32
-	if c.B != nil {
-		bias = c.B.Value
-	}
-	relu := c.ReLU
-	parallelFor(len(out)/c.Out, 1024, func(lo, hi int) {
-		for off := lo * c.Out; off < hi*c.Out; off += c.Out {
-			row := out[off : off+c.Out]
-			if bias != nil {
-				for i := range row {
-					row[i] += bias[i]
-				}
-			}
-			if relu {
-				for i, v := range row {
-					row[i] = max(v, 0)
-				}
-			}
+// prepareEpilogue sets the epilogue's per-channel scale (ones) and shift
+// (the bias, or zeros) before workers share them.
+func (c *Conv2D) prepareEpilogue() {
+	if len(c.ones) != c.Out {
+		c.ones, c.shift = make([]float32, c.Out), make([]float32, c.Out)
+		for i := range c.ones {
+			c.ones[i] = 1
 		}
-	})
+	}
+	if c.B != nil {
+		copy(c.shift, c.B.Value)
+	}
+}
+
+// epilogue adds the bias (if any) and applies the ReLU (if set) to rows
+// of the output; prepareEpilogue must have run.
+func (c *Conv2D) epilogue(rows []float32) {
+	if c.B != nil || c.ReLU {
+		affine(rows, rows, c.Out, c.ones, c.shift, c.ReLU)
+	}
 }
 
 // Backward computes the weight (and bias) gradients and, unless

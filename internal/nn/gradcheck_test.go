@@ -125,6 +125,7 @@ func TestGradients(t *testing.T) {
 		{"hardswish", NewActivation(HardSwish), 2, 3, 3, 3},
 		{"maxpool2", NewMaxPool(2, 2), 2, 6, 5, 3},
 		{"maxpool3s2", NewMaxPool(3, 2), 2, 7, 7, 2},
+		{"maxpool2 16ch odd", NewMaxPool(2, 2), 2, 7, 5, 16},
 		{"globalavg", &GlobalAvgPool{}, 3, 4, 5, 3},
 		{"linear", NewLinear(rng, 12, 7), 5, 1, 1, 12},
 		{"flatten+linear", NewSequential(&Flatten{}, NewLinear(rng, 2*3*4, 5)), 3, 2, 3, 4},

@@ -34,7 +34,7 @@ func (p *MaxPool) Forward(x *Tensor, train bool) *Tensor {
 	p.arg = p.arg[:len(out.Data)]
 	c := x.C
 	if p.K == 2 && p.Stride == 2 {
-		p.forward2x2(x, out)
+		p.forward2x2(x, out, train)
 		return out
 	}
 	parallelFor(x.N, 1, func(lo, hi int) {
@@ -66,35 +66,21 @@ func (p *MaxPool) Forward(x *Tensor, train bool) *Tensor {
 }
 
 // forward2x2 is Forward for the common 2×2, stride-2 pool: windows do not
-// overlap, so each output compares four values with no bookkeeping beyond
-// the winner's index.
-func (p *MaxPool) forward2x2(x, out *Tensor) {
+// overlap, so each output row is one call of the row kernel, which skips
+// recording the winners in inference.
+func (p *MaxPool) forward2x2(x, out *Tensor, train bool) {
 	c, w := x.C, x.W
 	oh, ow := out.H, out.W
 	parallelFor(x.N*oh, 8, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			n, oy := r/oh, r%oh
-			for ox := range ow {
-				o := ((n*oh+oy)*ow + ox) * c
-				i00 := ((n*x.H+2*oy)*w + 2*ox) * c
-				i01, i10 := i00+c, i00+w*c
-				i11 := i10 + c
-				a, b, d, e := x.Data[i00:i00+c], x.Data[i01:i01+c], x.Data[i10:i10+c], x.Data[i11:i11+c]
-				dst, arg := out.Data[o:o+c], p.arg[o:o+c]
-				for j := range dst {
-					v, at := a[j], i00+j
-					if b[j] > v {
-						v, at = b[j], i01+j
-					}
-					if d[j] > v {
-						v, at = d[j], i10+j
-					}
-					if e[j] > v {
-						v, at = e[j], i11+j
-					}
-					dst[j], arg[j] = v, int32(at)
-				}
+			o := r * ow * c
+			top := ((n*x.H + 2*oy) * w) * c
+			var arg []int32
+			if train {
+				arg = p.arg[o : o+ow*c]
 			}
+			pool2x2Row(out.Data[o:o+ow*c], arg, x.Data[top:top+w*c], x.Data[top+w*c:top+2*w*c], ow, c, top, top+w*c)
 		}
 	})
 }

@@ -60,3 +60,31 @@ func gradApplyGo(dx, dy, y, x []float32, c int, ka, kb, kc []float32) {
 		}
 	}
 }
+
+// pool2x2RowGo computes one output row of a 2×2, stride-2 max pool: for
+// each of ow output pixels and c channels, the maximum of the 2×2 window
+// whose top row starts at top and bottom row at bot. When arg is not nil
+// it receives the winner's index into the input tensor, where top and bot
+// start at indices topIdx and botIdx. Ties go to the earliest of (top
+// left, top right, bottom left, bottom right).
+func pool2x2RowGo(dst []float32, arg []int32, top, bot []float32, ow, c, topIdx, botIdx int) {
+	for ox := range ow {
+		o, l, r := ox*c, 2*ox*c, (2*ox+1)*c
+		for j := range c {
+			v, at := top[l+j], topIdx+l+j
+			if top[r+j] > v {
+				v, at = top[r+j], topIdx+r+j
+			}
+			if bot[l+j] > v {
+				v, at = bot[l+j], botIdx+l+j
+			}
+			if bot[r+j] > v {
+				v, at = bot[r+j], botIdx+r+j
+			}
+			dst[o+j] = v
+			if arg != nil {
+				arg[o+j] = int32(at)
+			}
+		}
+	}
+}

@@ -67,3 +67,20 @@ func maskPtr(y []float32, n int) *float32 {
 	_ = y[n-1]
 	return &y[0]
 }
+
+//go:noescape
+func pool2x2RowAVX2(dst *float32, arg *int32, top, bot *float32, ow, c, topIdx, botIdx int)
+
+func pool2x2Row(dst []float32, arg []int32, top, bot []float32, ow, c, topIdx, botIdx int) {
+	if !vecAVX2 || c%8 != 0 || ow == 0 {
+		pool2x2RowGo(dst, arg, top, bot, ow, c, topIdx, botIdx)
+		return
+	}
+	_, _, _ = dst[ow*c-1], top[2*ow*c-1], bot[2*ow*c-1]
+	var argp *int32
+	if arg != nil {
+		_ = arg[ow*c-1]
+		argp = &arg[0]
+	}
+	pool2x2RowAVX2(&dst[0], argp, &top[0], &bot[0], ow, c, topIdx, botIdx)
+}

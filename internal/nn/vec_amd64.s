@@ -187,3 +187,103 @@ gapply_nomask:
 gapply_done:
 	VZEROUPPER
 	RET
+
+// func pool2x2RowAVX2(dst *float32, arg *int32, top, bot *float32, ow, c, topIdx, botIdx int)
+// One output row of a 2×2/2 max pool, 8 channels at a time; see
+// pool2x2RowGo. Indices ride along as int32 lanes, blended with the same
+// masks as the values (strictly greater wins, so ties keep the earlier).
+TEXT ·pool2x2RowAVX2(SB), NOSPLIT, $0-64
+	MOVQ dst+0(FP), DI
+	MOVQ arg+8(FP), R13
+	MOVQ top+16(FP), SI
+	MOVQ bot+24(FP), R14
+	MOVQ ow+32(FP), CX
+	MOVQ c+40(FP), R10
+	MOVQ topIdx+48(FP), R8
+	MOVQ botIdx+56(FP), R9
+	SHLQ $2, R10                 // c in bytes
+	// Y15 = lane numbers 0..7 as int32.
+	MOVQ         $0x0000000100000000, AX
+	VMOVQ        AX, X15
+	MOVQ         $0x0000000300000002, AX
+	VPINSRQ      $1, AX, X15, X15
+	MOVQ         $0x0000000500000004, AX
+	VMOVQ        AX, X14
+	MOVQ         $0x0000000700000006, AX
+	VPINSRQ      $1, AX, X14, X14
+	VINSERTI128  $1, X14, Y15, Y15
+	XORQ         DX, DX          // element offset (floats) of the left pixel, 2·ox·c + j
+
+pool_pixel:
+	XORQ BX, BX                  // j in bytes
+
+pool_group:
+	MOVQ    DX, R11
+	SHLQ    $2, R11
+	ADDQ    BX, R11              // byte offset of the top-left value
+	LEAQ    (R11)(R10*1), R12    // byte offset of the top-right value
+	VMOVUPS (SI)(R11*1), Y0      // best value so far
+	VMOVUPS (SI)(R12*1), Y1
+	VMOVUPS (R14)(R11*1), Y2
+	VMOVUPS (R14)(R12*1), Y3
+	TESTQ   R13, R13
+	JNZ     pool_arg
+	VMAXPS  Y1, Y0, Y0
+	VMAXPS  Y2, Y0, Y0
+	VMAXPS  Y3, Y0, Y0
+	JMP     pool_store
+
+pool_arg:
+	// Index vectors: base + (element offset) + lane.
+	MOVQ         R11, AX
+	SHRQ         $2, AX          // element offset of top-left
+	LEAQ         (R8)(AX*1), AX
+	VMOVQ        AX, X4
+	VPBROADCASTD X4, Y4
+	VPADDD       Y15, Y4, Y4     // top-left indices (best so far)
+	MOVQ         R10, AX
+	SHRQ         $2, AX
+	VMOVQ        AX, X5
+	VPBROADCASTD X5, Y5          // c as int32 lanes
+	VPADDD       Y5, Y4, Y6      // top-right indices
+	MOVQ         R9, AX
+	SUBQ         R8, AX
+	VMOVQ        AX, X7
+	VPBROADCASTD X7, Y7          // botIdx − topIdx
+	VPADDD       Y7, Y4, Y8      // bottom-left indices
+	VPADDD       Y7, Y6, Y9      // bottom-right indices
+
+	VCMPPS    $1, Y1, Y0, Y10    // best < top-right
+	VBLENDVPS Y10, Y1, Y0, Y0
+	VBLENDVPS Y10, Y6, Y4, Y4
+	VCMPPS    $1, Y2, Y0, Y10    // best < bottom-left
+	VBLENDVPS Y10, Y2, Y0, Y0
+	VBLENDVPS Y10, Y8, Y4, Y4
+	VCMPPS    $1, Y3, Y0, Y10    // best < bottom-right
+	VBLENDVPS Y10, Y3, Y0, Y0
+	VBLENDVPS Y10, Y9, Y4, Y4
+
+	// Output element offset = (element offset of top-left)/2 rounded to
+	// the pixel: ox·c + j = DX/2 + j.
+	MOVQ    DX, AX
+	SHRQ    $1, AX
+	SHLQ    $2, AX
+	ADDQ    BX, AX
+	VMOVUPS Y4, (R13)(AX*1)
+
+pool_store:
+	MOVQ    DX, AX
+	SHRQ    $1, AX
+	SHLQ    $2, AX
+	ADDQ    BX, AX
+	VMOVUPS Y0, (DI)(AX*1)
+	ADDQ    $32, BX
+	CMPQ    BX, R10
+	JLT     pool_group
+	MOVQ    R10, AX
+	SHRQ    $2, AX               // c elements; the next window is 2c further
+	LEAQ    (DX)(AX*2), DX
+	DECQ    CX
+	JNZ     pool_pixel
+	VZEROUPPER
+	RET

@@ -13,3 +13,7 @@ func gradSums(dy, y, x []float32, c int, sd, sdx []float32) { gradSumsGo(dy, y, 
 func gradApply(dx, dy, y, x []float32, c int, ka, kb, kc []float32) {
 	gradApplyGo(dx, dy, y, x, c, ka, kb, kc)
 }
+
+func pool2x2Row(dst []float32, arg []int32, top, bot []float32, ow, c, topIdx, botIdx int) {
+	pool2x2RowGo(dst, arg, top, bot, ow, c, topIdx, botIdx)
+}

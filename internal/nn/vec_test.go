@@ -64,6 +64,33 @@ func TestVectorKernelsMatchGo(t *testing.T) {
 	}
 }
 
+func TestPool2x2RowMatchesGo(t *testing.T) {
+	rng := rand.New(rand.NewPCG(23, 24))
+	for _, c := range []int{8, 16, 32, 5} {
+		for _, ow := range []int{1, 3, 14} {
+			top, bot := make([]float32, 2*ow*c), make([]float32, 2*ow*c)
+			for i := range top {
+				// Few distinct values, so ties are common.
+				top[i], bot[i] = float32(rng.IntN(4)), float32(rng.IntN(4))
+			}
+			for _, withArg := range []bool{false, true} {
+				got, want := make([]float32, ow*c), make([]float32, ow*c)
+				var garg, warg []int32
+				if withArg {
+					garg, warg = make([]int32, ow*c), make([]int32, ow*c)
+				}
+				pool2x2Row(got, garg, top, bot, ow, c, 1000, 5000)
+				pool2x2RowGo(want, warg, top, bot, ow, c, 1000, 5000)
+				for i := range want {
+					if got[i] != want[i] || (withArg && garg[i] != warg[i]) {
+						t.Fatalf("c=%d ow=%d: output %d = %v (arg %v), want %v (arg %v)", c, ow, i, got[i], garg, want[i], warg)
+					}
+				}
+			}
+		}
+	}
+}
+
 func BenchmarkBatchNorm(b *testing.B) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	bn := NewBatchNorm(32)
