@@ -245,8 +245,9 @@ func hostileConfig() Config {
 
 // TestHostileFetchTargets sends /image-classify and /image-view requests
 // that point at misbehaving servers and checks each gets a clear error
-// quickly, without the server's heap growing by more than the byte cap
-// (transiently: three times the cap, for the reading buffer's growth).
+// quickly, without the server keeping more than a quarter of the byte cap
+// after the request, or allocating more than three times the cap while
+// reading (io.ReadAll's buffer doubling; five times under -race).
 func TestHostileFetchTargets(t *testing.T) {
 	h := startHostileTargets(t)
 	ts := startServer(t, hostileConfig(), newFake())
@@ -324,8 +325,15 @@ func TestHostileFetchTargets(t *testing.T) {
 			if elapsed > tc.maxTime {
 				t.Errorf("took %v, want at most %v", elapsed, tc.maxTime)
 			}
-			if peak > 3*hostileCap {
-				t.Errorf("heap grew by %d bytes at the peak, more than 3× the %d-byte cap", peak, hostileCap)
+			// io.ReadAll grows its buffer by doubling, so reading up to the
+			// cap allocates about twice the cap before a collection; the
+			// race detector's allocator adds more.
+			peakLimit := int64(3 * hostileCap)
+			if raceEnabled {
+				peakLimit = 5 * hostileCap
+			}
+			if peak > peakLimit {
+				t.Errorf("heap grew by %d bytes at the peak, more than %d (the cap is %d)", peak, peakLimit, hostileCap)
 			}
 			if retained > hostileCap/4 {
 				t.Errorf("heap kept %d bytes after the request, want < cap/4 = %d", retained, hostileCap/4)
