@@ -149,7 +149,7 @@ func applyAct(dst, src []float32, a act) {
 // unaryStep applies an element-wise function.
 type unaryStep struct {
 	in, out, size int
-	act         act
+	act           act
 }
 
 func (s *unaryStep) run(st *state, n int) {

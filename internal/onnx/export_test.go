@@ -1,0 +1,147 @@
+package onnx
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/fashion-classifier/fashion/internal/model"
+	"github.com/fashion-classifier/fashion/internal/nn"
+	shipped "github.com/fashion-classifier/fashion/model"
+)
+
+// randomImages returns n normalised-looking images from a fixed seed.
+func randomImages(n int) []float32 {
+	rng := rand.New(rand.NewPCG(1, 2))
+	x := make([]float32, n*model.Pixels)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	return x
+}
+
+func maxDiff(a, b []float32) float64 {
+	worst := 0.0
+	for i := range a {
+		worst = math.Max(worst, math.Abs(float64(a[i]-b[i])))
+	}
+	return worst
+}
+
+// embeddedNet rebuilds the network of the model shipped in the binary.
+func embeddedNet(t testing.TB) (*nn.Sequential, model.Meta) {
+	t.Helper()
+	d, err := model.Decode(shipped.Weights)
+	if err != nil {
+		t.Fatal(err)
+	}
+	arch, err := model.LookupArch(d.Meta.Arch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	net := arch.Build(rand.New(rand.NewPCG(0, 0)), len(d.Meta.Classes))
+	if err := model.Load(net, d.Weights); err != nil {
+		t.Fatal(err)
+	}
+	return net, d.Meta
+}
+
+func TestExportRoundTrip(t *testing.T) {
+	net, meta := embeddedNet(t)
+	mnv3 := model.MobileNetV3Small(rand.New(rand.NewPCG(3, 4)), 10)
+	// Non-trivial batch-norm statistics, so that folding them is checked.
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, p := range mnv3.Params() {
+		if p.Name == "fc2.weight" || p.Name == "fc2.bias" {
+			// Random features are small; spread the logits over ±2 or so.
+			for i := range p.Value {
+				p.Value[i] *= 50
+			}
+		}
+		switch p.Name[max(0, len(p.Name)-12):] {
+		case "running_mean":
+			for i := range p.Value {
+				p.Value[i] = float32(rng.NormFloat64() * 0.1)
+			}
+		case ".running_var":
+			for i := range p.Value {
+				p.Value[i] = float32(0.5 + rng.Float64())
+			}
+		}
+	}
+	tests := []struct {
+		name string
+		net  *nn.Sequential
+		meta ExportMeta
+	}{
+		{"embedded " + meta.Arch, net, ExportMeta{Name: "embedded", Arch: meta.Arch, Classes: meta.Classes, Mean: meta.Mean, Std: meta.Std, TestAccuracy: meta.TestAccuracy}},
+		{"random mobilenetv3-small", mnv3, ExportMeta{Name: "mnv3", Arch: "mobilenetv3-small", Classes: model.FashionClasses, Mean: 0.5, Std: 0.25}},
+	}
+	const n = 33
+	x := randomImages(n)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			data, err := Export(tt.net, tt.meta)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := Decode(data, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			info := m.Info()
+			if info.Mean != tt.meta.Mean || info.Std != tt.meta.Std || len(info.Classes) != len(tt.meta.Classes) || info.Classes[9] != tt.meta.Classes[9] {
+				t.Errorf("metadata round trip: got mean %v std %v classes %q", info.Mean, info.Std, info.Classes)
+			}
+			got, err := m.Logits(x, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := tt.net.Forward(&nn.Tensor{N: n, H: model.Side, W: model.Side, C: 1, Data: x}, false).Data
+			if d := maxDiff(got, want); d > 1e-4 {
+				t.Errorf("exported model's logits differ from the native network's by %g, want ≤ 1e-4", d)
+			} else {
+				t.Logf("max |ONNX − native| = %.2g over %d images (max |logit| %.3g)", d, n, maxDiff(want, make([]float32, len(want))))
+			}
+		})
+	}
+}
+
+func TestExportMatchesClassifier(t *testing.T) {
+	net, meta := embeddedNet(t)
+	data, err := Export(net, ExportMeta{Arch: meta.Arch, Classes: meta.Classes, Mean: meta.Mean, Std: meta.Std})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Decode(data, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	native, err := model.Open("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := randomImages(8)
+	got, err := m.Predict(x, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := native.Predict(x, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := maxDiff(got, want); d > 1e-5 {
+		t.Errorf("probabilities differ from the embedded Classifier's by %g", d)
+	}
+}
+
+func TestExportRejects(t *testing.T) {
+	net, meta := embeddedNet(t)
+	if _, err := Export(net, ExportMeta{Classes: meta.Classes[:5]}); err == nil {
+		t.Error("export with 5 class names for a 10-class network succeeded")
+	}
+	odd := nn.NewSequential(&nn.Flatten{}, nn.NewConv2D(rand.New(rand.NewPCG(0, 0)), 1, 2, 3, 1, 1, false))
+	if _, err := Export(odd, ExportMeta{Classes: meta.Classes}); err == nil {
+		t.Error("export of a convolution after flattening succeeded")
+	}
+}
