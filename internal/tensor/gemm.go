@@ -31,9 +31,14 @@ const (
 	// parallelMinWork is the number of multiply-adds (m·n·k) below which a
 	// product runs on the calling goroutine.
 	parallelMinWork = 1 << 18
-	// packBMaxFloats bounds the packed copy of op(B) held at once: a column
-	// block of op(B) covering all of K is packed in one go when it fits.
+	// packBMaxFloats bounds the packed copy of op(B) held at once by the
+	// parallel path: a column block of op(B) covering all of K is packed in
+	// one go when it fits.
 	packBMaxFloats = 1 << 21
+	// packBL2Floats bounds the K block × column block of op(B) packed at
+	// once by the serial path, so that it stays in the L2 cache (1 MiB of
+	// the 2 MiB per core) while every sliver of A meets it.
+	packBL2Floats = 1 << 18
 )
 
 // Gemm computes C = alpha·op(A)·op(B) + beta·C for row-major matrices,
@@ -130,11 +135,11 @@ func (p *gemmProblem) setBlocking() {
 }
 
 // packCols returns how many columns of op(B) are packed at once when krows
-// rows are packed: all of them unless that would take more than
-// packBMaxFloats.
-func (p *gemmProblem) packCols(krows int) int {
+// rows are packed: all of them unless that would take more than budget
+// floats.
+func (p *gemmProblem) packCols(krows, budget int) int {
 	nc := p.n
-	if maxCols := packBMaxFloats / krows / p.kern.nr * p.kern.nr; nc > maxCols {
+	if maxCols := budget / krows / p.kern.nr * p.kern.nr; nc > maxCols {
 		nc = max(p.kern.nr, maxCols)
 	}
 	return nc
@@ -143,7 +148,7 @@ func (p *gemmProblem) packCols(krows int) int {
 // runSerial computes the product on the calling goroutine.
 func (p *gemmProblem) runSerial() {
 	kern := p.kern
-	nc := p.packCols(p.kc)
+	nc := p.packCols(p.kc, packBL2Floats)
 	bws := getWorkspace((nc + kern.nr - 1) / kern.nr * kern.nr * p.kc)
 	defer putWorkspace(bws)
 	p.bp = bws.buf
@@ -222,7 +227,7 @@ func runSplitK(p gemmProblem, threads int) {
 func runParallel(p gemmProblem, threads int) {
 	kern := p.kern
 	m := p.m
-	nc := p.packCols(p.k)
+	nc := p.packCols(p.k, packBMaxFloats)
 	bws := getWorkspace((nc + kern.nr - 1) / kern.nr * kern.nr * p.k)
 	defer putWorkspace(bws)
 	p.bp = bws.buf
@@ -408,14 +413,24 @@ func (p *gemmProblem) packA(dst []float32, i0, mc, q0, kc int) {
 func (p *gemmProblem) block(ws *workspace, i0, mc, jp0, jp1, q0 int) {
 	kern := p.kern
 	mr, nr := kern.mr, kern.nr
+	kc := min(p.kc, p.k-q0)
+	beta := p.beta
+	if q0 > 0 {
+		beta = 1
+	}
 	abuf, tile := ws.buf, ws.tile[:]
-	{
-		kc := min(p.kc, p.k-q0)
-		beta := p.beta
-		if q0 > 0 {
-			beta = 1
+	p.packA(abuf, i0, mc, q0, kc)
+	for ip := 0; ip*mr < mc; ip++ {
+		i := i0 + ip*mr
+		h := min(mr, i0+mc-i)
+		ap, ars, aks := abuf[ip*kc*mr:(ip+1)*kc*mr], 1, mr
+		switch {
+		case !p.directA || h < mr:
+		case p.transA:
+			ap, ars, aks = p.a[q0*p.lda+i:], 1, p.lda
+		default:
+			ap, ars, aks = p.a[i*p.lda+q0:], p.lda, 1
 		}
-		p.packA(abuf, i0, mc, q0, kc)
 		for jp := jp0; jp < jp1; jp++ {
 			j := p.jc + jp*nr
 			w := min(nr, p.jc+p.nc-j)
@@ -424,24 +439,12 @@ func (p *gemmProblem) block(ws *workspace, i0, mc, jp0, jp1, q0 int) {
 			if p.directB && w == nr {
 				bp, ldb = p.b[q0*p.ldb+j:], p.ldb
 			}
-			for ip := 0; ip*mr < mc; ip++ {
-				i := i0 + ip*mr
-				h := min(mr, i0+mc-i)
-				ap, ars, aks := abuf[ip*kc*mr:(ip+1)*kc*mr], 1, mr
-				switch {
-				case !p.directA || h < mr:
-				case p.transA:
-					ap, ars, aks = p.a[q0*p.lda+i:], 1, p.lda
-				default:
-					ap, ars, aks = p.a[i*p.lda+q0:], p.lda, 1
-				}
-				if h == mr && w == nr {
-					kern.fn(kc, ap, ars, aks, bp, ldb, p.c[i*p.ldc+j:], p.ldc, p.alpha, beta)
-					continue
-				}
-				kern.fn(kc, ap, ars, aks, bp, ldb, tile, nr, p.alpha, 0)
-				mergeTile(p.c[i*p.ldc+j:], p.ldc, tile, nr, h, w, beta)
+			if h == mr && w == nr {
+				kern.fn(kc, ap, ars, aks, bp, ldb, p.c[i*p.ldc+j:], p.ldc, p.alpha, beta)
+				continue
 			}
+			kern.fn(kc, ap, ars, aks, bp, ldb, tile, nr, p.alpha, 0)
+			mergeTile(p.c[i*p.ldc+j:], p.ldc, tile, nr, h, w, beta)
 		}
 	}
 }

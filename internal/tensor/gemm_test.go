@@ -106,32 +106,47 @@ func (tc gemmCase) operands(rng *rand.Rand) (a []float32, lda int, b []float32, 
 	return
 }
 
-// checkGemm runs gemm with kern and threads on tc and compares the result
-// with gemmRef, element by element, with a tolerance scaled by the sum of
-// absolute values of the terms (float32 summation error grows like k·ε).
-func checkGemm(t *testing.T, kern *kernel, threads int, tc gemmCase, rng *rand.Rand) {
-	t.Helper()
-	a, lda, b, ldb, c, ldc := tc.operands(rng)
-	want := append([]float32(nil), c...)
-	gemmRef(tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, want, ldc)
-	got := append([]float32(nil), c...)
-	gemm(kern, threads, tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, got, ldc)
+// gemmFixture is a gemmCase with random operands and the reference result,
+// computed once and checked against every kernel.
+type gemmFixture struct {
+	tc            gemmCase
+	a, b, c, want []float32
+	lda, ldb, ldc int
+	tol           float64
+}
 
-	// Inputs are in [-1, 1], so |terms| ≤ |alpha|·k + |beta|.
-	scale := float64(math.Abs(float64(tc.alpha)))*float64(tc.k) + math.Abs(float64(tc.beta)) + 1
-	tol := 4 * 6e-8 * math.Sqrt(float64(tc.k)+1) * scale
+func newGemmFixture(tc gemmCase, rng *rand.Rand) *gemmFixture {
+	f := &gemmFixture{tc: tc}
+	f.a, f.lda, f.b, f.ldb, f.c, f.ldc = tc.operands(rng)
+	f.want = append([]float32(nil), f.c...)
+	gemmRef(tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, f.a, f.lda, f.b, f.ldb, tc.beta, f.want, f.ldc)
+	// Inputs are in [-1, 1], so the terms add up to at most |alpha|·k +
+	// |beta| in magnitude; float32 rounding error in a blocked sum grows
+	// roughly like √k·ε times that.
+	scale := math.Abs(float64(tc.alpha))*float64(tc.k) + math.Abs(float64(tc.beta)) + 1
+	f.tol = 4 * 6e-8 * math.Sqrt(float64(tc.k)+1) * scale
+	return f
+}
+
+// check runs gemm with kern and threads and compares the result with the
+// reference element by element.
+func (f *gemmFixture) check(t *testing.T, kern *kernel, threads int) {
+	t.Helper()
+	tc := f.tc
+	got := append([]float32(nil), f.c...)
+	gemm(kern, threads, tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, f.a, f.lda, f.b, f.ldb, tc.beta, got, f.ldc)
 	for i := 0; i < tc.m; i++ {
 		for j := 0; j < tc.n; j++ {
-			g, w := got[i*ldc+j], want[i*ldc+j]
-			if d := math.Abs(float64(g) - float64(w)); !(d <= tol) {
-				t.Fatalf("%s: kernel %s, %d threads: C[%d][%d] = %v, want %v (tolerance %g)", tc, kern.name, threads, i, j, g, w, tol)
+			g, w := got[i*f.ldc+j], f.want[i*f.ldc+j]
+			if d := math.Abs(float64(g) - float64(w)); !(d <= f.tol) {
+				t.Fatalf("%s: kernel %s, %d threads: C[%d][%d] = %v, want %v (tolerance %g)", tc, kern.name, threads, i, j, g, w, f.tol)
 			}
 		}
 	}
 	// Padding between rows of C belongs to the caller and must be untouched.
 	for i := 0; i+1 < tc.m; i++ {
-		for j := tc.n; j < ldc; j++ {
-			if g, w := got[i*ldc+j], c[i*ldc+j]; math.Float32bits(g) != math.Float32bits(w) {
+		for j := tc.n; j < f.ldc; j++ {
+			if g, w := got[i*f.ldc+j], f.c[i*f.ldc+j]; math.Float32bits(g) != math.Float32bits(w) {
 				t.Fatalf("%s: kernel %s: padding C[%d][%d] changed from %v to %v", tc, kern.name, i, j, w, g)
 			}
 		}
@@ -140,36 +155,35 @@ func checkGemm(t *testing.T, kern *kernel, threads int, tc gemmCase, rng *rand.R
 
 func TestGemmSmallSizes(t *testing.T) {
 	sizes := []int{1, 2, 5, 7, 13, 17, 31, 67}
+	kernels := testKernels()
 	rng := newRand(2)
-	for _, kern := range testKernels() {
-		t.Run(kern.name, func(t *testing.T) {
-			for _, tA := range []bool{false, true} {
-				for _, tB := range []bool{false, true} {
-					for _, m := range sizes {
-						for _, n := range sizes {
-							for _, k := range sizes {
-								// Cycle through scalars and padding so that
-								// every shape is not run with every option.
-								sel := (m + 3*n + 7*k) % 4
-								tc := gemmCase{
-									transA: tA, transB: tB, m: m, n: n, k: k,
-									pad:   []int{0, 3, 1, 16}[sel],
-									alpha: []float32{1, -0.5, 2, 1}[sel],
-									beta:  []float32{0, 1, -1.5, 0}[(sel+m)%4],
-								}
-								checkGemm(t, kern, 1, tc, rng)
-							}
+	for _, tA := range []bool{false, true} {
+		for _, tB := range []bool{false, true} {
+			for _, m := range sizes {
+				for _, n := range sizes {
+					for _, k := range sizes {
+						// Cycle through scalars and padding so that every
+						// shape is not run with every option.
+						sel := (m + 3*n + 7*k) % 4
+						f := newGemmFixture(gemmCase{
+							transA: tA, transB: tB, m: m, n: n, k: k,
+							pad:   []int{0, 3, 1, 16}[sel],
+							alpha: []float32{1, -0.5, 2, 1}[sel],
+							beta:  []float32{0, 1, -1.5, 0}[(sel+m)%4],
+						}, rng)
+						for _, kern := range kernels {
+							f.check(t, kern, 1)
 						}
 					}
 				}
 			}
-		})
+		}
 	}
 }
 
 func TestGemmBlocking(t *testing.T) {
-	// Shapes that cross the K block, the M block and several tasks, on one
-	// and on several goroutines, for every kernel.
+	// Shapes that cross the K block, the M block, the column block of B and
+	// several tasks, on one and on several goroutines, for every kernel.
 	cases := []gemmCase{
 		{m: 129, n: 67, k: 513, pad: 1, alpha: 1, beta: 0},
 		{transA: true, m: 200, n: 33, k: 700, pad: 0, alpha: 0.5, beta: 1},
@@ -181,16 +195,21 @@ func TestGemmBlocking(t *testing.T) {
 		// K much longer than m and n: split across goroutines.
 		{transA: true, m: 30, n: 20, k: 2100, pad: 1, alpha: 1, beta: 0},
 		{transB: true, m: 13, n: 35, k: 2500, alpha: -0.5, beta: 2},
+		// Wide B: several column blocks of packed B.
+		{m: 25, n: 1000, k: 300, pad: 1, alpha: 1, beta: 0.5},
+		{transB: true, m: 3, n: 1000, k: 2100, alpha: 1, beta: 0},
 	}
+	kernels := testKernels()
 	rng := newRand(3)
-	for _, kern := range testKernels() {
-		for _, threads := range []int{1, 2, 3} {
-			t.Run(fmt.Sprintf("%s/threads=%d", kern.name, threads), func(t *testing.T) {
-				for _, tc := range cases {
-					checkGemm(t, kern, threads, tc, rng)
+	for _, tc := range cases {
+		t.Run(tc.String(), func(t *testing.T) {
+			f := newGemmFixture(tc, rng)
+			for _, kern := range kernels {
+				for _, threads := range []int{1, 2, 3} {
+					f.check(t, kern, threads)
 				}
-			})
-		}
+			}
+		})
 	}
 }
 

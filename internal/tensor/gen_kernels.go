@@ -50,9 +50,6 @@ func main() {
 	}
 }
 
-// prefetchSteps is how many k steps ahead the kernels prefetch A.
-const prefetchSteps = 16
-
 // rowAddr are the addressing modes of rows 0..5 of A relative to a base
 // register, given R12 = 1, R13 = 3 and R14 = 5 rows in bytes.
 var rowAddr = []string{"(%s)", "(%s)(R12*1)", "(%s)(R12*2)", "(%s)(R13*1)", "(%s)(R12*4)", "(%s)(R14*1)"}
@@ -92,9 +89,6 @@ func (s spec) write(w *bytes.Buffer) {
 	p("\tLEAQ (R12)(R12*2), R13")
 	p("\tLEAQ (R12)(R12*4), R14")
 	p("\tSHLQ $2, BX")
-	p("\t// R8 = %d k steps of A, the prefetch distance: A may be read in place", prefetchSteps)
-	p("\t// with a large stride, where the hardware prefetcher does not help.")
-	p("\tIMUL3Q $%d, BX, R8", prefetchSteps)
 	if s.mr > 6 {
 		p("\t// AX addresses rows 6..11 of A.")
 		p("\tLEAQ (SI)(R12*2), AX")
@@ -121,10 +115,6 @@ func (s spec) write(w *bytes.Buffer) {
 			for v := 0; v < s.nv; v++ {
 				p("\tVFMADD231PS %s%d, %s%d, %s%d", s.reg, breg+v, s.reg, a, s.reg, s.nv*r+v)
 			}
-		}
-		p("\tPREFETCHT0 (SI)(R8*1)")
-		if s.mr > 6 {
-			p("\tPREFETCHT0 (AX)(R8*1)")
 		}
 		p("\tADDQ BX, SI")
 		if s.mr > 6 {
