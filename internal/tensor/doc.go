@@ -16,21 +16,24 @@
 //     step); elsewhere a pure-Go kernel with the 6×16 blocking runs. The
 //     kernel is picked once at start-up with golang.org/x/sys/cpu.
 //   - op(B) is packed into micro-panels of NR columns, k-major: for every k
-//     the NR values are contiguous, so the kernel reads B with unit stride
-//     and the micro-panel (KC·NR·4 bytes, 20–36 KiB) stays in the L1 cache
-//     while it meets every MR-row sliver of a block of A.
-//   - A is walked in blocks of MC rows × KC columns (a few hundred KiB),
-//     which stay in the per-core L2 cache while all B micro-panels stream
-//     past them. The kernels take arbitrary strides for A, so full slivers
-//     are read in place rather than packed: the convolution products have
-//     A = im2col output with rows of exactly K floats, where packing cost as
-//     much time as the arithmetic; the kernel prefetches A ahead for the
-//     transposed case. Only a partial last sliver is packed, zero-padded.
+//     the NR values are contiguous, so the kernel reads B with unit stride.
+//     A block of KC rows × up to NC columns (at most 1 MiB) stays in the
+//     per-core L2 cache while all of A streams past it, so each value of B
+//     is loaded from memory once per block of A rows rather than once per
+//     sliver.
+//   - A is walked in slivers of MR rows × KC columns (14 KiB or less),
+//     each of which stays in the L1 cache while it meets every B
+//     micro-panel of the block in turn. The kernels take arbitrary strides
+//     for A, so full slivers are read in place rather than packed: the
+//     convolution products have A = im2col output with rows of exactly K
+//     floats, where packing cost as much time as the arithmetic. Only a
+//     partial last sliver is packed, zero-padded.
 //   - KC is about 300, so the convolution products (K = 9·channels ≤ 576)
 //     need one or two passes over C; larger K is split into near-equal
 //     blocks. In the single-goroutine path K blocks are the outer loop, as
-//     in BLIS, so each K×N block of B is packed just before use and read
-//     from memory once.
+//     in BLIS, so each block of B is packed just before use and read from
+//     memory once. Visiting each A sliver once per block (rather than each
+//     B micro-panel once, as BLIS does) measured 10–20% faster here.
 //
 // Packing absorbs the transposes: op(B) is read with whichever strides the
 // flags imply and the packed layout is always the same, and A's transpose is
