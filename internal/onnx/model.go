@@ -284,3 +284,12 @@ func (m *Model) Predict(x []float32, n int) ([]float32, error) {
 	}
 	return out, nil
 }
+
+// MarshalSidecar encodes s as the indented JSON that ReadSidecar reads.
+func MarshalSidecar(s Sidecar) ([]byte, error) {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encoding sidecar: %w", err)
+	}
+	return append(b, '\n'), nil
+}
