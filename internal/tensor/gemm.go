@@ -60,7 +60,7 @@ func Gemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int,
 // checkMatrix panics unless x can hold a rows×cols row-major matrix with row
 // stride ld.
 func checkMatrix(name string, x []float32, rows, cols, ld int) {
-	if ld < max(1, cols) {
+	if ld < cols || ld < 0 {
 		panic(fmt.Sprintf("tensor.Gemm: ld%s = %d is less than the %d columns of %s as stored", name, ld, cols, name))
 	}
 	if rows == 0 || cols == 0 {

@@ -304,3 +304,27 @@ func TestGemmNoAllocs(t *testing.T) {
 		t.Errorf("small Gemm allocates %v times per call, want 0", allocs)
 	}
 }
+
+// FuzzGemm checks every kernel, on one and two goroutines, against the
+// reference on shapes, transposes, strides and scalars chosen by the fuzzer.
+func FuzzGemm(f *testing.F) {
+	f.Add(uint8(5), uint8(7), uint8(3), false, false, uint8(0), float32(1), float32(0), uint64(1))
+	f.Add(uint8(13), uint8(33), uint8(70), true, false, uint8(2), float32(-0.5), float32(1), uint64(2))
+	f.Add(uint8(1), uint8(17), uint8(1), false, true, uint8(4), float32(2), float32(-1), uint64(3))
+	f.Add(uint8(37), uint8(1), uint8(0), true, true, uint8(1), float32(1), float32(0.5), uint64(4))
+	kernels := testKernels()
+	f.Fuzz(func(t *testing.T, m, n, k uint8, transA, transB bool, pad uint8, alpha, beta float32, seed uint64) {
+		if !(math.Abs(float64(alpha)) <= 4) || !(math.Abs(float64(beta)) <= 4) {
+			t.Skip("scalars outside [-4, 4] only test float32 overflow")
+		}
+		fx := newGemmFixture(gemmCase{
+			transA: transA, transB: transB,
+			m: int(m % 40), n: int(n % 40), k: int(k % 80), pad: int(pad % 5),
+			alpha: alpha, beta: beta,
+		}, newRand(seed))
+		for _, kern := range kernels {
+			fx.check(t, kern, 1)
+			fx.check(t, kern, 2)
+		}
+	})
+}
