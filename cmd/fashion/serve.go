@@ -61,7 +61,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		logFormat      = fs.String("log-format", "text", "log format: text or json")
 		logLevel       = fs.String("log-level", "info", "log level: debug, info, warn or error")
 		fetchTimeout   = fs.Duration("fetch-timeout", 10*time.Second, "total time allowed for fetching one image URL")
-		fetchRedirects = fs.Int("fetch-max-redirects", 3, "redirects followed when fetching an image URL")
+		fetchRedirects = fs.Int("fetch-max-redirects", 3, "redirects followed when fetching an image URL (0: none)")
 	)
 	fs.StringVar(&cfg.Addr, "addr", "", "listen `address` (default :8080, or :$PORT when PORT is set)")
 	fs.IntVar(&cfg.MaxBatch, "max-batch", 32, "most images per forward pass")
@@ -93,6 +93,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if cfg.MaxBody <= 0 || cfg.MaxBatch <= 0 || cfg.Queue <= 0 || cfg.MaxPixels <= 0 || cfg.MaxImages <= 0 || cfg.Workers <= 0 {
 		return errors.New("-max-body, -max-batch, -queue, -max-pixels, -max-images and -workers must be positive")
+	}
+	if *fetchRedirects == 0 {
+		*fetchRedirects = -1 // fetch.Policy reads 0 as "default"
 	}
 	cfg.Fetch = fetch.Policy{
 		AllowCIDRs:   cidrs,

@@ -37,6 +37,9 @@ func TestAccuracyThroughHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := min(accuracyImages, test.Images.N)
+	if raceEnabled {
+		n = min(60, n) // the race detector slows the real model many times over
+	}
 	info := clf.Info()
 
 	// Direct: one batched Predict on the normalised pixels.
