@@ -43,6 +43,10 @@ type batcher struct {
 	maxBatch int
 	maxDelay time.Duration
 	queue    chan *job
+	// queued counts the images of the jobs in queue; admission is by
+	// images, so one big batch request cannot hide behind a job count.
+	queued    atomic.Int64
+	maxQueued int64
 	// pending counts images announced by handlers that have not reached the
 	// queue yet (they are still reading or decoding).
 	pending atomic.Int64
@@ -60,7 +64,8 @@ func newBatcher(p Predictor, classes int, cfg Config, m *serverMetrics, log *slo
 		classes:  classes,
 		maxBatch: cfg.MaxBatch,
 		maxDelay: cfg.MaxDelay,
-		queue:    make(chan *job, cfg.Queue),
+		queue:     make(chan *job, cfg.Queue),
+		maxQueued: int64(cfg.Queue),
 		metrics:  m,
 		log:      log,
 		stop:     make(chan struct{}),
@@ -88,6 +93,15 @@ func (b *batcher) close() {
 // queueLen reports how many jobs wait for a worker.
 func (b *batcher) queueLen() int { return len(b.queue) }
 
+// queuedImages reports how many images wait for a worker.
+func (b *batcher) queuedImages() int64 { return b.queued.Load() }
+
+// take records that j left the queue.
+func (b *batcher) take(j *job) *job {
+	b.queued.Add(-int64(j.n))
+	return j
+}
+
 // ticket is a handler's announcement that images are on their way, so a
 // forming batch is worth waiting for. Release it exactly once: submit does,
 // and a deferred release covers every early return.
@@ -112,8 +126,10 @@ func (t *ticket) release() {
 
 // submit queues n normalised images x for inference and waits for their
 // probabilities (n×classes, row-major). It fails fast with errQueueFull when
-// the queue is full, and returns ctx's error if ctx ends first; x must then
-// not be reused, since a worker may still read it.
+// the queued images would exceed the queue bound (a request larger than the
+// bound is admitted only into an empty queue), and returns ctx's error if
+// ctx ends first; x must then not be reused, since a worker may still read
+// it.
 func (b *batcher) submit(ctx context.Context, t *ticket, x []float32, n int) ([]float32, error) {
 	if t != nil {
 		t.release()
@@ -133,9 +149,15 @@ func (b *batcher) submit(ctx context.Context, t *ticket, x []float32, n int) ([]
 		return nil, errStopped
 	default:
 	}
+	if q := b.queued.Add(int64(n)); q > b.maxQueued && q != int64(n) {
+		b.queued.Add(-int64(n))
+		b.metrics.rejected.Inc()
+		return nil, errQueueFull
+	}
 	select {
 	case b.queue <- j:
 	default:
+		b.queued.Add(-int64(n))
 		b.metrics.rejected.Inc()
 		return nil, errQueueFull
 	}
@@ -185,7 +207,7 @@ func (b *batcher) work() {
 		if len(batch) == 0 {
 			select {
 			case j := <-b.queue:
-				add(j)
+				add(b.take(j))
 			case <-b.stop:
 				return
 			}
@@ -198,6 +220,7 @@ func (b *batcher) work() {
 		for images < b.maxBatch {
 			select {
 			case j := <-b.queue:
+				b.take(j)
 				if images+j.n > b.maxBatch {
 					carry = j
 					break gather
@@ -217,6 +240,7 @@ func (b *batcher) work() {
 			}
 			select {
 			case j := <-b.queue:
+				b.take(j)
 				if images+j.n > b.maxBatch {
 					carry = j
 					break gather
@@ -308,6 +332,7 @@ func (b *batcher) failQueued() {
 	for {
 		select {
 		case j := <-b.queue:
+			b.take(j)
 			j.err = errStopped
 			close(j.done)
 		default:

@@ -313,3 +313,50 @@ func TestShutdownDrains(t *testing.T) {
 func containsLine(text, line string) bool {
 	return slices.Contains(strings.Split(text, "\n"), line)
 }
+
+// TestBatcherAdmitsByImages checks the queue bound counts images, not
+// requests, and that a request bigger than the bound still runs when the
+// queue is empty.
+func TestBatcherAdmitsByImages(t *testing.T) {
+	fake := newFake()
+	fake.started = make(chan int, 8)
+	fake.gate = make(chan struct{}, 8)
+	b := newTestBatcher(t, Config{MaxBatch: 8, Queue: 4, MaxDelay: -1}, fake)
+	info := fake.Info()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	submit := func(n int) chan error {
+		x, _ := images(t, info, make([]uint8, n)...)
+		errc := make(chan error, 1)
+		wg.Go(func() { _, err := b.submit(context.Background(), nil, x, n); errc <- err })
+		return errc
+	}
+	busy := submit(1)
+	<-fake.started // the worker is now held in Predict
+
+	three := submit(3)
+	waitFor(t, "3 queued images", func() bool { return b.queuedImages() == 3 })
+	if err := <-submit(2); !errors.Is(err, errQueueFull) {
+		t.Errorf("2 more images with 3 of 4 queued: %v, want errQueueFull", err)
+	}
+	one := submit(1)
+	waitFor(t, "4 queued images", func() bool { return b.queuedImages() == 4 })
+
+	for range 2 {
+		fake.gate <- struct{}{}
+	}
+	for _, c := range []chan error{busy, three, one} {
+		if err := <-c; err != nil {
+			t.Error(err)
+		}
+	}
+	<-fake.started
+	if b.queuedImages() != 0 {
+		t.Errorf("%d images still counted as queued", b.queuedImages())
+	}
+
+	fake.gate <- struct{}{}
+	if err := <-submit(6); err != nil {
+		t.Errorf("6 images into an empty queue bounded at 4: %v, want admitted", err)
+	}
+}

@@ -81,8 +81,8 @@ func newServerMetrics() *serverMetrics {
 func (m *serverMetrics) registerQueue(b *batcher) {
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "fashion_queue_depth",
-		Help: "Requests waiting for the micro-batcher.",
-	}, func() float64 { return float64(b.queueLen()) }))
+		Help: "Images waiting for the micro-batcher.",
+	}, func() float64 { return float64(b.queuedImages()) }))
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "fashion_queue_pending_images",
 		Help: "Images announced by requests still being decoded.",

@@ -57,8 +57,10 @@ type Config struct {
 	// other requests are still being decoded; default 500µs. Negative means
 	// never wait.
 	MaxDelay time.Duration
-	// Queue is the most requests waiting for inference; when it is full new
-	// requests get 503 with Retry-After. Default 1024.
+	// Queue is the most images waiting for inference; a request that would
+	// overflow it gets 503 with Retry-After at once, so overload costs
+	// neither memory nor latency for the requests already accepted.
+	// Default 4×MaxBatch: at most a few forward passes of waiting.
 	Queue int
 	// Workers is the number of goroutines running forward passes; default 1,
 	// since a forward pass already uses every core for large batches.
@@ -112,7 +114,7 @@ func (c Config) withDefaults() Config {
 	}
 	def(&c.MaxDelay, 500*time.Microsecond)
 	if c.Queue <= 0 {
-		c.Queue = 1024
+		c.Queue = 4 * c.MaxBatch
 	}
 	if c.Workers <= 0 {
 		c.Workers = 1
