@@ -60,16 +60,16 @@ type batcher struct {
 
 func newBatcher(p Predictor, classes int, cfg Config, m *serverMetrics, log *slog.Logger) *batcher {
 	b := &batcher{
-		pred:     p,
-		classes:  classes,
-		maxBatch: cfg.MaxBatch,
-		maxDelay: cfg.MaxDelay,
+		pred:      p,
+		classes:   classes,
+		maxBatch:  cfg.MaxBatch,
+		maxDelay:  cfg.MaxDelay,
 		queue:     make(chan *job, cfg.Queue),
 		maxQueued: int64(cfg.Queue),
-		metrics:  m,
-		log:      log,
-		stop:     make(chan struct{}),
-		stopped:  make(chan struct{}),
+		metrics:   m,
+		log:       log,
+		stop:      make(chan struct{}),
+		stopped:   make(chan struct{}),
 	}
 	var wg sync.WaitGroup
 	for range cfg.Workers {
