@@ -18,7 +18,7 @@ var static embed.FS
 // points at the petstore demo on the internet) with our own document.
 const swaggerInitializer = `window.onload = function() {
   window.ui = SwaggerUIBundle({
-    url: "../openapi.json",
+    url: "/openapi.json",
     dom_id: "#swagger-ui",
     deepLinking: true,
     presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
