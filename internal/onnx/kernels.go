@@ -17,6 +17,21 @@ const colBudget = 1 << 20
 // and shared; each concurrent run has its own state.
 type state struct {
 	bufs [][]float32
+	// work holds one scratch buffer per worker goroutine (im2col
+	// patches), shared by all steps since steps run one after another.
+	work [][]float32
+}
+
+// scratch returns worker w's scratch buffer resized to size values.
+func (s *state) scratch(w, size int) []float32 {
+	for len(s.work) <= w {
+		s.work = append(s.work, nil)
+	}
+	if cap(s.work[w]) < size {
+		s.work[w] = make([]float32, size)
+	}
+	s.work[w] = s.work[w][:size]
+	return s.work[w]
 }
 
 // get returns slot's buffer resized to size values, reallocating only when
@@ -51,6 +66,29 @@ func parallelFor(n, minPer int, fn func(lo, hi int)) {
 			defer wg.Done()
 			fn(lo, hi)
 		}(lo, min(lo+per, n))
+	}
+	wg.Wait()
+}
+
+// parallelWorkers splits [0, n) into one contiguous range per CPU and runs
+// fn(worker, lo, hi) on each concurrently; worker indexes per-goroutine
+// scratch.
+func parallelWorkers(n int, fn func(w, lo, hi int)) {
+	workers := min(runtime.GOMAXPROCS(0), n)
+	if workers <= 1 {
+		fn(0, 0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	per := (n + workers - 1) / workers
+	w := 0
+	for lo := 0; lo < n; lo += per {
+		wg.Add(1)
+		go func(w, lo, hi int) {
+			defer wg.Done()
+			fn(w, lo, hi)
+		}(w, lo, min(lo+per, n))
+		w++
 	}
 	wg.Wait()
 }
@@ -97,28 +135,50 @@ func (a act) eval(v float32) float32 {
 }
 
 // epilogue adds bias (one value per column, rows of len(bias) values, or
-// none when bias is nil) to data and applies a, in place and in parallel.
+// none when bias is nil) to data and applies a, in place and in parallel,
+// in one pass over the data.
 func epilogue(data, bias []float32, a act) {
-	if bias == nil && a.kind == actNone {
+	if bias == nil {
+		if a.kind != actNone {
+			parallelFor(len(data), 1<<15, func(lo, hi int) { applyAct(data[lo:hi], data[lo:hi], a) })
+		}
 		return
 	}
 	width := len(bias)
-	if width == 0 {
-		width = 1
+	parallelFor(len(data)/width, max(1, 8192/width), func(lo, hi int) {
+		epilogueRows(data[lo*width:hi*width], bias, a)
+	})
+}
+
+// epilogueRows is epilogue on the calling goroutine.
+func epilogueRows(data, bias []float32, a act) {
+	if bias == nil {
+		applyAct(data, data, a)
+		return
 	}
-	rows := len(data) / width
-	parallelFor(rows, max(1, 8192/width), func(lo, hi int) {
-		d := data[lo*width : hi*width]
-		if bias != nil {
-			for off := 0; off < len(d); off += width {
-				row := d[off : off+width]
-				for i := range row {
-					row[i] += bias[i]
-				}
+	width := len(bias)
+	for off := 0; off+width <= len(data); off += width {
+		row := data[off : off+width : off+width]
+		b := bias[:len(row)]
+		switch a.kind {
+		case actNone:
+			for i, v := range row {
+				row[i] = v + b[i]
+			}
+		case actReLU:
+			for i, v := range row {
+				row[i] = max(v+b[i], 0)
+			}
+		case actClip:
+			for i, v := range row {
+				row[i] = min(max(v+b[i], a.a), a.b)
+			}
+		default:
+			for i, v := range row {
+				row[i] = a.eval(v + b[i])
 			}
 		}
-		applyAct(d, d, a)
-	})
+	}
 }
 
 // applyAct sets dst[i] = a(src[i]).
@@ -161,14 +221,14 @@ func (s *unaryStep) run(st *state, n int) {
 // asymmetric padding) over NHWC data, computed per group as im2col and one
 // matrix product, followed by bias and an optional activation.
 type convStep struct {
-	in, out, col int // slots; col holds the unfolded patches
-	c, h, w      int // input channels and size
-	m, oh, ow    int // output channels and size
-	kh, kw       int
-	sh, sw       int // strides
-	dh, dw       int // dilations
-	pt, pl       int // top and left padding (bottom and right follow from oh, ow)
-	groups       int
+	in, out   int // slots
+	c, h, w   int // input channels and size
+	m, oh, ow int // output channels and size
+	kh, kw    int
+	sh, sw    int // strides
+	dh, dw    int // dilations
+	pt, pl    int // top and left padding (bottom and right follow from oh, ow)
+	groups    int
 	// wt holds the weights: for a depthwise convolution (one input and one
 	// output channel per group) [kh·kw, m]; otherwise one [kh·kw·cg, mg]
 	// matrix per group (rows ordered kernel row, kernel column, input
@@ -194,30 +254,65 @@ func (s *convStep) run(st *state, n int) {
 	case s.pointwise():
 		tensor.Gemm(false, false, n*s.h*s.w, s.m, s.c, 1, x, s.c, s.wt, s.m, 0, y, s.m)
 	default:
-		cg, mg := s.c/s.groups, s.m/s.groups
-		kdim := s.kh * s.kw * cg
-		rowsPer := s.oh * s.ow
-		chunk := max(1, colBudget/(rowsPer*kdim))
-		for n0 := 0; n0 < n; n0 += chunk {
-			n1 := min(n0+chunk, n)
-			col := st.get(s.col, (n1-n0)*rowsPer*kdim)
-			for g := range s.groups {
-				s.im2col(col, x, n0, n1, g*cg, cg)
-				tensor.Gemm(false, false, (n1-n0)*rowsPer, mg, kdim, 1, col, kdim,
-					s.wt[g*kdim*mg:(g+1)*kdim*mg], mg, 0, y[n0*rowsPer*s.m+g*mg:], s.m)
-			}
-		}
+		s.runUnfolded(st, x, y, n)
+		return
 	}
 	epilogue(y, s.bias, s.fn)
+}
+
+// runUnfolded convolves by im2col and matrix products, chunk by chunk of
+// images whose patches fit in colBudget. Large batches are split between
+// workers that each take whole chunks with a serial product and finish
+// each chunk's bias and activation while it is still in cache: one
+// synchronisation per layer. Small batches go chunk by chunk with the
+// product itself parallel.
+func (s *convStep) runUnfolded(st *state, x, y []float32, n int) {
+	cg, mg := s.c/s.groups, s.m/s.groups
+	kdim := s.kh * s.kw * cg
+	rowsPer := s.oh * s.ow
+	chunk := max(1, colBudget/(rowsPer*kdim))
+	do := func(w, n0, n1 int, gemm func(bool, bool, int, int, int, float32, []float32, int, []float32, int, float32, []float32, int), parallel bool) {
+		col := st.scratch(w, (n1-n0)*rowsPer*kdim)
+		out := y[n0*rowsPer*s.m : n1*rowsPer*s.m]
+		for g := range s.groups {
+			s.im2col(col, x, n0, n1, g*cg, cg, parallel)
+			gemm(false, false, (n1-n0)*rowsPer, mg, kdim, 1, col, kdim,
+				s.wt[g*kdim*mg:(g+1)*kdim*mg], mg, 0, out[g*mg:], s.m)
+		}
+		if parallel {
+			epilogue(out, s.bias, s.fn)
+		} else {
+			epilogueRows(out, s.bias, s.fn)
+		}
+	}
+	procs := runtime.GOMAXPROCS(0)
+	if n < 2*procs {
+		for n0 := 0; n0 < n; n0 += chunk {
+			do(0, n0, min(n0+chunk, n), tensor.Gemm, true)
+		}
+		return
+	}
+	for len(st.work) < procs {
+		st.work = append(st.work, nil)
+	}
+	parallelWorkers(n, func(w, lo, hi int) {
+		for n0 := lo; n0 < hi; n0 += chunk {
+			do(w, n0, min(n0+chunk, hi), tensor.GemmSerial, false)
+		}
+	})
 }
 
 // im2col unfolds channels [c0, c0+cg) of images [n0, n1) of x into col: one
 // row of kh·kw·cg values per output pixel, zero where the kernel overhangs
 // the border.
-func (s *convStep) im2col(col, x []float32, n0, n1, c0, cg int) {
+func (s *convStep) im2col(col, x []float32, n0, n1, c0, cg int, parallel bool) {
 	kdim := s.kh * s.kw * cg
 	rowsPer := s.oh * s.ow
-	parallelFor((n1-n0)*s.oh, 1, func(lo, hi int) {
+	minPer := 1
+	if !parallel {
+		minPer = (n1 - n0) * s.oh
+	}
+	parallelFor((n1-n0)*s.oh, minPer, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			n, oy := n0+r/s.oh, r%s.oh
 			img := x[n*s.h*s.w*s.c : (n+1)*s.h*s.w*s.c]

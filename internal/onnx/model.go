@@ -147,7 +147,7 @@ func decode(data []byte, side *Sidecar, opts Options) (*Model, error) {
 	m.run(st, make([]float32, prog.inSize), 1)
 	perImage := 0
 	for _, b := range st.bufs {
-		perImage += len(b)
+		perImage += len(b) // the im2col scratch (st.work) is bounded apart
 	}
 	m.chunk = min(maxChunk, max(1, chunkBudget/max(perImage, 1)))
 	m.states.Put(st)

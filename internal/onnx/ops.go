@@ -1185,7 +1185,7 @@ func (c *compiler) conv(n *onnxpb.NodeProto, in []*value, a attrSet) ([]*value, 
 		}
 		s.bias = slices.Clone(bk.f)
 	}
-	s.out, s.col = c.newSlot(), c.newSlot()
+	s.out = c.newSlot()
 	c.add(s)
 	return []*value{{d: &dynamic{slot: s.out, shape: []int{m, win.oh, win.ow}, prod: s}}}, nil
 }

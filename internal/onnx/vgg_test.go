@@ -16,6 +16,15 @@ import (
 // in CI).
 func sharedModels(t testing.TB) string {
 	t.Helper()
+	dir := sharedModelsIfAny()
+	if dir == "" {
+		t.Skip("shared models not found: set FASHION_MODELS_DIR or put shared/ beside the repository")
+	}
+	return dir
+}
+
+// sharedModelsIfAny is sharedModels without skipping: "" when absent.
+func sharedModelsIfAny() string {
 	for _, dir := range []string{os.Getenv("FASHION_MODELS_DIR"), filepath.Join("..", "..", "..", "shared", "models")} {
 		if dir == "" {
 			continue
@@ -24,7 +33,6 @@ func sharedModels(t testing.TB) string {
 			return dir
 		}
 	}
-	t.Skip("shared models not found: set FASHION_MODELS_DIR or put shared/ beside the repository")
 	return ""
 }
 
