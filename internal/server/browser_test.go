@@ -7,12 +7,16 @@ import (
 	"image/color"
 	"image/png"
 	"os"
+	"net/netip"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/fashion-classifier/fashion/internal/fetch"
 )
 
 // chromiumPath is where Debian's chromium package installs the browser.
@@ -65,7 +69,9 @@ func TestPageInBrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping the browser test in -short mode")
 	}
-	ts := startServer(t, Config{}, newFake())
+	// The page's URL form goes through the fetch policy; allow the loopback
+	// image server below.
+	ts := startServer(t, Config{Fetch: fetch.Policy{AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}}, newFake())
 	dir := t.TempDir()
 	photo := productPhoto(t)
 	photoPath := filepath.Join(dir, "shirt.png")
@@ -130,6 +136,26 @@ func TestPageInBrowser(t *testing.T) {
 	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatal(err)
+	}
+
+	// The URL form: a dataset-like image from a loopback server.
+	dark, _ := testImage(t, 0)
+	imgs := newImageServer(t, dark)
+	viaURL := decode[Result](t, do(t, "POST", ts.url+"/v1/classify", "application/json",
+		[]byte(`{"url":"`+imgs.URL+`/shirt.png"}`)))
+	if viaURL.Label == api.Label {
+		t.Fatal("test images must get different labels so the page visibly changes")
+	}
+	err = chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.ID("url"), imgs.URL+"/shirt.png"),
+		chromedp.Click(chromedp.ID("go")),
+		chromedp.WaitVisible(chromedp.CSS(`#out[data-state="done"] #bars li.top[data-class-id="`+strconv.Itoa(viaURL.ClassID)+`"]`)),
+	)
+	if err != nil {
+		t.Fatalf("classifying by URL on the page: %v", err)
+	}
+	if label, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("label"))); err != nil || label != viaURL.Label {
+		t.Errorf("after the URL form the page shows %q (%v), the API answers %q", label, err, viaURL.Label)
 	}
 
 	out := dir
