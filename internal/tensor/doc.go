@@ -47,7 +47,7 @@
 //
 // # Parallelism
 //
-// Products of at least 2^18 multiply-adds use up to runtime.GOMAXPROCS(0)
+// Products of at least 2^20 multiply-adds use up to runtime.GOMAXPROCS(0)
 // goroutines; smaller ones run on the calling goroutine, where starting
 // goroutines would cost more than it saves. Normally op(B) is packed once,
 // in parallel, and the goroutines then pull tasks of MC rows of C (cut finer,

@@ -29,8 +29,10 @@ type kernel struct {
 
 const (
 	// parallelMinWork is the number of multiply-adds (m·n·k) below which a
-	// product runs on the calling goroutine.
-	parallelMinWork = 1 << 18
+	// product runs on the calling goroutine: about 10–20 µs of work, where
+	// waking a second goroutine (much slower when the machine is busy) and
+	// sharing the packed B would eat most of the gain.
+	parallelMinWork = 1 << 20
 	// packBMaxFloats bounds the packed copy of op(B) held at once by the
 	// parallel path: a column block of op(B) covering all of K is packed in
 	// one go when it fits.
