@@ -286,6 +286,10 @@ func run(ctx context.Context, o options, log io.Writer) (*Report, error) {
 		client.CloseIdleConnections()
 		if err == nil {
 			rep.AfterGoroutines, rep.AfterRSS = after[goroutines], after[rss]
+			if n := int(time.Since(start).Seconds()); n%10 == 0 {
+				fmt.Fprintf(log, "settling: %ds: goroutines %.0f (baseline %.0f), RSS %.1f MiB (baseline %.1f)\n",
+					n, rep.AfterGoroutines-1, rep.BaseGoroutines, rep.AfterRSS/(1<<20), rep.BaseRSS/(1<<20))
+			}
 			// The scrape's own connection handler is one goroutine.
 			if rep.AfterGoroutines-1 <= goroutineLimit && rep.AfterRSS <= rep.BaseRSS*tol {
 				break
