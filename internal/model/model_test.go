@@ -39,6 +39,9 @@ func testSet(t *testing.T) idx.Set {
 // weights classify at least 94% of the official test set correctly, and
 // the accuracy recorded in the file is the one measured here.
 func TestShippedModelAccuracy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("classifies all 10,000 test images; run without -short (CI's main test run does)")
+	}
 	set := testSet(t)
 	c, err := Open("", nil)
 	if err != nil {
