@@ -65,7 +65,10 @@ func TestShippedModelAccuracy(t *testing.T) {
 	if acc < 0.94 {
 		t.Errorf("accuracy %.4f, want ≥ 0.94", acc)
 	}
-	if math.Abs(acc-info.TestAccuracy) > 1e-4 {
+	// Training measures with batch norm as a separate layer; inference
+	// folds it into the convolutions, which can flip an image whose two
+	// best classes tie to within float32 rounding.
+	if math.Abs(acc-info.TestAccuracy) > 2.5e-4 {
 		t.Errorf("measured accuracy %.4f differs from the %.4f recorded in the model file", acc, info.TestAccuracy)
 	}
 }
