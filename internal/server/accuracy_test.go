@@ -38,7 +38,7 @@ func TestAccuracyThroughHTTP(t *testing.T) {
 	}
 	n := min(accuracyImages, test.Images.N)
 	if raceEnabled {
-		n = min(60, n) // the race detector slows the real model many times over
+		n = min(20, n) // the race detector slows the real model many times over
 	}
 	info := clf.Info()
 
