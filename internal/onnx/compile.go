@@ -15,6 +15,22 @@ const Side = 28
 // make each image cost unbounded memory.
 const maxImage = 1 << 22
 
+// maxMACs bounds the multiply-adds per image of a model's convolutions and
+// matrix products: 25 times a VGG of width 64, so that a damaged file
+// cannot make loading (which runs one image) or serving take unbounded
+// time.
+const maxMACs = 1 << 30
+
+// addMACs accounts for a layer's multiply-adds per image.
+func (c *compiler) addMACs(dims ...int) error {
+	n, err := numel(dims)
+	if err != nil || n > maxMACs-c.macs {
+		return fmt.Errorf("model needs more than %d multiply-adds per image", maxMACs)
+	}
+	c.macs += n
+	return nil
+}
+
 // imageSize checks a per-image shape against maxImage.
 func imageSize(dims []int) error {
 	n, err := numel(dims)
@@ -91,6 +107,7 @@ type compiler struct {
 	prog  *program
 	// handlers compile each operator, by op_type.
 	handlers map[string]handler
+	macs int // multiply-adds per image so far
 	// batch is the input's declared batch size, or 0 when symbolic. A
 	// Reshape target that starts with this number is taken to mean "the
 	// batch", since exporters traced with a batch of one write 1 there.

@@ -1140,6 +1140,9 @@ func (c *compiler) conv(n *onnxpb.NodeProto, in []*value, a attrSet) ([]*value, 
 	if err := imageSize([]int{win.oh * win.ow, kh * kw * cg}); err != nil {
 		return nil, fmt.Errorf("unfolded patches: %w", err)
 	}
+	if err := c.addMACs(m, win.oh*win.ow, kh*kw*cg); err != nil {
+		return nil, err
+	}
 	s := &convStep{in: x.slot, c: ch, h: x.shape[1], w: x.shape[2], m: m, oh: win.oh, ow: win.ow,
 		kh: kh, kw: kw, sh: win.sh, sw: win.sw, dh: win.dh, dw: win.dw, pt: win.pt, pl: win.pl, groups: groups}
 	src := wk.f
@@ -1339,6 +1342,9 @@ func (c *compiler) gemm(n *onnxpb.NodeProto, in []*value, a attrSet) ([]*value, 
 	}
 	if k != x.size() || m == 0 {
 		return nil, fmt.Errorf("B has shape %v for %d input features", bk.dims, x.size())
+	}
+	if err := c.addMACs(k, m); err != nil {
+		return nil, err
 	}
 	alpha := a.float("alpha", 1)
 	s := &gemmStep{in: x.slot, k: k, m: m, wt: make([]float32, k*m)}

@@ -98,6 +98,9 @@ func TestVGGMatchesPyTorch(t *testing.T) {
 		t.Errorf("logits of the first 100 images differ from PyTorch's by up to %g, want ≤ 1e-3", worst)
 	}
 	t.Logf("max |logit − PyTorch| over 100 images: %.2g", worst)
+	if testing.Short() {
+		t.Skip("full test set skipped in -short mode")
+	}
 
 	probs, err := m.Predict(x, n)
 	if err != nil {
