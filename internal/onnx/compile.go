@@ -107,7 +107,7 @@ type compiler struct {
 	prog  *program
 	// handlers compile each operator, by op_type.
 	handlers map[string]handler
-	macs int // multiply-adds per image so far
+	macs     int // multiply-adds per image so far
 	// batch is the input's declared batch size, or 0 when symbolic. A
 	// Reshape target that starts with this number is taken to mean "the
 	// batch", since exporters traced with a batch of one write 1 there.
