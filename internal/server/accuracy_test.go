@@ -17,7 +17,7 @@ import (
 )
 
 // accuracyImages is how many test-set images the HTTP accuracy test sends.
-const accuracyImages = 300
+const accuracyImages = 200
 
 // TestAccuracyThroughHTTP serves the real embedded model and checks that
 // classifying test-set images through HTTP — as PNG uploads to
