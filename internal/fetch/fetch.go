@@ -250,7 +250,11 @@ func newClient(p Policy, resolver *net.Resolver) *Client {
 		// small compressed body expand behind the byte cap's back.
 		DisableCompression: true,
 		MaxIdleConns:       32,
-		IdleConnTimeout:    30 * time.Second,
+		// A server under load fetches many images from few hosts; the
+		// default of 2 idle connections per host would make most fetches
+		// dial anew.
+		MaxIdleConnsPerHost: 32,
+		IdleConnTimeout:     30 * time.Second,
 	}
 	c.http = &http.Client{
 		Transport:     transport,

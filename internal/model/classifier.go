@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"strings"
-	"sync"
 
 	"github.com/fashion-classifier/fashion/internal/metrics"
 	"github.com/fashion-classifier/fashion/internal/nn"
@@ -23,7 +23,11 @@ type Classifier struct {
 	info Info
 	arch Arch
 	dec  *Decoded
-	nets sync.Pool // *nn.Sequential with the weights loaded
+	// nets holds idle networks with the weights loaded. It is a bounded
+	// free list rather than a sync.Pool: the garbage collector empties a
+	// sync.Pool, and rebuilding a network (weights and activation buffers)
+	// after every collection is exactly the churn a busy server must avoid.
+	nets chan *nn.Sequential
 }
 
 // New builds a classifier from a decoded model file.
@@ -43,7 +47,8 @@ func New(d *Decoded, name, source string) (*Classifier, error) {
 			params += len(p.Value)
 		}
 	}
-	c.nets.Put(net)
+	c.nets = make(chan *nn.Sequential, runtime.GOMAXPROCS(0))
+	c.nets <- net
 	c.info = Info{
 		Name: name, Arch: d.Meta.Arch, Classes: d.Meta.Classes,
 		Mean: d.Meta.Mean, Std: d.Meta.Std, SHA256: d.SHA256, Source: source,
@@ -74,14 +79,21 @@ func (c *Classifier) Logits(x []float32, n int) ([]float32, error) {
 	if n < 0 || len(x) != n*Pixels {
 		return nil, fmt.Errorf("model: got %d input values for %d images of %d pixels", len(x), n, Pixels)
 	}
-	net, _ := c.nets.Get().(*nn.Sequential)
-	if net == nil {
+	var net *nn.Sequential
+	select {
+	case net = <-c.nets:
+	default:
 		var err error
 		if net, err = c.build(); err != nil {
 			return nil, err
 		}
 	}
-	defer c.nets.Put(net)
+	defer func() {
+		select {
+		case c.nets <- net:
+		default: // more concurrent callers than CPUs: let this one go
+		}
+	}()
 	k := len(c.info.Classes)
 	out := make([]float32, n*k)
 	for n0 := 0; n0 < n; n0 += maxChunk {
