@@ -121,8 +121,8 @@ func (c *compiler) newSlot() int {
 
 func (c *compiler) add(s step) { c.prog.steps = append(c.prog.steps, s) }
 
-// compile builds the program of g. inChannels is set to what the model
-// expects (1 or 3).
+// compile builds the program of g, a graph of the given opset, node by node
+// (ONNX graphs list nodes in an order where inputs come first).
 func compile(g *onnxpb.GraphProto, opset int) (*program, error) {
 	c := &compiler{opset: opset, vals: map[string]*value{}, uses: map[string]int{}, prog: &program{}, handlers: handlers()}
 	for _, t := range g.GetInitializer() {
