@@ -9,13 +9,12 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime/debug"
 	"strings"
 	"time"
 
+	"github.com/fashion-classifier/fashion/internal/buildinfo"
 	"github.com/fashion-classifier/fashion/internal/fetch"
 	"github.com/fashion-classifier/fashion/internal/imageprep"
-	"github.com/fashion-classifier/fashion/internal/model"
 	"github.com/fashion-classifier/fashion/internal/server"
 )
 
@@ -105,14 +104,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		MaxRedirects: *fetchRedirects,
 	}
 	cfg.CORSOrigins = origins
-	cfg.Version = buildVersion()
+	cfg.Version = buildinfo.Read().Version
 
 	log, err := newLogger(stderr, *logFormat, *logLevel)
 	if err != nil {
 		return err
 	}
 	start := time.Now()
-	clf, err := model.Open(*modelPath, os.Getenv)
+	clf, err := openModel(*modelPath)
 	if err != nil {
 		return fmt.Errorf("loading model: %w", err)
 	}
@@ -138,12 +137,4 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("-log-format %q: want text or json", format)
-}
-
-// buildVersion is the main module's version as the Go toolchain stamped it.
-func buildVersion() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
-	}
-	return "dev"
 }
