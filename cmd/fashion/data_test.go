@@ -1,0 +1,76 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/fashion-classifier/fashion/internal/idx"
+)
+
+func TestDataVerify(t *testing.T) {
+	dir, err := idx.FindDir("", os.Getenv)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal(err)
+		}
+		t.Skipf("no dataset: %v", err)
+	}
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"data", "verify", "-data", dir}, &out, &errb); code != 0 {
+		t.Fatalf("verify of the real data exited %d: %s%s", code, out.String(), errb.String())
+	}
+	// A copy with one damaged file fails, naming it.
+	bad := t.TempDir()
+	for _, name := range idx.Names() {
+		src, err := idx.Locate(dir, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(name, "t10k-labels") {
+			data = data[:len(data)/2]
+		}
+		os.WriteFile(filepath.Join(bad, filepath.Base(src)), data, 0o644)
+	}
+	out.Reset()
+	errb.Reset()
+	if code := run(context.Background(), []string{"data", "verify", "-data", bad}, &out, &errb); code == 0 {
+		t.Fatal("verify passed a truncated label file")
+	}
+	if !strings.Contains(out.String()+errb.String(), "t10k-labels") {
+		t.Errorf("output does not name the damaged file:\n%s%s", out.String(), errb.String())
+	}
+}
+
+func TestDataFetchFromUnreachableMirrorFailsCleanly(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	defer srv.Close()
+	dir := t.TempDir()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"data", "fetch", "-dir", dir, "-url", srv.URL + "/", "-retries", "0"}, &out, &errb)
+	if code == 0 {
+		t.Fatal("fetch from a mirror that has no files succeeded")
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 0 {
+		t.Errorf("fetch left %d files behind", len(entries))
+	}
+}
+
+func TestDataUsage(t *testing.T) {
+	if code := run(context.Background(), []string{"data"}, &bytes.Buffer{}, &bytes.Buffer{}); code == 0 {
+		t.Error("`fashion data` without a subcommand exited 0")
+	}
+	if code := run(context.Background(), []string{"data", "nope"}, &bytes.Buffer{}, &bytes.Buffer{}); code == 0 {
+		t.Error("unknown subcommand exited 0")
+	}
+}
