@@ -36,6 +36,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -152,6 +153,9 @@ type InferResult struct {
 	Batch        int       `json:"batch"`
 	ImagesPerSec []float64 `json:"images_per_sec"`
 	Median       float64   `json:"median_images_per_sec"`
+	// AllocPerCall is the heap allocated by one Predict call, in bytes:
+	// garbage that sets how large the server's heap grows under load.
+	AllocPerCall float64 `json:"alloc_bytes_per_call"`
 }
 
 func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
@@ -323,6 +327,13 @@ func measureInference(ctx context.Context, runs int, d time.Duration) ([]InferRe
 			return nil, fmt.Errorf("predict at batch %d: %w", batch, err)
 		}
 		res := InferResult{Batch: batch}
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		if _, err := clf.Predict(x, batch); err != nil {
+			return nil, fmt.Errorf("predict at batch %d: %w", batch, err)
+		}
+		runtime.ReadMemStats(&after)
+		res.AllocPerCall = float64(after.TotalAlloc - before.TotalAlloc)
 		for range runs {
 			n := 0
 			start := time.Now()
@@ -372,9 +383,9 @@ func markdown(rep *Report) string {
 			loadgen.Median(rep.ColdStarts), floats(rep.ColdStarts, "%.0f"), mib(medianInt(rep.IdleRSS)), mib(rep.PeakRSS))
 	}
 	if len(rep.Inference) > 0 {
-		p("### In-process batched inference (model.Predict, embedded model)\n\n| batch | images/s (median) | runs |\n|---:|---:|---|\n")
+		p("### In-process batched inference (model.Predict, embedded model)\n\n| batch | images/s (median) | runs | heap allocated per call |\n|---:|---:|---|---:|\n")
 		for _, in := range rep.Inference {
-			p("| %d | %.0f | %s |\n", in.Batch, in.Median, floats(in.ImagesPerSec, "%.0f"))
+			p("| %d | %.0f | %s | %.1f MiB |\n", in.Batch, in.Median, floats(in.ImagesPerSec, "%.0f"), in.AllocPerCall/(1<<20))
 		}
 		p("\n")
 		for _, s := range rep.Scenarios {
