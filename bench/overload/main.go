@@ -75,7 +75,7 @@ func main() {
 	flag.Float64Var(&o.p99Factor, "p99-factor", 5, "accepted requests' p99 must stay within this multiple of the p99 at capacity")
 	flag.DurationVar(&o.rejectP99, "reject-p99", 0, "503 answers must have p99 below this (default: the accepted-latency bound)")
 	flag.Int64Var(&o.rssCap, "rss-cap", 150<<20, "resident memory cap in bytes during the overload")
-	flag.DurationVar(&o.settle, "settle", 180*time.Second, "longest wait for goroutines and memory to return to baseline after the load (an idle Go program collects garbage at least every 2 minutes)")
+	flag.DurationVar(&o.settle, "settle", 300*time.Second, "longest wait for goroutines and memory to return to baseline after the load (an idle Go program collects garbage every 2 minutes, and the runtime returns freed memory to the OS over about two such cycles)")
 	flag.Float64Var(&o.settleTolerance, "settle-tolerance", 0.10, "allowed relative excess over baseline after settling")
 	flag.Float64Var(&o.minRejectedShareOfExcess, "min-shed", 0.5, "at least this share of the offered excess must be answered 503 (not dropped or timed out)")
 	flag.StringVar(&o.jsonPath, "json", "", "also write the report as JSON to this file")
