@@ -42,6 +42,7 @@ type options struct {
 	skipOverload   bool
 	overloadArgs   string
 	testTimeout    time.Duration
+	notes          string
 }
 
 func main() {
@@ -54,6 +55,7 @@ func main() {
 	flag.BoolVar(&o.skipTests, "skip-tests", false, "skip the Go test scenarios")
 	flag.BoolVar(&o.skipOverload, "skip-overload", false, "skip the overload run")
 	flag.DurationVar(&o.testTimeout, "test-timeout", 10*time.Minute, "timeout for each go test run")
+	flag.StringVar(&o.notes, "notes", "bench/reliability/NOTES.md", "Markdown appended to the document as-is: the hand-written reading of the figures (skipped if absent)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -186,6 +188,11 @@ func run(ctx context.Context, o options, log io.Writer) (bool, error) {
 		}
 	}
 	doc, ok := render(tests, ol, sk, o, time.Since(started))
+	if notes, err := os.ReadFile(o.notes); err == nil {
+		doc += "\n" + string(notes)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return false, fmt.Errorf("reading -notes: %w", err)
+	}
 	if err := os.WriteFile(o.out, []byte(doc), 0o644); err != nil {
 		return false, fmt.Errorf("writing %s: %w", o.out, err)
 	}
