@@ -5,8 +5,18 @@ import (
 	"runtime"
 	"sync"
 
+	"github.com/fashion-classifier/fashion/internal/nn"
 	"github.com/fashion-classifier/fashion/internal/tensor"
 )
+
+// onesVec returns n ones: the scale of a bias-only affine map.
+func onesVec(n int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = 1
+	}
+	return v
+}
 
 // colBudget bounds the im2col buffer (in float32s): convolutions unfold as
 // many images at once as fit, which keeps the buffer in cache and memory
@@ -136,8 +146,8 @@ func (a act) eval(v float32) float32 {
 
 // epilogue adds bias (one value per column, rows of len(bias) values, or
 // none when bias is nil) to data and applies a, in place and in parallel,
-// in one pass over the data.
-func epilogue(data, bias []float32, a act) {
+// in one pass over the data. ones holds len(bias) ones.
+func epilogue(data, bias, ones []float32, a act) {
 	if bias == nil {
 		if a.kind != actNone {
 			parallelFor(len(data), 1<<15, func(lo, hi int) { applyAct(data[lo:hi], data[lo:hi], a) })
@@ -146,17 +156,22 @@ func epilogue(data, bias []float32, a act) {
 	}
 	width := len(bias)
 	parallelFor(len(data)/width, max(1, 8192/width), func(lo, hi int) {
-		epilogueRows(data[lo*width:hi*width], bias, a)
+		epilogueRows(data[lo*width:hi*width], bias, ones, a)
 	})
 }
 
 // epilogueRows is epilogue on the calling goroutine.
-func epilogueRows(data, bias []float32, a act) {
+func epilogueRows(data, bias, ones []float32, a act) {
 	if bias == nil {
 		applyAct(data, data, a)
 		return
 	}
 	width := len(bias)
+	if a.kind == actNone || a.kind == actReLU {
+		// The engine's vectorised batch-norm kernel with scale 1.
+		nn.AffineRows(data, data, ones, bias, a.kind == actReLU)
+		return
+	}
 	for off := 0; off+width <= len(data); off += width {
 		row := data[off : off+width : off+width]
 		b := bias[:len(row)]
@@ -235,6 +250,7 @@ type convStep struct {
 	// channel), the right-hand side of that group's product.
 	wt   []float32
 	bias []float32 // m values, or nil
+	ones []float32 // m ones, for the epilogue
 	fn   act       // applied after the bias
 }
 
@@ -257,7 +273,7 @@ func (s *convStep) run(st *state, n int) {
 		s.runUnfolded(st, x, y, n)
 		return
 	}
-	epilogue(y, s.bias, s.fn)
+	epilogue(y, s.bias, s.ones, s.fn)
 }
 
 // runUnfolded convolves by im2col and matrix products, chunk by chunk of
@@ -280,9 +296,9 @@ func (s *convStep) runUnfolded(st *state, x, y []float32, n int) {
 				s.wt[g*kdim*mg:(g+1)*kdim*mg], mg, 0, out[g*mg:], s.m)
 		}
 		if parallel {
-			epilogue(out, s.bias, s.fn)
+			epilogue(out, s.bias, s.ones, s.fn)
 		} else {
-			epilogueRows(out, s.bias, s.fn)
+			epilogueRows(out, s.bias, s.ones, s.fn)
 		}
 	}
 	procs := runtime.GOMAXPROCS(0)
@@ -428,13 +444,14 @@ type gemmStep struct {
 	in, out, k, m int
 	wt            []float32
 	bias          []float32
-	fn            act // applied after the bias
+	ones          []float32 // m ones, for the epilogue
+	fn            act       // applied after the bias
 }
 
 func (s *gemmStep) run(st *state, n int) {
 	x, y := st.bufs[s.in][:n*s.k], st.get(s.out, n*s.m)
 	tensor.Gemm(false, false, n, s.m, s.k, 1, x, s.k, s.wt, s.m, 0, y, s.m)
-	epilogue(y, s.bias, s.fn)
+	epilogue(y, s.bias, s.ones, s.fn)
 }
 
 func (s *gemmStep) outChannels() int { return s.m }
@@ -463,10 +480,27 @@ type poolStep struct {
 	pt, pl, pb, pr int
 }
 
+// plain2x2 reports whether the pool is a 2×2, stride-2 max pool without
+// padding, which has a vectorised kernel.
+func (s *poolStep) plain2x2() bool {
+	return s.isMax && s.kh == 2 && s.kw == 2 && s.sh == 2 && s.sw == 2 && s.dh == 1 && s.dw == 1 &&
+		s.pt == 0 && s.pl == 0 && 2*s.oh <= s.h && 2*s.ow <= s.w
+}
+
 func (s *poolStep) run(st *state, n int) {
 	c := s.c
 	x := st.bufs[s.in][:n*s.h*s.w*c]
 	y := st.get(s.out, n*s.oh*s.ow*c)
+	if s.plain2x2() {
+		parallelFor(n*s.oh, 64, func(lo, hi int) {
+			for r := lo; r < hi; r++ {
+				b, oy := r/s.oh, r%s.oh
+				top := x[((b*s.h+2*oy)*s.w)*c:]
+				nn.MaxPool2x2Row(y[r*s.ow*c:(r+1)*s.ow*c], top[:2*s.ow*c], top[s.w*c:s.w*c+2*s.ow*c], s.ow, c)
+			}
+		})
+		return
+	}
 	parallelFor(n*s.oh, 1, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			b, oy := r/s.oh, r%s.oh

@@ -1188,6 +1188,7 @@ func (c *compiler) conv(n *onnxpb.NodeProto, in []*value, a attrSet) ([]*value, 
 		}
 		s.bias = slices.Clone(bk.f)
 	}
+	s.ones = onesVec(m)
 	s.out = c.newSlot()
 	c.add(s)
 	return []*value{{d: &dynamic{slot: s.out, shape: []int{m, win.oh, win.ow}, prod: s}}}, nil
@@ -1347,7 +1348,7 @@ func (c *compiler) gemm(n *onnxpb.NodeProto, in []*value, a attrSet) ([]*value, 
 		return nil, err
 	}
 	alpha := a.float("alpha", 1)
-	s := &gemmStep{in: x.slot, k: k, m: m, wt: make([]float32, k*m)}
+	s := &gemmStep{in: x.slot, k: k, m: m, wt: make([]float32, k*m), ones: onesVec(m)}
 	// row maps the stored position of a feature to its row of B: the
 	// identity, or the C·H·W index of an H·W·C-stored map.
 	row := func(p int) int { return p }
