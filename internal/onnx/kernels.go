@@ -18,10 +18,11 @@ func onesVec(n int) []float32 {
 	return v
 }
 
-// colBudget bounds the im2col buffer (in float32s): convolutions unfold as
-// many images at once as fit, which keeps the buffer in cache and memory
-// flat whatever the batch size.
-const colBudget = 1 << 20
+// colBudget bounds the im2col buffer (in float32s, 512 KiB): convolutions
+// unfold as many images at once as fit (at least one), which keeps the
+// patches in L2 cache for the product and memory flat whatever the batch
+// size.
+const colBudget = 1 << 17
 
 // state holds the buffers of one run of a program. A program is immutable
 // and shared; each concurrent run has its own state.

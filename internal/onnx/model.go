@@ -9,8 +9,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"runtime"
 	"strconv"
-	"sync"
 
 	"github.com/fashion-classifier/fashion/internal/metrics"
 	"github.com/fashion-classifier/fashion/internal/model"
@@ -53,12 +53,16 @@ type Sidecar struct {
 
 // Model is an ONNX image classifier compiled to the engine's kernels. It is
 // safe for concurrent use: each concurrent call takes its own buffers from
-// a pool and shares only the immutable compiled program.
+// a free list and shares only the immutable compiled program.
 type Model struct {
-	info   model.Info
-	prog   *program
-	chunk  int
-	states sync.Pool // *state
+	info  model.Info
+	prog  *program
+	chunk int
+	// free holds the buffers of finished runs for the next ones. A bounded
+	// free list rather than a sync.Pool: a pool is emptied by every garbage
+	// collection, and reallocating a batch's buffers under load costs more
+	// than keeping a few.
+	free chan *state
 }
 
 // Open loads the ONNX model at path, with the sidecar path+".json" if it
@@ -140,7 +144,7 @@ func decode(data []byte, side *Sidecar, opts Options) (*Model, error) {
 	}
 	sum := sha256.Sum256(data)
 	info.SHA256 = hex.EncodeToString(sum[:])
-	m := &Model{info: info, prog: prog}
+	m := &Model{info: info, prog: prog, free: make(chan *state, max(2, runtime.GOMAXPROCS(0)))}
 	// One image through the program sizes every buffer: that fixes how
 	// many images fit in one run's memory budget.
 	st := m.newState()
@@ -150,7 +154,7 @@ func decode(data []byte, side *Sidecar, opts Options) (*Model, error) {
 		perImage += len(b) // the im2col scratch (st.work) is bounded apart
 	}
 	m.chunk = min(maxChunk, max(1, chunkBudget/max(perImage, 1)))
-	m.states.Put(st)
+	m.putState(st)
 	return m, nil
 }
 
@@ -236,6 +240,24 @@ func (m *Model) newState() *state {
 	return &state{bufs: make([][]float32, m.prog.slots)}
 }
 
+// getState takes a finished run's buffers, or new ones.
+func (m *Model) getState() *state {
+	select {
+	case st := <-m.free:
+		return st
+	default:
+		return m.newState()
+	}
+}
+
+// putState keeps st for a later run unless enough are kept already.
+func (m *Model) putState(st *state) {
+	select {
+	case m.free <- st:
+	default:
+	}
+}
+
 // run computes one chunk of n images x into the output slot of st.
 func (m *Model) run(st *state, x []float32, n int) []float32 {
 	st.bufs[m.prog.in] = x
@@ -253,10 +275,7 @@ func (m *Model) Logits(x []float32, n int) ([]float32, error) {
 	if n < 0 || len(x) != n*m.prog.inSize {
 		return nil, fmt.Errorf("onnx: got %d input values for %d images of %d pixels", len(x), n, m.prog.inSize)
 	}
-	st, _ := m.states.Get().(*state)
-	if st == nil {
-		st = m.newState()
-	}
+	st := m.getState()
 	k := m.prog.outSize
 	out := make([]float32, n*k)
 	for n0 := 0; n0 < n; n0 += m.chunk {
@@ -266,7 +285,7 @@ func (m *Model) Logits(x []float32, n int) ([]float32, error) {
 	}
 	// The input belongs to the caller: do not keep it alive in the pool.
 	st.bufs[m.prog.in] = nil
-	m.states.Put(st)
+	m.putState(st)
 	return out, nil
 }
 
