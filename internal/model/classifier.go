@@ -138,7 +138,7 @@ func Open(path string, getenv func(string) string) (*Classifier, error) {
 		return New(d, DefaultName, "embedded")
 	}
 	if strings.HasSuffix(strings.ToLower(path), ".onnx") {
-		return nil, fmt.Errorf("%s: ONNX models are not supported yet", path)
+		return nil, fmt.Errorf("%s: an ONNX model: load it with package onnx (the fashion commands do)", path)
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/fashion-classifier/fashion/internal/idx"
+)
+
+// TestExportONNXThenEval exports the embedded model to ONNX and checks that
+// evaluating the ONNX file, directly and through WEIGHT_PATH, gives the
+// embedded model's accuracy.
+func TestExportONNXThenEval(t *testing.T) {
+	dir, err := idx.FindDir("", os.Getenv)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal(err)
+		}
+		t.Skipf("no dataset: %v", err)
+	}
+	out := filepath.Join(t.TempDir(), "fashion.onnx")
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"export", "-format", "onnx", "-out", out}, &stdout, &stderr); code != 0 {
+		t.Fatalf("export exited %d: %s", code, stderr.String())
+	}
+	accuracy := func(args ...string) float64 {
+		t.Helper()
+		var o, e bytes.Buffer
+		if code := run(context.Background(), append([]string{"eval", "-json", "-limit", "1000", "-data", dir}, args...), &o, &e); code != 0 {
+			t.Fatalf("eval %v exited %d: %s", args, code, e.String())
+		}
+		var rep struct{ Accuracy float64 }
+		if err := json.Unmarshal(o.Bytes(), &rep); err != nil {
+			t.Fatal(err)
+		}
+		return rep.Accuracy
+	}
+	native := accuracy()
+	if got := accuracy("-model", out); got != native {
+		t.Errorf("ONNX export: accuracy %v, embedded model %v", got, native)
+	}
+	t.Setenv("WEIGHT_PATH", out)
+	if got := accuracy(); got != native {
+		t.Errorf("ONNX export via WEIGHT_PATH: accuracy %v, embedded model %v", got, native)
+	}
+}
