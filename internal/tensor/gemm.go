@@ -60,9 +60,13 @@ func Gemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int,
 }
 
 // checkMatrix panics unless x can hold a rows×cols row-major matrix with row
-// stride ld.
-func checkMatrix(name string, x []float32, rows, cols, ld int) {
-	if ld < cols || ld < 0 {
+// stride ld. With overlap, rows may share storage (ld < cols), as long as
+// consecutive rows start at different places (ld ≥ 1).
+func checkMatrix(name string, x []float32, rows, cols, ld int, overlap bool) {
+	switch {
+	case overlap && rows > 1 && cols > 0 && ld < 1:
+		panic(fmt.Sprintf("tensor.Gemm: ld%s = %d, want at least 1 for overlapping rows", name, ld))
+	case !overlap && (ld < cols || ld < 0):
 		panic(fmt.Sprintf("tensor.Gemm: ld%s = %d is less than the %d columns of %s as stored", name, ld, cols, name))
 	}
 	if rows == 0 || cols == 0 {
@@ -76,6 +80,13 @@ func checkMatrix(name string, x []float32, rows, cols, ld int) {
 // gemm is Gemm with the micro-kernel and the number of goroutines given
 // explicitly, so tests can force every path.
 func gemm(kern *kernel, threads int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	gemmA(kern, threads, false, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// gemmA is gemm that, with overlapA, accepts stored rows of A that
+// overlap (see GemmSerialOverlapA). Nothing in the product writes to A or
+// assumes its rows are disjoint; only the argument check differs.
+func gemmA(kern *kernel, threads int, overlapA, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	if m < 0 || n < 0 || k < 0 {
 		panic(fmt.Sprintf("tensor.Gemm: negative dimension m=%d n=%d k=%d", m, n, k))
 	}
@@ -87,9 +98,9 @@ func gemm(kern *kernel, threads int, transA, transB bool, m, n, k int, alpha flo
 	if transB {
 		br, bc = n, k
 	}
-	checkMatrix("a", a, ar, ac, lda)
-	checkMatrix("b", b, br, bc, ldb)
-	checkMatrix("c", c, m, n, ldc)
+	checkMatrix("a", a, ar, ac, lda, overlapA)
+	checkMatrix("b", b, br, bc, ldb, false)
+	checkMatrix("c", c, m, n, ldc, false)
 	if m == 0 || n == 0 {
 		return
 	}
