@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"runtime"
+	"sync/atomic"
 
 	"github.com/fashion-classifier/fashion/internal/tensor"
 )
@@ -39,7 +39,18 @@ type Conv2D struct {
 	ones, shift []float32  // scale and shift of the epilogue's affine kernel
 	work        []convWork // per-worker scratch, see chunks
 	flip        []float32  // W turned for the input gradient, see flipped
+	path        convPath   // forces a method, for tests and benchmarks
+	maxChunk    int        // if > 0, caps the images per chunk, for tests
 }
+
+// convPath selects how a convolution is computed.
+type convPath int
+
+const (
+	pathAuto   convPath = iota // the faster method for the shape, see padded
+	pathIm2col                 // unfold patches, then one product
+	pathPadded                 // read patches in place from padded images
+)
 
 // NewConv2D returns a convolution with He-normal initial weights, the
 // initialisation that keeps activations' variance stable under ReLU.
@@ -105,7 +116,16 @@ func (c *Conv2D) flipped() []float32 {
 // chunk is how many images are unfolded at once.
 func (c *Conv2D) chunk(oh, ow int) int {
 	per := oh * ow * c.K * c.K * c.In
-	return max(1, colBudget/per)
+	return c.capChunk(colBudget / per)
+}
+
+// capChunk returns n images per chunk, at least 1 and at most maxChunk if
+// that is set.
+func (c *Conv2D) capChunk(n int) int {
+	if c.maxChunk > 0 {
+		n = min(n, c.maxChunk)
+	}
+	return max(1, n)
 }
 
 // Forward convolves x, which must have c.In channels.
@@ -119,9 +139,13 @@ func (c *Conv2D) Forward(x *Tensor, train bool) *Tensor {
 	out := reuse(&c.out, x.N, oh, ow, c.Out)
 	kdim := c.K * c.K * c.In
 	rowsPer := oh * ow
-	if c.pointwise() {
+	switch {
+	case c.pointwise():
 		tensor.Gemm(false, false, x.N*rowsPer, c.Out, kdim, 1, x.Data, kdim, c.W.Value, c.Out, 0, out.Data, c.Out)
-	} else {
+	case c.padded(x.N, x.H, x.W):
+		c.forwardPadded(x, out)
+		return out
+	default:
 		c.chunks(x.N, oh, ow, func(ws *convWork, gemm gemmFunc, n0, n1 int, _ bool) {
 			col := im2col(&ws.col, x, n0, n1, c.K, c.Stride, c.Pad, oh, ow)
 			chunk := out.Data[n0*rowsPer*c.Out : n1*rowsPer*c.Out]
@@ -188,14 +212,35 @@ func (c *Conv2D) Backward(dy *Tensor) *Tensor {
 		}
 		return dx
 	}
-	if dx != nil && !c.same() {
-		clear(dx.Data) // col2im accumulates
-	}
 	c.flip = c.flip[:0] // the weights changed since the last backward pass
 	if dx != nil && c.same() {
 		c.flipped()
 	}
-	workers := c.chunks(x.N, oh, ow, func(ws *convWork, gemm gemmFunc, n0, n1 int, first bool) {
+	if c.padded(x.N, x.H, x.W) {
+		c.backwardPadded(x, dy, dx)
+	} else {
+		c.backwardIm2col(x, dy, dx)
+	}
+	clear(c.W.Grad)
+	for _, ws := range c.work {
+		if ws.ran {
+			axpy(c.W.Grad, ws.dW)
+		}
+	}
+	return dx
+}
+
+// backwardIm2col is Backward's weight gradient (into each worker's dW)
+// and, if dx is not nil, input gradient through im2col. dy is already
+// masked by the ReLU.
+func (c *Conv2D) backwardIm2col(x, dy, dx *Tensor) {
+	oh, ow := dy.H, dy.W
+	kdim := c.K * c.K * c.In
+	rowsPer := oh * ow
+	if dx != nil && !c.same() {
+		clear(dx.Data) // col2im accumulates
+	}
+	c.chunks(x.N, oh, ow, func(ws *convWork, gemm gemmFunc, n0, n1 int, first bool) {
 		rows := (n1 - n0) * rowsPer
 		col := im2col(&ws.col, x, n0, n1, c.K, c.Stride, c.Pad, oh, ow)
 		dyc := dy.Data[n0*rowsPer*c.Out:]
@@ -218,13 +263,6 @@ func (c *Conv2D) Backward(dy *Tensor) *Tensor {
 			c.col2im(col, dx, n0, n1, oh, ow)
 		}
 	})
-	copy(c.W.Grad, c.work[0].dW)
-	for _, ws := range c.work[1:workers] {
-		for i, v := range ws.dW {
-			c.W.Grad[i] += v
-		}
-	}
-	return dx
 }
 
 // gemmFunc is tensor.Gemm or tensor.GemmSerial.
@@ -233,19 +271,25 @@ type gemmFunc func(transA, transB bool, m, n, k int, alpha float32, a []float32,
 // convWork is one worker's scratch space: unfolded patches and its share
 // of the weight gradient.
 type convWork struct {
-	col, dcol, dW []float32
+	col, dcol, dxq, dW []float32
+	ran                bool // the worker computed at least one chunk
 }
 
 // chunks runs fn over the images [0, n) in chunks small enough for the
-// im2col budget. Large batches are split between workers that each handle
-// whole chunks with a serial matrix product: one synchronisation per layer
-// instead of several per chunk. Small batches (single-image inference)
-// go chunk by chunk with the product itself parallel. first tells fn that
-// a chunk is its worker's first; the return value is how many workers'
-// scratch (c.work[:workers]) was used.
-func (c *Conv2D) chunks(n, oh, ow int, fn func(ws *convWork, gemm gemmFunc, n0, n1 int, first bool)) int {
-	step := c.chunk(oh, ow)
-	procs := runtime.GOMAXPROCS(0)
+// im2col budget. Large batches are shared between workers that each take
+// whole chunks, in turn from a counter, and compute them with a serial
+// matrix product: one synchronisation per layer instead of several per
+// chunk, and a worker slowed down by other load on the machine simply
+// takes fewer chunks instead of holding the other one up. Small batches (single-image inference) go chunk by chunk
+// with the product itself parallel. first tells fn that a chunk is its
+// worker's first; workers that ran at least one chunk have ran set.
+func (c *Conv2D) chunks(n, oh, ow int, fn func(ws *convWork, gemm gemmFunc, n0, n1 int, first bool)) {
+	c.chunksOf(n, c.chunk(oh, ow), fn)
+}
+
+// chunksOf is chunks with the chunk size given.
+func (c *Conv2D) chunksOf(n, step int, fn func(ws *convWork, gemm gemmFunc, n0, n1 int, first bool)) {
+	procs := numWorkers()
 	for len(c.work) < procs {
 		c.work = append(c.work, convWork{})
 	}
@@ -254,15 +298,29 @@ func (c *Conv2D) chunks(n, oh, ow int, fn func(ws *convWork, gemm gemmFunc, n0, 
 			c.work[i].dW = make([]float32, len(c.W.Value))
 		}
 	}
+	for i := range c.work {
+		c.work[i].ran = false
+	}
 	if n < 2*procs {
 		for n0 := 0; n0 < n; n0 += step {
 			fn(&c.work[0], tensor.Gemm, n0, min(n0+step, n), n0 == 0)
 		}
-		return 1
+		c.work[0].ran = n > 0
+		return
 	}
-	return parallelWorkers(n, 1, func(w, lo, hi int) {
-		for n0 := lo; n0 < hi; n0 += step {
-			fn(&c.work[w], tensor.GemmSerial, n0, min(n0+step, hi), n0 == lo)
+	// At least four chunks per worker, so that the last ones to finish
+	// leave little idle time.
+	step = min(step, (n+4*procs-1)/(4*procs))
+	var next atomic.Int64
+	parallelWorkers(procs, 1, func(w, _, _ int) {
+		ws := &c.work[w]
+		for {
+			n0 := int(next.Add(int64(step))) - step
+			if n0 >= n {
+				return
+			}
+			fn(ws, tensor.GemmSerial, n0, min(n0+step, n), !ws.ran)
+			ws.ran = true
 		}
 	})
 }
@@ -354,6 +412,11 @@ func addBias(data, b []float32) {
 			row[i] += b[i]
 		}
 	}
+}
+
+// axpy adds src to dst element-wise.
+func axpy(dst, src []float32) {
+	tensor.Axpy(1, src, dst)
 }
 
 // sumRows sets dst to the column sums of data viewed as rows of width

@@ -16,7 +16,7 @@ func parallelFor(n, minPer int, fn func(lo, hi int)) {
 // workers−1) it is, so workers can keep private buffers and partial sums.
 // It returns how many workers ran.
 func parallelWorkers(n, minPer int, fn func(worker, lo, hi int)) int {
-	workers := runtime.GOMAXPROCS(0)
+	workers := numWorkers()
 	if minPer < 1 {
 		minPer = 1
 	}
@@ -42,3 +42,7 @@ func parallelWorkers(n, minPer int, fn func(worker, lo, hi int)) int {
 	wg.Wait()
 	return w
 }
+
+// numWorkers is how many goroutines parallel work is split between: one
+// per CPU the Go scheduler may use.
+func numWorkers() int { return runtime.GOMAXPROCS(0) }

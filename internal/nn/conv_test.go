@@ -1,0 +1,182 @@
+package nn
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// convRef is the direct convolution: out[n,y,x,o] = b[o] + Σ x[n, y·s+ky−p,
+// x·s+kx−p, i]·W[ky,kx,i,o] over the kernel and input channels, zero
+// outside the image, with the optional ReLU.
+func convRef(c *Conv2D, x *Tensor) *Tensor {
+	oh, ow := c.outSize(x.H, x.W)
+	out := NewTensor(x.N, oh, ow, c.Out)
+	for n := range x.N {
+		for y := range oh {
+			for xx := range ow {
+				for o := range c.Out {
+					var s float64
+					if c.B != nil {
+						s = float64(c.B.Value[o])
+					}
+					for ky := range c.K {
+						for kx := range c.K {
+							iy, ix := y*c.Stride+ky-c.Pad, xx*c.Stride+kx-c.Pad
+							if iy < 0 || iy >= x.H || ix < 0 || ix >= x.W {
+								continue
+							}
+							for i := range c.In {
+								s += float64(x.Data[((n*x.H+iy)*x.W+ix)*x.C+i]) * float64(c.W.Value[((ky*c.K+kx)*c.In+i)*c.Out+o])
+							}
+						}
+					}
+					if c.ReLU {
+						s = max(s, 0)
+					}
+					out.Data[((n*oh+y)*ow+xx)*c.Out+o] = float32(s)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// convGradRef returns the weight and input gradients of the direct
+// convolution (without ReLU) for output gradient dy.
+func convGradRef(c *Conv2D, x, dy *Tensor) (dw, dx []float32) {
+	dw64, dx64 := make([]float64, len(c.W.Value)), make([]float64, len(x.Data))
+	for n := range dy.N {
+		for y := range dy.H {
+			for xx := range dy.W {
+				for ky := range c.K {
+					for kx := range c.K {
+						iy, ix := y*c.Stride+ky-c.Pad, xx*c.Stride+kx-c.Pad
+						if iy < 0 || iy >= x.H || ix < 0 || ix >= x.W {
+							continue
+						}
+						for i := range c.In {
+							xi := ((n*x.H+iy)*x.W+ix)*x.C + i
+							for o := range c.Out {
+								g := float64(dy.Data[((n*dy.H+y)*dy.W+xx)*dy.C+o])
+								wi := ((ky*c.K+kx)*c.In+i)*c.Out + o
+								dw64[wi] += g * float64(x.Data[xi])
+								dx64[xi] += g * float64(c.W.Value[wi])
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	dw, dx = make([]float32, len(dw64)), make([]float32, len(dx64))
+	for i, v := range dw64 {
+		dw[i] = float32(v)
+	}
+	for i, v := range dx64 {
+		dx[i] = float32(v)
+	}
+	return dw, dx
+}
+
+func assertClose(t *testing.T, what string, got, want []float32, tol float64) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d values, want %d", what, len(got), len(want))
+	}
+	for i := range got {
+		if d := math.Abs(float64(got[i] - want[i])); !(d <= tol*math.Max(1, math.Abs(float64(want[i])))) {
+			t.Fatalf("%s[%d] = %v, want %v", what, i, got[i], want[i])
+		}
+	}
+}
+
+// TestConvPathsMatchReference runs every way of computing a convolution
+// (im2col, padded layout; one chunk or many) on odd sizes and compares
+// the output and both gradients with the direct convolution.
+func TestConvPathsMatchReference(t *testing.T) {
+	cases := []struct {
+		n, h, w, in, out, k, stride, pad int
+		bias, relu                       bool
+	}{
+		{5, 7, 9, 3, 5, 3, 1, 1, false, false},
+		{6, 11, 5, 9, 7, 3, 1, 1, true, false},
+		{4, 6, 6, 8, 16, 3, 1, 1, false, true},
+		{3, 9, 8, 4, 3, 5, 1, 2, true, true},
+		{2, 1, 1, 3, 2, 3, 1, 1, false, false},   // every tap but the centre overhangs
+		{7, 13, 13, 2, 33, 3, 1, 1, true, false}, // more output channels than a register tile
+		{3, 9, 7, 2, 3, 3, 2, 1, true, false},    // strided: im2col only
+	}
+	for _, tc := range cases {
+		for _, path := range []convPath{pathAuto, pathIm2col, pathPadded} {
+			for _, chunk := range []int{0, 1, 2} {
+				name := fmt.Sprintf("n%d_%dx%d_%d-%d_k%ds%dp%d_path%d_chunk%d", tc.n, tc.h, tc.w, tc.in, tc.out, tc.k, tc.stride, tc.pad, path, chunk)
+				t.Run(name, func(t *testing.T) {
+					rng := rand.New(rand.NewPCG(uint64(tc.n*tc.h), uint64(tc.in)))
+					c := NewConv2D(rng, tc.in, tc.out, tc.k, tc.stride, tc.pad, tc.bias)
+					if tc.bias {
+						for i := range c.B.Value {
+							c.B.Value[i] = float32(rng.NormFloat64())
+						}
+					}
+					c.ReLU, c.path, c.maxChunk = tc.relu, path, chunk
+					x := randTensor(rng, tc.n, tc.h, tc.w, tc.in)
+					got := c.Forward(x, true)
+					want := convRef(c, x)
+					assertClose(t, "output", got.Data, want.Data, 1e-4)
+
+					dy := randTensor(rng, got.N, got.H, got.W, got.C)
+					masked := NewTensor(dy.N, dy.H, dy.W, dy.C)
+					for i, d := range dy.Data {
+						if !c.ReLU || want.Data[i] > 0 {
+							masked.Data[i] = d
+						}
+					}
+					wantDW, wantDX := convGradRef(c, x, masked)
+					dx := c.Backward(dy)
+					assertClose(t, "weight gradient", c.W.Grad, wantDW, 1e-4)
+					assertClose(t, "input gradient", dx.Data, wantDX, 1e-4)
+					// A second pass must not accumulate onto the first.
+					c.Forward(x, true)
+					dx = c.Backward(dy)
+					assertClose(t, "weight gradient, second pass", c.W.Grad, wantDW, 1e-4)
+					assertClose(t, "input gradient, second pass", dx.Data, wantDX, 1e-4)
+				})
+			}
+		}
+	}
+}
+
+// TestPadLayoutRoundTrip checks that unpad(pad(x)) = x and that padding
+// is zero, on odd sizes and padding widths.
+func TestPadLayoutRoundTrip(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, tc := range []struct{ n, h, w, p, ch int }{{1, 1, 1, 1, 1}, {3, 5, 7, 1, 3}, {2, 4, 3, 2, 5}} {
+		l := newPadLayout(tc.h, tc.w, tc.p)
+		x := randTensor(rng, tc.n, tc.h, tc.w, tc.ch)
+		for i := range x.Data {
+			x.Data[i] += 10 // never zero, so zeros in the padded copy are padding
+		}
+		dst := make([]float32, l.pixels(tc.n)*tc.ch)
+		for i := range dst {
+			dst[i] = float32(math.NaN())
+		}
+		l.pad(dst, x.Data, tc.n, tc.ch)
+		zeros := 0
+		for i, v := range dst {
+			if v != v {
+				t.Fatalf("%+v: padded value %d not written", tc, i)
+			}
+			if v == 0 {
+				zeros++
+			}
+		}
+		if want := len(dst) - len(x.Data); zeros != want {
+			t.Errorf("%+v: %d zeros, want %d", tc, zeros, want)
+		}
+		back := make([]float32, len(x.Data))
+		l.unpad(back, dst[l.first()*tc.ch:], tc.n, tc.ch)
+		assertClose(t, fmt.Sprintf("%+v round trip", tc), back, x.Data, 0)
+	}
+}

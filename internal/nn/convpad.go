@@ -1,0 +1,181 @@
+package nn
+
+import "github.com/fashion-classifier/fashion/internal/tensor"
+
+// A stride-1 "same" convolution can multiply its patches without unfolding
+// them (im2col). Store a chunk of images in a padded layout: each image row
+// followed by p zero pixels (K = 2p+1), p zero rows between images and
+// around the chunk. Output pixel (y, x) of image j is then given a row
+// number q = j·s + y·wp + x, and for each kernel row ky the patch values
+// it needs, (kx, c) for kx in [0, K), are the K·C consecutive floats
+// starting at padded pixel q + ky·wp: left and right overhangs land on the
+// zero pixels after the previous and the current row. So the convolution is
+// K products whose A is the padded input read in place with a row stride of
+// C floats (rows overlap, see tensor.GemmSerialOverlapA), accumulated into
+// an output in the same row numbering. That numbering has gaps (q with
+// x ≥ w or y ≥ h), computed and then dropped when the output is copied out:
+// (h+w+p·…)/(h·w) extra arithmetic, 7% at 28×28, against an im2col that
+// writes and re-reads K² values per input value. The input gradient is the
+// same kind of convolution of the padded output gradient, and the weight
+// gradient is the product of the padded input (again read in place, as the
+// transposed A) with the output gradient in row numbering — which is the
+// padded output gradient itself, seen from its first data pixel, because
+// its padding is exactly the zero rows the gaps need.
+
+// padLayout is the padded layout of images of h×w pixels for a kernel of
+// size 2p+1.
+type padLayout struct {
+	h, w, p int
+	wp      int // pixels per padded row, w+p
+	s       int // pixels per image, (h+p)·wp
+}
+
+func newPadLayout(h, w, p int) padLayout {
+	return padLayout{h: h, w: w, p: p, wp: w + p, s: (h + p) * (w + p)}
+}
+
+// pixels is the length in pixels of a padded chunk of n images, enough for
+// every patch read of every output row.
+func (l padLayout) pixels(n int) int { return n*l.s + l.p*l.wp + l.p }
+
+// rows is the number of output rows (including gaps) of a chunk of n
+// images: up to the last real output pixel.
+func (l padLayout) rows(n int) int { return (n-1)*l.s + (l.h-1)*l.wp + l.w }
+
+// first is the padded pixel at which the data of the chunk starts (pixel
+// (0, 0) of image 0): row q of the output numbering is padded pixel
+// first+q.
+func (l padLayout) first() int { return l.p*l.wp + l.p }
+
+// pad writes n images of ch channels from src (NHWC) into dst in the
+// padded layout, zeroing the padding. dst must hold pixels(n)·ch floats.
+func (l padLayout) pad(dst, src []float32, n, ch int) {
+	rowLen, padLen := l.w*ch, l.p*ch
+	off := l.first() * ch
+	clear(dst[:off])
+	for j := range n {
+		for y := range l.h {
+			s := src[((j*l.h+y)*l.w)*ch:]
+			copy(dst[off:off+rowLen], s[:rowLen])
+			clear(dst[off+rowLen : off+rowLen+padLen])
+			off += l.wp * ch
+		}
+		// The p zero rows below image j, which are the rows above image
+		// j+1; the last image's reach into the pixels past them is cleared
+		// below.
+		clear(dst[off : off+l.p*l.wp*ch])
+		off += l.p * l.wp * ch
+	}
+	clear(dst[off : l.pixels(n)*ch])
+}
+
+// unpad copies the real output pixels of n images of ch channels from src,
+// in the output row numbering, to dst (NHWC).
+func (l padLayout) unpad(dst, src []float32, n, ch int) {
+	rowLen := l.w * ch
+	for j := range n {
+		for y := range l.h {
+			s := src[(j*l.s+y*l.wp)*ch:]
+			copy(dst[((j*l.h+y)*l.w)*ch:][:rowLen], s[:rowLen])
+		}
+	}
+}
+
+// padded reports whether the convolution of a batch of n images of h×w
+// pixels goes through the padded layout rather than im2col. It needs a
+// stride-1 same convolution, and is used where it costs less: with several
+// input channels (one channel gives K·K-float patch rows, too short a sum
+// for the matrix product to run well), with feature maps large enough that
+// the gaps stay a small share of the arithmetic, and for batches that are
+// split between workers (the product here is always serial).
+func (c *Conv2D) padded(n, h, w int) bool {
+	switch c.path {
+	case pathIm2col:
+		return false
+	case pathPadded:
+		return c.same()
+	}
+	return c.same() && c.In >= 8 && h*w >= padMinPixels && n >= 2*numWorkers()
+}
+
+// padMinPixels is the smallest feature map (h·w) convolved in the padded
+// layout. Its gaps cost (h+w+1)/(h·w) more arithmetic: 7% at 28×28, 15% at
+// 14×14, 31% at 7×7, where im2col, whose relative cost falls as the number
+// of output channels grows, measured faster.
+const padMinPixels = 100
+
+// padChunk is how many images a worker convolves at once in the padded
+// layout: as many as keep the padded input, output and (in the backward
+// pass) input gradient within the im2col budget.
+func (c *Conv2D) padChunk(l padLayout) int {
+	return c.capChunk(colBudget / (l.s * (2*c.In + c.Out)))
+}
+
+// forwardPadded is Forward's convolution in the padded layout.
+func (c *Conv2D) forwardPadded(x, out *Tensor) {
+	k, in, o := c.K, c.In, c.Out
+	l := newPadLayout(x.H, x.W, c.Pad)
+	hw := x.H * x.W
+	c.chunksOf(x.N, c.padChunk(l), func(ws *convWork, _ gemmFunc, n0, n1 int, _ bool) {
+		n := n1 - n0
+		xp := grow(&ws.col, l.pixels(n)*in)
+		l.pad(xp, x.Data[n0*hw*in:n1*hw*in], n, in)
+		rows := l.rows(n)
+		op := grow(&ws.dcol, rows*o)
+		for ky := range k {
+			beta := float32(1)
+			if ky == 0 {
+				beta = 0
+			}
+			tensor.GemmSerialOverlapA(false, false, rows, o, k*in, 1, xp[ky*l.wp*in:], in, c.W.Value[ky*k*in*o:], o, beta, op, o)
+		}
+		chunk := out.Data[n0*hw*o : n1*hw*o]
+		l.unpad(chunk, op, n, o)
+		c.epilogue(chunk)
+	})
+}
+
+// backwardPadded is Backward's weight gradient (into each worker's dW)
+// and, if dx is not nil, input gradient in the padded layout. dy is
+// already masked by the ReLU.
+func (c *Conv2D) backwardPadded(x, dy, dx *Tensor) {
+	k, in, o := c.K, c.In, c.Out
+	l := newPadLayout(x.H, x.W, c.Pad)
+	hw := x.H * x.W
+	c.chunksOf(x.N, c.padChunk(l), func(ws *convWork, _ gemmFunc, n0, n1 int, first bool) {
+		n := n1 - n0
+		xp := grow(&ws.col, l.pixels(n)*in)
+		l.pad(xp, x.Data[n0*hw*in:n1*hw*in], n, in)
+		dyp := grow(&ws.dcol, l.pixels(n)*o)
+		l.pad(dyp, dy.Data[n0*hw*o:n1*hw*o], n, o)
+		rows := l.rows(n)
+		beta := float32(1)
+		if first {
+			beta = 0
+		}
+		for ky := range k {
+			tensor.GemmSerialOverlapA(true, false, k*in, o, rows, 1, xp[ky*l.wp*in:], in, dyp[l.first()*o:], o, beta, ws.dW[ky*k*in*o:], o)
+		}
+		if dx == nil {
+			return
+		}
+		dxq := grow(&ws.dxq, rows*in)
+		for ky := range k {
+			beta := float32(1)
+			if ky == 0 {
+				beta = 0
+			}
+			tensor.GemmSerialOverlapA(false, false, rows, in, k*o, 1, dyp[ky*l.wp*o:], o, c.flip[ky*k*o*in:], in, beta, dxq, in)
+		}
+		l.unpad(dx.Data[n0*hw*in:n1*hw*in], dxq, n, in)
+	})
+}
+
+// grow returns (*buf)[:n], reallocating when the capacity is short. The
+// contents are not cleared.
+func grow(buf *[]float32, n int) []float32 {
+	if cap(*buf) < n {
+		*buf = make([]float32, n)
+	}
+	return (*buf)[:n]
+}
