@@ -218,6 +218,35 @@ func TestDropout(t *testing.T) {
 	}
 }
 
+// TestDropoutMaskRate checks the share of dropped values for several
+// rates, including lengths that are not a multiple of the four values
+// drawn per random number.
+func TestDropoutMaskRate(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	for _, tc := range []struct {
+		p float32
+		n int
+	}{{0.3, 100003}, {0.5, 40001}, {0.1, 50002}, {0.9, 30001}, {0.3, 3}} {
+		mask := make([]float32, tc.n)
+		dropoutMask(mask, rng, tc.p)
+		zeros := 0
+		for i, m := range mask {
+			switch m {
+			case 0:
+				zeros++
+			case 1 / (1 - tc.p):
+			default:
+				t.Fatalf("p=%v: mask[%d] = %v, want 0 or %v", tc.p, i, m, 1/(1-tc.p))
+			}
+		}
+		// Five standard deviations of the binomial count.
+		want := float64(tc.p) * float64(tc.n)
+		if sd := math.Sqrt(want * float64(1-tc.p)); math.Abs(float64(zeros)-want) > 5*sd+1 {
+			t.Errorf("p=%v: %d of %d dropped, want about %.0f", tc.p, zeros, tc.n, want)
+		}
+	}
+}
+
 func TestBatchNormInference(t *testing.T) {
 	b := NewBatchNorm(2)
 	b.RunMean.Value = []float32{1, -2}
