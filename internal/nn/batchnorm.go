@@ -22,9 +22,12 @@ type BatchNorm struct {
 	RunMean, RunVar *Param
 
 	x, out, dx *Tensor
-	mean32     []float32
-	invStd     []float32
-	mean, sum  []float64
+	// scale and shift are the forward pass's affine map; with a fused
+	// ReLU, Backward recomputes the mask from them and x.
+	scale, shift []float32
+	mean32       []float32
+	invStd       []float32
+	mean, sum    []float64
 }
 
 // NewBatchNorm returns a batch norm over c channels with PyTorch's defaults
@@ -94,7 +97,10 @@ func (b *BatchNorm) Forward(x *Tensor, train bool) *Tensor {
 	for i := range c {
 		b.mean32 = append(b.mean32, float32(b.mean[i]))
 	}
-	scale, shift := make([]float32, c), make([]float32, c)
+	if len(b.scale) != c {
+		b.scale, b.shift = make([]float32, c), make([]float32, c)
+	}
+	scale, shift := b.scale, b.shift
 	for i := range c {
 		scale[i] = b.invStd[i] * b.Gamma.Value[i]
 		shift[i] = b.Beta.Value[i] - b.mean32[i]*scale[i]
@@ -112,20 +118,17 @@ func (b *BatchNorm) Backward(dy *Tensor) *Tensor {
 	rows := len(dy.Data) / c
 	dg, db := b.Gamma.Grad, b.Beta.Grad
 	// With a fused ReLU, the gradient reaching the normalisation is dy
-	// where the output is positive and 0 elsewhere; the mask is applied on
-	// the fly in both passes instead of being stored.
-	var y []float32
+	// where the output is positive and 0 elsewhere; the mask is recomputed
+	// from x in both passes (x·scale + shift > 0), which reads less memory
+	// than loading the stored output.
+	var scale, shift []float32
 	if b.ReLU {
-		y = b.out.Data
+		scale, shift = b.scale, b.shift
 	}
 	// Pass 1: Σ dy and Σ dy·x per channel (Σ dy·x̂ follows from them).
 	sd, sdx := make([]float64, c), make([]float64, c)
 	sumBlocks(sd, sdx, c, rows, func(lo, hi int, s1, s2 []float32) {
-		var ym []float32
-		if y != nil {
-			ym = y[lo*c : hi*c]
-		}
-		gradSums(dy.Data[lo*c:hi*c], ym, x[lo*c:hi*c], c, s1, s2)
+		gradSums(dy.Data[lo*c:hi*c], x[lo*c:hi*c], c, scale, shift, s1, s2)
 	})
 	// Pass 2: dx = γ·invStd·(dy − mean(dy) − x̂·mean(dy·x̂)), rewritten as
 	// dx = A·dy + B·x + C with per-channel constants.
@@ -142,11 +145,7 @@ func (b *BatchNorm) Backward(dy *Tensor) *Tensor {
 	}
 	dx := reuse(&b.dx, dy.N, dy.H, dy.W, dy.C)
 	parallelFor(rows, 4096, func(lo, hi int) {
-		var ym []float32
-		if y != nil {
-			ym = y[lo*c : hi*c]
-		}
-		gradApply(dx.Data[lo*c:hi*c], dy.Data[lo*c:hi*c], ym, x[lo*c:hi*c], c, ka, kb, kc)
+		gradApply(dx.Data[lo*c:hi*c], dy.Data[lo*c:hi*c], x[lo*c:hi*c], c, scale, shift, ka, kb, kc)
 	})
 	return dx
 }

@@ -22,7 +22,7 @@ func affineGo(dst, src []float32, c int, scale, shift []float32, relu bool) {
 	for off := 0; off+c <= len(src); off += c {
 		s, d := src[off:off+c], dst[off:off+c]
 		for i := range s {
-			y := s[i]*scale[i] + shift[i]
+			y := reluInput(s[i], scale[i], shift[i])
 			if relu {
 				y = max(y, 0)
 			}
@@ -31,14 +31,21 @@ func affineGo(dst, src []float32, c int, scale, shift []float32, relu bool) {
 	}
 }
 
-// gradSumsGo adds Σg and Σg·x over rows to sd and sdx, where g is dy, or
-// dy where y > 0 when y is not nil (a fused ReLU's mask).
-func gradSumsGo(dy, y, x []float32, c int, sd, sdx []float32) {
+// reluInput is x·scale + shift, the value a fused ReLU clamps. affineGo
+// and the gradient kernels share it so that the mask the backward pass
+// recomputes is the one the forward pass applied, rounding included.
+func reluInput(x, scale, shift float32) float32 { return x*scale + shift }
+
+// gradSumsGo adds Σg and Σg·x over rows to sd and sdx, where g is dy, or,
+// when scale is not nil, dy where x·scale + shift > 0 (a fused ReLU's mask,
+// recomputed from the input: reading the stored output instead would add
+// a pass over memory as large as x).
+func gradSumsGo(dy, x []float32, c int, scale, shift []float32, sd, sdx []float32) {
 	for off := 0; off+c <= len(dy); off += c {
 		d, xr := dy[off:off+c], x[off:off+c]
 		for i := range d {
 			g := d[i]
-			if y != nil && !(y[off+i] > 0) {
+			if scale != nil && !(reluInput(xr[i], scale[i], shift[i]) > 0) {
 				g = 0
 			}
 			sd[i] += g
@@ -48,12 +55,12 @@ func gradSumsGo(dy, y, x []float32, c int, sd, sdx []float32) {
 }
 
 // gradApplyGo sets dx = ka·g + kb·x + kc per channel, g as in gradSumsGo.
-func gradApplyGo(dx, dy, y, x []float32, c int, ka, kb, kc []float32) {
+func gradApplyGo(dx, dy, x []float32, c int, scale, shift []float32, ka, kb, kc []float32) {
 	for off := 0; off+c <= len(dy); off += c {
 		d, xr, o := dy[off:off+c], x[off:off+c], dx[off:off+c]
 		for i := range d {
 			g := d[i]
-			if y != nil && !(y[off+i] > 0) {
+			if scale != nil && !(reluInput(xr[i], scale[i], shift[i]) > 0) {
 				g = 0
 			}
 			o[i] = ka[i]*g + kb[i]*xr[i] + kc[i]

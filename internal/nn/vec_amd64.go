@@ -11,10 +11,10 @@ func channelSumsAVX2(x *float32, rows, c int, s1, s2 *float32)
 func affineAVX2(dst, src *float32, rows, c int, scale, shift *float32, relu bool)
 
 //go:noescape
-func gradSumsAVX2(dy, y, x *float32, rows, c int, sd, sdx *float32)
+func gradSumsAVX2(dy, x *float32, rows, c int, scale, shift, sd, sdx *float32)
 
 //go:noescape
-func gradApplyAVX2(dx, dy, y, x *float32, rows, c int, ka, kb, kc *float32)
+func gradApplyAVX2(dx, dy, x *float32, rows, c int, scale, shift, ka, kb, kc *float32)
 
 // The wrappers check lengths (the assembly cannot), pick the assembly when
 // it applies and fall back to Go otherwise.
@@ -39,33 +39,36 @@ func affine(dst, src []float32, c int, scale, shift []float32, relu bool) {
 	affineAVX2(&dst[0], &src[0], rows, c, &scale[0], &shift[0], relu)
 }
 
-func gradSums(dy, y, x []float32, c int, sd, sdx []float32) {
+func gradSums(dy, x []float32, c int, scale, shift []float32, sd, sdx []float32) {
 	rows := len(dy) / c
 	if !vecAVX2 || c%8 != 0 || rows == 0 {
-		gradSumsGo(dy, y, x, c, sd, sdx)
+		gradSumsGo(dy, x, c, scale, shift, sd, sdx)
 		return
 	}
 	_, _, _ = x[rows*c-1], sd[c-1], sdx[c-1]
-	gradSumsAVX2(&dy[0], maskPtr(y, rows*c), &x[0], rows, c, &sd[0], &sdx[0])
+	sc, sh := maskPtrs(scale, shift, c)
+	gradSumsAVX2(&dy[0], &x[0], rows, c, sc, sh, &sd[0], &sdx[0])
 }
 
-func gradApply(dx, dy, y, x []float32, c int, ka, kb, kc []float32) {
+func gradApply(dx, dy, x []float32, c int, scale, shift []float32, ka, kb, kc []float32) {
 	rows := len(dy) / c
 	if !vecAVX2 || c%8 != 0 || rows == 0 {
-		gradApplyGo(dx, dy, y, x, c, ka, kb, kc)
+		gradApplyGo(dx, dy, x, c, scale, shift, ka, kb, kc)
 		return
 	}
 	_, _, _, _, _ = dx[rows*c-1], x[rows*c-1], ka[c-1], kb[c-1], kc[c-1]
-	gradApplyAVX2(&dx[0], &dy[0], maskPtr(y, rows*c), &x[0], rows, c, &ka[0], &kb[0], &kc[0])
+	sc, sh := maskPtrs(scale, shift, c)
+	gradApplyAVX2(&dx[0], &dy[0], &x[0], rows, c, sc, sh, &ka[0], &kb[0], &kc[0])
 }
 
-// maskPtr is nil for no mask, else the checked start of y.
-func maskPtr(y []float32, n int) *float32 {
-	if y == nil {
-		return nil
+// maskPtrs returns nils for no mask (scale nil), else the checked starts
+// of scale and shift.
+func maskPtrs(scale, shift []float32, c int) (*float32, *float32) {
+	if scale == nil {
+		return nil, nil
 	}
-	_ = y[n-1]
-	return &y[0]
+	_, _ = scale[c-1], shift[c-1]
+	return &scale[0], &shift[0]
 }
 
 //go:noescape

@@ -96,17 +96,19 @@ affine_done:
 	VZEROUPPER
 	RET
 
-// func gradSumsAVX2(dy, y, x *float32, rows, c int, sd, sdx *float32)
-// With g = dy masked by y > 0 (no mask when y is nil):
+// func gradSumsAVX2(dy, x *float32, rows, c int, scale, shift, sd, sdx *float32)
+// With g = dy masked by x·scale + shift > 0 (the fused ReLU's output, with
+// the FMA of affineAVX2; no mask when scale is nil):
 // sd[j] += Σ_r g[r][j]; sdx[j] += Σ_r g[r][j]·x[r][j].
-TEXT ·gradSumsAVX2(SB), NOSPLIT, $0-56
+TEXT ·gradSumsAVX2(SB), NOSPLIT, $0-64
 	MOVQ   dy+0(FP), SI
-	MOVQ   y+8(FP), R13
-	MOVQ   x+16(FP), R14
-	MOVQ   rows+24(FP), CX
-	MOVQ   c+32(FP), R10
-	MOVQ   sd+40(FP), R8
-	MOVQ   sdx+48(FP), R9
+	MOVQ   x+8(FP), R14
+	MOVQ   rows+16(FP), CX
+	MOVQ   c+24(FP), R10
+	MOVQ   scale+32(FP), R13
+	MOVQ   shift+40(FP), R12
+	MOVQ   sd+48(FP), R8
+	MOVQ   sdx+56(FP), R9
 	SHLQ   $2, R10
 	XORQ   BX, BX
 	VXORPS Y7, Y7, Y7
@@ -114,20 +116,26 @@ TEXT ·gradSumsAVX2(SB), NOSPLIT, $0-56
 gsums_group:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
-	MOVQ   BX, DI           // byte offset of this row's group, same in all three arrays
+	MOVQ   BX, DI           // byte offset of this row's group, same in both arrays
 	MOVQ   CX, R11
+	TESTQ  R13, R13
+	JZ     gsums_row
+	VMOVUPS (R13)(BX*1), Y2 // scale
+	VMOVUPS (R12)(BX*1), Y3 // shift
 
 gsums_row:
 	VMOVUPS (SI)(DI*1), Y4
+	VMOVUPS (R14)(DI*1), Y5
 	TESTQ   R13, R13
 	JZ      gsums_nomask
-	VMOVUPS (R13)(DI*1), Y5
-	VCMPPS  $1, Y5, Y7, Y6  // 0 < y
-	VANDPS  Y6, Y4, Y4
+	VMOVAPS     Y3, Y6
+	VFMADD231PS Y2, Y5, Y6  // y = x·scale + shift
+	VCMPPS      $1, Y6, Y7, Y6  // 0 < y
+	VANDPS      Y6, Y4, Y4
 
 gsums_nomask:
 	VADDPS      Y4, Y0, Y0
-	VFMADD231PS (R14)(DI*1), Y4, Y1
+	VFMADD231PS Y5, Y4, Y1
 	ADDQ        R10, DI
 	DECQ        R11
 	JNZ         gsums_row
@@ -141,18 +149,19 @@ gsums_nomask:
 	VZEROUPPER
 	RET
 
-// func gradApplyAVX2(dx, dy, y, x *float32, rows, c int, ka, kb, kc *float32)
+// func gradApplyAVX2(dx, dy, x *float32, rows, c int, scale, shift, ka, kb, kc *float32)
 // dx[r][j] = ka[j]·g[r][j] + kb[j]·x[r][j] + kc[j], g as in gradSumsAVX2.
-TEXT ·gradApplyAVX2(SB), NOSPLIT, $0-72
+TEXT ·gradApplyAVX2(SB), NOSPLIT, $0-80
 	MOVQ   dx+0(FP), DI
 	MOVQ   dy+8(FP), SI
-	MOVQ   y+16(FP), R13
-	MOVQ   x+24(FP), R14
-	MOVQ   rows+32(FP), CX
-	MOVQ   c+40(FP), R10
-	MOVQ   ka+48(FP), R8
-	MOVQ   kb+56(FP), R9
-	MOVQ   kc+64(FP), R12
+	MOVQ   x+16(FP), R14
+	MOVQ   rows+24(FP), CX
+	MOVQ   c+32(FP), R10
+	MOVQ   scale+40(FP), R13
+	MOVQ   shift+48(FP), R11
+	MOVQ   ka+56(FP), R8
+	MOVQ   kb+64(FP), R9
+	MOVQ   kc+72(FP), R12
 	SHLQ   $2, R10
 	VXORPS Y7, Y7, Y7
 	XORQ   AX, AX           // byte offset of the current row
@@ -165,16 +174,17 @@ gapply_row:
 gapply_group:
 	LEAQ    (AX)(BX*1), DX
 	VMOVUPS (SI)(DX*1), Y4
+	VMOVUPS (R14)(DX*1), Y1
 	TESTQ   R13, R13
 	JZ      gapply_nomask
-	VMOVUPS (R13)(DX*1), Y5
-	VCMPPS  $1, Y5, Y7, Y6
-	VANDPS  Y6, Y4, Y4
+	VMOVUPS     (R11)(BX*1), Y6
+	VFMADD231PS (R13)(BX*1), Y1, Y6  // y = x·scale + shift
+	VCMPPS      $1, Y6, Y7, Y6
+	VANDPS      Y6, Y4, Y4
 
 gapply_nomask:
 	VMOVUPS     (R12)(BX*1), Y0        // kc
 	VFMADD231PS (R8)(BX*1), Y4, Y0     // + ka·g
-	VMOVUPS     (R14)(DX*1), Y1
 	VFMADD231PS (R9)(BX*1), Y1, Y0     // + kb·x
 	VMOVUPS     Y0, (DI)(DX*1)
 	ADDQ        $32, BX

@@ -8,10 +8,12 @@ func affine(dst, src []float32, c int, scale, shift []float32, relu bool) {
 	affineGo(dst, src, c, scale, shift, relu)
 }
 
-func gradSums(dy, y, x []float32, c int, sd, sdx []float32) { gradSumsGo(dy, y, x, c, sd, sdx) }
+func gradSums(dy, x []float32, c int, scale, shift []float32, sd, sdx []float32) {
+	gradSumsGo(dy, x, c, scale, shift, sd, sdx)
+}
 
-func gradApply(dx, dy, y, x []float32, c int, ka, kb, kc []float32) {
-	gradApplyGo(dx, dy, y, x, c, ka, kb, kc)
+func gradApply(dx, dy, x []float32, c int, scale, shift []float32, ka, kb, kc []float32) {
+	gradApplyGo(dx, dy, x, c, scale, shift, ka, kb, kc)
 }
 
 func pool2x2Row(dst []float32, arg []int32, top, bot []float32, ow, c, topIdx, botIdx int) {

@@ -29,11 +29,8 @@ func TestVectorKernelsMatchGo(t *testing.T) {
 	for _, c := range []int{8, 16, 24, 32, 64, 128, 3, 12} {
 		for _, rows := range []int{1, 2, 3, 17, 255} {
 			n := rows * c
-			x, dy, y := vec(n), vec(n), vec(n)
-			for i := range y {
-				y[i] = max(y[i], 0) // a ReLU output: zeros and positives
-			}
-			scale, shift, kb, kc := vec(c), vec(c), vec(c), vec(c)
+			x, dy := vec(n), vec(n)
+			scale, shift, ka, kb, kc := vec(c), vec(c), vec(c), vec(c), vec(c)
 
 			s1, s2, w1, w2 := vec(c), vec(c), make([]float32, c), make([]float32, c)
 			copy(w1, s1)
@@ -49,15 +46,15 @@ func TestVectorKernelsMatchGo(t *testing.T) {
 				affineGo(want, x, c, scale, shift, relu)
 				close("affine", got, want)
 			}
-			for _, mask := range [][]float32{nil, y} {
+			for _, mask := range [][2][]float32{{nil, nil}, {scale, shift}} {
 				sd, sdx, wd, wdx := make([]float32, c), make([]float32, c), make([]float32, c), make([]float32, c)
-				gradSums(dy, mask, x, c, sd, sdx)
-				gradSumsGo(dy, mask, x, c, wd, wdx)
+				gradSums(dy, x, c, mask[0], mask[1], sd, sdx)
+				gradSumsGo(dy, x, c, mask[0], mask[1], wd, wdx)
 				close("gradSums sd", sd, wd)
 				close("gradSums sdx", sdx, wdx)
 				got, want := make([]float32, n), make([]float32, n)
-				gradApply(got, dy, mask, x, c, scale, kb, kc)
-				gradApplyGo(want, dy, mask, x, c, scale, kb, kc)
+				gradApply(got, dy, x, c, mask[0], mask[1], ka, kb, kc)
+				gradApplyGo(want, dy, x, c, mask[0], mask[1], ka, kb, kc)
 				close("gradApply", got, want)
 			}
 		}
