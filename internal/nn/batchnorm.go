@@ -68,7 +68,7 @@ func (b *BatchNorm) Forward(x *Tensor, train bool) *Tensor {
 			scale[i] = b.Gamma.Value[i] * inv
 			shift[i] = b.Beta.Value[i] - b.RunMean.Value[i]*scale[i]
 		}
-		parallelFor(len(x.Data)/c, 4096, func(lo, hi int) {
+		parallelFor(len(x.Data)/c, minRows(c), func(lo, hi int) {
 			affine(out.Data[lo*c:hi*c], x.Data[lo*c:hi*c], c, scale, shift, b.ReLU)
 		})
 		return out
@@ -105,7 +105,7 @@ func (b *BatchNorm) Forward(x *Tensor, train bool) *Tensor {
 		scale[i] = b.invStd[i] * b.Gamma.Value[i]
 		shift[i] = b.Beta.Value[i] - b.mean32[i]*scale[i]
 	}
-	parallelFor(rows, 4096, func(lo, hi int) {
+	parallelFor(rows, minRows(c), func(lo, hi int) {
 		affine(out.Data[lo*c:hi*c], x.Data[lo*c:hi*c], c, scale, shift, b.ReLU)
 	})
 	return out
@@ -144,11 +144,16 @@ func (b *BatchNorm) Backward(dy *Tensor) *Tensor {
 		kc[i] = float32(k1 * (-mD + float64(mean32[i])*float64(inv[i])*mDH))
 	}
 	dx := reuse(&b.dx, dy.N, dy.H, dy.W, dy.C)
-	parallelFor(rows, 4096, func(lo, hi int) {
+	parallelFor(rows, minRows(c), func(lo, hi int) {
 		gradApply(dx.Data[lo*c:hi*c], dy.Data[lo*c:hi*c], x[lo*c:hi*c], c, scale, shift, ka, kb, kc)
 	})
 	return dx
 }
+
+// minRows is the fewest rows of c channels worth a goroutine of their
+// own: 64k values, so that a 7×7×128 layer (800k values per batch of 128)
+// is split too, while a single image's rows are not.
+func minRows(c int) int { return max(1, (1<<16)/c) }
 
 // sumBlocks computes two per-channel sums over rows in parallel: sum
 // fills float32 partial sums for rows [lo, hi), which are added into the
@@ -159,7 +164,7 @@ func sumBlocks(s1, s2 []float64, c, rows int, sum func(lo, hi int, p1, p2 []floa
 	clear(s1)
 	clear(s2)
 	var mu sync.Mutex
-	parallelFor(rows, 4096, func(lo, hi int) {
+	parallelFor(rows, minRows(c), func(lo, hi int) {
 		p1, p2 := make([]float32, c), make([]float32, c)
 		t1, t2 := make([]float64, c), make([]float64, c)
 		for r := lo; r < hi; r += sumBlock {
