@@ -337,6 +337,18 @@ func im2col(dst *[]float32, x *Tensor, n0, n1, k, stride, pad, oh, ow int) []flo
 		*dst = make([]float32, rows*kdim)
 	}
 	col := (*dst)[:rows*kdim]
+	if ci == 1 && k == 3 && stride == 1 && pad == 1 && oh == x.H && ow == x.W {
+		im2col3x3Single(col, x, n0, n1)
+	} else {
+		im2colGeneral(col, x, n0, n1, k, stride, pad, oh, ow)
+	}
+	return col
+}
+
+// im2colGeneral is im2col into col, which has the right length.
+func im2colGeneral(col []float32, x *Tensor, n0, n1, k, stride, pad, oh, ow int) {
+	ci := x.C
+	kdim := k * k * ci
 	for n := n0; n < n1; n++ {
 		img := x.Data[n*x.H*x.W*ci : (n+1)*x.H*x.W*ci]
 		out := col[(n-n0)*oh*ow*kdim:]
@@ -367,7 +379,40 @@ func im2col(dst *[]float32, x *Tensor, n0, n1, k, stride, pad, oh, ow int) []flo
 			}
 		}
 	}
-	return col
+}
+
+// im2col3x3Single is im2col for the first layer's shape, a 3×3 same
+// convolution of one channel, where the general version's copies are of
+// three floats each and cost more in call overhead than in data moved: it
+// builds each patch row from nine loads of a zero-padded image row triple.
+func im2col3x3Single(col []float32, x *Tensor, n0, n1 int) {
+	h, w := x.H, x.W
+	// Three padded rows (w+2 values each) around the current output row.
+	pad := make([]float32, 3*(w+2))
+	for n := n0; n < n1; n++ {
+		img := x.Data[n*h*w : (n+1)*h*w]
+		out := col[(n-n0)*h*w*9:]
+		for oy := range h {
+			for r := range 3 {
+				row := pad[r*(w+2) : (r+1)*(w+2)]
+				if iy := oy + r - 1; iy < 0 || iy >= h {
+					clear(row)
+				} else {
+					row[0], row[w+1] = 0, 0
+					copy(row[1:w+1], img[iy*w:(iy+1)*w])
+				}
+			}
+			top, mid, bot := pad[:w+2], pad[w+2:2*(w+2)], pad[2*(w+2):]
+			dst := out[oy*w*9 : (oy+1)*w*9]
+			for ox := range w {
+				d := (*[9]float32)(dst[ox*9:])
+				t, m, b := (*[3]float32)(top[ox:]), (*[3]float32)(mid[ox:]), (*[3]float32)(bot[ox:])
+				d[0], d[1], d[2] = t[0], t[1], t[2]
+				d[3], d[4], d[5] = m[0], m[1], m[2]
+				d[6], d[7], d[8] = b[0], b[1], b[2]
+			}
+		}
+	}
 }
 
 // col2im adds the patch gradients in col back onto the input pixels they

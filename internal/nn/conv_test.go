@@ -180,3 +180,20 @@ func TestPadLayoutRoundTrip(t *testing.T) {
 		assertClose(t, fmt.Sprintf("%+v round trip", tc), back, x.Data, 0)
 	}
 }
+
+// TestIm2col3x3SingleMatchesGeneral compares the first layer's im2col
+// with the general one on odd image sizes.
+func TestIm2col3x3SingleMatchesGeneral(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, s := range [][2]int{{1, 1}, {2, 3}, {5, 7}, {28, 28}} {
+		x := randTensor(rng, 3, s[0], s[1], 1)
+		var got []float32
+		got = im2col(&got, x, 1, 3, 3, 1, 1, s[0], s[1])
+		want := make([]float32, len(got))
+		for i := range want {
+			want[i] = float32(math.NaN()) // every value must be written
+		}
+		im2colGeneral(want, x, 1, 3, 3, 1, 1, s[0], s[1])
+		assertClose(t, fmt.Sprintf("%dx%d", s[0], s[1]), got, want, 0)
+	}
+}
