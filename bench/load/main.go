@@ -115,6 +115,7 @@ func main() {
 type Report struct {
 	Date       string           `json:"date"`
 	Machine    string           `json:"machine"`
+	Busy       string           `json:"busy_at_start"`
 	Runs       int              `json:"runs"`
 	Duration   string           `json:"duration_per_run"`
 	Scenarios  []ScenarioResult `json:"scenarios"`
@@ -190,6 +191,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	rep := &Report{
 		Date:     time.Now().UTC().Format("2006-01-02 15:04 MST"),
 		Machine:  loadgen.Machine(),
+		Busy:     loadgen.Busy(),
 		Runs:     o.runs,
 		Duration: o.duration.String(),
 	}
@@ -370,7 +372,7 @@ func markdown(rep *Report) string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	p("## HTTP load (bench/load)\n\n")
-	p("%s; %s. Medians of %d runs of %s each after a warm-up, keep-alive closed-loop client, server, image server and load generator sharing the machine's cores on loopback.\n\n", rep.Date, rep.Machine, rep.Runs, rep.Duration)
+	p("%s; %s. Medians of %d runs of %s each after a warm-up, keep-alive closed-loop client, server, image server and load generator sharing the machine's cores on loopback. At the start: %s.\n\n", rep.Date, rep.Machine, rep.Runs, rep.Duration, rep.Busy)
 	p("| scenario | what | concurrency | req/s | p50 ms | p90 ms | p99 ms | requests | non-2xx / errors | RSS after (MiB) |\n")
 	p("|---|---|---:|---:|---:|---:|---:|---:|---|---:|\n")
 	for _, s := range rep.Scenarios {

@@ -158,6 +158,7 @@ func run(ctx context.Context, o options, log io.Writer) (bool, error) {
 		}
 	}
 	started := time.Now()
+	busy := loadgen.Busy()
 	var tests []testRun
 	if !o.skipTests {
 		for _, tr := range []testRun{
@@ -188,6 +189,7 @@ func run(ctx context.Context, o options, log io.Writer) (bool, error) {
 		}
 	}
 	doc, ok := render(tests, ol, sk, o, time.Since(started))
+	doc = strings.Replace(doc, "the load generator shares the machine with the server.", "the load generator shares the machine with the server. At the start: "+busy+"; at the end: "+loadgen.Busy()+".", 1)
 	if notes, err := os.ReadFile(o.notes); err == nil {
 		doc += "\n" + string(notes)
 	} else if !errors.Is(err, os.ErrNotExist) {

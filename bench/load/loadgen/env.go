@@ -43,3 +43,27 @@ func Machine() string {
 	}
 	return fmt.Sprintf("%s, %d cores, %s%s", cpu, runtime.NumCPU(), runtime.Version(), kernel)
 }
+
+// Busy describes how busy the machine is right now: the load averages and
+// the three processes using the most CPU, so a report can say what else
+// was running while it measured.
+func Busy() string {
+	load := "load average unknown"
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(b)); len(f) >= 3 {
+			load = "load average " + strings.Join(f[:3], " ")
+		}
+	}
+	out, err := exec.Command("ps", "-eo", "pcpu,comm", "--sort=-pcpu", "--no-headers").Output()
+	if err != nil {
+		return load
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	var top []string
+	for _, l := range lines {
+		if f := strings.Fields(l); len(f) == 2 && f[1] != "ps" && len(top) < 3 {
+			top = append(top, f[1]+" "+f[0]+"%")
+		}
+	}
+	return load + "; busiest processes: " + strings.Join(top, ", ")
+}
