@@ -72,11 +72,17 @@ func (l padLayout) pad(dst, src []float32, n, ch int) {
 // unpad copies the real output pixels of n images of ch channels from src,
 // in the output row numbering, to dst (NHWC).
 func (l padLayout) unpad(dst, src []float32, n, ch int) {
+	l.unpadWith(dst, src, n, ch, func(d, s []float32) { copy(d, s) })
+}
+
+// unpadWith is unpad that moves each image row with move(dst, src)
+// instead of copy, so a transformation can ride along with the copy.
+func (l padLayout) unpadWith(dst, src []float32, n, ch int, move func(dst, src []float32)) {
 	rowLen := l.w * ch
 	for j := range n {
 		for y := range l.h {
 			s := src[(j*l.s+y*l.wp)*ch:]
-			copy(dst[((j*l.h+y)*l.w)*ch:][:rowLen], s[:rowLen])
+			move(dst[((j*l.h+y)*l.w)*ch:][:rowLen], s[:rowLen])
 		}
 	}
 }
@@ -131,8 +137,15 @@ func (c *Conv2D) forwardPadded(x, out *Tensor) {
 			tensor.GemmSerialOverlapA(false, false, rows, o, k*in, 1, xp[ky*l.wp*in:], in, c.W.Value[ky*k*in*o:], o, beta, op, o)
 		}
 		chunk := out.Data[n0*hw*o : n1*hw*o]
-		l.unpad(chunk, op, n, o)
-		c.epilogue(chunk)
+		if c.B == nil && !c.ReLU {
+			l.unpad(chunk, op, n, o)
+			return
+		}
+		// Bias and ReLU (inference with folded batch norm) in the same
+		// pass as the copy out of the padded layout.
+		l.unpadWith(chunk, op, n, o, func(d, s []float32) {
+			affine(d, s, o, c.ones, c.shift, c.ReLU)
+		})
 	})
 }
 
