@@ -36,7 +36,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	threads := fs.Int("threads", runtime.NumCPU(), "CPU threads to use")
 	fs.IntVar(&cfg.TrainLimit, "train-limit", 0, "train on only the first N training images (0: all)")
 	fs.IntVar(&cfg.TestLimit, "test-limit", 0, "evaluate on only the first N test images (0: all)")
-	quiet := fs.Bool("quiet", false, "no progress bar")
+	quiet := fs.Bool("quiet", false, "no progress bar (per-epoch lines are still printed)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -53,6 +53,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		*curves = strings.TrimSuffix(*out, ".safetensors") + "-curves.png"
 	}
 	cfg.Command = "fashion train " + strings.Join(args, " ")
+	cfg.Log = stderr
 	if !*quiet {
 		cfg.Progress = stderr
 	}

@@ -141,6 +141,8 @@ func TestOpenRejectsBadFiles(t *testing.T) {
 	unknownArch.Metadata["arch"] = "resnet"
 	wrongShape := good()
 	wrongShape.Tensors[0].Shape = []int{len(wrongShape.Tensors[0].Data)}
+	nonFinite := good()
+	nonFinite.Tensors[2].Data[0] = float32(math.Inf(1))
 	missing := good()
 	missing.Tensors = missing.Tensors[1:]
 	extra := good()
@@ -155,6 +157,7 @@ func TestOpenRejectsBadFiles(t *testing.T) {
 		{"unknown architecture", write("unknown.safetensors", unknownArch), "unknown architecture"},
 		{"wrong shape", write("shape.safetensors", wrongShape), "has shape"},
 		{"missing tensor", write("missing.safetensors", missing), "lacks tensor"},
+		{"non-finite weight", write("inf.safetensors", nonFinite), "non-finite"},
 		{"extra tensor", write("extra.safetensors", extra), "does not use"},
 		{"onnx not here", filepath.Join(dir, "m.onnx"), "ONNX"},
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"strconv"
 
@@ -118,6 +119,11 @@ func Decode(data []byte) (*Decoded, error) {
 		}
 		if fmt.Sprint(t.Shape) != fmt.Sprint(p.Shape) {
 			return nil, fmt.Errorf("tensor %q has shape %v, architecture %q needs %v", p.Name, t.Shape, meta.Arch, p.Shape)
+		}
+		for i, v := range t.Data {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				return nil, fmt.Errorf("tensor %q holds %v at index %d: the file is damaged (a model never has non-finite weights)", p.Name, v, i)
+			}
 		}
 		d.Weights[p.Name] = t.Data
 	}

@@ -47,7 +47,8 @@ type Config struct {
 	// it exists when training starts, training resumes from it.
 	Checkpoint string
 	Command    string    // recorded in the model's metadata
-	Progress   io.Writer // progress bar and per-epoch lines; nil for silence
+	Progress   io.Writer // the progress bar; nil for none
+	Log        io.Writer // per-epoch results and notices such as resuming; nil for none
 }
 
 func (c *Config) defaults() {
@@ -133,7 +134,7 @@ func Run(ctx context.Context, cfg Config, data *idx.Dataset) (*Result, error) {
 			return nil, err
 		}
 		if start > 0 {
-			progressf(cfg.Progress, "resuming from %s after epoch %d of %d\n", cfg.Checkpoint, start, cfg.Epochs)
+			progressf(cfg.Log, "resuming from %s after epoch %d of %d\n", cfg.Checkpoint, start, cfg.Epochs)
 		}
 	}
 
@@ -188,7 +189,7 @@ func Run(ctx context.Context, cfg Config, data *idx.Dataset) (*Result, error) {
 		ep := chart.Epoch{Epoch: epoch + 1, TrainLoss: lossSum / float64(seen), TrainAcc: float64(correct) / float64(seen),
 			TestAcc: rep.Accuracy, LR: float64(sched.LR((epoch+1)*stepsPerEpoch - 1))}
 		res.History = append(res.History, ep)
-		progressf(cfg.Progress, "epoch %d/%d: train loss %.4f, train acc %.4f, test acc %.4f (%d images), %.0f img/s, %s\n",
+		progressf(cfg.Log, "epoch %d/%d: train loss %.4f, train acc %.4f, test acc %.4f (%d images), %.0f img/s, %s\n",
 			epoch+1, cfg.Epochs, ep.TrainLoss, ep.TrainAcc, ep.TestAcc, rep.N, float64(seen)/time.Since(t0).Seconds(), time.Since(t0).Round(time.Second))
 		if cfg.Checkpoint != "" {
 			if err := saveCheckpoint(cfg.Checkpoint, net, meta, opt, params, res.History); err != nil {

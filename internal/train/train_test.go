@@ -93,7 +93,7 @@ func TestResumeAfterInterruption(t *testing.T) {
 	first.Epochs = 2
 	first.Checkpoint = ckpt
 	ctx, cancel := context.WithCancel(context.Background())
-	first.Progress = cancelAfterEpochs(cancel, 1)
+	first.Log = cancelAfterEpochs(cancel, 1)
 	if _, err := Run(ctx, first, d); err == nil {
 		t.Fatal("cancelled run reported success")
 	}
