@@ -98,8 +98,8 @@ func TestKilledTrainingResumes(t *testing.T) {
 	writeTinyDataset(t, data, 256)
 	out := filepath.Join(dir, "m.safetensors")
 	ckpt := out + ".ckpt"
-	// Not -quiet: the resume notice is part of the progress output.
-	args := []string{"train", "-data", data, "-arch", "vgg", "-epochs", "3", "-batch", "64",
+	// -quiet drops only the progress bar; the resume notice is still printed.
+	args := []string{"train", "-quiet", "-data", data, "-arch", "vgg", "-epochs", "3", "-batch", "64",
 		"-train-limit", "256", "-test-limit", "64", "-out", out, "-threads", "2"}
 
 	var stderr bytes.Buffer
