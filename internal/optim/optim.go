@@ -4,6 +4,9 @@ package optim
 
 import (
 	"math"
+	"runtime"
+	"sync"
+	"sync/atomic"
 
 	"github.com/fashion-classifier/fashion/internal/nn"
 )
@@ -36,27 +39,86 @@ func (o *SGD) Step(params []*nn.Param, lr float32) {
 		if p.Kind == nn.Buffer {
 			continue
 		}
-		v := o.vel[p.Name]
-		if v == nil {
-			v = make([]float32, len(p.Value))
-			o.vel[p.Name] = v
+		if o.vel[p.Name] == nil {
+			o.vel[p.Name] = make([]float32, len(p.Value))
 		}
+	}
+	mu, nesterov := o.Momentum, o.Nesterov
+	forRanges(params, func(p *nn.Param, lo, hi int) {
 		wd := o.WeightDecay
 		if p.Kind != nn.Weight {
 			wd = 0
 		}
-		mu := o.Momentum
-		for i, g := range p.Grad {
-			g += wd * p.Value[i]
+		v := o.vel[p.Name][lo:hi]
+		val := p.Value[lo:hi]
+		for i, g := range p.Grad[lo:hi] {
+			g += wd * val[i]
 			v[i] = mu*v[i] + g
-			if o.Nesterov {
+			if nesterov {
 				g += mu * v[i]
 			} else {
 				g = v[i]
 			}
-			p.Value[i] -= lr * g
+			val[i] -= lr * g
+		}
+	})
+}
+
+// rangeLen is the number of values of a parameter updated as one task.
+const rangeLen = 1 << 14
+
+// parallelMinValues is the number of trainable values below which an
+// update runs on the calling goroutine.
+const parallelMinValues = 1 << 16
+
+// forRanges calls update for consecutive ranges of at most rangeLen values
+// of every trainable parameter, on up to GOMAXPROCS goroutines when there
+// are enough values. Updates are element-wise, so the result does not
+// depend on the split; on the default network (437k values) the update
+// took about a millisecond on one core, while both cores sat idle.
+func forRanges(params []*nn.Param, update func(p *nn.Param, lo, hi int)) {
+	type task struct {
+		p      *nn.Param
+		lo, hi int
+	}
+	var tasks []task
+	total := 0
+	for _, p := range params {
+		if p.Kind == nn.Buffer {
+			continue
+		}
+		for lo := 0; lo < len(p.Value); lo += rangeLen {
+			tasks = append(tasks, task{p, lo, min(lo+rangeLen, len(p.Value))})
+		}
+		total += len(p.Value)
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(tasks))
+	if total < parallelMinValues || workers <= 1 {
+		for _, t := range tasks {
+			update(t.p, t.lo, t.hi)
+		}
+		return
+	}
+	var next atomic.Int64
+	run := func() {
+		for {
+			i := int(next.Add(1)) - 1
+			if i >= len(tasks) {
+				return
+			}
+			update(tasks[i].p, tasks[i].lo, tasks[i].hi)
 		}
 	}
+	var wg sync.WaitGroup
+	for range workers - 1 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			run()
+		}()
+	}
+	run()
+	wg.Wait()
 }
 
 // State returns the momentum buffers.
@@ -91,21 +153,19 @@ func (o *AdamW) Step(params []*nn.Param, lr float32) {
 	c1 := 1 - math.Pow(float64(o.Beta1), float64(o.t))
 	c2 := 1 - math.Pow(float64(o.Beta2), float64(o.t))
 	step := lr * float32(math.Sqrt(c2)/c1)
-	for _, p := range params {
-		if p.Kind == nn.Buffer {
-			continue
-		}
-		m, v := o.m[p.Name], o.v[p.Name]
+	forRanges(params, func(p *nn.Param, lo, hi int) {
+		m, v := o.m[p.Name][lo:hi], o.v[p.Name][lo:hi]
+		val := p.Value[lo:hi]
 		decay := float32(1)
 		if p.Kind == nn.Weight {
 			decay = 1 - lr*o.WeightDecay
 		}
-		for i, g := range p.Grad {
+		for i, g := range p.Grad[lo:hi] {
 			m[i] = o.Beta1*m[i] + (1-o.Beta1)*g
 			v[i] = o.Beta2*v[i] + (1-o.Beta2)*g*g
-			p.Value[i] = p.Value[i]*decay - step*m[i]/(float32(math.Sqrt(float64(v[i])))+o.Eps)
+			val[i] = val[i]*decay - step*m[i]/(float32(math.Sqrt(float64(v[i])))+o.Eps)
 		}
-	}
+	})
 }
 
 func (o *AdamW) ensure(params []*nn.Param) {

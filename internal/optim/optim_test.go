@@ -97,3 +97,64 @@ func TestSchedules(t *testing.T) {
 		t.Errorf("cosine midpoint %v, want 0.5", got)
 	}
 }
+
+// TestSplitUpdateMatchesSerial checks that an update large enough to be
+// split between goroutines gives bit-for-bit the values of updating each
+// parameter on its own (small enough to run serially), for both
+// optimisers over several steps.
+func TestSplitUpdateMatchesSerial(t *testing.T) {
+	sizes := []int{40001, 30000, 7, rangeLen + 1}
+	kinds := []nn.ParamKind{nn.Weight, nn.NoDecay, nn.Weight, nn.Weight}
+	newParams := func() []*nn.Param {
+		var ps []*nn.Param
+		for i, n := range sizes {
+			p := &nn.Param{Name: string(rune('a' + i)), Kind: kinds[i], Value: make([]float32, n), Grad: make([]float32, n)}
+			for j := range p.Value {
+				p.Value[j] = float32(math.Sin(float64(i*n + j)))
+			}
+			ps = append(ps, p)
+		}
+		return ps
+	}
+	setGrads := func(ps []*nn.Param, step int) {
+		for i, p := range ps {
+			for j := range p.Grad {
+				p.Grad[j] = float32(math.Cos(float64(step*7+i*3+j))) + p.Value[j]
+			}
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		opt  func() Optimizer
+	}{
+		{"sgd", func() Optimizer { return &SGD{Momentum: 0.9, Nesterov: true, WeightDecay: 5e-4} }},
+		{"adamw", func() Optimizer { return NewAdamW(0.05) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if total := 40001 + 30000 + 7 + rangeLen + 1; total < parallelMinValues {
+				t.Fatalf("%d values do not reach the parallel path", total)
+			}
+			whole, parts := newParams(), newParams()
+			opt := tc.opt()
+			single := make([]Optimizer, len(parts))
+			for i := range single {
+				single[i] = tc.opt()
+			}
+			for step := range 3 {
+				setGrads(whole, step)
+				setGrads(parts, step)
+				opt.Step(whole, 0.01)
+				for i, p := range parts {
+					single[i].Step([]*nn.Param{p}, 0.01)
+				}
+				for i := range whole {
+					for j, v := range whole[i].Value {
+						if w := parts[i].Value[j]; math.Float32bits(v) != math.Float32bits(w) {
+							t.Fatalf("step %d: param %d[%d] = %v split, %v alone", step, i, j, v, w)
+						}
+					}
+				}
+			}
+		})
+	}
+}
