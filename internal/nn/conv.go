@@ -18,10 +18,12 @@ import (
 // budget, whose buffers spill to L3.
 const colBudget = 1 << 17
 
-// Conv2D is a 2-D convolution with square kernels, computed as im2col
-// followed by one matrix product per chunk of images. Its weight is stored
-// as [K·K·In, Out] (kernel row, kernel column, input channel; output
-// channel), which is the right-hand matrix of that product.
+// Conv2D is a 2-D convolution with square kernels, computed per chunk of
+// images as im2col followed by one matrix product or, for stride-1 same
+// convolutions where it is cheaper, as K products that read the patches in
+// place from zero-padded images (see convpad.go). Its weight is stored as
+// [K·K·In, Out] (kernel row, kernel column, input channel; output
+// channel), which is the right-hand matrix of those products.
 type Conv2D struct {
 	In, Out, K, Stride, Pad int
 	// NoInputGrad skips the input gradient, for the first layer of a
