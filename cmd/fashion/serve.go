@@ -66,6 +66,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&cfg.MaxBatch, "max-batch", 32, "most images per forward pass")
 	fs.DurationVar(&cfg.MaxDelay, "max-delay", 500*time.Microsecond, "longest a forming batch waits for more requests (0: never wait)")
 	fs.IntVar(&cfg.Queue, "queue", 0, "most images waiting for inference before answering 503 (default 4×max-batch)")
+	fs.IntVar(&cfg.MaxInFlight, "max-inflight", 0, "most inference requests served at once; beyond it 503 + Retry-After before reading the body (default: -queue)")
 	fs.IntVar(&cfg.Workers, "workers", 1, "goroutines running forward passes")
 	fs.Int64Var(&cfg.MaxBody, "max-body", 10<<20, "largest request body in bytes")
 	fs.IntVar(&cfg.MaxPixels, "max-pixels", imageprep.DefaultMaxPixels, "largest image in pixels (width×height), checked before decoding")
@@ -90,8 +91,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if cfg.MaxDelay == 0 {
 		cfg.MaxDelay = -1 // server.Config reads 0 as "default"
 	}
-	if cfg.MaxBody <= 0 || cfg.MaxBatch <= 0 || cfg.Queue < 0 || cfg.MaxPixels <= 0 || cfg.MaxImages <= 0 || cfg.Workers <= 0 {
-		return errors.New("-max-body, -max-batch, -max-pixels, -max-images and -workers must be positive, -queue not negative")
+	if cfg.MaxBody <= 0 || cfg.MaxBatch <= 0 || cfg.Queue < 0 || cfg.MaxInFlight < 0 || cfg.MaxPixels <= 0 || cfg.MaxImages <= 0 || cfg.Workers <= 0 {
+		return errors.New("-max-body, -max-batch, -max-pixels, -max-images and -workers must be positive, -queue and -max-inflight not negative")
 	}
 	if *fetchRedirects == 0 {
 		*fetchRedirects = -1 // fetch.Policy reads 0 as "default"

@@ -242,7 +242,9 @@ func TestQueueFull(t *testing.T) {
 	fake := newFake()
 	fake.started = make(chan int, 4)
 	fake.gate = make(chan struct{}, 4)
-	ts := startServer(t, Config{MaxBatch: 1, Queue: 1, MaxDelay: -1}, fake)
+	// Admission control would refuse the second request before it reaches
+	// the batcher; lift it to test the batcher's own bound.
+	ts := startServer(t, Config{MaxBatch: 1, Queue: 1, MaxInFlight: 10, MaxDelay: -1}, fake)
 	img, _ := testImage(t, 100)
 
 	codes := make(chan int, 2)

@@ -21,9 +21,11 @@ type serverMetrics struct {
 	inference       prometheus.Histogram
 	inferenceErrors prometheus.Counter
 	rejected        prometheus.Counter // queue full
-	cancelled       prometheus.Counter // abandoned before inference
-	images          prometheus.Counter
-	fetchFailures   *prometheus.CounterVec // by reason
+	// admissionRejected counts requests refused before their body was read.
+	admissionRejected prometheus.Counter
+	cancelled         prometheus.Counter // abandoned before inference
+	images            prometheus.Counter
+	fetchFailures     *prometheus.CounterVec // by reason
 }
 
 func newServerMetrics() *serverMetrics {
@@ -56,6 +58,10 @@ func newServerMetrics() *serverMetrics {
 			Name: "fashion_queue_rejected_total",
 			Help: "Requests refused with 503 because the inference queue was full.",
 		}),
+		admissionRejected: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "fashion_admission_rejected_total",
+			Help: "Requests refused with 503 before their body was read because the most inference requests allowed (-max-inflight) were already in flight.",
+		}),
 		cancelled: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "fashion_queue_cancelled_total",
 			Help: "Queued requests dropped before inference because the client went away.",
@@ -70,7 +76,7 @@ func newServerMetrics() *serverMetrics {
 		}, []string{"reason"}),
 	}
 	m.reg.MustRegister(m.requests, m.latency, m.batchSize, m.inference, m.inferenceErrors,
-		m.rejected, m.cancelled, m.images, m.fetchFailures,
+		m.rejected, m.admissionRejected, m.cancelled, m.images, m.fetchFailures,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -87,6 +93,15 @@ func (m *serverMetrics) registerQueue(b *batcher) {
 		Name: "fashion_queue_pending_images",
 		Help: "Images announced by requests still being decoded.",
 	}, func() float64 { return float64(b.pending.Load()) }))
+}
+
+// registerInFlight exports the admitted inference requests as a gauge read
+// at scrape time.
+func (m *serverMetrics) registerInFlight(a *admission) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "fashion_inflight_requests",
+		Help: "Inference requests admitted and not yet answered.",
+	}, func() float64 { return float64(a.inFlight.Load()) }))
 }
 
 // observe records one answered request.

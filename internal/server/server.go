@@ -62,6 +62,15 @@ type Config struct {
 	// neither memory nor latency for the requests already accepted.
 	// Default 4×MaxBatch: at most a few forward passes of waiting.
 	Queue int
+	// MaxInFlight is the most inference requests (POST /v1/classify, v2
+	// infer, GET /image-classify and /image-view) served at once, counted
+	// per request whatever its number of images. A request beyond it gets
+	// 503 with Retry-After before its body is read, so refusing costs
+	// almost nothing and memory is bounded by the admitted requests.
+	// Default Queue: an admitted request carries at least one image, so
+	// the requests in flight are at most about Queue÷capacity seconds of
+	// work, the same latency budget the queue bound expresses.
+	MaxInFlight int
 	// Workers is the number of goroutines running forward passes; default 1,
 	// since a forward pass already uses every core for large batches.
 	Workers int
@@ -116,6 +125,9 @@ func (c Config) withDefaults() Config {
 	if c.Queue <= 0 {
 		c.Queue = 4 * c.MaxBatch
 	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = c.Queue
+	}
 	if c.Workers <= 0 {
 		c.Workers = 1
 	}
@@ -143,16 +155,18 @@ func (c Config) withDefaults() Config {
 // New; Serve runs it on a listener. A Server is single-use: once Serve (or
 // Close) returns, its batcher is stopped.
 type Server struct {
-	cfg     Config
-	pred    Predictor
-	info    model.Info
-	log     *slog.Logger
-	fetch   *fetch.Client
-	batch   *batcher
-	metrics *serverMetrics
-	ready   atomic.Bool
-	handler http.Handler
-	ids     requestIDs
+	cfg   Config
+	pred  Predictor
+	info  model.Info
+	log   *slog.Logger
+	fetch *fetch.Client
+	batch *batcher
+	// admission bounds the inference requests in flight; see admit.
+	admission admission
+	metrics   *serverMetrics
+	ready     atomic.Bool
+	handler   http.Handler
+	ids       requestIDs
 }
 
 // New builds a server for predictor p. It checks the model description,
@@ -186,9 +200,11 @@ func New(cfg Config, p Predictor, log *slog.Logger) (*Server, error) {
 		fetch: fetch.New(cfg.Fetch),
 		ids:   newRequestIDs(),
 	}
+	s.admission.max = int64(cfg.MaxInFlight)
 	s.metrics = newServerMetrics()
 	s.batch = newBatcher(p, len(info.Classes), cfg, s.metrics, log)
 	s.metrics.registerQueue(s.batch)
+	s.metrics.registerInFlight(&s.admission)
 	s.handler = s.middleware(s.routes())
 	s.ready.Store(true)
 	return s, nil
@@ -227,7 +243,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	s.log.Info("serving", "addr", ln.Addr().String(), "model", s.info.Name, "arch", s.info.Arch,
-		"max_batch", s.cfg.MaxBatch, "max_delay", s.cfg.MaxDelay, "queue", s.cfg.Queue)
+		"max_batch", s.cfg.MaxBatch, "max_delay", s.cfg.MaxDelay, "queue", s.cfg.Queue, "max_in_flight", s.cfg.MaxInFlight)
 
 	select {
 	case err := <-errc:
@@ -286,7 +302,9 @@ type route struct {
 
 // routeTable lists every endpoint. Method-qualified patterns make the mux
 // answer 405 for wrong methods, and r.Pattern gives metrics a bounded route
-// label. The OpenAPI test checks this table and the document agree.
+// label. Endpoints that decode images or run the model pass admission
+// control (admit); probes, metrics and documentation never do, so a
+// saturated server still reports its health. The OpenAPI test checks this table and the document agree.
 func (s *Server) routeTable() []route {
 	h := func(pattern string, f http.HandlerFunc) route { return route{pattern, f} }
 	return []route{
@@ -298,9 +316,9 @@ func (s *Server) routeTable() []route {
 		h("GET /docs", s.handleDocsRedirect),
 		{"GET /docs/", s.docsHandler()},
 
-		h("GET /image-view", s.handleImageView),
-		h("GET /image-classify", s.handleImageClassify),
-		h("POST /v1/classify", s.handleClassify),
+		h("GET /image-view", s.admit(s.handleImageView)),
+		h("GET /image-classify", s.admit(s.handleImageClassify)),
+		h("POST /v1/classify", s.admit(s.handleClassify)),
 		h("GET /v1/model", s.handleV1Model),
 
 		h("GET /v2", s.handleV2Server),
@@ -308,10 +326,10 @@ func (s *Server) routeTable() []route {
 		h("GET /v2/health/ready", s.handleV2Ready),
 		h("GET /v2/models/{name}", s.handleV2Model),
 		h("GET /v2/models/{name}/ready", s.handleV2ModelReady),
-		h("POST /v2/models/{name}/infer", s.handleV2Infer),
+		h("POST /v2/models/{name}/infer", s.admit(s.handleV2Infer)),
 		h("GET /v2/models/{name}/versions/{version}", s.handleV2Model),
 		h("GET /v2/models/{name}/versions/{version}/ready", s.handleV2ModelReady),
-		h("POST /v2/models/{name}/versions/{version}/infer", s.handleV2Infer),
+		h("POST /v2/models/{name}/versions/{version}/infer", s.admit(s.handleV2Infer)),
 	}
 }
 
