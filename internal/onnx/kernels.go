@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"sync"
 
+	"github.com/fashion-classifier/fashion/internal/metrics"
 	"github.com/fashion-classifier/fashion/internal/nn"
 	"github.com/fashion-classifier/fashion/internal/tensor"
 )
@@ -698,29 +699,7 @@ type softmaxStep struct {
 func (s *softmaxStep) run(st *state, n int) {
 	x, y := st.bufs[s.in][:n*s.rows*s.width], st.get(s.out, n*s.rows*s.width)
 	for r := range n * s.rows {
-		softmax(y[r*s.width:(r+1)*s.width], x[r*s.width:(r+1)*s.width])
-	}
-}
-
-// softmax sets dst to the softmax of src, subtracting the maximum first so
-// that large scores do not overflow.
-func softmax(dst, src []float32) {
-	if len(src) == 0 {
-		return
-	}
-	m := src[0]
-	for _, v := range src {
-		m = max(m, v)
-	}
-	var sum float64
-	for i, v := range src {
-		e := math.Exp(float64(v - m))
-		dst[i] = float32(e)
-		sum += e
-	}
-	inv := float32(1 / sum)
-	for i := range dst {
-		dst[i] *= inv
+		metrics.Softmax(y[r*s.width:(r+1)*s.width], x[r*s.width:(r+1)*s.width])
 	}
 }
 
