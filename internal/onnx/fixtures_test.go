@@ -1,7 +1,9 @@
 package onnx
 
 import (
+	"compress/gzip"
 	"encoding/json"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -12,6 +14,38 @@ import (
 
 // fixtureDir holds the models exported by tools/onnx/export_fixtures.py.
 var fixtureDir = filepath.Join("..", "..", "testdata", "onnx")
+
+// openFixture loads testdata/onnx/<name>.onnx, or <name>.onnx.gz: the
+// MobileNetV3 fixture is stored compressed to keep the repository small.
+func openFixture(t *testing.T, name string) *Model {
+	t.Helper()
+	path := filepath.Join(fixtureDir, name+".onnx")
+	if _, err := os.Stat(path + ".gz"); err != nil {
+		m, err := Open(path, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	f, err := os.Open(path + ".gz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Decode(data, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
 
 // expected is a fixture's <name>.expected.json.
 type expected struct {
@@ -33,10 +67,7 @@ func TestPyTorchFixtures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m, err := Open(filepath.Join(fixtureDir, tt.name+".onnx"), Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			m := openFixture(t, tt.name)
 			data, err := os.ReadFile(filepath.Join(fixtureDir, tt.name+".expected.json"))
 			if err != nil {
 				t.Fatal(err)

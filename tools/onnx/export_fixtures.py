@@ -21,7 +21,9 @@ python3-torch python3-torchvision). Run from the repository root:
   nice -n 19 /usr/bin/python3 tools/onnx/export_fixtures.py
 """
 
+import gzip
 import json
+import math
 import os
 import sys
 
@@ -93,6 +95,29 @@ def randomise_bn(model, gen):
             m.bias.data.copy_(torch.randn(c, generator=gen) * 0.1)
 
 
+def quantise(model, levels=15):
+    """Round every weight and batch-norm statistic to a power-of-two grid
+    of about ±levels steps. The network is still torchvision's, with
+    random weights, but its file then compresses about fivefold, so the
+    fixture stays small enough to commit."""
+    with torch.no_grad():
+        tensors = list(model.parameters()) + [b for b in model.buffers() if b.dtype.is_floating_point]
+        for t in tensors:
+            peak = t.abs().max().item()
+            if peak == 0:
+                continue
+            step = 2.0 ** math.ceil(math.log2(peak / levels))
+            t.copy_(torch.round(t / step) * step)
+
+
+def gzip_file(path):
+    """Replace path by path.gz."""
+    with open(path, "rb") as src, gzip.open(path + ".gz", "wb", compresslevel=9) as dst:
+        dst.write(src.read())
+    os.remove(path)
+    print("%s.gz: %d bytes" % (path, os.path.getsize(path + ".gz")))
+
+
 def export(model, name, in_ch, opset, out_dir, gen):
     model.eval()
     grey = torch.randn(N_INPUTS, 1, 28, 28, generator=gen)
@@ -138,7 +163,9 @@ def main():
         scale = 1.0 / probe.std().item()
         last.weight.mul_(scale)
         last.bias.mul_(scale)
+    quantise(mnv3)
     export(mnv3, "mobilenet_v3_small", 3, 17, out_dir, gen)
+    gzip_file(os.path.join(out_dir, "mobilenet_v3_small.onnx"))
 
     ops = Ops()
     randomise_bn(ops, gen)
