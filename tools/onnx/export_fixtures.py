@@ -3,7 +3,7 @@
 
 Writes, into testdata/onnx/ (or the directory given as the first argument):
 
-  mobilenet_v3_small.onnx   torchvision's mobilenet_v3_small(num_classes=10)
+  mobilenet_v3_small.onnx.gz  torchvision's mobilenet_v3_small(num_classes=10)
                             with random weights and batch-norm statistics, on
                             [N,3,28,28] input, opset 17 (HardSwish operators)
   ops13.onnx                a small network using every other operator the
