@@ -66,7 +66,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&cfg.MaxBatch, "max-batch", 32, "most images per forward pass")
 	fs.DurationVar(&cfg.MaxDelay, "max-delay", 500*time.Microsecond, "longest a forming batch waits for more requests (0: never wait)")
 	fs.IntVar(&cfg.Queue, "queue", 0, "most images waiting for inference before answering 503 (default 4×max-batch)")
-	fs.IntVar(&cfg.MaxInFlight, "max-inflight", 0, "most inference requests served at once; beyond it 503 + Retry-After before reading the body (default: -queue)")
+	fs.IntVar(&cfg.MaxInFlight, "max-inflight", 0, "most inference requests served at once; beyond it 503 + Retry-After before reading the body (default: max-batch×workers, at most -queue)")
 	fs.IntVar(&cfg.Workers, "workers", 1, "goroutines running forward passes")
 	fs.Int64Var(&cfg.MaxBody, "max-body", 10<<20, "largest request body in bytes")
 	fs.IntVar(&cfg.MaxPixels, "max-pixels", imageprep.DefaultMaxPixels, "largest image in pixels (width×height), checked before decoding")

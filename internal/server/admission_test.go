@@ -123,3 +123,23 @@ func TestAdmissionRefusesBeforeReadingBody(t *testing.T) {
 		t.Errorf("request after the slot freed: status %d, want 200; body %s", r.code, r.body)
 	}
 }
+
+// TestMaxInFlightDefault checks how the admission bound follows the batcher
+// settings when it is not set.
+func TestMaxInFlightDefault(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		want int
+	}{
+		{"all defaults: one batch of 32", Config{}, 32},
+		{"two workers", Config{MaxBatch: 8, Workers: 2}, 16},
+		{"capped by a shallow queue", Config{MaxBatch: 32, Queue: 10}, 10},
+		{"set explicitly", Config{MaxBatch: 32, MaxInFlight: 100}, 100},
+	}
+	for _, tt := range tests {
+		if got := tt.cfg.withDefaults().MaxInFlight; got != tt.want {
+			t.Errorf("%s: MaxInFlight %d, want %d", tt.name, got, tt.want)
+		}
+	}
+}
