@@ -25,7 +25,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -87,11 +86,9 @@ func main() {
 	if rep != nil {
 		fmt.Print(rep.text())
 		if o.jsonPath != "" {
-			if b, jerr := json.MarshalIndent(rep, "", "  "); jerr == nil {
-				if werr := os.WriteFile(o.jsonPath, append(b, '\n'), 0o644); werr != nil {
-					fmt.Fprintln(os.Stderr, "overload: writing -json:", werr)
-					os.Exit(1)
-				}
+			if werr := loadgen.WriteJSON(o.jsonPath, rep); werr != nil {
+				fmt.Fprintln(os.Stderr, "overload:", werr)
+				os.Exit(1)
 			}
 		}
 	}

@@ -21,7 +21,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -68,9 +67,8 @@ func main() {
 	if rep != nil {
 		fmt.Print(rep.text())
 		if o.jsonPath != "" {
-			b, _ := json.MarshalIndent(rep, "", "  ")
-			if werr := os.WriteFile(o.jsonPath, append(b, '\n'), 0o644); werr != nil {
-				fmt.Fprintln(os.Stderr, "soak: writing -json:", werr)
+			if werr := loadgen.WriteJSON(o.jsonPath, rep); werr != nil {
+				fmt.Fprintln(os.Stderr, "soak:", werr)
 				os.Exit(1)
 			}
 		}
