@@ -298,12 +298,18 @@ func (s *Server) handleImageClassify(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	s.classifyOne(w, r, &t, data, o)
+}
+
+// classifyOne prepares one encoded image, classifies it and answers the
+// result object: the tail shared by every single-image endpoint.
+func (s *Server) classifyOne(w http.ResponseWriter, r *http.Request, t *ticket, data []byte, o options) {
 	g, err := s.prepare(data)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	res, err := s.classify(r.Context(), &t, []*image.Gray{g}, o)
+	res, err := s.classify(r.Context(), t, []*image.Gray{g}, o)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -406,17 +412,7 @@ func (s *Server) handleClassify(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, err)
 			return
 		}
-		g, err := s.prepare(buf.Bytes())
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		res, err := s.classify(r.Context(), &t, []*image.Gray{g}, o)
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, res[0])
+		s.classifyOne(w, r, &t, buf.Bytes(), o)
 	default:
 		s.fail(w, r, withStatus(http.StatusUnsupportedMediaType, fmt.Errorf(
 			"Content-Type %q is not accepted: send an image (image/png, image/jpeg, image/gif, image/webp, image/bmp), multipart/form-data with file parts, or application/json", mt)))

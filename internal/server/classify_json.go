@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"image"
 	"io"
 	"net/http"
 	"strings"
@@ -143,17 +142,7 @@ func (s *Server) classifyJSON(w http.ResponseWriter, r *http.Request, t *ticket,
 			s.fail(w, r, err)
 			return
 		}
-		g, err := s.prepare(data)
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		res, err := s.classify(r.Context(), t, []*image.Gray{g}, o)
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, res[0])
+		s.classifyOne(w, r, t, data, o)
 		return
 	}
 
