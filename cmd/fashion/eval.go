@@ -16,7 +16,7 @@ import (
 
 func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("eval", stderr)
-	modelPath := fs.String("model", "", "model file (default: $WEIGHT_PATH, else the embedded model)")
+	models := addModelFlags(fs)
 	dataFlag := fs.String("data", "", "Fashion-MNIST directory (default: $FASHION_DATA, ./data/fashion-mnist, /usr/share/datasets/fashion-mnist)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	confusion := fs.String("confusion", "", "also write the confusion matrix as a PNG to this file")
@@ -27,7 +27,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	m, err := openModel(*modelPath)
+	m, err := models.open()
 	if err != nil {
 		return err
 	}

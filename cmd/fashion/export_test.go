@@ -43,8 +43,25 @@ func TestExportONNXThenEval(t *testing.T) {
 	if got := accuracy("-model", out); got != native {
 		t.Errorf("ONNX export: accuracy %v, embedded model %v", got, native)
 	}
+	names := "T-shirt/top,Trouser,Pullover,Dress,Coat,Sandal,Shirt,Sneaker,Bag,Ankle boot"
+	if got := accuracy("-model", out, "-mean", "0.2860", "-std", "0.3530", "-classes", names); got != native {
+		t.Errorf("ONNX export with explicit -mean/-std/-classes: accuracy %v, embedded model %v", got, native)
+	}
 	t.Setenv("WEIGHT_PATH", out)
 	if got := accuracy(); got != native {
 		t.Errorf("ONNX export via WEIGHT_PATH: accuracy %v, embedded model %v", got, native)
+	}
+}
+
+func TestModelFlagsRefuseMisuse(t *testing.T) {
+	for _, args := range [][]string{
+		{"eval", "-mean", "0.5"},                   // our own model files record their normalisation
+		{"predict", "-classes", "a,b", "x.png"},    // likewise their classes
+		{"eval", "-model", "m.onnx", "-std", "-1"}, // nonsense
+	} {
+		var stderr bytes.Buffer
+		if code := run(context.Background(), args, &bytes.Buffer{}, &stderr); code == 0 {
+			t.Errorf("%q: exit 0, want an error", args)
+		}
 	}
 }

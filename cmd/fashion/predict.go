@@ -35,7 +35,7 @@ type topK struct {
 
 func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("predict", stderr)
-	modelPath := fs.String("model", "", "model file (default: $WEIGHT_PATH, else the embedded model)")
+	models := addModelFlags(fs)
 	top := fs.Int("top", 3, "how many classes to list per image")
 	asJSON := fs.Bool("json", false, "print JSON lines instead of a table")
 	showDir := fs.String("save-input", "", "write the 28×28 image the model saw for each file into this directory (enlarged ×8)")
@@ -51,7 +51,7 @@ func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fs.Usage()
 		return errors.New("no image files given")
 	}
-	m, err := openModel(*modelPath)
+	m, err := models.open()
 	if err != nil {
 		return err
 	}

@@ -56,7 +56,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		cfg            server.Config
 		cidrs          prefixList
 		hosts, origins stringList
-		modelPath      = fs.String("model", "", "safetensors model `file` (default: $WEIGHT_PATH, else the model embedded in the binary)")
+		models         = addModelFlags(fs)
 		logFormat      = fs.String("log-format", "text", "log format: text or json")
 		logLevel       = fs.String("log-level", "info", "log level: debug, info, warn or error")
 		fetchTimeout   = fs.Duration("fetch-timeout", 10*time.Second, "total time allowed for fetching one image URL")
@@ -112,7 +112,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	start := time.Now()
-	clf, err := openModel(*modelPath)
+	clf, err := models.open()
 	if err != nil {
 		return fmt.Errorf("loading model: %w", err)
 	}
