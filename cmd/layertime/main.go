@@ -14,13 +14,14 @@ import (
 	"math/rand/v2"
 	"os"
 	"reflect"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/fashion-classifier/fashion/internal/model"
 	"github.com/fashion-classifier/fashion/internal/nn"
 	"github.com/fashion-classifier/fashion/internal/optim"
+
+	"github.com/fashion-classifier/fashion/internal/cputime"
 )
 
 func main() {
@@ -136,12 +137,9 @@ func layerName(s *nn.Sequential, i int) string {
 	return fmt.Sprint(i)
 }
 
-// cpuTime returns the user and system CPU time used so far by the whole
-// process.
+// cpuTime returns the CPU time used so far by the whole process (0 where
+// the system does not say).
 func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	d, _ := cputime.Process()
+	return d
 }

@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/fashion-classifier/fashion/internal/cputime"
 )
 
 // BenchmarkConv measures the 3×3 convolutions of the default network on a
@@ -23,7 +25,7 @@ func BenchmarkConv(b *testing.B) {
 		macs := float64(128*s.side*s.side) * float64(9*s.in*s.out)
 		name := fmt.Sprintf("%dx%d_%d-%d", s.side, s.side, s.in, s.out)
 		b.Run("forward/"+name, func(b *testing.B) {
-			cpu0, ok0 := processCPUTime()
+			cpu0, ok0 := cputime.Process()
 			for b.Loop() {
 				c.Forward(x, true)
 			}
@@ -37,7 +39,7 @@ func BenchmarkConv(b *testing.B) {
 			bwd = 2 * macs
 		}
 		b.Run("backward/"+name, func(b *testing.B) {
-			cpu0, ok0 := processCPUTime()
+			cpu0, ok0 := cputime.Process()
 			for b.Loop() {
 				c.Backward(dy)
 			}
@@ -50,7 +52,7 @@ func BenchmarkConv(b *testing.B) {
 // reportCPU reports the process CPU time per iteration since cpu0, which
 // on a busy machine tracks the work done far better than wall time.
 func reportCPU(b *testing.B, cpu0 time.Duration, ok0 bool) {
-	if cpu1, ok := processCPUTime(); ok && ok0 && b.N > 0 {
+	if cpu1, ok := cputime.Process(); ok && ok0 && b.N > 0 {
 		b.ReportMetric(float64(cpu1-cpu0)/1e6/float64(b.N), "cpu-ms/op")
 	}
 }
@@ -74,7 +76,7 @@ func BenchmarkConvPaths(b *testing.B) {
 			y := c.Forward(x, true)
 			dy := randTensor(rng, y.N, y.H, y.W, y.C)
 			b.Run(fmt.Sprintf("%dx%d_%d-%d/%s", s.side, s.side, s.in, s.out, path.name), func(b *testing.B) {
-				cpu0, ok0 := processCPUTime()
+				cpu0, ok0 := cputime.Process()
 				for b.Loop() {
 					c.Forward(x, true)
 					c.Backward(dy)

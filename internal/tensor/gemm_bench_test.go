@@ -3,6 +3,8 @@ package tensor
 import (
 	"runtime"
 	"testing"
+
+	"github.com/fashion-classifier/fashion/internal/cputime"
 )
 
 // benchShapes are the products training and inference actually run, plus
@@ -48,12 +50,12 @@ func BenchmarkGemm(b *testing.B) {
 				if s.m*s.n*s.k >= parallelMinWork {
 					th = threads
 				}
-				cpu0, cpuOK := processCPUTime()
+				cpu0, cpuOK := cputime.Process()
 				for b.Loop() {
 					gemm(kern, th, s.transA, s.transB, s.m, s.n, s.k, 1, a, lda, bm, ldb, 0, c, s.n)
 				}
 				reportGFLOPS(b, s.m, s.n, s.k)
-				if cpu1, ok := processCPUTime(); ok && cpuOK && cpu1 > cpu0 {
+				if cpu1, ok := cputime.Process(); ok && cpuOK && cpu1 > cpu0 {
 					// On a shared machine wall-clock rates depend on the
 					// other load; the rate per CPU-second consumed does
 					// much less (with 2 threads its ideal is one core's).

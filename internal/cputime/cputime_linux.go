@@ -1,6 +1,6 @@
 //go:build linux
 
-package tensor
+package cputime
 
 import (
 	"syscall"
@@ -11,9 +11,9 @@ import (
 // clockProcessCPUTime is CLOCK_PROCESS_CPUTIME_ID from <time.h>.
 const clockProcessCPUTime = 2
 
-// processCPUTime returns the CPU time used so far by all threads of the
+// Process returns the CPU time used so far by all threads of the
 // process, with nanosecond resolution, and whether it is available.
-func processCPUTime() (time.Duration, bool) {
+func Process() (time.Duration, bool) {
 	var ts syscall.Timespec
 	_, _, errno := syscall.Syscall(syscall.SYS_CLOCK_GETTIME, clockProcessCPUTime, uintptr(unsafe.Pointer(&ts)), 0)
 	if errno != 0 {
