@@ -83,22 +83,10 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	rep, err := run(ctx, o, os.Stderr)
-	if rep != nil {
-		fmt.Print(rep.text())
-		if o.jsonPath != "" {
-			if werr := loadgen.WriteJSON(o.jsonPath, rep); werr != nil {
-				fmt.Fprintln(os.Stderr, "overload:", werr)
-				os.Exit(1)
-			}
-		}
+	if rep == nil {
+		os.Exit(loadgen.Finish("overload", nil, "", false, o.jsonPath, err))
 	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "overload:", err)
-		os.Exit(1)
-	}
-	if !rep.Pass {
-		os.Exit(1)
-	}
+	os.Exit(loadgen.Finish("overload", rep, rep.text(), rep.Pass, o.jsonPath, err))
 }
 
 // Check is one pass/fail criterion.

@@ -64,22 +64,10 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	rep, err := run(ctx, o, os.Stderr)
-	if rep != nil {
-		fmt.Print(rep.text())
-		if o.jsonPath != "" {
-			if werr := loadgen.WriteJSON(o.jsonPath, rep); werr != nil {
-				fmt.Fprintln(os.Stderr, "soak:", werr)
-				os.Exit(1)
-			}
-		}
+	if rep == nil {
+		os.Exit(loadgen.Finish("soak", nil, "", false, o.jsonPath, err))
 	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "soak:", err)
-		os.Exit(1)
-	}
-	if !rep.Pass {
-		os.Exit(1)
-	}
+	os.Exit(loadgen.Finish("soak", rep, rep.text(), rep.Pass, o.jsonPath, err))
 }
 
 // Sample is one reading of the server's metrics.

@@ -463,3 +463,28 @@ func WriteJSON(path string, v any) error {
 	}
 	return nil
 }
+
+// Finish ends a judging bench program (overload, soak): it prints the
+// report's text, writes the report as JSON to jsonPath when set, reports
+// err, and returns the exit code: 1 on an error or a failed check.
+// report is nil when the run produced none.
+func Finish(name string, report any, text string, pass bool, jsonPath string, err error) int {
+	code := 0
+	if report != nil {
+		fmt.Print(text)
+		if jsonPath != "" {
+			if werr := WriteJSON(jsonPath, report); werr != nil {
+				fmt.Fprintf(os.Stderr, "%s: %v\n", name, werr)
+				code = 1
+			}
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		return 1
+	}
+	if !pass {
+		return 1
+	}
+	return code
+}
