@@ -45,16 +45,6 @@ func CheckLoopback(rawURL string) error {
 	return checkLoopbackHost(u.Hostname())
 }
 
-// CheckLoopbackAddr returns an error unless addr ("host:port") names a
-// loopback IP literal or "localhost".
-func CheckLoopbackAddr(addr string) error {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("address %q is not host:port: %w", addr, err)
-	}
-	return checkLoopbackHost(host)
-}
-
 // ErrNotLoopback is wrapped by every refusal of a non-loopback target.
 var ErrNotLoopback = errors.New("not a loopback address")
 
