@@ -2,7 +2,7 @@
 """Reference figures measured in the same run as our Go benchmarks.
 
 PyTorch (Debian's python3-torch, oneDNN on CPU) with 2 threads: the same
-VGG-style network as internal/model.VGG (width 32), one SGD training step on
+VGG-style network as internal/arch.VGG (width 32), one SGD training step on
 a batch of 128, and inference at batch 1 and 256; plus numpy's OpenBLAS
 sgemm on the conv-shaped product M=25088, K=288, N=64 and on 1024³.
 Prints one line per figure: "name value unit". Used by bench/run.

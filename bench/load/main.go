@@ -11,7 +11,7 @@
 // successful /image-classify answer. It reports medians of -runs runs as a
 // Markdown table on stdout (and in -md) and as JSON (-json).
 //
-// It also measures in-process batched inference (model.Open("", nil) and
+// It also measures in-process batched inference (modelfile.Open("", nil) and
 // Predict at batch 32 and 256), so that HTTP throughput can be stated as a
 // fraction of what the model alone can do.
 //
@@ -42,7 +42,7 @@ import (
 	"time"
 
 	"github.com/fashion-classifier/fashion/bench/load/loadgen"
-	"github.com/fashion-classifier/fashion/internal/model"
+	"github.com/fashion-classifier/fashion/internal/modelfile"
 )
 
 // scenario is one row of the results table.
@@ -306,17 +306,17 @@ func oneRun(ctx context.Context, o options, r int, chosen []scenario, image stri
 	return nil
 }
 
-// measureInference times model.Predict in this process at batch 32 (the
+// measureInference times modelfile.Predict in this process at batch 32 (the
 // server's default -max-batch) and 256, runs times each.
 func measureInference(ctx context.Context, runs int, d time.Duration) ([]InferResult, error) {
-	clf, err := model.Open("", nil)
+	clf, err := modelfile.Open("", nil)
 	if err != nil {
 		return nil, fmt.Errorf("opening the embedded model: %w", err)
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	var out []InferResult
 	for _, batch := range []int{32, 256} {
-		x := make([]float32, batch*model.Pixels)
+		x := make([]float32, batch*modelfile.Pixels)
 		for i := range x {
 			x[i] = rng.Float32()*3 - 0.8
 		}
@@ -380,7 +380,7 @@ func markdown(rep *Report) string {
 			loadgen.Median(rep.ColdStarts), floats(rep.ColdStarts, "%.0f"), mib(medianInt(rep.IdleRSS)), mib(rep.PeakRSS))
 	}
 	if len(rep.Inference) > 0 {
-		p("### In-process batched inference (model.Predict, embedded model)\n\n| batch | images/s (median) | runs | heap allocated per call |\n|---:|---:|---|---:|\n")
+		p("### In-process batched inference (modelfile.Predict, embedded model)\n\n| batch | images/s (median) | runs | heap allocated per call |\n|---:|---:|---|---:|\n")
 		for _, in := range rep.Inference {
 			p("| %d | %.0f | %s | %.1f MiB |\n", in.Batch, in.Median, floats(in.ImagesPerSec, "%.0f"), in.AllocPerCall/(1<<20))
 		}

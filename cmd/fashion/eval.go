@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/fashion-classifier/fashion/internal/chart"
+	"github.com/fashion-classifier/fashion/internal/eval"
 	"github.com/fashion-classifier/fashion/internal/idx"
-	"github.com/fashion-classifier/fashion/internal/metrics"
 	"github.com/fashion-classifier/fashion/internal/train"
 )
 
@@ -71,7 +71,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return enc.Encode(struct {
 			Model  any    `json:"model"`
 			Source string `json:"data"`
-			metrics.Report
+			eval.Report
 		}{info, dir, rep})
 	}
 	fmt.Fprintf(stdout, "model %s (%s, %s, sha256 %.12s…) on %s\n", info.Name, info.Arch, info.Source, info.SHA256, dir)

@@ -8,7 +8,8 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/fashion-classifier/fashion/internal/model"
+	"github.com/fashion-classifier/fashion/internal/arch"
+	"github.com/fashion-classifier/fashion/internal/modelfile"
 	"github.com/fashion-classifier/fashion/internal/onnx"
 	shipped "github.com/fashion-classifier/fashion/model"
 )
@@ -72,19 +73,19 @@ func exportData(path string) ([]byte, string, error) {
 // exportONNX converts a safetensors model file to ONNX bytes and its
 // sidecar JSON.
 func exportONNX(data []byte) ([]byte, []byte, error) {
-	d, err := model.Decode(data)
+	d, err := modelfile.Decode(data)
 	if err != nil {
 		return nil, nil, err
 	}
-	arch, err := model.LookupArch(d.Meta.Arch)
+	a, err := arch.LookupArch(d.Meta.Arch)
 	if err != nil {
 		return nil, nil, err
 	}
-	net := arch.Build(rand.New(rand.NewPCG(0, 0)), len(d.Meta.Classes))
-	if err := model.Load(net, d.Weights); err != nil {
+	net := a.Build(rand.New(rand.NewPCG(0, 0)), len(d.Meta.Classes))
+	if err := modelfile.Load(net, d.Weights); err != nil {
 		return nil, nil, err
 	}
-	b, err := onnx.Export(net, onnx.ExportMeta{Name: model.DefaultName, Arch: d.Meta.Arch, Classes: d.Meta.Classes,
+	b, err := onnx.Export(net, onnx.ExportMeta{Name: modelfile.DefaultName, Arch: d.Meta.Arch, Classes: d.Meta.Classes,
 		Mean: d.Meta.Mean, Std: d.Meta.Std, TestAccuracy: d.Meta.TestAccuracy})
 	if err != nil {
 		return nil, nil, err

@@ -6,14 +6,14 @@ import (
 	"os"
 	"strings"
 
-	"github.com/fashion-classifier/fashion/internal/model"
+	"github.com/fashion-classifier/fashion/internal/modelfile"
 	"github.com/fashion-classifier/fashion/internal/onnx"
 )
 
 // predictor is what every command needs of a loaded model, whatever its
 // file format.
 type predictor interface {
-	Info() model.Info
+	Info() modelfile.Info
 	Predict(x []float32, n int) ([]float32, error)
 }
 
@@ -59,7 +59,7 @@ func (m *modelFlags) open() (predictor, error) {
 	if m.mean != 0 || m.std != 0 || m.classes != "" {
 		return nil, fmt.Errorf("-mean, -std and -classes apply to ONNX models; %s records its own", describe(path))
 	}
-	return model.Open(path, os.Getenv)
+	return modelfile.Open(path, os.Getenv)
 }
 
 func describe(path string) string {

@@ -12,9 +12,9 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/fashion-classifier/fashion/internal/eval"
 	"github.com/fashion-classifier/fashion/internal/imageprep"
-	"github.com/fashion-classifier/fashion/internal/metrics"
-	"github.com/fashion-classifier/fashion/internal/model"
+	"github.com/fashion-classifier/fashion/internal/modelfile"
 )
 
 // prediction is one file's result, shaped like the service's JSON.
@@ -65,7 +65,7 @@ func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err != nil {
 			res.Error = err.Error()
 		} else {
-			x := make([]float32, model.Pixels)
+			x := make([]float32, modelfile.Pixels)
 			info.Normalize(x, g.Pix)
 			inputs = append(inputs, x...)
 			ok = append(ok, len(results))
@@ -87,7 +87,7 @@ func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		for j, i := range ok {
 			row := probs[j*k : (j+1)*k]
 			r := &results[i]
-			for _, c := range metrics.TopK(row, max(*top, 1)) {
+			for _, c := range eval.TopK(row, max(*top, 1)) {
 				r.Top = append(r.Top, topK{Label: info.Classes[c], ClassID: c, Probability: row[c]})
 			}
 			r.Label, r.ClassID, r.Confidence = r.Top[0].Label, r.Top[0].ClassID, r.Top[0].Probability

@@ -10,7 +10,7 @@ import (
 
 	"github.com/fashion-classifier/fashion/internal/chart"
 	"github.com/fashion-classifier/fashion/internal/idx"
-	"github.com/fashion-classifier/fashion/internal/model"
+	"github.com/fashion-classifier/fashion/internal/modelfile"
 	"github.com/fashion-classifier/fashion/internal/train"
 )
 
@@ -70,7 +70,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	if err := model.Save(*out, res.Net, res.Meta); err != nil {
+	if err := modelfile.Save(*out, res.Net, res.Meta); err != nil {
 		return err
 	}
 	if err := writeFile(*curves, func(w io.Writer) error {

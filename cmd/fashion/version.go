@@ -9,7 +9,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/fashion-classifier/fashion/internal/buildinfo"
-	"github.com/fashion-classifier/fashion/internal/model"
+	"github.com/fashion-classifier/fashion/internal/modelfile"
 )
 
 // versionReport is what "fashion version -json" prints: the build and the
@@ -17,8 +17,8 @@ import (
 // model cannot be loaded, so the build half is still reported.
 type versionReport struct {
 	buildinfo.Info
-	Model      *model.Info `json:"model,omitempty"`
-	ModelError string      `json:"model_error,omitempty"`
+	Model      *modelfile.Info `json:"model,omitempty"`
+	ModelError string          `json:"model_error,omitempty"`
 }
 
 // runVersion prints the binary's version, commit, toolchain and platform and
@@ -37,7 +37,7 @@ func runVersion(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 
 	rep := versionReport{Info: buildinfo.Read()}
-	if c, err := model.Open("", os.Getenv); err != nil {
+	if c, err := modelfile.Open("", os.Getenv); err != nil {
 		rep.ModelError = err.Error()
 	} else {
 		info := c.Info()

@@ -17,7 +17,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/fashion-classifier/fashion/internal/model"
+	"github.com/fashion-classifier/fashion/internal/arch"
+	"github.com/fashion-classifier/fashion/internal/modelfile"
 	"github.com/fashion-classifier/fashion/internal/nn"
 	"github.com/fashion-classifier/fashion/internal/optim"
 
@@ -48,23 +49,23 @@ func run(archName string, batch, steps int, infer bool) error {
 	if batch < 1 || steps < 1 {
 		return fmt.Errorf("batch (%d) and steps (%d) must be positive", batch, steps)
 	}
-	a, err := model.LookupArch(archName)
+	a, err := arch.LookupArch(archName)
 	if err != nil {
 		return err
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
-	net := a.Build(rng, len(model.FashionClasses))
+	net := a.Build(rng, len(modelfile.FashionClasses))
 	params := net.Params()
 	if infer {
 		net = nn.FoldBatchNorm(net)
 	}
-	x := nn.NewTensor(batch, model.Side, model.Side, 1)
+	x := nn.NewTensor(batch, modelfile.Side, modelfile.Side, 1)
 	for i := range x.Data {
 		x.Data[i] = float32(rng.NormFloat64())
 	}
 	labels := make([]uint8, batch)
 	for i := range labels {
-		labels[i] = uint8(rng.IntN(len(model.FashionClasses)))
+		labels[i] = uint8(rng.IntN(len(modelfile.FashionClasses)))
 	}
 	ce := &nn.CrossEntropy{Smoothing: 0.1}
 	opt := &optim.SGD{Momentum: 0.9, Nesterov: true, WeightDecay: 5e-4}

@@ -46,7 +46,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
-	"github.com/fashion-classifier/fashion/internal/model"
+	"github.com/fashion-classifier/fashion/internal/modelfile"
 )
 
 func main() {
@@ -516,7 +516,7 @@ func classify(ctx context.Context, client *http.Client, url string, img []byte) 
 	if err := json.Unmarshal(body, &c); err != nil {
 		return nil, fmt.Errorf("POST %s: answer is not a classification: %w; body: %s", url, err, body)
 	}
-	if c.ClassID < 0 || c.ClassID >= len(model.FashionClasses) || model.FashionClasses[c.ClassID] != c.Label {
+	if c.ClassID < 0 || c.ClassID >= len(modelfile.FashionClasses) || modelfile.FashionClasses[c.ClassID] != c.Label {
 		return nil, fmt.Errorf("POST %s: label %q with class_id %d is not one of the ten classes; body: %s", url, c.Label, c.ClassID, body)
 	}
 	if !(c.Confidence > 0 && c.Confidence <= 1) {
@@ -532,7 +532,7 @@ func classify(ctx context.Context, client *http.Client, url string, img []byte) 
 // samplePNG draws a 28×28 Fashion-MNIST-style image, a bright pair of
 // trousers on black, so the check needs no dataset.
 func samplePNG() ([]byte, error) {
-	img := image.NewGray(image.Rect(0, 0, model.Side, model.Side))
+	img := image.NewGray(image.Rect(0, 0, modelfile.Side, modelfile.Side))
 	for y := 2; y < 26; y++ {
 		for x := 8; x < 20; x++ {
 			leg := x < 13 || x > 14 // the gap between the legs

@@ -11,7 +11,7 @@ import (
 
 	"gonum.org/v1/plot"
 
-	"github.com/fashion-classifier/fashion/internal/metrics"
+	"github.com/fashion-classifier/fashion/internal/eval"
 )
 
 // decode decodes a PNG and checks its size.
@@ -44,23 +44,23 @@ func countColor(img image.Image, c color.RGBA) int {
 func TestConfusionPNG(t *testing.T) {
 	tests := []struct {
 		name  string
-		c     func() *metrics.Confusion
+		c     func() *eval.Confusion
 		title string
 	}{
 		{"fashion 10 classes", sampleConfusion, "Fashion-MNIST test set — accuracy 0.9393"},
 		{"no title", sampleConfusion, ""},
 		{"long title", sampleConfusion, "fashion-mnist (mobilenetv3-small): accuracy 0.8950 on 10000 test images from /usr/share/datasets/fashion-mnist"},
-		{"one class", func() *metrics.Confusion {
-			c := metrics.NewConfusion([]string{"only"})
+		{"one class", func() *eval.Confusion {
+			c := eval.NewConfusion([]string{"only"})
 			c.Add(0, 0)
 			return c
 		}, "one class"},
-		{"two classes", func() *metrics.Confusion {
-			c := metrics.NewConfusion([]string{"cat", "dog"})
+		{"two classes", func() *eval.Confusion {
+			c := eval.NewConfusion([]string{"cat", "dog"})
 			c.Counts = [][]int{{40, 2}, {7, 51}}
 			return c
 		}, "two classes"},
-		{"large counts", func() *metrics.Confusion {
+		{"large counts", func() *eval.Confusion {
 			c := sampleConfusion()
 			for _, row := range c.Counts {
 				for j := range row {
@@ -69,12 +69,12 @@ func TestConfusionPNG(t *testing.T) {
 			}
 			return c
 		}, "Fashion-MNIST training set"},
-		{"many classes", func() *metrics.Confusion {
+		{"many classes", func() *eval.Confusion {
 			names := make([]string, 30)
 			for i := range names {
 				names[i] = "class number " + string(rune('A'+i%26))
 			}
-			c := metrics.NewConfusion(names)
+			c := eval.NewConfusion(names)
 			for i := range names {
 				c.Counts[i][i] = 100 + i
 				c.Counts[i][(i+1)%30] = 7
@@ -131,15 +131,15 @@ func TestConfusionPNGDeterministic(t *testing.T) {
 func TestConfusionPNGErrors(t *testing.T) {
 	tests := []struct {
 		name string
-		c    *metrics.Confusion
+		c    *eval.Confusion
 		want string
 	}{
 		{"nil", nil, "nil"},
-		{"no classes", metrics.NewConfusion(nil), "no classes"},
-		{"no samples", metrics.NewConfusion([]string{"a", "b"}), "no samples"},
-		{"missing row", &metrics.Confusion{Classes: []string{"a", "b"}, Counts: [][]int{{1, 0}}}, "1 rows for 2 classes"},
-		{"short row", &metrics.Confusion{Classes: []string{"a", "b"}, Counts: [][]int{{1, 0}, {1}}}, `row 1 ("b") has 1 columns`},
-		{"negative", &metrics.Confusion{Classes: []string{"a", "b"}, Counts: [][]int{{1, -2}, {0, 1}}}, "negative count -2"},
+		{"no classes", eval.NewConfusion(nil), "no classes"},
+		{"no samples", eval.NewConfusion([]string{"a", "b"}), "no samples"},
+		{"missing row", &eval.Confusion{Classes: []string{"a", "b"}, Counts: [][]int{{1, 0}}}, "1 rows for 2 classes"},
+		{"short row", &eval.Confusion{Classes: []string{"a", "b"}, Counts: [][]int{{1, 0}, {1}}}, `row 1 ("b") has 1 columns`},
+		{"negative", &eval.Confusion{Classes: []string{"a", "b"}, Counts: [][]int{{1, -2}, {0, 1}}}, "negative count -2"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -15,7 +15,7 @@ import (
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
 
-	"github.com/fashion-classifier/fashion/internal/metrics"
+	"github.com/fashion-classifier/fashion/internal/eval"
 )
 
 // Confusion-matrix figure size in pixels.
@@ -34,7 +34,7 @@ const (
 // It returns an error, without writing anything, if c is nil, has no
 // classes, has a Counts matrix that is not len(Classes)×len(Classes), holds
 // a negative count or holds no samples at all.
-func ConfusionPNG(w io.Writer, c *metrics.Confusion, title string) error {
+func ConfusionPNG(w io.Writer, c *eval.Confusion, title string) error {
 	if err := checkConfusion(c); err != nil {
 		return err
 	}
@@ -45,7 +45,7 @@ func ConfusionPNG(w io.Writer, c *metrics.Confusion, title string) error {
 }
 
 // checkConfusion reports what, if anything, makes c impossible to draw.
-func checkConfusion(c *metrics.Confusion) error {
+func checkConfusion(c *eval.Confusion) error {
 	if c == nil {
 		return errors.New("chart: confusion matrix is nil")
 	}
@@ -75,7 +75,7 @@ func checkConfusion(c *metrics.Confusion) error {
 }
 
 // drawConfusion lays out the heatmap and its colour bar on dc.
-func drawConfusion(dc draw.Canvas, c *metrics.Confusion, title string) {
+func drawConfusion(dc draw.Canvas, c *eval.Confusion, title string) {
 	k := len(c.Classes)
 	maxCount := 0
 	for _, row := range c.Counts {

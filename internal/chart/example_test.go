@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fashion-classifier/fashion/internal/metrics"
+	"github.com/fashion-classifier/fashion/internal/eval"
 )
 
 // fashionClasses are the Fashion-MNIST labels, repeated here so the tests do
@@ -19,8 +19,8 @@ var fashionClasses = []string{
 // sampleConfusion returns a confusion matrix shaped like that of a ~94%
 // Fashion-MNIST model: 1000 samples per class, with the usual
 // shirt/T-shirt/pullover/coat confusions.
-func sampleConfusion() *metrics.Confusion {
-	c := metrics.NewConfusion(fashionClasses)
+func sampleConfusion() *eval.Confusion {
+	c := eval.NewConfusion(fashionClasses)
 	c.Counts = [][]int{
 		{891, 0, 13, 11, 2, 0, 78, 0, 5, 0},
 		{1, 990, 0, 6, 1, 0, 1, 0, 1, 0},

@@ -6,7 +6,7 @@ import (
 	"math/rand/v2"
 	"sync/atomic"
 
-	"github.com/fashion-classifier/fashion/internal/tensor"
+	"github.com/fashion-classifier/fashion/internal/blas"
 )
 
 // colBudget bounds the im2col buffer (in float32s). Convolutions run over
@@ -143,7 +143,7 @@ func (c *Conv2D) Forward(x *Tensor, train bool) *Tensor {
 	rowsPer := oh * ow
 	switch {
 	case c.pointwise():
-		tensor.Gemm(false, false, x.N*rowsPer, c.Out, kdim, 1, x.Data, kdim, c.W.Value, c.Out, 0, out.Data, c.Out)
+		blas.Gemm(false, false, x.N*rowsPer, c.Out, kdim, 1, x.Data, kdim, c.W.Value, c.Out, 0, out.Data, c.Out)
 	case c.padded(x.N, x.H, x.W):
 		c.forwardPadded(x, out)
 		return out
@@ -208,9 +208,9 @@ func (c *Conv2D) Backward(dy *Tensor) *Tensor {
 	}
 	if c.pointwise() {
 		rows := x.N * rowsPer
-		tensor.Gemm(true, false, kdim, c.Out, rows, 1, x.Data, kdim, dy.Data, c.Out, 0, c.W.Grad, c.Out)
+		blas.Gemm(true, false, kdim, c.Out, rows, 1, x.Data, kdim, dy.Data, c.Out, 0, c.W.Grad, c.Out)
 		if dx != nil {
-			tensor.Gemm(false, true, rows, kdim, c.Out, 1, dy.Data, c.Out, c.W.Value, c.Out, 0, dx.Data, kdim)
+			blas.Gemm(false, true, rows, kdim, c.Out, 1, dy.Data, c.Out, c.W.Value, c.Out, 0, dx.Data, kdim)
 		}
 		return dx
 	}
@@ -267,7 +267,7 @@ func (c *Conv2D) backwardIm2col(x, dy, dx *Tensor) {
 	})
 }
 
-// gemmFunc is tensor.Gemm or tensor.GemmSerial.
+// gemmFunc is blas.Gemm or blas.GemmSerial.
 type gemmFunc func(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int)
 
 // convWork is one worker's scratch space: unfolded patches and its share
@@ -305,7 +305,7 @@ func (c *Conv2D) chunksOf(n, step int, fn func(ws *convWork, gemm gemmFunc, n0, 
 	}
 	if n < 2*procs {
 		for n0 := 0; n0 < n; n0 += step {
-			fn(&c.work[0], tensor.Gemm, n0, min(n0+step, n), n0 == 0)
+			fn(&c.work[0], blas.Gemm, n0, min(n0+step, n), n0 == 0)
 		}
 		c.work[0].ran = n > 0
 		return
@@ -321,7 +321,7 @@ func (c *Conv2D) chunksOf(n, step int, fn func(ws *convWork, gemm gemmFunc, n0, 
 			if n0 >= n {
 				return
 			}
-			fn(ws, tensor.GemmSerial, n0, min(n0+step, n), !ws.ran)
+			fn(ws, blas.GemmSerial, n0, min(n0+step, n), !ws.ran)
 			ws.ran = true
 		}
 	})
@@ -463,7 +463,7 @@ func addBias(data, b []float32) {
 
 // axpy adds src to dst element-wise.
 func axpy(dst, src []float32) {
-	tensor.Axpy(1, src, dst)
+	blas.Axpy(1, src, dst)
 }
 
 // sumRows sets dst to the column sums of data viewed as rows of width

@@ -5,7 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 
-	"github.com/fashion-classifier/fashion/internal/tensor"
+	"github.com/fashion-classifier/fashion/internal/blas"
 )
 
 // MaxPool takes the maximum over K×K windows moved by Stride, without
@@ -279,7 +279,7 @@ func (l *Linear) Forward(x *Tensor, train bool) *Tensor {
 	}
 	l.x = x
 	out := reuse(&l.out, x.N, 1, 1, l.Out)
-	tensor.Gemm(false, false, x.N, l.Out, l.In, 1, x.Data, l.In, l.W.Value, l.Out, 0, out.Data, l.Out)
+	blas.Gemm(false, false, x.N, l.Out, l.In, 1, x.Data, l.In, l.W.Value, l.Out, 0, out.Data, l.Out)
 	addBias(out.Data, l.B.Value)
 	return out
 }
@@ -287,9 +287,9 @@ func (l *Linear) Forward(x *Tensor, train bool) *Tensor {
 // Backward computes dW = xᵀ·dy, db = Σ dy and dx = dy·Wᵀ.
 func (l *Linear) Backward(dy *Tensor) *Tensor {
 	x := l.x
-	tensor.Gemm(true, false, l.In, l.Out, x.N, 1, x.Data, l.In, dy.Data, l.Out, 0, l.W.Grad, l.Out)
+	blas.Gemm(true, false, l.In, l.Out, x.N, 1, x.Data, l.In, dy.Data, l.Out, 0, l.W.Grad, l.Out)
 	sumRows(l.B.Grad, dy.Data, l.Out)
 	dx := reuse(&l.dx, x.N, x.H, x.W, x.C)
-	tensor.Gemm(false, true, x.N, l.In, l.Out, 1, dy.Data, l.Out, l.W.Value, l.Out, 0, dx.Data, l.In)
+	blas.Gemm(false, true, x.N, l.In, l.Out, 1, dy.Data, l.Out, l.W.Value, l.Out, 0, dx.Data, l.In)
 	return dx
 }

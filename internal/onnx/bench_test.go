@@ -5,7 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/fashion-classifier/fashion/internal/model"
+	"github.com/fashion-classifier/fashion/internal/modelfile"
 )
 
 // BenchmarkONNXvsNative compares the embedded VGG run natively with the
@@ -14,7 +14,7 @@ import (
 // Each reports images per second of wall-clock time and per second of CPU
 // time (the fairer comparison on a busy machine).
 func BenchmarkONNXvsNative(b *testing.B) {
-	native, err := model.Open("", nil)
+	native, err := modelfile.Open("", nil)
 	if err != nil {
 		b.Fatal(err)
 	}

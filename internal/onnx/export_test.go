@@ -5,7 +5,8 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"github.com/fashion-classifier/fashion/internal/model"
+	"github.com/fashion-classifier/fashion/internal/arch"
+	"github.com/fashion-classifier/fashion/internal/modelfile"
 	"github.com/fashion-classifier/fashion/internal/nn"
 	shipped "github.com/fashion-classifier/fashion/model"
 )
@@ -13,7 +14,7 @@ import (
 // randomImages returns n normalised-looking images from a fixed seed.
 func randomImages(n int) []float32 {
 	rng := rand.New(rand.NewPCG(1, 2))
-	x := make([]float32, n*model.Pixels)
+	x := make([]float32, n*modelfile.Pixels)
 	for i := range x {
 		x[i] = float32(rng.NormFloat64())
 	}
@@ -29,18 +30,18 @@ func maxDiff(a, b []float32) float64 {
 }
 
 // embeddedNet rebuilds the network of the model shipped in the binary.
-func embeddedNet(t testing.TB) (*nn.Sequential, model.Meta) {
+func embeddedNet(t testing.TB) (*nn.Sequential, modelfile.Meta) {
 	t.Helper()
-	d, err := model.Decode(shipped.Weights)
+	d, err := modelfile.Decode(shipped.Weights)
 	if err != nil {
 		t.Fatal(err)
 	}
-	arch, err := model.LookupArch(d.Meta.Arch)
+	a, err := arch.LookupArch(d.Meta.Arch)
 	if err != nil {
 		t.Fatal(err)
 	}
-	net := arch.Build(rand.New(rand.NewPCG(0, 0)), len(d.Meta.Classes))
-	if err := model.Load(net, d.Weights); err != nil {
+	net := a.Build(rand.New(rand.NewPCG(0, 0)), len(d.Meta.Classes))
+	if err := modelfile.Load(net, d.Weights); err != nil {
 		t.Fatal(err)
 	}
 	return net, d.Meta
@@ -48,7 +49,7 @@ func embeddedNet(t testing.TB) (*nn.Sequential, model.Meta) {
 
 func TestExportRoundTrip(t *testing.T) {
 	net, meta := embeddedNet(t)
-	mnv3 := model.MobileNetV3Small(rand.New(rand.NewPCG(3, 4)), 10)
+	mnv3 := arch.MobileNetV3Small(rand.New(rand.NewPCG(3, 4)), 10)
 	// Non-trivial batch-norm statistics, so that folding them is checked.
 	rng := rand.New(rand.NewPCG(5, 6))
 	for _, p := range mnv3.Params() {
@@ -75,7 +76,7 @@ func TestExportRoundTrip(t *testing.T) {
 		meta ExportMeta
 	}{
 		{"embedded " + meta.Arch, net, ExportMeta{Name: "embedded", Arch: meta.Arch, Classes: meta.Classes, Mean: meta.Mean, Std: meta.Std, TestAccuracy: meta.TestAccuracy}},
-		{"random mobilenetv3-small", mnv3, ExportMeta{Name: "mnv3", Arch: "mobilenetv3-small", Classes: model.FashionClasses, Mean: 0.5, Std: 0.25}},
+		{"random mobilenetv3-small", mnv3, ExportMeta{Name: "mnv3", Arch: "mobilenetv3-small", Classes: modelfile.FashionClasses, Mean: 0.5, Std: 0.25}},
 	}
 	const n = 33
 	x := randomImages(n)
@@ -97,7 +98,7 @@ func TestExportRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := tt.net.Forward(&nn.Tensor{N: n, H: model.Side, W: model.Side, C: 1, Data: x}, false).Data
+			want := tt.net.Forward(&nn.Tensor{N: n, H: modelfile.Side, W: modelfile.Side, C: 1, Data: x}, false).Data
 			if d := maxDiff(got, want); d > 1e-4 {
 				t.Errorf("exported model's logits differ from the native network's by %g, want ≤ 1e-4", d)
 			} else {
@@ -117,7 +118,7 @@ func TestExportMatchesClassifier(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	native, err := model.Open("", nil)
+	native, err := modelfile.Open("", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/fashion-classifier/fashion/internal/model"
+	"github.com/fashion-classifier/fashion/internal/modelfile"
 )
 
 // fixtureDir holds the models exported by tools/onnx/export_fixtures.py.
@@ -77,7 +77,7 @@ func TestPyTorchFixtures(t *testing.T) {
 				t.Fatal(err)
 			}
 			n := len(want.Outputs)
-			if n == 0 || len(want.Inputs) != n*model.Pixels {
+			if n == 0 || len(want.Inputs) != n*modelfile.Pixels {
 				t.Fatalf("fixture has %d inputs for %d outputs", len(want.Inputs), n)
 			}
 			if got := len(m.prog.steps); got > tt.steps {
@@ -102,7 +102,7 @@ func TestPyTorchFixtures(t *testing.T) {
 			t.Logf("%d steps, max |output − PyTorch| = %.2g", len(m.prog.steps), worst)
 
 			// One image at a time gives the same answers as the batch.
-			one, err := m.Logits(want.Inputs[model.Pixels:2*model.Pixels], 1)
+			one, err := m.Logits(want.Inputs[modelfile.Pixels:2*modelfile.Pixels], 1)
 			if err != nil {
 				t.Fatal(err)
 			}

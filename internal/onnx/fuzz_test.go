@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/fashion-classifier/fashion/internal/model"
+	"github.com/fashion-classifier/fashion/internal/modelfile"
 	"github.com/fashion-classifier/fashion/internal/onnx/onnxpb"
 	"google.golang.org/protobuf/proto"
 )
@@ -27,7 +27,7 @@ func FuzzLoad(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if _, err := m.Predict(make([]float32, 2*model.Pixels), 2); err != nil {
+		if _, err := m.Predict(make([]float32, 2*modelfile.Pixels), 2); err != nil {
 			t.Fatalf("loaded model fails to run: %v", err)
 		}
 	})

@@ -5,9 +5,9 @@ import (
 	"runtime"
 	"sync"
 
-	"github.com/fashion-classifier/fashion/internal/metrics"
+	"github.com/fashion-classifier/fashion/internal/blas"
+	"github.com/fashion-classifier/fashion/internal/eval"
 	"github.com/fashion-classifier/fashion/internal/nn"
-	"github.com/fashion-classifier/fashion/internal/tensor"
 )
 
 // onesVec returns n ones: the scale of a bias-only affine map.
@@ -270,7 +270,7 @@ func (s *convStep) run(st *state, n int) {
 	case s.depthwise():
 		s.runDepthwise(x, y, n)
 	case s.pointwise():
-		tensor.Gemm(false, false, n*s.h*s.w, s.m, s.c, 1, x, s.c, s.wt, s.m, 0, y, s.m)
+		blas.Gemm(false, false, n*s.h*s.w, s.m, s.c, 1, x, s.c, s.wt, s.m, 0, y, s.m)
 	default:
 		s.runUnfolded(st, x, y, n)
 		return
@@ -306,7 +306,7 @@ func (s *convStep) runUnfolded(st *state, x, y []float32, n int) {
 	procs := runtime.GOMAXPROCS(0)
 	if n < 2*procs {
 		for n0 := 0; n0 < n; n0 += chunk {
-			do(0, n0, min(n0+chunk, n), tensor.Gemm, true)
+			do(0, n0, min(n0+chunk, n), blas.Gemm, true)
 		}
 		return
 	}
@@ -315,7 +315,7 @@ func (s *convStep) runUnfolded(st *state, x, y []float32, n int) {
 	}
 	parallelWorkers(n, func(w, lo, hi int) {
 		for n0 := lo; n0 < hi; n0 += chunk {
-			do(w, n0, min(n0+chunk, hi), tensor.GemmSerial, false)
+			do(w, n0, min(n0+chunk, hi), blas.GemmSerial, false)
 		}
 	})
 }
@@ -452,7 +452,7 @@ type gemmStep struct {
 
 func (s *gemmStep) run(st *state, n int) {
 	x, y := st.bufs[s.in][:n*s.k], st.get(s.out, n*s.m)
-	tensor.Gemm(false, false, n, s.m, s.k, 1, x, s.k, s.wt, s.m, 0, y, s.m)
+	blas.Gemm(false, false, n, s.m, s.k, 1, x, s.k, s.wt, s.m, 0, y, s.m)
 	epilogue(y, s.bias, s.ones, s.fn)
 }
 
@@ -699,7 +699,7 @@ type softmaxStep struct {
 func (s *softmaxStep) run(st *state, n int) {
 	x, y := st.bufs[s.in][:n*s.rows*s.width], st.get(s.out, n*s.rows*s.width)
 	for r := range n * s.rows {
-		metrics.Softmax(y[r*s.width:(r+1)*s.width], x[r*s.width:(r+1)*s.width])
+		eval.Softmax(y[r*s.width:(r+1)*s.width], x[r*s.width:(r+1)*s.width])
 	}
 }
 

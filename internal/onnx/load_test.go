@@ -8,7 +8,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/fashion-classifier/fashion/internal/model"
+	"github.com/fashion-classifier/fashion/internal/modelfile"
 	"github.com/fashion-classifier/fashion/internal/onnx/onnxpb"
 	"google.golang.org/protobuf/proto"
 )
@@ -80,7 +80,7 @@ func TestTinyGraphLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := m.Predict(make([]float32, 3*model.Pixels), 3)
+	p, err := m.Predict(make([]float32, 3*modelfile.Pixels), 3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,18 +206,18 @@ func TestSidecarAndOptions(t *testing.T) {
 		name    string
 		sidecar string // "" for none
 		opts    Options
-		want    model.Info
+		want    modelfile.Info
 		wantErr string
 	}{
-		{"defaults", "", Options{}, model.Info{Name: model.DefaultName, Mean: model.DefaultMean, Std: model.DefaultStd, Classes: model.FashionClasses}, ""},
+		{"defaults", "", Options{}, modelfile.Info{Name: modelfile.DefaultName, Mean: modelfile.DefaultMean, Std: modelfile.DefaultStd, Classes: modelfile.FashionClasses}, ""},
 		{"sidecar", `{"name":"theirs","classes":` + classes + `,"mean":0.5,"std":0.25,"test_accuracy":0.9}`, Options{},
-			model.Info{Name: "theirs", Mean: 0.5, Std: 0.25, Classes: []string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"}, TestAccuracy: 0.9}, ""},
+			modelfile.Info{Name: "theirs", Mean: 0.5, Std: 0.25, Classes: []string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"}, TestAccuracy: 0.9}, ""},
 		{"options win", `{"mean":0.5,"std":0.25}`, Options{Name: "flag", Mean: 0.1, Std: 0.2},
-			model.Info{Name: "flag", Mean: 0.1, Std: 0.2, Classes: model.FashionClasses}, ""},
-		{"misspelt key", `{"stdev":0.3}`, Options{}, model.Info{}, "stdev"},
-		{"not JSON", `mean=0.3`, Options{}, model.Info{}, "sidecar"},
-		{"zero std", `{"std":0}`, Options{}, model.Info{}, "std"},
-		{"wrong class count", `{"classes":["x","y","z"]}`, Options{}, model.Info{}, "3 class names"},
+			modelfile.Info{Name: "flag", Mean: 0.1, Std: 0.2, Classes: modelfile.FashionClasses}, ""},
+		{"misspelt key", `{"stdev":0.3}`, Options{}, modelfile.Info{}, "stdev"},
+		{"not JSON", `mean=0.3`, Options{}, modelfile.Info{}, "sidecar"},
+		{"zero std", `{"std":0}`, Options{}, modelfile.Info{}, "std"},
+		{"wrong class count", `{"classes":["x","y","z"]}`, Options{}, modelfile.Info{}, "3 class names"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -271,8 +271,8 @@ func TestFixedBatchReshape(t *testing.T) {
 	}
 	for i := range 3 {
 		for j := range 10 {
-			if got[i*10+j] != x[i*model.Pixels+j] {
-				t.Fatalf("image %d score %d = %v, want pixel %v", i, j, got[i*10+j], x[i*model.Pixels+j])
+			if got[i*10+j] != x[i*modelfile.Pixels+j] {
+				t.Fatalf("image %d score %d = %v, want pixel %v", i, j, got[i*10+j], x[i*modelfile.Pixels+j])
 			}
 		}
 	}
@@ -297,7 +297,7 @@ func TestConcurrentPredict(t *testing.T) {
 			defer wg.Done()
 			for range 5 {
 				k := 1 + g%n // different batch sizes share the pool
-				got, err := m.Predict(x[:k*model.Pixels], k)
+				got, err := m.Predict(x[:k*modelfile.Pixels], k)
 				if err != nil {
 					errs <- err.Error()
 					return

@@ -12,8 +12,8 @@ import (
 	"runtime"
 	"strconv"
 
-	"github.com/fashion-classifier/fashion/internal/metrics"
-	"github.com/fashion-classifier/fashion/internal/model"
+	"github.com/fashion-classifier/fashion/internal/eval"
+	"github.com/fashion-classifier/fashion/internal/modelfile"
 	"github.com/fashion-classifier/fashion/internal/onnx/onnxpb"
 	"google.golang.org/protobuf/proto"
 )
@@ -55,7 +55,7 @@ type Sidecar struct {
 // safe for concurrent use: each concurrent call takes its own buffers from
 // a free list and shares only the immutable compiled program.
 type Model struct {
-	info  model.Info
+	info  modelfile.Info
 	prog  *program
 	chunk int
 	// free holds the buffers of finished runs for the next ones. A bounded
@@ -160,9 +160,9 @@ func decode(data []byte, side *Sidecar, opts Options) (*Model, error) {
 
 // describe gathers the model's Info from opts, the sidecar, the model's
 // metadata_props (as Export writes them) and the defaults, in that order.
-func describe(mp *onnxpb.ModelProto, side *Sidecar, opts Options) (model.Info, error) {
-	info := model.Info{Name: model.DefaultName, Arch: "onnx", Classes: model.FashionClasses,
-		Mean: model.DefaultMean, Std: model.DefaultStd, Source: "memory"}
+func describe(mp *onnxpb.ModelProto, side *Sidecar, opts Options) (modelfile.Info, error) {
+	info := modelfile.Info{Name: modelfile.DefaultName, Arch: "onnx", Classes: modelfile.FashionClasses,
+		Mean: modelfile.DefaultMean, Std: modelfile.DefaultStd, Source: "memory"}
 	for _, p := range mp.GetMetadataProps() {
 		switch p.GetKey() {
 		case "classes":
@@ -234,7 +234,7 @@ func describe(mp *onnxpb.ModelProto, side *Sidecar, opts Options) (model.Info, e
 
 // Info describes the model. Params counts the floating-point values of its
 // weights.
-func (m *Model) Info() model.Info { return m.info }
+func (m *Model) Info() modelfile.Info { return m.info }
 
 func (m *Model) newState() *state {
 	return &state{bufs: make([][]float32, m.prog.slots)}
@@ -299,7 +299,7 @@ func (m *Model) Predict(x []float32, n int) ([]float32, error) {
 	k := m.prog.outSize
 	for r := range n {
 		row := out[r*k : (r+1)*k]
-		metrics.Softmax(row, row)
+		eval.Softmax(row, row)
 	}
 	return out, nil
 }

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/fashion-classifier/fashion/internal/idx"
-	"github.com/fashion-classifier/fashion/internal/model"
+	"github.com/fashion-classifier/fashion/internal/modelfile"
 )
 
 // sharedModels finds the shared model directory: $FASHION_MODELS_DIR, or
@@ -63,7 +63,7 @@ func loadVGG(t testing.TB) (*Model, vggRef) {
 
 // testSet loads the Fashion-MNIST test set from $FASHION_DATA (or the
 // shared copy beside the repository), normalised for info.
-func testSet(t testing.TB, info model.Info) ([]float32, []uint8, int) {
+func testSet(t testing.TB, info modelfile.Info) ([]float32, []uint8, int) {
 	t.Helper()
 	dir := os.Getenv("FASHION_DATA")
 	if dir == "" {
@@ -84,7 +84,7 @@ func TestVGGMatchesPyTorch(t *testing.T) {
 	if len(ref.Logits) != 100 {
 		t.Fatalf("reference has %d logit rows, want 100", len(ref.Logits))
 	}
-	logits, err := m.Logits(x[:100*model.Pixels], 100)
+	logits, err := m.Logits(x[:100*modelfile.Pixels], 100)
 	if err != nil {
 		t.Fatal(err)
 	}

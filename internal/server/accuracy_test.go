@@ -11,9 +11,9 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/fashion-classifier/fashion/internal/eval"
 	"github.com/fashion-classifier/fashion/internal/idx"
-	"github.com/fashion-classifier/fashion/internal/metrics"
-	"github.com/fashion-classifier/fashion/internal/model"
+	"github.com/fashion-classifier/fashion/internal/modelfile"
 )
 
 // accuracyImages is how many test-set images the HTTP accuracy test sends.
@@ -24,7 +24,7 @@ const accuracyImages = 200
 // /v1/classify and as UINT8 tensors to the v2 protocol — gives the same
 // accuracy as calling Predict directly on the same images.
 func TestAccuracyThroughHTTP(t *testing.T) {
-	clf, err := model.Open("", os.Getenv)
+	clf, err := modelfile.Open("", os.Getenv)
 	if err != nil {
 		t.Skipf("skipping: the real model is not available yet: %v", err)
 	}
@@ -43,9 +43,9 @@ func TestAccuracyThroughHTTP(t *testing.T) {
 	info := clf.Info()
 
 	// Direct: one batched Predict on the normalised pixels.
-	x := make([]float32, n*model.Pixels)
+	x := make([]float32, n*modelfile.Pixels)
 	for i := range n {
-		info.Normalize(x[i*model.Pixels:(i+1)*model.Pixels], test.Images.Image(i))
+		info.Normalize(x[i*modelfile.Pixels:(i+1)*modelfile.Pixels], test.Images.Image(i))
 	}
 	probs, err := clf.Predict(x, n)
 	if err != nil {
@@ -53,7 +53,7 @@ func TestAccuracyThroughHTTP(t *testing.T) {
 	}
 	direct := make([]int, n)
 	for i := range n {
-		direct[i] = metrics.Argmax(probs[i*10 : (i+1)*10])
+		direct[i] = eval.Argmax(probs[i*10 : (i+1)*10])
 	}
 
 	ts := startServer(t, Config{}, clf)
@@ -66,7 +66,7 @@ func TestAccuracyThroughHTTP(t *testing.T) {
 	for range 8 {
 		wg.Go(func() {
 			for i := range work {
-				g := &image.Gray{Pix: test.Images.Image(i), Stride: model.Side, Rect: image.Rect(0, 0, model.Side, model.Side)}
+				g := &image.Gray{Pix: test.Images.Image(i), Stride: modelfile.Side, Rect: image.Rect(0, 0, modelfile.Side, modelfile.Side)}
 				var buf bytes.Buffer
 				if err := png.Encode(&buf, g); err != nil {
 					t.Error(err)
@@ -112,7 +112,7 @@ func TestAccuracyThroughHTTP(t *testing.T) {
 		}
 		out := resp.Outputs[0].Data
 		for i := range end - start {
-			viaV2 = append(viaV2, metrics.Argmax(out[i*10:(i+1)*10]))
+			viaV2 = append(viaV2, eval.Argmax(out[i*10:(i+1)*10]))
 		}
 	}
 

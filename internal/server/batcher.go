@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/fashion-classifier/fashion/internal/model"
+	"github.com/fashion-classifier/fashion/internal/modelfile"
 )
 
 // Errors the batcher returns instead of a prediction. Handlers answer both
@@ -137,8 +137,8 @@ func (b *batcher) submit(ctx context.Context, t *ticket, x []float32, n int) ([]
 	if n <= 0 {
 		return nil, nil
 	}
-	if len(x) != n*model.Pixels {
-		return nil, fmt.Errorf("batcher: %d input values for %d images, want %d", len(x), n, n*model.Pixels)
+	if len(x) != n*modelfile.Pixels {
+		return nil, fmt.Errorf("batcher: %d input values for %d images, want %d", len(x), n, n*modelfile.Pixels)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -180,7 +180,7 @@ func (b *batcher) submit(ctx context.Context, t *ticket, x []float32, n int) ([]
 // work is one worker's loop: form a batch, run it, repeat until stopped.
 func (b *batcher) work() {
 	batch := make([]*job, 0, b.maxBatch)
-	xbuf := make([]float32, 0, b.maxBatch*model.Pixels)
+	xbuf := make([]float32, 0, b.maxBatch*modelfile.Pixels)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	var carry *job // a job that did not fit the previous batch
@@ -311,7 +311,7 @@ func (b *batcher) predict(x []float32, n int) (probs []float32, err error) {
 		for i := 0; i < n && err == nil; i += b.maxBatch {
 			m := min(b.maxBatch, n-i)
 			var p []float32
-			p, err = b.pred.Predict(x[i*model.Pixels:(i+m)*model.Pixels], m)
+			p, err = b.pred.Predict(x[i*modelfile.Pixels:(i+m)*modelfile.Pixels], m)
 			if err == nil && len(p) != m*b.classes {
 				err = fmt.Errorf("inference failed: model returned %d values for %d images, want %d", len(p), m, m*b.classes)
 			}

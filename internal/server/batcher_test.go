@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fashion-classifier/fashion/internal/model"
+	"github.com/fashion-classifier/fashion/internal/modelfile"
 )
 
 // newTestBatcher returns a batcher over pred with cfg's batching settings,
@@ -26,12 +26,12 @@ func newTestBatcher(t *testing.T, cfg Config, pred Predictor) *batcher {
 }
 
 // images returns n normalised inputs whose fake classes are known.
-func images(t *testing.T, info model.Info, vals ...uint8) ([]float32, []int) {
-	x := make([]float32, 0, len(vals)*model.Pixels)
+func images(t *testing.T, info modelfile.Info, vals ...uint8) ([]float32, []int) {
+	x := make([]float32, 0, len(vals)*modelfile.Pixels)
 	want := make([]int, len(vals))
 	for i, v := range vals {
 		_, pix := testImage(t, v)
-		n := make([]float32, model.Pixels)
+		n := make([]float32, modelfile.Pixels)
 		info.Normalize(n, pix)
 		x = append(x, n...)
 		want[i] = expectedClass(pix)

@@ -5,15 +5,15 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/fashion-classifier/fashion/internal/model"
+	"github.com/fashion-classifier/fashion/internal/modelfile"
 )
 
 // nopPredictor answers instantly, so benchmarks measure only the server's
 // own per-request work: decoding, normalising, batching, encoding, logging
 // and metrics.
-type nopPredictor struct{ info model.Info }
+type nopPredictor struct{ info modelfile.Info }
 
-func (p nopPredictor) Info() model.Info { return p.info }
+func (p nopPredictor) Info() modelfile.Info { return p.info }
 
 func (p nopPredictor) Predict(x []float32, n int) ([]float32, error) {
 	out := make([]float32, n*len(p.info.Classes))

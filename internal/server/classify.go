@@ -15,10 +15,10 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/fashion-classifier/fashion/internal/eval"
 	"github.com/fashion-classifier/fashion/internal/fetch"
 	"github.com/fashion-classifier/fashion/internal/imageprep"
-	"github.com/fashion-classifier/fashion/internal/metrics"
-	"github.com/fashion-classifier/fashion/internal/model"
+	"github.com/fashion-classifier/fashion/internal/modelfile"
 )
 
 // Class is one entry of a result's ranking.
@@ -55,7 +55,7 @@ type BatchResponse struct {
 
 // ModelResponse answers GET /v1/model.
 type ModelResponse struct {
-	model.Info
+	modelfile.Info
 	MaxBatch  int   `json:"max_batch"`
 	MaxImages int   `json:"max_images"`
 	MaxBody   int64 `json:"max_body_bytes"`
@@ -126,8 +126,8 @@ func (s *Server) prepare(data []byte) (g *image.Gray, err error) {
 	if err != nil {
 		return nil, imageError(err)
 	}
-	if b := g.Bounds(); b.Dx() != model.Side || b.Dy() != model.Side {
-		return nil, fmt.Errorf("image preparation gave %dx%d pixels, want %dx%d", b.Dx(), b.Dy(), model.Side, model.Side)
+	if b := g.Bounds(); b.Dx() != modelfile.Side || b.Dy() != modelfile.Side {
+		return nil, fmt.Errorf("image preparation gave %dx%d pixels, want %dx%d", b.Dx(), b.Dy(), modelfile.Side, modelfile.Side)
 	}
 	return g, nil
 }
@@ -166,23 +166,23 @@ func imageError(err error) error {
 // grayPixels returns the Side×Side pixels of g in row order.
 func grayPixels(g *image.Gray) []uint8 {
 	b := g.Bounds()
-	if g.Stride == model.Side && b.Dx() == model.Side && b.Dy() == model.Side {
+	if g.Stride == modelfile.Side && b.Dx() == modelfile.Side && b.Dy() == modelfile.Side {
 		off := g.PixOffset(b.Min.X, b.Min.Y)
-		return g.Pix[off : off+model.Pixels]
+		return g.Pix[off : off+modelfile.Pixels]
 	}
-	pix := make([]uint8, 0, model.Pixels)
-	for y := b.Min.Y; y < b.Min.Y+model.Side; y++ {
+	pix := make([]uint8, 0, modelfile.Pixels)
+	for y := b.Min.Y; y < b.Min.Y+modelfile.Side; y++ {
 		off := g.PixOffset(b.Min.X, y)
-		pix = append(pix, g.Pix[off:off+model.Side]...)
+		pix = append(pix, g.Pix[off:off+modelfile.Side]...)
 	}
 	return pix
 }
 
 // classify runs the model on prepared images and builds one Result each.
 func (s *Server) classify(ctx context.Context, t *ticket, imgs []*image.Gray, o options) ([]Result, error) {
-	x := make([]float32, len(imgs)*model.Pixels)
+	x := make([]float32, len(imgs)*modelfile.Pixels)
 	for i, g := range imgs {
-		s.info.Normalize(x[i*model.Pixels:(i+1)*model.Pixels], grayPixels(g))
+		s.info.Normalize(x[i*modelfile.Pixels:(i+1)*modelfile.Pixels], grayPixels(g))
 	}
 	probs, err := s.batch.submit(ctx, t, x, len(imgs))
 	if err != nil {
@@ -202,12 +202,12 @@ func (s *Server) classify(ctx context.Context, t *ticket, imgs []*image.Gray, o 
 
 // result turns one row of probabilities into a Result with a top-k ranking.
 func (s *Server) result(p []float32, topK int) Result {
-	ids := metrics.TopK(p, topK)
+	ids := eval.TopK(p, topK)
 	top := make([]Class, len(ids))
 	for i, id := range ids {
 		top[i] = Class{Label: s.info.Classes[id], ClassID: id, Probability: p[id]}
 	}
-	best := metrics.Argmax(p)
+	best := eval.Argmax(p)
 	return Result{Label: s.info.Classes[best], ClassID: best, Confidence: p[best], Top: top}
 }
 

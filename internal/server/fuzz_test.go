@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/fashion-classifier/fashion/internal/fetch"
-	"github.com/fashion-classifier/fashion/internal/model"
+	"github.com/fashion-classifier/fashion/internal/modelfile"
 )
 
 // Fuzz targets for every request decoder. Run one with, for example,
@@ -102,8 +102,8 @@ func FuzzReadMultipart(f *testing.F) {
 }
 
 func FuzzDecodeInferRequest(f *testing.F) {
-	pix := make([]byte, model.Pixels)
-	fp := make([]byte, 4*model.Pixels)
+	pix := make([]byte, modelfile.Pixels)
+	fp := make([]byte, 4*modelfile.Pixels)
 	// Valid JSON-data requests need 784 values; such large seeds make the
 	// fuzzer's minimisation crawl, so the JSON seeds are small and invalid
 	// and the valid ones use the binary extension (TestV2Infer covers the
@@ -120,7 +120,7 @@ func FuzzDecodeInferRequest(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if in.n < 1 || in.n > 4 || len(in.x) != in.n*model.Pixels {
+		if in.n < 1 || in.n > 4 || len(in.x) != in.n*modelfile.Pixels {
 			t.Fatalf("accepted %d images with %d values", in.n, len(in.x))
 		}
 		for i, v := range in.x {

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fashion-classifier/fashion/internal/model"
+	"github.com/fashion-classifier/fashion/internal/modelfile"
 )
 
 // fakePredictor is a deterministic stand-in for the model: the class is
@@ -24,7 +24,7 @@ import (
 // 0.55 for it and 0.05 for each other class. It records batch sizes, and
 // can hold every Predict until the test releases it.
 type fakePredictor struct {
-	info model.Info
+	info modelfile.Info
 
 	mu      sync.Mutex
 	batches []int
@@ -38,13 +38,13 @@ type fakePredictor struct {
 }
 
 func newFake() *fakePredictor {
-	return &fakePredictor{info: model.Info{
-		Name: "fake", Arch: "fake", Classes: model.FashionClasses,
-		Mean: model.DefaultMean, Std: model.DefaultStd, Source: "test",
+	return &fakePredictor{info: modelfile.Info{
+		Name: "fake", Arch: "fake", Classes: modelfile.FashionClasses,
+		Mean: modelfile.DefaultMean, Std: modelfile.DefaultStd, Source: "test",
 	}}
 }
 
-func (f *fakePredictor) Info() model.Info { return f.info }
+func (f *fakePredictor) Info() modelfile.Info { return f.info }
 
 func (f *fakePredictor) Predict(x []float32, n int) ([]float32, error) {
 	if f.started != nil {
@@ -56,7 +56,7 @@ func (f *fakePredictor) Predict(x []float32, n int) ([]float32, error) {
 	if f.panics {
 		panic("fake model exploded")
 	}
-	if len(x) != n*model.Pixels {
+	if len(x) != n*modelfile.Pixels {
 		return nil, errors.New("fake: wrong input length")
 	}
 	f.mu.Lock()
@@ -66,10 +66,10 @@ func (f *fakePredictor) Predict(x []float32, n int) ([]float32, error) {
 	out := make([]float32, n*nc)
 	for i := range n {
 		var sum float32
-		for _, v := range x[i*model.Pixels : (i+1)*model.Pixels] {
+		for _, v := range x[i*modelfile.Pixels : (i+1)*modelfile.Pixels] {
 			sum += v
 		}
-		mean := (sum/model.Pixels*f.info.Std + f.info.Mean) * 255
+		mean := (sum/modelfile.Pixels*f.info.Std + f.info.Mean) * 255
 		c := fakeClass(mean)
 		for j := range nc {
 			out[i*nc+j] = 0.05
@@ -105,7 +105,7 @@ func expectedClass(pix []uint8) int {
 // 20×20 square of brightness v — as PNG bytes, with its pixels.
 func testImage(t testing.TB, v uint8) ([]byte, []uint8) {
 	t.Helper()
-	g := image.NewGray(image.Rect(0, 0, model.Side, model.Side))
+	g := image.NewGray(image.Rect(0, 0, modelfile.Side, modelfile.Side))
 	for y := 4; y < 24; y++ {
 		for x := 4; x < 24; x++ {
 			g.SetGray(x, y, color.Gray{Y: v})

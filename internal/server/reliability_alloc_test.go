@@ -8,7 +8,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/fashion-classifier/fashion/internal/model"
+	"github.com/fashion-classifier/fashion/internal/modelfile"
 )
 
 // BenchmarkUploadHandler measures one POST /v1/classify through the whole
@@ -22,7 +22,7 @@ func BenchmarkUploadHandler(b *testing.B) {
 	}{
 		{"fake", func(*testing.B) Predictor { return newFake() }},
 		{"model", func(b *testing.B) Predictor {
-			m, err := model.Open("", nil)
+			m, err := modelfile.Open("", nil)
 			if err != nil {
 				b.Fatal(err)
 			}

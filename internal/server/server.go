@@ -1,7 +1,7 @@
 // Package server is the HTTP classification service behind "fashion serve".
 //
 // It offers three ways in to one model, all sharing the same decoding,
-// preprocessing (package imageprep), normalisation (model.Info.Normalize) and
+// preprocessing (package imageprep), normalisation (modelfile.Info.Normalize) and
 // micro-batched inference:
 //
 //   - the original report's endpoints, GET /image-view and GET /image-classify,
@@ -28,14 +28,14 @@ import (
 
 	"github.com/fashion-classifier/fashion/internal/fetch"
 	"github.com/fashion-classifier/fashion/internal/imageprep"
-	"github.com/fashion-classifier/fashion/internal/model"
+	"github.com/fashion-classifier/fashion/internal/modelfile"
 )
 
 // Predictor is the model as the server sees it: a description and a batched
-// forward pass. *model.Classifier satisfies it; tests use small fakes.
+// forward pass. *modelfile.Classifier satisfies it; tests use small fakes.
 type Predictor interface {
 	// Info describes the model, including its labels and normalisation.
-	Info() model.Info
+	Info() modelfile.Info
 	// Predict returns n×len(Info().Classes) probabilities, row-major, for n
 	// normalised images x laid out as [n,1,28,28].
 	Predict(x []float32, n int) ([]float32, error)
@@ -161,7 +161,7 @@ func (c Config) withDefaults() Config {
 type Server struct {
 	cfg   Config
 	pred  Predictor
-	info  model.Info
+	info  modelfile.Info
 	log   *slog.Logger
 	fetch *fetch.Client
 	batch *batcher

@@ -17,7 +17,7 @@ import (
 	"testing"
 
 	"github.com/fashion-classifier/fashion/internal/fetch"
-	"github.com/fashion-classifier/fashion/internal/model"
+	"github.com/fashion-classifier/fashion/internal/modelfile"
 )
 
 func TestEndpoints(t *testing.T) {
@@ -92,8 +92,8 @@ func TestClassifyRaw(t *testing.T) {
 				t.Fatalf("status %d: %s", r.code, r.body)
 			}
 			res := decode[Result](t, r)
-			if res.ClassID != want || res.Label != model.FashionClasses[want] {
-				t.Errorf("got class %d %q, want %d %q", res.ClassID, res.Label, want, model.FashionClasses[want])
+			if res.ClassID != want || res.Label != modelfile.FashionClasses[want] {
+				t.Errorf("got class %d %q, want %d %q", res.ClassID, res.Label, want, modelfile.FashionClasses[want])
 			}
 			if res.Confidence != 0.55 || len(res.Top) != defaultTopK || res.Top[0].ClassID != want {
 				t.Errorf("confidence %v, top %+v; want 0.55 and %d entries led by %d", res.Confidence, res.Top, defaultTopK, want)

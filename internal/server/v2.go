@@ -11,7 +11,7 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/fashion-classifier/fashion/internal/model"
+	"github.com/fashion-classifier/fashion/internal/modelfile"
 )
 
 // This file implements the KServe / Open Inference Protocol v2 REST API
@@ -106,7 +106,7 @@ type v2Input struct {
 // normalised with info. It accepts one input tensor: FP32 already
 // normalised, or UINT8 raw pixels, shaped [n,1,28,28] or [n,28,28], with n
 // at most maxImages.
-func decodeInferRequest(header, bin []byte, info model.Info, maxImages int) (*v2Input, error) {
+func decodeInferRequest(header, bin []byte, info modelfile.Info, maxImages int) (*v2Input, error) {
 	var req V2InferRequest
 	dec := json.NewDecoder(bytes.NewReader(header))
 	if err := dec.Decode(&req); err != nil {
@@ -132,7 +132,7 @@ func decodeInferRequest(header, bin []byte, info model.Info, maxImages int) (*v2
 	if n > maxImages {
 		return nil, fmt.Errorf("input %q: %d images, at most %d per request", in.Name, n, maxImages)
 	}
-	want := n * model.Pixels
+	want := n * modelfile.Pixels
 	out := &v2Input{id: req.ID, n: n, x: make([]float32, want)}
 
 	binSize, hasBin, err := binaryDataSize(in.Parameters)
@@ -223,14 +223,14 @@ func imagesInShape(shape []int64) (int, error) {
 	ok := false
 	switch len(shape) {
 	case 4:
-		ok = shape[1] == 1 && shape[2] == model.Side && shape[3] == model.Side
+		ok = shape[1] == 1 && shape[2] == modelfile.Side && shape[3] == modelfile.Side
 	case 3:
-		ok = shape[1] == model.Side && shape[2] == model.Side
+		ok = shape[1] == modelfile.Side && shape[2] == modelfile.Side
 	}
 	if !ok || shape[0] < 1 {
-		return 0, fmt.Errorf("shape %v: want [n,1,%d,%d] or [n,%d,%d] with n ≥ 1", shape, model.Side, model.Side, model.Side, model.Side)
+		return 0, fmt.Errorf("shape %v: want [n,1,%d,%d] or [n,%d,%d] with n ≥ 1", shape, modelfile.Side, modelfile.Side, modelfile.Side, modelfile.Side)
 	}
-	if shape[0] > math.MaxInt32/model.Pixels {
+	if shape[0] > math.MaxInt32/modelfile.Pixels {
 		return 0, fmt.Errorf("shape %v: too many images", shape)
 	}
 	return int(shape[0]), nil
@@ -431,8 +431,8 @@ func (s *Server) v2Metadata() V2ModelMetadata {
 		Versions: []string{v2Version},
 		Platform: v2Platform,
 		Inputs: []V2TensorMetadata{
-			{Name: v2InputFP32, Datatype: "FP32", Shape: []int64{-1, 1, model.Side, model.Side}},
-			{Name: v2InputUINT8, Datatype: "UINT8", Shape: []int64{-1, model.Side, model.Side}},
+			{Name: v2InputFP32, Datatype: "FP32", Shape: []int64{-1, 1, modelfile.Side, modelfile.Side}},
+			{Name: v2InputUINT8, Datatype: "UINT8", Shape: []int64{-1, modelfile.Side, modelfile.Side}},
 		},
 		Outputs: []V2TensorMetadata{
 			{Name: v2Output, Datatype: "FP32", Shape: []int64{-1, int64(len(s.info.Classes))}},

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fashion-classifier/fashion/internal/model"
+	"github.com/fashion-classifier/fashion/internal/modelfile"
 )
 
 // jsonList writes values as a JSON array, nested as rows of 28 when nested
@@ -20,7 +20,7 @@ func jsonList[T any](vals []T, nested bool) string {
 	var b strings.Builder
 	b.WriteByte('[')
 	for i, v := range vals {
-		if nested && i%model.Side == 0 {
+		if nested && i%modelfile.Side == 0 {
 			if i > 0 {
 				b.WriteString("],")
 			}

@@ -4,7 +4,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"github.com/fashion-classifier/fashion/internal/model"
+	"github.com/fashion-classifier/fashion/internal/arch"
 	"github.com/fashion-classifier/fashion/internal/nn"
 	"github.com/fashion-classifier/fashion/internal/optim"
 )
@@ -13,9 +13,9 @@ import (
 // update) of each architecture on a batch of 128 random images, reporting
 // images per second.
 func BenchmarkTrainStep(b *testing.B) {
-	for _, arch := range []string{"vgg", "mobilenetv3-small"} {
-		b.Run(arch, func(b *testing.B) {
-			a, err := model.LookupArch(arch)
+	for _, name := range []string{"vgg", "mobilenetv3-small"} {
+		b.Run(name, func(b *testing.B) {
+			a, err := arch.LookupArch(name)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/fashion-classifier/fashion/internal/idx"
-	"github.com/fashion-classifier/fashion/internal/model"
+	"github.com/fashion-classifier/fashion/internal/modelfile"
 	"github.com/fashion-classifier/fashion/internal/safetensors"
 )
 
@@ -173,7 +173,7 @@ poll:
 	if !strings.Contains(stderr.String(), want) {
 		t.Errorf("rerun did not say %q; stderr:\n%s", want, stderr.String())
 	}
-	if _, err := model.Open(out, nil); err != nil {
+	if _, err := modelfile.Open(out, nil); err != nil {
 		t.Errorf("the resumed run's model does not load: %v", err)
 	}
 	if _, err := os.Stat(ckpt); !os.IsNotExist(err) {

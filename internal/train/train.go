@@ -17,10 +17,11 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 
+	"github.com/fashion-classifier/fashion/internal/arch"
 	"github.com/fashion-classifier/fashion/internal/chart"
+	"github.com/fashion-classifier/fashion/internal/eval"
 	"github.com/fashion-classifier/fashion/internal/idx"
-	"github.com/fashion-classifier/fashion/internal/metrics"
-	"github.com/fashion-classifier/fashion/internal/model"
+	"github.com/fashion-classifier/fashion/internal/modelfile"
 	"github.com/fashion-classifier/fashion/internal/nn"
 	"github.com/fashion-classifier/fashion/internal/optim"
 	"github.com/fashion-classifier/fashion/internal/safetensors"
@@ -29,7 +30,7 @@ import (
 // Config is a training recipe. The zero value of an optional field takes
 // the default documented beside it.
 type Config struct {
-	Arch        string  // architecture name, see model.Archs
+	Arch        string  // architecture name, see arch.Archs
 	Epochs      int     // passes over the training set
 	BatchSize   int     // default 128
 	LR          float32 // peak learning rate; default 0.1 for SGD, 2e-3 for AdamW
@@ -75,7 +76,7 @@ func (c *Config) defaults() {
 // Result is a trained network with its training history.
 type Result struct {
 	Net     *nn.Sequential
-	Meta    model.Meta
+	Meta    modelfile.Meta
 	History []chart.Epoch
 	Elapsed time.Duration // training time of this run (not of earlier, resumed runs)
 }
@@ -85,7 +86,7 @@ type Result struct {
 // last completed epoch.
 func Run(ctx context.Context, cfg Config, data *idx.Dataset) (*Result, error) {
 	cfg.defaults()
-	arch, err := model.LookupArch(cfg.Arch)
+	a, err := arch.LookupArch(cfg.Arch)
 	if err != nil {
 		return nil, err
 	}
@@ -97,11 +98,11 @@ func Run(ctx context.Context, cfg Config, data *idx.Dataset) (*Result, error) {
 		return nil, fmt.Errorf("%d training images is less than one batch of %d", trainSet.Images.N, cfg.BatchSize)
 	}
 	side := trainSet.Images.Rows
-	if side != model.Side || trainSet.Images.Cols != model.Side {
-		return nil, fmt.Errorf("training images are %d×%d, the models take %d×%d", side, trainSet.Images.Cols, model.Side, model.Side)
+	if side != modelfile.Side || trainSet.Images.Cols != modelfile.Side {
+		return nil, fmt.Errorf("training images are %d×%d, the models take %d×%d", side, trainSet.Images.Cols, modelfile.Side, modelfile.Side)
 	}
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x5eed))
-	net := arch.Build(rng, len(model.FashionClasses))
+	net := a.Build(rng, len(modelfile.FashionClasses))
 	params := net.Params()
 	var opt optim.Optimizer
 	switch cfg.Optimizer {
@@ -122,9 +123,9 @@ func Run(ctx context.Context, cfg Config, data *idx.Dataset) (*Result, error) {
 	default:
 		return nil, fmt.Errorf("unknown schedule %q (want onecycle or cosine)", cfg.Schedule)
 	}
-	meta := model.Meta{Arch: cfg.Arch, Classes: model.FashionClasses, Mean: model.DefaultMean, Std: model.DefaultStd,
+	meta := modelfile.Meta{Arch: cfg.Arch, Classes: modelfile.FashionClasses, Mean: modelfile.DefaultMean, Std: modelfile.DefaultStd,
 		Command: cfg.Command, Seed: cfg.Seed, Epochs: cfg.Epochs}
-	info := model.Info{Mean: meta.Mean, Std: meta.Std}
+	info := modelfile.Info{Mean: meta.Mean, Std: meta.Std}
 
 	res := &Result{Net: net, Meta: meta}
 	start := 0
@@ -206,9 +207,9 @@ func Run(ctx context.Context, cfg Config, data *idx.Dataset) (*Result, error) {
 
 // Evaluate runs forward (which maps n normalised images to n×classes
 // scores) over set in batches and returns the confusion matrix.
-func Evaluate(forward func(x []float32, n int) []float32, info model.Info, set idx.Set, classes []string) *metrics.Confusion {
+func Evaluate(forward func(x []float32, n int) []float32, info modelfile.Info, set idx.Set, classes []string) *eval.Confusion {
 	const batch = 500
-	conf := metrics.NewConfusion(classes)
+	conf := eval.NewConfusion(classes)
 	px := set.Images.Rows * set.Images.Cols
 	x := make([]float32, batch*px)
 	k := len(classes)
@@ -217,7 +218,7 @@ func Evaluate(forward func(x []float32, n int) []float32, info model.Info, set i
 		info.Normalize(x[:(n1-n0)*px], set.Images.Pix[n0*px:n1*px])
 		scores := forward(x[:(n1-n0)*px], n1-n0)
 		for i := n0; i < n1; i++ {
-			conf.Add(int(set.Labels[i]), metrics.Argmax(scores[(i-n0)*k:(i-n0+1)*k]))
+			conf.Add(int(set.Labels[i]), eval.Argmax(scores[(i-n0)*k:(i-n0+1)*k]))
 		}
 	}
 	return conf
@@ -260,8 +261,8 @@ func progressf(w io.Writer, format string, args ...any) {
 // training history in the metadata.
 const optimPrefix = "optim/"
 
-func saveCheckpoint(path string, net *nn.Sequential, meta model.Meta, opt optim.Optimizer, params []*nn.Param, hist []chart.Epoch) error {
-	f := model.Encode(net, meta)
+func saveCheckpoint(path string, net *nn.Sequential, meta modelfile.Meta, opt optim.Optimizer, params []*nn.Param, hist []chart.Epoch) error {
+	f := modelfile.Encode(net, meta)
 	for name, v := range opt.State(params) {
 		f.Tensors = append(f.Tensors, safetensors.Tensor{Name: optimPrefix + name, Shape: []int{len(v)}, Data: v})
 	}

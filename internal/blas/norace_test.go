@@ -1,6 +1,6 @@
 //go:build !race
 
-package tensor
+package blas
 
 // raceEnabled reports a -race build; see race_test.go.
 const raceEnabled = false

@@ -1,4 +1,4 @@
-package model
+package modelfile
 
 import (
 	"bytes"
@@ -10,8 +10,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fashion-classifier/fashion/internal/arch"
+	"github.com/fashion-classifier/fashion/internal/eval"
 	"github.com/fashion-classifier/fashion/internal/idx"
-	"github.com/fashion-classifier/fashion/internal/metrics"
 	"github.com/fashion-classifier/fashion/internal/nn"
 	"github.com/fashion-classifier/fashion/internal/safetensors"
 	shipped "github.com/fashion-classifier/fashion/model"
@@ -56,7 +57,7 @@ func TestShippedModelAccuracy(t *testing.T) {
 	}
 	correct := 0
 	for i := range set.Images.N {
-		if metrics.Argmax(probs[i*10:(i+1)*10]) == int(set.Labels[i]) {
+		if eval.Argmax(probs[i*10:(i+1)*10]) == int(set.Labels[i]) {
 			correct++
 		}
 	}
@@ -196,7 +197,7 @@ func TestWeightPathOverridesEmbedded(t *testing.T) {
 }
 
 func TestArchitecturesBuild(t *testing.T) {
-	for name, a := range Archs() {
+	for name, a := range arch.Archs() {
 		net := a.Build(rand.New(rand.NewPCG(1, 2)), 10)
 		params := 0
 		for _, p := range net.Params() {

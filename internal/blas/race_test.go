@@ -1,6 +1,6 @@
 //go:build race
 
-package tensor
+package blas
 
 // raceEnabled reports a -race build, whose sync.Pool drops a random share
 // of the values put back, so allocation counts are not meaningful.

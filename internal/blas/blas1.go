@@ -1,4 +1,4 @@
-package tensor
+package blas
 
 import "fmt"
 
@@ -7,7 +7,7 @@ import "fmt"
 // lengths differ, because a silently truncated sum would be a wrong answer.
 func Dot(a, b []float32) float32 {
 	if len(a) != len(b) {
-		panic(fmt.Sprintf("tensor.Dot: lengths differ: %d and %d", len(a), len(b)))
+		panic(fmt.Sprintf("blas.Dot: lengths differ: %d and %d", len(a), len(b)))
 	}
 	// Four independent partial sums break the dependency chain between
 	// additions and keep the rounding error growth lower than one long sum.
@@ -29,7 +29,7 @@ func Dot(a, b []float32) float32 {
 // accumulating gradients. It panics if the lengths differ.
 func Axpy(alpha float32, x, y []float32) {
 	if len(x) != len(y) {
-		panic(fmt.Sprintf("tensor.Axpy: lengths differ: len(x) = %d, len(y) = %d", len(x), len(y)))
+		panic(fmt.Sprintf("blas.Axpy: lengths differ: len(x) = %d, len(y) = %d", len(x), len(y)))
 	}
 	for i, v := range x {
 		y[i] += alpha * v

@@ -1,4 +1,4 @@
-package tensor
+package blas
 
 // goKernel is the portable micro-kernel. It uses the same 6×16 register
 // tile and blocking as the AVX2 kernel so that both exercise the same packing

@@ -1,6 +1,6 @@
 //go:build !amd64
 
-package tensor
+package blas
 
 // defaultKernel is the micro-kernel Gemm uses: the portable one on this
 // architecture.

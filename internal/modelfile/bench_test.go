@@ -1,4 +1,4 @@
-package model
+package modelfile
 
 import (
 	"math/rand/v2"

@@ -59,4 +59,4 @@
 // both cores busy even when one of them is shared with other work. Packing
 // buffers come from a sync.Pool, so the serial path does not allocate in
 // steady state.
-package tensor
+package blas

@@ -1,6 +1,6 @@
 // Package model defines the classifier architectures, their safetensors
 // files and the default model embedded in the binary.
-package model
+package modelfile
 
 // Side is the height and width, in pixels, of the model's grayscale input.
 const Side = 28

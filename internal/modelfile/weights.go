@@ -1,4 +1,4 @@
-package model
+package modelfile
 
 import (
 	"crypto/sha256"
@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 
+	"github.com/fashion-classifier/fashion/internal/arch"
 	"github.com/fashion-classifier/fashion/internal/nn"
 	"github.com/fashion-classifier/fashion/internal/safetensors"
 )
@@ -105,11 +106,11 @@ func Decode(data []byte) (*Decoded, error) {
 	if err != nil {
 		return nil, err
 	}
-	arch, err := LookupArch(meta.Arch)
+	a, err := arch.LookupArch(meta.Arch)
 	if err != nil {
 		return nil, err
 	}
-	net := arch.Build(rand.New(rand.NewPCG(0, 0)), len(meta.Classes))
+	net := a.Build(rand.New(rand.NewPCG(0, 0)), len(meta.Classes))
 	sum := sha256.Sum256(data)
 	d := &Decoded{Meta: meta, Weights: map[string][]float32{}, SHA256: hex.EncodeToString(sum[:])}
 	for _, p := range net.Params() {

@@ -1,4 +1,4 @@
-package model
+package modelfile
 
 import (
 	"fmt"
@@ -7,7 +7,8 @@ import (
 	"runtime"
 	"strings"
 
-	"github.com/fashion-classifier/fashion/internal/metrics"
+	"github.com/fashion-classifier/fashion/internal/arch"
+	"github.com/fashion-classifier/fashion/internal/eval"
 	"github.com/fashion-classifier/fashion/internal/nn"
 	shipped "github.com/fashion-classifier/fashion/model"
 )
@@ -21,7 +22,7 @@ const maxChunk = 256
 // buffers from a pool, sharing nothing mutable.
 type Classifier struct {
 	info Info
-	arch Arch
+	arch arch.Arch
 	dec  *Decoded
 	// nets holds idle networks with the weights loaded. It is a bounded
 	// free list rather than a sync.Pool: the garbage collector empties a
@@ -32,17 +33,17 @@ type Classifier struct {
 
 // New builds a classifier from a decoded model file.
 func New(d *Decoded, name, source string) (*Classifier, error) {
-	arch, err := LookupArch(d.Meta.Arch)
+	a, err := arch.LookupArch(d.Meta.Arch)
 	if err != nil {
 		return nil, err
 	}
-	c := &Classifier{arch: arch, dec: d}
+	c := &Classifier{arch: a, dec: d}
 	net, err := c.build()
 	if err != nil {
 		return nil, err
 	}
 	params := 0
-	for _, p := range arch.Build(rand.New(rand.NewPCG(0, 0)), len(d.Meta.Classes)).Params() {
+	for _, p := range a.Build(rand.New(rand.NewPCG(0, 0)), len(d.Meta.Classes)).Params() {
 		if p.Kind != nn.Buffer {
 			params += len(p.Value)
 		}
@@ -115,7 +116,7 @@ func (c *Classifier) Predict(x []float32, n int) ([]float32, error) {
 	k := len(c.info.Classes)
 	for r := 0; r < n; r++ {
 		row := out[r*k : (r+1)*k]
-		metrics.Softmax(row, row)
+		eval.Softmax(row, row)
 	}
 	return out, nil
 }

@@ -1,4 +1,4 @@
-package tensor
+package blas
 
 // GemmSerial is Gemm computed entirely on the calling goroutine. Callers
 // that already split their work across goroutines at a coarser grain (a

@@ -3,7 +3,7 @@
 // numeric helpers (softmax, argmax, top-k) that turn model logits into
 // predictions. The training loop, the eval command and the server all use it,
 // so every number the product reports is computed one way.
-package metrics
+package eval
 
 import (
 	"fmt"

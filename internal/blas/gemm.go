@@ -1,4 +1,4 @@
-package tensor
+package blas
 
 import (
 	"fmt"
@@ -65,15 +65,15 @@ func Gemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int,
 func checkMatrix(name string, x []float32, rows, cols, ld int, overlap bool) {
 	switch {
 	case overlap && rows > 1 && cols > 0 && ld < 1:
-		panic(fmt.Sprintf("tensor.Gemm: ld%s = %d, want at least 1 for overlapping rows", name, ld))
+		panic(fmt.Sprintf("blas.Gemm: ld%s = %d, want at least 1 for overlapping rows", name, ld))
 	case !overlap && (ld < cols || ld < 0):
-		panic(fmt.Sprintf("tensor.Gemm: ld%s = %d is less than the %d columns of %s as stored", name, ld, cols, name))
+		panic(fmt.Sprintf("blas.Gemm: ld%s = %d is less than the %d columns of %s as stored", name, ld, cols, name))
 	}
 	if rows == 0 || cols == 0 {
 		return
 	}
 	if need := (rows-1)*ld + cols; len(x) < need {
-		panic(fmt.Sprintf("tensor.Gemm: len(%s) = %d, need at least %d for %d×%d with stride %d", name, len(x), need, rows, cols, ld))
+		panic(fmt.Sprintf("blas.Gemm: len(%s) = %d, need at least %d for %d×%d with stride %d", name, len(x), need, rows, cols, ld))
 	}
 }
 
@@ -88,7 +88,7 @@ func gemm(kern *kernel, threads int, transA, transB bool, m, n, k int, alpha flo
 // assumes its rows are disjoint; only the argument check differs.
 func gemmA(kern *kernel, threads int, overlapA, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	if m < 0 || n < 0 || k < 0 {
-		panic(fmt.Sprintf("tensor.Gemm: negative dimension m=%d n=%d k=%d", m, n, k))
+		panic(fmt.Sprintf("blas.Gemm: negative dimension m=%d n=%d k=%d", m, n, k))
 	}
 	ar, ac := m, k
 	if transA {
