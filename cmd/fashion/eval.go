@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/fashion-classifier/fashion/internal/atomicfile"
 	"github.com/fashion-classifier/fashion/internal/chart"
 	"github.com/fashion-classifier/fashion/internal/eval"
 	"github.com/fashion-classifier/fashion/internal/idx"
@@ -61,7 +62,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	rep := conf.Report()
 	if *confusion != "" {
 		title := fmt.Sprintf("%s (%s): accuracy %.4f on %d test images", info.Name, info.Arch, rep.Accuracy, rep.N)
-		if err := writeFile(*confusion, func(w io.Writer) error { return chart.ConfusionPNG(w, conf, title) }); err != nil {
+		if err := atomicfile.Write(*confusion, func(w io.Writer) error { return chart.ConfusionPNG(w, conf, title) }); err != nil {
 			return err
 		}
 	}

@@ -6,9 +6,9 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 
 	"github.com/fashion-classifier/fashion/internal/arch"
+	"github.com/fashion-classifier/fashion/internal/atomicfile"
 	"github.com/fashion-classifier/fashion/internal/modelfile"
 	"github.com/fashion-classifier/fashion/internal/onnx"
 	shipped "github.com/fashion-classifier/fashion/model"
@@ -41,10 +41,10 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return fmt.Errorf("%s: %w", source, err)
 	}
-	if err := writeExportFile(*out, onnxBytes); err != nil {
+	if err := atomicfile.WriteFile(*out, onnxBytes); err != nil {
 		return err
 	}
-	if err := writeExportFile(*out+".json", sidecar); err != nil {
+	if err := atomicfile.WriteFile(*out+".json", sidecar); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "wrote %s (%d bytes, ONNX opset %d) and %s from %s\n", *out, len(onnxBytes), onnx.ExportOpset, *out+".json", source)
@@ -95,25 +95,4 @@ func exportONNX(data []byte) ([]byte, []byte, error) {
 		return nil, nil, err
 	}
 	return b, side, nil
-}
-
-// writeExportFile writes data to path through a temporary file in the same
-// directory, so that a reader never sees half a model.
-func writeExportFile(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
 }

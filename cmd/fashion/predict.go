@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/fashion-classifier/fashion/internal/atomicfile"
 	"github.com/fashion-classifier/fashion/internal/eval"
 	"github.com/fashion-classifier/fashion/internal/imageprep"
 	"github.com/fashion-classifier/fashion/internal/modelfile"
@@ -71,7 +72,7 @@ func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			ok = append(ok, len(results))
 			if *showDir != "" {
 				out := filepath.Join(*showDir, strings.TrimSuffix(filepath.Base(name), filepath.Ext(name))+"-input.png")
-				if err := writeFile(out, func(w io.Writer) error { return png.Encode(w, imageprep.Enlarge(g, 8)) }); err != nil {
+				if err := atomicfile.Write(out, func(w io.Writer) error { return png.Encode(w, imageprep.Enlarge(g, 8)) }); err != nil {
 					return err
 				}
 			}

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/fashion-classifier/fashion/internal/atomicfile"
 	"github.com/fashion-classifier/fashion/internal/chart"
 	"github.com/fashion-classifier/fashion/internal/idx"
 	"github.com/fashion-classifier/fashion/internal/modelfile"
@@ -73,7 +74,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := modelfile.Save(*out, res.Net, res.Meta); err != nil {
 		return err
 	}
-	if err := writeFile(*curves, func(w io.Writer) error {
+	if err := atomicfile.Write(*curves, func(w io.Writer) error {
 		return chart.CurvesPNG(w, res.History, fmt.Sprintf("%s, %d epochs, seed %d", cfg.Arch, cfg.Epochs, cfg.Seed))
 	}); err != nil {
 		return err
@@ -81,19 +82,4 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	os.Remove(cfg.Checkpoint) // the finished model supersedes it
 	fmt.Fprintf(stdout, "wrote %s (test accuracy %.4f, training time %s) and %s\n", *out, res.Meta.TestAccuracy, res.Elapsed.Round(1e9), *curves)
 	return nil
-}
-
-// writeFile creates path and fills it with write, removing the file again
-// if writing fails.
-func writeFile(path string, write func(io.Writer) error) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := write(f); err != nil {
-		f.Close()
-		os.Remove(path)
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return f.Close()
 }

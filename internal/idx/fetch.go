@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fashion-classifier/fashion/internal/atomicfile"
 	"github.com/schollz/progressbar/v3"
 )
 
@@ -179,16 +180,11 @@ func download(ctx context.Context, opts *FetchOptions, rawURL string, f File) (f
 		return "", &permanentError{fmt.Errorf("GET %s: %d bytes is more than the limit of %d", rawURL, resp.ContentLength, MaxDownloadBytes)}
 	}
 
-	tmp, err := os.CreateTemp(opts.Dir, "."+f.Name+".*.part")
+	tmp, err := atomicfile.Create(filepath.Join(opts.Dir, f.Name))
 	if err != nil {
-		return "", &permanentError{fmt.Errorf("creating temporary file: %w", err)}
+		return "", &permanentError{err}
 	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
+	defer tmp.Discard()
 
 	var body io.Reader = resp.Body
 	var bar *progressbar.ProgressBar
@@ -214,9 +210,6 @@ func download(ctx context.Context, opts *FetchOptions, rawURL string, f File) (f
 	if bar != nil {
 		_ = bar.Finish()
 	}
-	if err := tmp.Sync(); err != nil {
-		return "", &permanentError{fmt.Errorf("syncing %s: %w", tmp.Name(), err)}
-	}
 
 	// Verify what is on disk, not what went through memory, so the check
 	// covers the bytes that will be renamed into place.
@@ -233,40 +226,17 @@ func download(ctx context.Context, opts *FetchOptions, rawURL string, f File) (f
 	if sum != f.SHA256 {
 		return "", &permanentError{fmt.Errorf("GET %s: checksum mismatch: SHA-256 of the decompressed data is %s, want %s", rawURL, sum, f.SHA256)}
 	}
-	if err := tmp.Chmod(0o644); err != nil {
-		return "", &permanentError{fmt.Errorf("setting permissions of %s: %w", tmp.Name(), err)}
-	}
-	if err := tmp.Close(); err != nil {
-		return "", &permanentError{fmt.Errorf("closing %s: %w", tmp.Name(), err)}
-	}
-
 	// The name follows the content, so a mirror that serves raw files
 	// does not produce a misleading ".gz".
 	final = filepath.Join(opts.Dir, f.Name)
 	if gzipped {
 		final += ".gz"
 	}
-	if err := os.Rename(tmp.Name(), final); err != nil {
-		return "", &permanentError{fmt.Errorf("moving download into place: %w", err)}
-	}
-	if err := syncDir(opts.Dir); err != nil {
+	if err := tmp.CommitAs(final); err != nil {
 		return "", &permanentError{err}
 	}
 	progressf(opts.Progress, "%s: downloaded and verified\n", final)
 	return final, nil
-}
-
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("syncing directory: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("syncing directory %s: %w", dir, err)
-	}
-	return nil
 }
 
 func newBar(w io.Writer, size int64, desc string) *progressbar.ProgressBar {

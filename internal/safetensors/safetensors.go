@@ -15,8 +15,9 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"sort"
+
+	"github.com/fashion-classifier/fashion/internal/atomicfile"
 )
 
 // MaxHeader bounds the JSON header. Real headers of our models are a few
@@ -173,35 +174,12 @@ func Encode(w io.Writer, f *File) error {
 	return err
 }
 
-// WriteFile writes f to path atomically: to a temporary file in the same
-// directory, synced, then renamed over path, so a crash never leaves a
-// half-written model under the final name.
-func WriteFile(path string, f *File) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
+// WriteFile writes f to path atomically (see internal/atomicfile), so a
+// crash never leaves a half-written model under the final name; the file's
+// mode is 0666 less the umask, as os.Create would make it.
+func WriteFile(path string, f *File) error {
+	if err := atomicfile.Write(path, func(w io.Writer) error { return Encode(w, f) }); err != nil {
 		return fmt.Errorf("safetensors: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err := Encode(tmp, f); err != nil {
-		return fmt.Errorf("safetensors: writing %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("safetensors: syncing %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("safetensors: closing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("safetensors: %w", err)
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync() // make the rename durable; best effort on file systems that refuse
-		d.Close()
 	}
 	return nil
 }
