@@ -2,9 +2,9 @@ package blas
 
 import (
 	"fmt"
-	"runtime"
 	"sync"
-	"sync/atomic"
+
+	"github.com/fashion-classifier/fashion/internal/parallel"
 )
 
 // kernel describes one micro-kernel and the blocking that suits it.
@@ -54,7 +54,7 @@ const (
 func Gemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	threads := 1
 	if m*n*k >= parallelMinWork {
-		threads = runtime.GOMAXPROCS(0)
+		threads = parallel.Workers()
 	}
 	gemm(defaultKernel, threads, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
@@ -194,7 +194,7 @@ func runSplitK(p gemmProblem, threads int) {
 	scratch := getWorkspace((threads - 1) * m * n)
 	defer putWorkspace(scratch)
 	used := make([]bool, threads)
-	parallelFor(threads, chunks, func(w, t int) {
+	parallel.Run(threads, chunks, func(w, t int) {
 		k0, k1 := t*p.k/chunks, (t+1)*p.k/chunks
 		sub := p
 		sub.k = k1 - k0
@@ -256,7 +256,7 @@ func runParallel(p gemmProblem, threads int) {
 
 		// Pack op(B) in parallel, a few panels per task.
 		perTask := max(1, panels/(4*threads))
-		parallelFor(threads, (panels+perTask-1)/perTask, func(_, t int) {
+		parallel.Run(threads, (panels+perTask-1)/perTask, func(_, t int) {
 			p.packB(t*perTask, min(panels, (t+1)*perTask))
 		})
 
@@ -274,7 +274,7 @@ func runParallel(p gemmProblem, threads int) {
 		if mTasks < 2*threads {
 			nSplit = min(panels, (2*threads+mTasks-1)/mTasks)
 		}
-		parallelFor(threads, mTasks*nSplit, func(w, t int) {
+		parallel.Run(threads, mTasks*nSplit, func(w, t int) {
 			it, jt := t/nSplit, t%nSplit
 			i0 := it * mc
 			jp0 := jt * panels / nSplit
@@ -495,40 +495,6 @@ func scaleMatrix(c []float32, m, n, ldc int, beta float32) {
 			}
 		}
 	}
-}
-
-// parallelFor runs fn(worker, task) for task in [0, tasks) on up to threads
-// goroutines (the caller being one of them), handing tasks out in order from
-// an atomic counter. worker is in [0, threads) and identifies the goroutine,
-// so fn can use per-worker scratch space.
-func parallelFor(threads, tasks int, fn func(worker, task int)) {
-	threads = min(threads, tasks)
-	if threads <= 1 {
-		for t := 0; t < tasks; t++ {
-			fn(0, t)
-		}
-		return
-	}
-	var next atomic.Int64
-	run := func(w int) {
-		for {
-			t := int(next.Add(1) - 1)
-			if t >= tasks {
-				return
-			}
-			fn(w, t)
-		}
-	}
-	var wg sync.WaitGroup
-	for w := 1; w < threads; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			run(w)
-		}()
-	}
-	run(0)
-	wg.Wait()
 }
 
 // workspace is a reusable packing buffer, with room for one edge tile of C.

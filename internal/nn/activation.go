@@ -1,5 +1,7 @@
 package nn
 
+import "github.com/fashion-classifier/fashion/internal/parallel"
+
 // ActKind names an element-wise non-linearity.
 type ActKind int
 
@@ -28,7 +30,7 @@ func (a *Activation) Forward(x *Tensor, train bool) *Tensor {
 	a.x = x
 	out := reuse(&a.out, x.N, x.H, x.W, x.C)
 	kind := a.Kind
-	parallelFor(len(x.Data), 1<<16, func(lo, hi int) {
+	parallel.For(len(x.Data), 1<<16, func(lo, hi int) {
 		src, dst := x.Data[lo:hi], out.Data[lo:hi]
 		switch kind {
 		case ReLU:
@@ -52,7 +54,7 @@ func (a *Activation) Forward(x *Tensor, train bool) *Tensor {
 func (a *Activation) Backward(dy *Tensor) *Tensor {
 	dx := reuse(&a.dx, dy.N, dy.H, dy.W, dy.C)
 	kind, x := a.Kind, a.x.Data
-	parallelFor(len(dy.Data), 1<<16, func(lo, hi int) {
+	parallel.For(len(dy.Data), 1<<16, func(lo, hi int) {
 		d, xs, o := dy.Data[lo:hi], x[lo:hi], dx.Data[lo:hi]
 		switch kind {
 		case ReLU:

@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"math"
 	"sync"
+
+	"github.com/fashion-classifier/fashion/internal/kernels"
+	"github.com/fashion-classifier/fashion/internal/parallel"
 )
 
 // BatchNorm normalises each channel over the batch and spatial positions
@@ -68,8 +71,8 @@ func (b *BatchNorm) Forward(x *Tensor, train bool) *Tensor {
 			scale[i] = b.Gamma.Value[i] * inv
 			shift[i] = b.Beta.Value[i] - b.RunMean.Value[i]*scale[i]
 		}
-		parallelFor(len(x.Data)/c, minRows(c), func(lo, hi int) {
-			affine(out.Data[lo*c:hi*c], x.Data[lo*c:hi*c], c, scale, shift, b.ReLU)
+		parallel.For(len(x.Data)/c, minRows(c), func(lo, hi int) {
+			kernels.Affine(out.Data[lo*c:hi*c], x.Data[lo*c:hi*c], c, scale, shift, b.ReLU)
 		})
 		return out
 	}
@@ -78,7 +81,7 @@ func (b *BatchNorm) Forward(x *Tensor, train bool) *Tensor {
 	// float64 across blocks: exact enough for E[x²] − mean² on 100k-row
 	// batches, and one pass halves the memory traffic of two.
 	sumBlocks(b.mean, b.sum, c, rows, func(lo, hi int, s1, s2 []float32) {
-		channelSums(x.Data[lo*c:hi*c], c, s1, s2)
+		kernels.ChannelSums(x.Data[lo*c:hi*c], c, s1, s2)
 	})
 	m := b.Momentum
 	for i := range c {
@@ -105,8 +108,8 @@ func (b *BatchNorm) Forward(x *Tensor, train bool) *Tensor {
 		scale[i] = b.invStd[i] * b.Gamma.Value[i]
 		shift[i] = b.Beta.Value[i] - b.mean32[i]*scale[i]
 	}
-	parallelFor(rows, minRows(c), func(lo, hi int) {
-		affine(out.Data[lo*c:hi*c], x.Data[lo*c:hi*c], c, scale, shift, b.ReLU)
+	parallel.For(rows, minRows(c), func(lo, hi int) {
+		kernels.Affine(out.Data[lo*c:hi*c], x.Data[lo*c:hi*c], c, scale, shift, b.ReLU)
 	})
 	return out
 }
@@ -128,7 +131,7 @@ func (b *BatchNorm) Backward(dy *Tensor) *Tensor {
 	// Pass 1: Σ dy and Σ dy·x per channel (Σ dy·x̂ follows from them).
 	sd, sdx := make([]float64, c), make([]float64, c)
 	sumBlocks(sd, sdx, c, rows, func(lo, hi int, s1, s2 []float32) {
-		gradSums(dy.Data[lo*c:hi*c], x[lo*c:hi*c], c, scale, shift, s1, s2)
+		kernels.GradSums(dy.Data[lo*c:hi*c], x[lo*c:hi*c], c, scale, shift, s1, s2)
 	})
 	// Pass 2: dx = γ·invStd·(dy − mean(dy) − x̂·mean(dy·x̂)), rewritten as
 	// dx = A·dy + B·x + C with per-channel constants.
@@ -144,8 +147,8 @@ func (b *BatchNorm) Backward(dy *Tensor) *Tensor {
 		kc[i] = float32(k1 * (-mD + float64(mean32[i])*float64(inv[i])*mDH))
 	}
 	dx := reuse(&b.dx, dy.N, dy.H, dy.W, dy.C)
-	parallelFor(rows, minRows(c), func(lo, hi int) {
-		gradApply(dx.Data[lo*c:hi*c], dy.Data[lo*c:hi*c], x[lo*c:hi*c], c, scale, shift, ka, kb, kc)
+	parallel.For(rows, minRows(c), func(lo, hi int) {
+		kernels.GradApply(dx.Data[lo*c:hi*c], dy.Data[lo*c:hi*c], x[lo*c:hi*c], c, scale, shift, ka, kb, kc)
 	})
 	return dx
 }
@@ -164,7 +167,7 @@ func sumBlocks(s1, s2 []float64, c, rows int, sum func(lo, hi int, p1, p2 []floa
 	clear(s1)
 	clear(s2)
 	var mu sync.Mutex
-	parallelFor(rows, minRows(c), func(lo, hi int) {
+	parallel.For(rows, minRows(c), func(lo, hi int) {
 		p1, p2 := make([]float32, c), make([]float32, c)
 		t1, t2 := make([]float64, c), make([]float64, c)
 		for r := lo; r < hi; r += sumBlock {

@@ -86,3 +86,21 @@ func BenchmarkConvPaths(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkBatchNorm(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	bn := NewBatchNorm(32)
+	bn.ReLU = true
+	x := randTensor(rng, 128, 28, 28, 32)
+	dy := randTensor(rng, 128, 28, 28, 32)
+	b.Run("forward", func(b *testing.B) {
+		for b.Loop() {
+			bn.Forward(x, true)
+		}
+	})
+	b.Run("backward", func(b *testing.B) {
+		for b.Loop() {
+			bn.Backward(dy)
+		}
+	})
+}

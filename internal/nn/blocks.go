@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+
+	"github.com/fashion-classifier/fashion/internal/parallel"
 )
 
 // DepthwiseConv convolves each channel with its own K×K kernel (a grouped
@@ -65,7 +67,7 @@ func (d *DepthwiseConv) Forward(x *Tensor, train bool) *Tensor {
 	out := reuse(&d.out, x.N, oh, ow, d.C)
 	clear(out.Data)
 	c, w := d.C, d.W.Value
-	parallelFor(x.N, 1, func(lo, hi int) {
+	parallel.For(x.N, 1, func(lo, hi int) {
 		for n := lo; n < hi; n++ {
 			d.visit(x, n, oh, ow, func(o, i, k int) {
 				dst, src, wk := out.Data[o:o+c], x.Data[i:i+c], w[k:k+c]
@@ -88,7 +90,7 @@ func (d *DepthwiseConv) Backward(dy *Tensor) *Tensor {
 	// sums are added at the end, so no two goroutines write the same memory.
 	var partial [][]float32
 	parts := make(chan []float32, 64)
-	parallelFor(x.N, 1, func(lo, hi int) {
+	parallel.For(x.N, 1, func(lo, hi int) {
 		gw := make([]float32, len(w))
 		for n := lo; n < hi; n++ {
 			d.visit(x, n, dy.H, dy.W, func(o, i, k int) {

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 
 	"github.com/fashion-classifier/fashion/internal/blas"
+	"github.com/fashion-classifier/fashion/internal/kernels"
+	"github.com/fashion-classifier/fashion/internal/parallel"
 )
 
 // colBudget bounds the im2col buffer (in float32s). Convolutions run over
@@ -157,7 +159,7 @@ func (c *Conv2D) Forward(x *Tensor, train bool) *Tensor {
 		})
 		return out
 	}
-	parallelFor(len(out.Data)/c.Out, 1024, func(lo, hi int) {
+	parallel.For(len(out.Data)/c.Out, 1024, func(lo, hi int) {
 		c.epilogue(out.Data[lo*c.Out : hi*c.Out])
 	})
 	return out
@@ -181,7 +183,7 @@ func (c *Conv2D) prepareEpilogue() {
 // of the output; prepareEpilogue must have run.
 func (c *Conv2D) epilogue(rows []float32) {
 	if c.B != nil || c.ReLU {
-		affine(rows, rows, c.Out, c.ones, c.shift, c.ReLU)
+		kernels.Affine(rows, rows, c.Out, c.ones, c.shift, c.ReLU)
 	}
 }
 
@@ -291,7 +293,7 @@ func (c *Conv2D) chunks(n, oh, ow int, fn func(ws *convWork, gemm gemmFunc, n0, 
 
 // chunksOf is chunks with the chunk size given.
 func (c *Conv2D) chunksOf(n, step int, fn func(ws *convWork, gemm gemmFunc, n0, n1 int, first bool)) {
-	procs := numWorkers()
+	procs := parallel.Workers()
 	for len(c.work) < procs {
 		c.work = append(c.work, convWork{})
 	}
@@ -314,7 +316,7 @@ func (c *Conv2D) chunksOf(n, step int, fn func(ws *convWork, gemm gemmFunc, n0, 
 	// leave little idle time.
 	step = min(step, (n+4*procs-1)/(4*procs))
 	var next atomic.Int64
-	parallelWorkers(procs, 1, func(w, _, _ int) {
+	parallel.ForWorker(procs, 1, func(w, _, _ int) {
 		ws := &c.work[w]
 		for {
 			n0 := int(next.Add(int64(step))) - step

@@ -1,6 +1,10 @@
 package nn
 
-import "github.com/fashion-classifier/fashion/internal/blas"
+import (
+	"github.com/fashion-classifier/fashion/internal/blas"
+	"github.com/fashion-classifier/fashion/internal/kernels"
+	"github.com/fashion-classifier/fashion/internal/parallel"
+)
 
 // A stride-1 "same" convolution can multiply its patches without unfolding
 // them (im2col). Store a chunk of images in a padded layout: each image row
@@ -101,7 +105,7 @@ func (c *Conv2D) padded(n, h, w int) bool {
 	case pathPadded:
 		return c.same()
 	}
-	return c.same() && c.In >= 8 && h*w >= padMinPixels && n >= 2*numWorkers()
+	return c.same() && c.In >= 8 && h*w >= padMinPixels && n >= 2*parallel.Workers()
 }
 
 // padMinPixels is the smallest feature map (h·w) convolved in the padded
@@ -125,10 +129,10 @@ func (c *Conv2D) forwardPadded(x, out *Tensor) {
 	hw := x.H * x.W
 	c.chunksOf(x.N, c.padChunk(l), func(ws *convWork, _ gemmFunc, n0, n1 int, _ bool) {
 		n := n1 - n0
-		xp := grow(&ws.col, l.pixels(n)*in)
+		xp := kernels.Grow(&ws.col, l.pixels(n)*in)
 		l.pad(xp, x.Data[n0*hw*in:n1*hw*in], n, in)
 		rows := l.rows(n)
-		op := grow(&ws.dcol, rows*o)
+		op := kernels.Grow(&ws.dcol, rows*o)
 		for ky := range k {
 			beta := float32(1)
 			if ky == 0 {
@@ -144,7 +148,7 @@ func (c *Conv2D) forwardPadded(x, out *Tensor) {
 		// Bias and ReLU (inference with folded batch norm) in the same
 		// pass as the copy out of the padded layout.
 		l.unpadWith(chunk, op, n, o, func(d, s []float32) {
-			affine(d, s, o, c.ones, c.shift, c.ReLU)
+			kernels.Affine(d, s, o, c.ones, c.shift, c.ReLU)
 		})
 	})
 }
@@ -158,9 +162,9 @@ func (c *Conv2D) backwardPadded(x, dy, dx *Tensor) {
 	hw := x.H * x.W
 	c.chunksOf(x.N, c.padChunk(l), func(ws *convWork, _ gemmFunc, n0, n1 int, first bool) {
 		n := n1 - n0
-		xp := grow(&ws.col, l.pixels(n)*in)
+		xp := kernels.Grow(&ws.col, l.pixels(n)*in)
 		l.pad(xp, x.Data[n0*hw*in:n1*hw*in], n, in)
-		dyp := grow(&ws.dcol, l.pixels(n)*o)
+		dyp := kernels.Grow(&ws.dcol, l.pixels(n)*o)
 		l.pad(dyp, dy.Data[n0*hw*o:n1*hw*o], n, o)
 		rows := l.rows(n)
 		beta := float32(1)
@@ -173,7 +177,7 @@ func (c *Conv2D) backwardPadded(x, dy, dx *Tensor) {
 		if dx == nil {
 			return
 		}
-		dxq := grow(&ws.dxq, rows*in)
+		dxq := kernels.Grow(&ws.dxq, rows*in)
 		for ky := range k {
 			beta := float32(1)
 			if ky == 0 {
@@ -183,13 +187,4 @@ func (c *Conv2D) backwardPadded(x, dy, dx *Tensor) {
 		}
 		l.unpad(dx.Data[n0*hw*in:n1*hw*in], dxq, n, in)
 	})
-}
-
-// grow returns (*buf)[:n], reallocating when the capacity is short. The
-// contents are not cleared.
-func grow(buf *[]float32, n int) []float32 {
-	if cap(*buf) < n {
-		*buf = make([]float32, n)
-	}
-	return (*buf)[:n]
 }

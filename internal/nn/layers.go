@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 
 	"github.com/fashion-classifier/fashion/internal/blas"
+	"github.com/fashion-classifier/fashion/internal/kernels"
+	"github.com/fashion-classifier/fashion/internal/parallel"
 )
 
 // MaxPool takes the maximum over K×K windows moved by Stride, without
@@ -37,7 +39,7 @@ func (p *MaxPool) Forward(x *Tensor, train bool) *Tensor {
 		p.forward2x2(x, out, train)
 		return out
 	}
-	parallelFor(x.N, 1, func(lo, hi int) {
+	parallel.For(x.N, 1, func(lo, hi int) {
 		for n := lo; n < hi; n++ {
 			for oy := range oh {
 				for ox := range ow {
@@ -71,7 +73,7 @@ func (p *MaxPool) Forward(x *Tensor, train bool) *Tensor {
 func (p *MaxPool) forward2x2(x, out *Tensor, train bool) {
 	c, w := x.C, x.W
 	oh, ow := out.H, out.W
-	parallelFor(x.N*oh, 8, func(lo, hi int) {
+	parallel.For(x.N*oh, 8, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			n, oy := r/oh, r%oh
 			o := r * ow * c
@@ -80,7 +82,7 @@ func (p *MaxPool) forward2x2(x, out *Tensor, train bool) {
 			if train {
 				arg = p.arg[o : o+ow*c]
 			}
-			pool2x2Row(out.Data[o:o+ow*c], arg, x.Data[top:top+w*c], x.Data[top+w*c:top+2*w*c], ow, c, top, top+w*c)
+			kernels.MaxPool2x2Row(out.Data[o:o+ow*c], arg, x.Data[top:top+w*c], x.Data[top+w*c:top+2*w*c], ow, c, top, top+w*c)
 		}
 	})
 }
@@ -95,7 +97,7 @@ func (p *MaxPool) Backward(dy *Tensor) *Tensor {
 		// as long as the rest of the pass.)
 		per := len(dy.Data) / max(dy.N, 1)
 		img := len(dx.Data) / max(dx.N, 1)
-		parallelFor(dy.N, 8, func(lo, hi int) {
+		parallel.For(dy.N, 8, func(lo, hi int) {
 			clear(dx.Data[lo*img : hi*img])
 			for i := lo * per; i < hi*per; i++ {
 				dx.Data[p.arg[i]] += dy.Data[i]

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/fashion-classifier/fashion/internal/kernels"
 	"github.com/fashion-classifier/fashion/internal/onnx/onnxpb"
 )
 
@@ -77,8 +78,8 @@ func (d *dynamic) size() int {
 type fusable interface {
 	outChannels() int
 	scaleShift(scale, shift []float32)
-	act() act
-	setAct(a act)
+	act() kernels.Act
+	setAct(a kernels.Act)
 }
 
 // value is what the compiler knows about one named tensor of the graph:

@@ -2,22 +2,12 @@ package onnx
 
 import (
 	"math"
-	"runtime"
-	"sync"
 
 	"github.com/fashion-classifier/fashion/internal/blas"
 	"github.com/fashion-classifier/fashion/internal/eval"
-	"github.com/fashion-classifier/fashion/internal/nn"
+	"github.com/fashion-classifier/fashion/internal/kernels"
+	"github.com/fashion-classifier/fashion/internal/parallel"
 )
-
-// onesVec returns n ones: the scale of a bias-only affine map.
-func onesVec(n int) []float32 {
-	v := make([]float32, n)
-	for i := range v {
-		v[i] = 1
-	}
-	return v
-}
 
 // colBudget bounds the im2col buffer (in float32s, 512 KiB): convolutions
 // unfold as many images at once as fit (at least one), which keeps the
@@ -62,176 +52,15 @@ type step interface {
 	run(st *state, n int)
 }
 
-// parallelFor splits [0, n) into one contiguous chunk per CPU and runs fn
-// on each concurrently; below minPer items per chunk it runs inline.
-func parallelFor(n, minPer int, fn func(lo, hi int)) {
-	workers := min(runtime.GOMAXPROCS(0), n/max(minPer, 1))
-	if workers <= 1 {
-		fn(0, n)
-		return
-	}
-	var wg sync.WaitGroup
-	per := (n + workers - 1) / workers
-	for lo := 0; lo < n; lo += per {
-		wg.Add(1)
-		go func(lo, hi int) {
-			defer wg.Done()
-			fn(lo, hi)
-		}(lo, min(lo+per, n))
-	}
-	wg.Wait()
-}
-
-// parallelWorkers splits [0, n) into one contiguous range per CPU and runs
-// fn(worker, lo, hi) on each concurrently; worker indexes per-goroutine
-// scratch.
-func parallelWorkers(n int, fn func(w, lo, hi int)) {
-	workers := min(runtime.GOMAXPROCS(0), n)
-	if workers <= 1 {
-		fn(0, 0, n)
-		return
-	}
-	var wg sync.WaitGroup
-	per := (n + workers - 1) / workers
-	w := 0
-	for lo := 0; lo < n; lo += per {
-		wg.Add(1)
-		go func(w, lo, hi int) {
-			defer wg.Done()
-			fn(w, lo, hi)
-		}(w, lo, min(lo+per, n))
-		w++
-	}
-	wg.Wait()
-}
-
-// actKind names an element-wise function that can follow a convolution or
-// a matrix product.
-type actKind uint8
-
-const (
-	actNone        actKind = iota
-	actReLU                // max(x, 0)
-	actClip                // min(max(x, lo), hi)
-	actSigmoid             // 1/(1+e^−x)
-	actHardSigmoid         // max(0, min(1, alpha·x+beta))
-	actHardSwish           // x·max(0, min(1, x/6+1/2))
-	actLeakyReLU           // x for x ≥ 0, alpha·x otherwise
-)
-
-// act is an element-wise function with its parameters (clip bounds, or
-// alpha and beta).
-type act struct {
-	kind actKind
-	a, b float32
-}
-
-func (a act) eval(v float32) float32 {
-	switch a.kind {
-	case actReLU:
-		return max(v, 0)
-	case actClip:
-		return min(max(v, a.a), a.b)
-	case actSigmoid:
-		return float32(1 / (1 + math.Exp(-float64(v))))
-	case actHardSigmoid:
-		return max(0, min(1, a.a*v+a.b))
-	case actHardSwish:
-		return v * max(0, min(1, v/6+0.5))
-	case actLeakyReLU:
-		if v < 0 {
-			return a.a * v
-		}
-	}
-	return v
-}
-
-// epilogue adds bias (one value per column, rows of len(bias) values, or
-// none when bias is nil) to data and applies a, in place and in parallel,
-// in one pass over the data. ones holds len(bias) ones.
-func epilogue(data, bias, ones []float32, a act) {
-	if bias == nil {
-		if a.kind != actNone {
-			parallelFor(len(data), 1<<15, func(lo, hi int) { applyAct(data[lo:hi], data[lo:hi], a) })
-		}
-		return
-	}
-	width := len(bias)
-	parallelFor(len(data)/width, max(1, 8192/width), func(lo, hi int) {
-		epilogueRows(data[lo*width:hi*width], bias, ones, a)
-	})
-}
-
-// epilogueRows is epilogue on the calling goroutine.
-func epilogueRows(data, bias, ones []float32, a act) {
-	if bias == nil {
-		applyAct(data, data, a)
-		return
-	}
-	width := len(bias)
-	if a.kind == actNone || a.kind == actReLU {
-		// The engine's vectorised batch-norm kernel with scale 1.
-		nn.AffineRows(data, data, ones, bias, a.kind == actReLU)
-		return
-	}
-	for off := 0; off+width <= len(data); off += width {
-		row := data[off : off+width : off+width]
-		b := bias[:len(row)]
-		switch a.kind {
-		case actNone:
-			for i, v := range row {
-				row[i] = v + b[i]
-			}
-		case actReLU:
-			for i, v := range row {
-				row[i] = max(v+b[i], 0)
-			}
-		case actClip:
-			for i, v := range row {
-				row[i] = min(max(v+b[i], a.a), a.b)
-			}
-		default:
-			for i, v := range row {
-				row[i] = a.eval(v + b[i])
-			}
-		}
-	}
-}
-
-// applyAct sets dst[i] = a(src[i]).
-func applyAct(dst, src []float32, a act) {
-	switch a.kind {
-	case actNone:
-		copy(dst, src)
-	case actReLU:
-		for i, v := range src {
-			dst[i] = max(v, 0)
-		}
-	case actClip:
-		lo, hi := a.a, a.b
-		for i, v := range src {
-			dst[i] = min(max(v, lo), hi)
-		}
-	case actHardSwish:
-		for i, v := range src {
-			dst[i] = v * max(0, min(1, v*(1.0/6)+0.5))
-		}
-	default:
-		for i, v := range src {
-			dst[i] = a.eval(v)
-		}
-	}
-}
-
 // unaryStep applies an element-wise function.
 type unaryStep struct {
 	in, out, size int
-	act           act
+	act           kernels.Act
 }
 
 func (s *unaryStep) run(st *state, n int) {
 	x, y := st.bufs[s.in][:n*s.size], st.get(s.out, n*s.size)
-	parallelFor(len(y), 1<<15, func(lo, hi int) { applyAct(y[lo:hi], x[lo:hi], s.act) })
+	parallel.For(len(y), 1<<15, func(lo, hi int) { kernels.ApplyAct(y[lo:hi], x[lo:hi], s.act) })
 }
 
 // convStep is a 2-D convolution (with groups, strides, dilations and
@@ -251,9 +80,9 @@ type convStep struct {
 	// matrix per group (rows ordered kernel row, kernel column, input
 	// channel), the right-hand side of that group's product.
 	wt   []float32
-	bias []float32 // m values, or nil
-	ones []float32 // m ones, for the epilogue
-	fn   act       // applied after the bias
+	bias []float32         // m values, or nil
+	fn   kernels.Act       // applied after the bias
+	ep   *kernels.Epilogue // bias and fn, see refresh
 }
 
 func (s *convStep) depthwise() bool { return s.groups == s.c && s.groups == s.m }
@@ -275,7 +104,7 @@ func (s *convStep) run(st *state, n int) {
 		s.runUnfolded(st, x, y, n)
 		return
 	}
-	epilogue(y, s.bias, s.ones, s.fn)
+	s.ep.Apply(y)
 }
 
 // runUnfolded convolves by im2col and matrix products, chunk by chunk of
@@ -298,12 +127,12 @@ func (s *convStep) runUnfolded(st *state, x, y []float32, n int) {
 				s.wt[g*kdim*mg:(g+1)*kdim*mg], mg, 0, out[g*mg:], s.m)
 		}
 		if parallel {
-			epilogue(out, s.bias, s.ones, s.fn)
+			s.ep.Apply(out)
 		} else {
-			epilogueRows(out, s.bias, s.ones, s.fn)
+			s.ep.Rows(out)
 		}
 	}
-	procs := runtime.GOMAXPROCS(0)
+	procs := parallel.Workers()
 	if n < 2*procs {
 		for n0 := 0; n0 < n; n0 += chunk {
 			do(0, n0, min(n0+chunk, n), blas.Gemm, true)
@@ -313,7 +142,7 @@ func (s *convStep) runUnfolded(st *state, x, y []float32, n int) {
 	for len(st.work) < procs {
 		st.work = append(st.work, nil)
 	}
-	parallelWorkers(n, func(w, lo, hi int) {
+	parallel.ForWorker(n, 1, func(w, lo, hi int) {
 		for n0 := lo; n0 < hi; n0 += chunk {
 			do(w, n0, min(n0+chunk, hi), blas.GemmSerial, false)
 		}
@@ -323,14 +152,14 @@ func (s *convStep) runUnfolded(st *state, x, y []float32, n int) {
 // im2col unfolds channels [c0, c0+cg) of images [n0, n1) of x into col: one
 // row of kh·kw·cg values per output pixel, zero where the kernel overhangs
 // the border.
-func (s *convStep) im2col(col, x []float32, n0, n1, c0, cg int, parallel bool) {
+func (s *convStep) im2col(col, x []float32, n0, n1, c0, cg int, split bool) {
 	kdim := s.kh * s.kw * cg
 	rowsPer := s.oh * s.ow
 	minPer := 1
-	if !parallel {
+	if !split {
 		minPer = (n1 - n0) * s.oh
 	}
-	parallelFor((n1-n0)*s.oh, minPer, func(lo, hi int) {
+	parallel.For((n1-n0)*s.oh, minPer, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			n, oy := n0+r/s.oh, r%s.oh
 			img := x[n*s.h*s.w*s.c : (n+1)*s.h*s.w*s.c]
@@ -370,7 +199,7 @@ func (s *convStep) im2col(col, x []float32, n0, n1, c0, cg int, parallel bool) {
 // beats unfolding when every patch would be a single channel.
 func (s *convStep) runDepthwise(x, y []float32, n int) {
 	c := s.c
-	parallelFor(n*s.oh, 1, func(lo, hi int) {
+	parallel.For(n*s.oh, 1, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			b, oy := r/s.oh, r%s.oh
 			for ox := range s.ow {
@@ -420,11 +249,16 @@ func (s *convStep) scaleShift(scale, shift []float32) {
 		}
 	}
 	s.bias = affineBias(s.bias, scale, shift)
+	s.refresh()
 }
 
-func (s *convStep) setAct(a act) { s.fn = a }
+func (s *convStep) setAct(a kernels.Act) { s.fn = a; s.refresh() }
 
-func (s *convStep) act() act { return s.fn }
+// refresh rebuilds the epilogue after the bias or activation changed at
+// compile time.
+func (s *convStep) refresh() { s.ep = kernels.NewEpilogue(s.bias, s.fn) }
+
+func (s *convStep) act() kernels.Act { return s.fn }
 
 // affineBias returns bias·scale + shift, treating a nil bias as zeros.
 func affineBias(bias, scale, shift []float32) []float32 {
@@ -446,14 +280,14 @@ type gemmStep struct {
 	in, out, k, m int
 	wt            []float32
 	bias          []float32
-	ones          []float32 // m ones, for the epilogue
-	fn            act       // applied after the bias
+	fn            kernels.Act       // applied after the bias
+	ep            *kernels.Epilogue // bias and fn, see refresh
 }
 
 func (s *gemmStep) run(st *state, n int) {
 	x, y := st.bufs[s.in][:n*s.k], st.get(s.out, n*s.m)
 	blas.Gemm(false, false, n, s.m, s.k, 1, x, s.k, s.wt, s.m, 0, y, s.m)
-	epilogue(y, s.bias, s.ones, s.fn)
+	s.ep.Apply(y)
 }
 
 func (s *gemmStep) outChannels() int { return s.m }
@@ -463,11 +297,16 @@ func (s *gemmStep) scaleShift(scale, shift []float32) {
 		s.wt[k] *= scale[k%s.m]
 	}
 	s.bias = affineBias(s.bias, scale, shift)
+	s.refresh()
 }
 
-func (s *gemmStep) setAct(a act) { s.fn = a }
+func (s *gemmStep) setAct(a kernels.Act) { s.fn = a; s.refresh() }
 
-func (s *gemmStep) act() act { return s.fn }
+// refresh rebuilds the epilogue after the bias or activation changed at
+// compile time.
+func (s *gemmStep) refresh() { s.ep = kernels.NewEpilogue(s.bias, s.fn) }
+
+func (s *gemmStep) act() kernels.Act { return s.fn }
 
 // poolStep is a max or average pool over NHWC data with padding, strides,
 // dilations (max only) and ceil-mode output sizes.
@@ -494,16 +333,16 @@ func (s *poolStep) run(st *state, n int) {
 	x := st.bufs[s.in][:n*s.h*s.w*c]
 	y := st.get(s.out, n*s.oh*s.ow*c)
 	if s.plain2x2() {
-		parallelFor(n*s.oh, 64, func(lo, hi int) {
+		parallel.For(n*s.oh, 64, func(lo, hi int) {
 			for r := lo; r < hi; r++ {
 				b, oy := r/s.oh, r%s.oh
 				top := x[((b*s.h+2*oy)*s.w)*c:]
-				nn.MaxPool2x2Row(y[r*s.ow*c:(r+1)*s.ow*c], top[:2*s.ow*c], top[s.w*c:s.w*c+2*s.ow*c], s.ow, c)
+				kernels.MaxPool2x2Row(y[r*s.ow*c:(r+1)*s.ow*c], nil, top[:2*s.ow*c], top[s.w*c:s.w*c+2*s.ow*c], s.ow, c, 0, 0)
 			}
 		})
 		return
 	}
-	parallelFor(n*s.oh, 1, func(lo, hi int) {
+	parallel.For(n*s.oh, 1, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			b, oy := r/s.oh, r%s.oh
 			for ox := range s.ow {
@@ -571,7 +410,7 @@ func (s *globalPoolStep) run(st *state, n int) {
 	c := s.c
 	x, y := st.bufs[s.in][:n*s.hw*c], st.get(s.out, n*c)
 	inv := 1 / float32(s.hw)
-	parallelFor(n, 64, func(lo, hi int) {
+	parallel.For(n, 64, func(lo, hi int) {
 		for b := lo; b < hi; b++ {
 			dst := y[b*c : (b+1)*c]
 			clear(dst)
@@ -631,7 +470,7 @@ func (s *binStep) run(st *state, n int) {
 	y := st.get(s.out, n*s.size)
 	blocks := n * s.size / s.bsize
 	perImage := s.size / s.bsize
-	parallelFor(blocks, max(1, 8192/s.bsize), func(lo, hi int) {
+	parallel.For(blocks, max(1, 8192/s.bsize), func(lo, hi int) {
 		for k := lo; k < hi; k++ {
 			bb := b
 			if s.bslot >= 0 {

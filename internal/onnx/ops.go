@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 
+	"github.com/fashion-classifier/fashion/internal/kernels"
 	"github.com/fashion-classifier/fashion/internal/onnx/onnxpb"
 )
 
@@ -18,7 +19,7 @@ type handler func(c *compiler, n *onnxpb.NodeProto, in []*value, a attrSet) ([]*
 var errUnsupported = errors.New("operator is not supported")
 
 func handlers() map[string]handler {
-	act := func(kind actKind) handler {
+	act := func(kind kernels.ActKind) handler {
 		return func(c *compiler, n *onnxpb.NodeProto, in []*value, a attrSet) ([]*value, error) {
 			return c.activation(n, in, a, kind)
 		}
@@ -50,12 +51,12 @@ func handlers() map[string]handler {
 		"Sub":                bin(opSub),
 		"Mul":                bin(opMul),
 		"Div":                bin(opDiv),
-		"Relu":               act(actReLU),
-		"Clip":               act(actClip),
-		"Sigmoid":            act(actSigmoid),
-		"HardSigmoid":        act(actHardSigmoid),
-		"HardSwish":          act(actHardSwish),
-		"LeakyRelu":          act(actLeakyReLU),
+		"Relu":               act(kernels.ActReLU),
+		"Clip":               act(kernels.ActClip),
+		"Sigmoid":            act(kernels.ActSigmoid),
+		"HardSigmoid":        act(kernels.ActHardSigmoid),
+		"HardSwish":          act(kernels.ActHardSwish),
+		"LeakyRelu":          act(kernels.ActLeakyReLU),
 		"Conv":               (*compiler).conv,
 		"BatchNormalization": (*compiler).batchNorm,
 		"MaxPool":            (*compiler).pool,
@@ -831,7 +832,7 @@ func storageConst(k *constant, d *dynamic) ([]float32, error) {
 // binaryConst compiles d op bc (bc op d when swap is set), folding it into
 // the step that computed d where possible.
 func (c *compiler) binaryConst(n *onnxpb.NodeProto, d *dynamic, bc []float32, op binOp, swap bool) ([]*value, error) {
-	if f := c.fusableInput(n.GetInput()[boolIndex(swap)], d); f != nil && f.act().kind == actNone && (!swap || op == opAdd || op == opMul) &&
+	if f := c.fusableInput(n.GetInput()[boolIndex(swap)], d); f != nil && f.act().Kind == kernels.ActNone && (!swap || op == opAdd || op == opMul) &&
 		(len(bc) == 1 || len(bc) == f.outChannels()) {
 		m := f.outChannels()
 		scale, shift := make([]float32, m), make([]float32, m)
@@ -935,18 +936,18 @@ func foldBinary(x, y *constant, op binOp) (*constant, error) {
 }
 
 // activation compiles the element-wise non-linearities.
-func (c *compiler) activation(n *onnxpb.NodeProto, in []*value, a attrSet, kind actKind) ([]*value, error) {
-	f := act{kind: kind}
+func (c *compiler) activation(n *onnxpb.NodeProto, in []*value, a attrSet, kind kernels.ActKind) ([]*value, error) {
+	f := kernels.Act{Kind: kind}
 	switch kind {
-	case actClip:
+	case kernels.ActClip:
 		if err := need(in, 1, 3); err != nil {
 			return nil, err
 		}
 		if err := a.check("min", "max"); err != nil { // attributes before opset 11
 			return nil, err
 		}
-		f.a, f.b = a.float("min", float32(math.Inf(-1))), a.float("max", float32(math.Inf(1)))
-		for k, dst := range []*float32{&f.a, &f.b} {
+		f.A, f.B = a.float("min", float32(math.Inf(-1))), a.float("max", float32(math.Inf(1)))
+		for k, dst := range []*float32{&f.A, &f.B} {
 			b, err := constIn(in, k+1, "clip bound")
 			if err != nil {
 				return nil, err
@@ -958,22 +959,22 @@ func (c *compiler) activation(n *onnxpb.NodeProto, in []*value, a attrSet, kind 
 				*dst = b.floats()[0]
 			}
 		}
-	case actHardSigmoid:
+	case kernels.ActHardSigmoid:
 		if err := need(in, 1, 1); err != nil {
 			return nil, err
 		}
 		if err := a.check("alpha", "beta"); err != nil {
 			return nil, err
 		}
-		f.a, f.b = a.float("alpha", 0.2), a.float("beta", 0.5)
-	case actLeakyReLU:
+		f.A, f.B = a.float("alpha", 0.2), a.float("beta", 0.5)
+	case kernels.ActLeakyReLU:
 		if err := need(in, 1, 1); err != nil {
 			return nil, err
 		}
 		if err := a.check("alpha"); err != nil {
 			return nil, err
 		}
-		f.a = a.float("alpha", 0.01)
+		f.A = a.float("alpha", 0.01)
 	default:
 		if err := need(in, 1, 1); err != nil {
 			return nil, err
@@ -988,7 +989,7 @@ func (c *compiler) activation(n *onnxpb.NodeProto, in []*value, a attrSet, kind 
 		}
 		out := &constant{dims: k.dims, f: make([]float32, len(k.f))}
 		for j, v := range k.f {
-			out.f[j] = f.eval(v)
+			out.f[j] = f.Eval(v)
 		}
 		return []*value{{c: out}}, nil
 	}
@@ -1188,7 +1189,7 @@ func (c *compiler) conv(n *onnxpb.NodeProto, in []*value, a attrSet) ([]*value, 
 		}
 		s.bias = slices.Clone(bk.f)
 	}
-	s.ones = onesVec(m)
+	s.refresh()
 	s.out = c.newSlot()
 	c.add(s)
 	return []*value{{d: &dynamic{slot: s.out, shape: []int{m, win.oh, win.ow}, prod: s}}}, nil
@@ -1230,7 +1231,7 @@ func (c *compiler) batchNorm(n *onnxpb.NodeProto, in []*value, a attrSet) ([]*va
 		scale[k] = float32(float64(p[0][k]) / math.Sqrt(float64(p[3][k])+eps))
 		shift[k] = p[1][k] - p[2][k]*scale[k]
 	}
-	if f := c.fusableInput(n.GetInput()[0], x); f != nil && f.act().kind == actNone && f.outChannels() == ch {
+	if f := c.fusableInput(n.GetInput()[0], x); f != nil && f.act().Kind == kernels.ActNone && f.outChannels() == ch {
 		f.scaleShift(scale, shift)
 		return []*value{{d: &dynamic{slot: x.slot, shape: x.shape, prod: f}}}, nil
 	}
@@ -1348,7 +1349,7 @@ func (c *compiler) gemm(n *onnxpb.NodeProto, in []*value, a attrSet) ([]*value, 
 		return nil, err
 	}
 	alpha := a.float("alpha", 1)
-	s := &gemmStep{in: x.slot, k: k, m: m, wt: make([]float32, k*m), ones: onesVec(m)}
+	s := &gemmStep{in: x.slot, k: k, m: m, wt: make([]float32, k*m)}
 	// row maps the stored position of a feature to its row of B: the
 	// identity, or the C·H·W index of an H·W·C-stored map.
 	row := func(p int) int { return p }
@@ -1386,6 +1387,7 @@ func (c *compiler) gemm(n *onnxpb.NodeProto, in []*value, a attrSet) ([]*value, 
 		}
 		s.bias = bias
 	}
+	s.refresh()
 	s.out = c.newSlot()
 	c.add(s)
 	return []*value{{d: &dynamic{slot: s.out, shape: []int{m}, prod: s}}}, nil
@@ -1422,16 +1424,16 @@ func (c *compiler) softmaxOp(n *onnxpb.NodeProto, in []*value, a attrSet) ([]*va
 // compose returns the activation next(first(x)) if it is one activation:
 // anything after none, and a clip after a ReLU (PyTorch exports ReLU6 as
 // Relu then Clip).
-func compose(first, next act) (act, bool) {
+func compose(first, next kernels.Act) (kernels.Act, bool) {
 	switch {
-	case first.kind == actNone:
+	case first.Kind == kernels.ActNone:
 		return next, true
-	case first.kind == actReLU && next.kind == actClip:
-		return act{kind: actClip, a: max(next.a, 0), b: max(next.b, 0)}, true
-	case first.kind == actReLU && next.kind == actReLU:
+	case first.Kind == kernels.ActReLU && next.Kind == kernels.ActClip:
+		return kernels.Act{Kind: kernels.ActClip, A: max(next.A, 0), B: max(next.B, 0)}, true
+	case first.Kind == kernels.ActReLU && next.Kind == kernels.ActReLU:
 		return first, true
 	}
-	return act{}, false
+	return kernels.Act{}, false
 }
 
 // pad compiles a constant zero-or-value padding of the spatial axes of a

@@ -4,11 +4,9 @@ package optim
 
 import (
 	"math"
-	"runtime"
-	"sync"
-	"sync/atomic"
 
 	"github.com/fashion-classifier/fashion/internal/nn"
+	"github.com/fashion-classifier/fashion/internal/parallel"
 )
 
 // Optimizer applies one update to every trainable parameter, given the
@@ -92,33 +90,14 @@ func forRanges(params []*nn.Param, update func(p *nn.Param, lo, hi int)) {
 		}
 		total += len(p.Value)
 	}
-	workers := min(runtime.GOMAXPROCS(0), len(tasks))
+	workers := min(parallel.Workers(), len(tasks))
 	if total < parallelMinValues || workers <= 1 {
 		for _, t := range tasks {
 			update(t.p, t.lo, t.hi)
 		}
 		return
 	}
-	var next atomic.Int64
-	run := func() {
-		for {
-			i := int(next.Add(1)) - 1
-			if i >= len(tasks) {
-				return
-			}
-			update(tasks[i].p, tasks[i].lo, tasks[i].hi)
-		}
-	}
-	var wg sync.WaitGroup
-	for range workers - 1 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			run()
-		}()
-	}
-	run()
-	wg.Wait()
+	parallel.Run(workers, len(tasks), func(_, i int) { update(tasks[i].p, tasks[i].lo, tasks[i].hi) })
 }
 
 // State returns the momentum buffers.

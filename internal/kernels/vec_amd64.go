@@ -1,4 +1,4 @@
-package nn
+package kernels
 
 import "golang.org/x/sys/cpu"
 
@@ -19,7 +19,9 @@ func gradApplyAVX2(dx, dy, x *float32, rows, c int, scale, shift, ka, kb, kc *fl
 // The wrappers check lengths (the assembly cannot), pick the assembly when
 // it applies and fall back to Go otherwise.
 
-func channelSums(x []float32, c int, s1, s2 []float32) {
+// ChannelSums adds Σx and Σx² over rows of c values of x to s1 and s2 (c
+// values each), the batch statistics of batch norm.
+func ChannelSums(x []float32, c int, s1, s2 []float32) {
 	rows := len(x) / c
 	if !vecAVX2 || c%8 != 0 || rows == 0 {
 		channelSumsGo(x, c, s1, s2)
@@ -29,7 +31,10 @@ func channelSums(x []float32, c int, s1, s2 []float32) {
 	channelSumsAVX2(&x[0], rows, c, &s1[0], &s2[0])
 }
 
-func affine(dst, src []float32, c int, scale, shift []float32, relu bool) {
+// Affine sets dst = src·scale + shift per channel over rows of c values,
+// clamped at 0 when relu is set: batch norm in inference, and a bias with
+// or without ReLU when scale is all ones. dst and src may be the same.
+func Affine(dst, src []float32, c int, scale, shift []float32, relu bool) {
 	rows := len(src) / c
 	if !vecAVX2 || c%8 != 0 || rows == 0 {
 		affineGo(dst, src, c, scale, shift, relu)
@@ -39,7 +44,10 @@ func affine(dst, src []float32, c int, scale, shift []float32, relu bool) {
 	affineAVX2(&dst[0], &src[0], rows, c, &scale[0], &shift[0], relu)
 }
 
-func gradSums(dy, x []float32, c int, scale, shift []float32, sd, sdx []float32) {
+// GradSums adds Σg and Σg·x over rows of c values to sd and sdx, where g
+// is dy, or, when scale is not nil, dy where x·scale + shift > 0 (the mask
+// of a fused ReLU, recomputed from the input).
+func GradSums(dy, x []float32, c int, scale, shift []float32, sd, sdx []float32) {
 	rows := len(dy) / c
 	if !vecAVX2 || c%8 != 0 || rows == 0 {
 		gradSumsGo(dy, x, c, scale, shift, sd, sdx)
@@ -50,7 +58,9 @@ func gradSums(dy, x []float32, c int, scale, shift []float32, sd, sdx []float32)
 	gradSumsAVX2(&dy[0], &x[0], rows, c, sc, sh, &sd[0], &sdx[0])
 }
 
-func gradApply(dx, dy, x []float32, c int, scale, shift []float32, ka, kb, kc []float32) {
+// GradApply sets dx = ka·g + kb·x + kc per channel, g as in GradSums: the
+// input gradient of batch norm.
+func GradApply(dx, dy, x []float32, c int, scale, shift []float32, ka, kb, kc []float32) {
 	rows := len(dy) / c
 	if !vecAVX2 || c%8 != 0 || rows == 0 {
 		gradApplyGo(dx, dy, x, c, scale, shift, ka, kb, kc)
@@ -74,7 +84,13 @@ func maskPtrs(scale, shift []float32, c int) (*float32, *float32) {
 //go:noescape
 func pool2x2RowAVX2(dst *float32, arg *int32, top, bot *float32, ow, c, topIdx, botIdx int)
 
-func pool2x2Row(dst []float32, arg []int32, top, bot []float32, ow, c, topIdx, botIdx int) {
+// MaxPool2x2Row computes one output row of a 2×2, stride-2 max pool over
+// NHWC rows: for each of ow output pixels and c channels, the maximum of
+// the window whose top row is in top and bottom row in bot (2·ow·c values
+// each). When arg is not nil it receives each winner's index, top and bot
+// starting at indices topIdx and botIdx; ties go to the earliest of (top
+// left, top right, bottom left, bottom right).
+func MaxPool2x2Row(dst []float32, arg []int32, top, bot []float32, ow, c, topIdx, botIdx int) {
 	if !vecAVX2 || c%8 != 0 || ow == 0 {
 		pool2x2RowGo(dst, arg, top, bot, ow, c, topIdx, botIdx)
 		return

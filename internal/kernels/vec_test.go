@@ -1,4 +1,4 @@
-package nn
+package kernels
 
 import (
 	"math"
@@ -35,25 +35,25 @@ func TestVectorKernelsMatchGo(t *testing.T) {
 			s1, s2, w1, w2 := vec(c), vec(c), make([]float32, c), make([]float32, c)
 			copy(w1, s1)
 			copy(w2, s2)
-			channelSums(x, c, s1, s2)
+			ChannelSums(x, c, s1, s2)
 			channelSumsGo(x, c, w1, w2)
 			close("channelSums s1", s1, w1)
 			close("channelSums s2", s2, w2)
 
 			for _, relu := range []bool{false, true} {
 				got, want := make([]float32, n), make([]float32, n)
-				affine(got, x, c, scale, shift, relu)
+				Affine(got, x, c, scale, shift, relu)
 				affineGo(want, x, c, scale, shift, relu)
 				close("affine", got, want)
 			}
 			for _, mask := range [][2][]float32{{nil, nil}, {scale, shift}} {
 				sd, sdx, wd, wdx := make([]float32, c), make([]float32, c), make([]float32, c), make([]float32, c)
-				gradSums(dy, x, c, mask[0], mask[1], sd, sdx)
+				GradSums(dy, x, c, mask[0], mask[1], sd, sdx)
 				gradSumsGo(dy, x, c, mask[0], mask[1], wd, wdx)
 				close("gradSums sd", sd, wd)
 				close("gradSums sdx", sdx, wdx)
 				got, want := make([]float32, n), make([]float32, n)
-				gradApply(got, dy, x, c, mask[0], mask[1], ka, kb, kc)
+				GradApply(got, dy, x, c, mask[0], mask[1], ka, kb, kc)
 				gradApplyGo(want, dy, x, c, mask[0], mask[1], ka, kb, kc)
 				close("gradApply", got, want)
 			}
@@ -76,7 +76,7 @@ func TestPool2x2RowMatchesGo(t *testing.T) {
 				if withArg {
 					garg, warg = make([]int32, ow*c), make([]int32, ow*c)
 				}
-				pool2x2Row(got, garg, top, bot, ow, c, 1000, 5000)
+				MaxPool2x2Row(got, garg, top, bot, ow, c, 1000, 5000)
 				pool2x2RowGo(want, warg, top, bot, ow, c, 1000, 5000)
 				for i := range want {
 					if got[i] != want[i] || (withArg && garg[i] != warg[i]) {
@@ -86,22 +86,4 @@ func TestPool2x2RowMatchesGo(t *testing.T) {
 			}
 		}
 	}
-}
-
-func BenchmarkBatchNorm(b *testing.B) {
-	rng := rand.New(rand.NewPCG(1, 2))
-	bn := NewBatchNorm(32)
-	bn.ReLU = true
-	x := randTensor(rng, 128, 28, 28, 32)
-	dy := randTensor(rng, 128, 28, 28, 32)
-	b.Run("forward", func(b *testing.B) {
-		for b.Loop() {
-			bn.Forward(x, true)
-		}
-	})
-	b.Run("backward", func(b *testing.B) {
-		for b.Loop() {
-			bn.Backward(dy)
-		}
-	})
 }

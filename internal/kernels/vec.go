@@ -1,4 +1,4 @@
-package nn
+package kernels
 
 // Per-channel kernels of batch norm over rows of c values (NHWC). Each has
 // a pure-Go version here; on amd64 with AVX2+FMA, channel counts that are
