@@ -522,3 +522,7 @@ func getWorkspace(n int) *workspace {
 func putWorkspace(ws *workspace) {
 	workspaces.Put(ws)
 }
+
+// KernelName names the micro-kernel Gemm uses on this CPU, such as
+// "avx2-6x16", for benchmark reports.
+func KernelName() string { return defaultKernel.name }

@@ -98,6 +98,7 @@ type program struct {
 	inSize  int // values per input image
 	outSize int // scores per image
 	probs   bool
+	macs    int // multiply-adds per image of convolutions and products
 }
 
 // compiler turns a GraphProto into a program.
@@ -174,6 +175,7 @@ func compile(g *onnxpb.GraphProto, opset int) (*program, error) {
 		d = c.logical(d)
 	}
 	c.prog.out, c.prog.outSize, c.prog.probs = d.slot, d.size(), d.probs
+	c.prog.macs = c.macs
 	return c.prog, nil
 }
 

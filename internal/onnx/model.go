@@ -236,6 +236,10 @@ func describe(mp *onnxpb.ModelProto, side *Sidecar, opts Options) (modelfile.Inf
 // weights.
 func (m *Model) Info() modelfile.Info { return m.info }
 
+// MACs is the number of multiply-adds per image of the model's
+// convolutions and matrix products (twice that is its FLOPs per image).
+func (m *Model) MACs() int { return m.prog.macs }
+
 func (m *Model) newState() *state {
 	return &state{bufs: make([][]float32, m.prog.slots)}
 }

@@ -1,0 +1,52 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMedian(t *testing.T) {
+	for _, tc := range []struct {
+		in   []float64
+		want float64
+	}{
+		{nil, 0},
+		{[]float64{3}, 3},
+		{[]float64{5, 1, 3}, 3},
+		{[]float64{4, 1, 3, 2}, 2.5},
+	} {
+		if got := median(tc.in); got != tc.want {
+			t.Errorf("median(%v) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestFigure(t *testing.T) {
+	if got := figure(1, 4, 2*time.Millisecond); got != 0.5 {
+		t.Errorf("batch 1: %v ms per call, want 0.5", got)
+	}
+	if got := figure(256, 10, time.Second); got != 2560 {
+		t.Errorf("batch 256: %v img/s, want 2560", got)
+	}
+}
+
+func TestStartORTWithoutNode(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	_, err := startORT(config{cache: t.TempDir(), threads: 2, model: "x.onnx"})
+	if err == nil || !strings.Contains(err.Error(), "Node.js") {
+		t.Fatalf("startORT without node: %v, want an error naming Node.js", err)
+	}
+}
+
+func TestPeakLoopComputes(t *testing.T) {
+	v, ok := fmaStep(1000)
+	if !ok {
+		t.Skip("no AVX2 FMA on this CPU")
+	}
+	// 12 chains of x ← 0.999999·x + 1e-6 from 1.0 stay at 1.0 (to float32
+	// precision), so lane 0 of their sum is about 12.
+	if v < 11.9 || v > 12.1 {
+		t.Fatalf("fmaLoop(1000) = %v, want about 12", v)
+	}
+}
