@@ -9,8 +9,8 @@
 # no symbol table or DWARF (-s -w), and no toolchain VCS stamp
 # (-buildvcs=false, so a build with and without a .git directory is the
 # same); its version and commit are set with -X instead:
-#   VERSION  release version; default: "git describe --tags --always --dirty",
-#            or "dev" outside a git work tree (e.g. in a Docker build)
+#   VERSION  release version; default: the source's own,
+#            internal/buildinfo.Release (what "fashion version" reports)
 #   COMMIT   source revision; default: "git rev-parse HEAD", or "unknown"
 # GOOS and GOARCH are passed through to cross-compile.
 set -eu
@@ -32,13 +32,6 @@ in_git() {
 	command -v git >/dev/null 2>&1 && git rev-parse --is-inside-work-tree >/dev/null 2>&1
 }
 
-if [ -z "${VERSION:-}" ]; then
-	if in_git; then
-		VERSION=$(git describe --tags --always --dirty)
-	else
-		VERSION=dev
-	fi
-fi
 if [ -z "${COMMIT:-}" ]; then
 	if in_git; then
 		COMMIT=$(git rev-parse HEAD)
@@ -46,17 +39,21 @@ if [ -z "${COMMIT:-}" ]; then
 		COMMIT=unknown
 	fi
 fi
-case "$VERSION$COMMIT" in
+case "${VERSION:-}$COMMIT" in
 *[!A-Za-z0-9._+-]*)
-	echo "build.sh: VERSION ($VERSION) and COMMIT ($COMMIT) may use only letters, digits and . _ + -" >&2
+	echo "build.sh: VERSION (${VERSION:-}) and COMMIT ($COMMIT) may use only letters, digits and . _ + -" >&2
 	exit 2
 	;;
 esac
 
 pkg=github.com/fashion-classifier/fashion/internal/buildinfo
+stamp="-X $pkg.Commit=$COMMIT"
+if [ -n "${VERSION:-}" ]; then
+	stamp="$stamp -X $pkg.Version=$VERSION"
+fi
 CGO_ENABLED=0 go build \
 	-trimpath \
 	-buildvcs=false \
-	-ldflags="-s -w -X $pkg.Version=$VERSION -X $pkg.Commit=$COMMIT" \
+	-ldflags="-s -w $stamp" \
 	-o "$out" \
 	./cmd/fashion

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -84,7 +85,7 @@ CMD ["-addr", ":8080"]
 
 // TestRepoDockerfile pins the properties of the real Dockerfile that the
 // deployment relies on: the shared build script, a non-root numeric user,
-// port 8080, the serve entrypoint and no HEALTHCHECK (parseDockerfile
+// port 80 (as the report's "docker run -p 8080:80" expects), the serve entrypoint and no HEALTHCHECK (parseDockerfile
 // refuses one).
 func TestRepoDockerfile(t *testing.T) {
 	f, err := os.Open("../../Dockerfile")
@@ -102,8 +103,11 @@ func TestRepoDockerfile(t *testing.T) {
 	if d.Uid != 65532 || d.Gid != 65532 {
 		t.Errorf("USER %q, want 65532:65532 (nonroot in deploy/rootfs/etc/passwd)", d.User)
 	}
-	if !reflect.DeepEqual(d.ExposedPorts, []string{"8080/tcp"}) {
-		t.Errorf("EXPOSE %v, want [8080/tcp]", d.ExposedPorts)
+	if !reflect.DeepEqual(d.ExposedPorts, []string{"80/tcp"}) {
+		t.Errorf("EXPOSE %v, want [80/tcp]", d.ExposedPorts)
+	}
+	if !slices.Contains(d.Env, "PORT=80") {
+		t.Errorf("ENV %q, want PORT=80 so the service listens on the EXPOSEd port", d.Env)
 	}
 	if !reflect.DeepEqual(d.Entrypoint, []string{"/fashion", "serve"}) {
 		t.Errorf("ENTRYPOINT %q, want [/fashion serve]", d.Entrypoint)

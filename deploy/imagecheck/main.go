@@ -340,21 +340,52 @@ func tagSafe(v string) string {
 	return v
 }
 
-// serveAndClassify starts the image's entrypoint with a loopback address,
-// checks it runs as the image's user inside rootfs, waits for /readyz,
-// classifies one PNG, and stops it with SIGTERM, expecting a clean exit.
+// hostPort is the host side of the check's port mapping, as in the
+// report's "docker run -d -p 8080:80 fashion_classifier"; a free port is
+// used when something else holds it.
+const hostPort = 8080
+
+// serveAndClassify runs the image's entrypoint unchanged, as "docker run
+// -p 8080:80" would: in a network namespace of its own (loopback only, low
+// ports bindable by any user, as Docker sets up) with the host's 127.0.0.1:
+// 8080 forwarded to the image's EXPOSEd port. It checks the server runs as
+// the image's user inside rootfs, waits for /readyz, classifies one PNG
+// through the published port, and stops it with SIGTERM, expecting a clean
+// exit.
 func serveAndClassify(ctx context.Context, j jail, spec *dockerImage, rootfs string, readyTimeout time.Duration, stdout io.Writer) error {
-	port, err := freePort()
+	port, err := exposedTCPPort(spec)
 	if err != nil {
 		return err
 	}
-	base := "http://127.0.0.1:" + strconv.Itoa(port)
-	argv := append(slices.Clone(spec.Entrypoint), "-addr", "127.0.0.1:"+strconv.Itoa(port))
+	ns, err := newNetns()
+	if err != nil {
+		return err
+	}
+	defer ns.Close() // last: the server dies with the thread that started it
+	l, err := listenHost(hostPort)
+	if err != nil {
+		return err
+	}
+	published := l.Addr().(*net.TCPAddr).Port
+	forwarding := make(chan struct{})
+	go func() {
+		defer close(forwarding)
+		publish(ctx, l, ns, "127.0.0.1:"+strconv.Itoa(port))
+	}()
+	defer func() {
+		l.Close()
+		<-forwarding
+	}()
+	base := "http://127.0.0.1:" + strconv.Itoa(published)
+
+	argv := slices.Clone(spec.Entrypoint)
 	cmd := j.command(ctx, argv...)
 	logs := &tailBuffer{max: 16 << 10}
 	cmd.Stdout, cmd.Stderr = logs, logs
-	fmt.Fprintf(stdout, "==> starting %q (chroot %s, uid %d:%d)\n", argv, rootfs, j.uid, j.gid)
-	if err := cmd.Start(); err != nil {
+	fmt.Fprintf(stdout, "==> starting %q (chroot %s, uid %d:%d, own network namespace; host 127.0.0.1:%d -> container port %d, like docker run -p %d:%d)\n",
+		argv, rootfs, j.uid, j.gid, published, port, published, port)
+	ns.run(func() { err = cmd.Start() })
+	if err != nil {
 		return fmt.Errorf("starting %q in the image: %w", argv, err)
 	}
 	exited := make(chan error, 1)
@@ -409,7 +440,7 @@ func serveAndClassify(ctx context.Context, j jail, spec *dockerImage, rootfs str
 	if err != nil {
 		return fail(err)
 	}
-	fmt.Fprintf(stdout, "POST /v1/classify (28x28 PNG) answered:\n%s\n", answer)
+	fmt.Fprintf(stdout, "POST /v1/classify (28x28 PNG) through host port %d -> container port %d answered:\n%s\n", published, port, answer)
 
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		return fail(fmt.Errorf("sending SIGTERM to the server: %w", err))
@@ -427,14 +458,23 @@ func serveAndClassify(ctx context.Context, j jail, spec *dockerImage, rootfs str
 	return nil
 }
 
-// freePort asks the kernel for an unused loopback TCP port.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("finding a free loopback port: %w", err)
+// exposedTCPPort returns the one TCP port the Dockerfile EXPOSEs: the port
+// users publish with "docker run -p HOST:PORT".
+func exposedTCPPort(spec *dockerImage) (int, error) {
+	var ports []int
+	for _, p := range spec.ExposedPorts {
+		if n, ok := strings.CutSuffix(p, "/tcp"); ok {
+			v, err := strconv.Atoi(n)
+			if err != nil {
+				return 0, fmt.Errorf("Dockerfile: EXPOSE %q: %w", p, err)
+			}
+			ports = append(ports, v)
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	if len(ports) != 1 {
+		return 0, fmt.Errorf("Dockerfile: EXPOSE lists TCP ports %v, want exactly one for the service", ports)
+	}
+	return ports[0], nil
 }
 
 // errExited reports that the server exited before it became ready.

@@ -9,11 +9,18 @@ import (
 	"runtime/debug"
 )
 
-// Version is the release version, set at link time with
-// -ldflags "-X github.com/fashion-classifier/fashion/internal/buildinfo.Version=v1.2.3"
-// by deploy/build.sh. It is a variable only so the linker can set it; nothing
-// assigns it at run time.
-var Version = "dev"
+// Release is the version of this source tree, the one version every
+// artefact reports: "fashion version", the server's /openapi.json and GET
+// /v2, the image tag deploy/image-check writes, the Dockerfile's default
+// and the tags in the docs (a test checks them). Bump it to release.
+const Release = "1.0.0"
+
+// Version is the version the binary reports: Release unless deploy/build.sh
+// was given another with VERSION, which it sets at link time with
+// -ldflags "-X github.com/fashion-classifier/fashion/internal/buildinfo.Version=1.2.3".
+// It is a variable only so the linker can set it; nothing assigns it at run
+// time.
+var Version = Release
 
 // Commit is the source revision, set at link time like Version. It is a
 // variable only so the linker can set it; nothing assigns it at run time.
@@ -21,7 +28,7 @@ var Commit = "unknown"
 
 // Info describes one build of the binary.
 type Info struct {
-	Version   string `json:"version"`    // release version, "dev" when unstamped
+	Version   string `json:"version"`    // release version, Release unless stamped
 	Commit    string `json:"commit"`     // source revision, "unknown" when unstamped
 	Modified  bool   `json:"modified"`   // built from a work tree with uncommitted changes (from VCS info only)
 	GoVersion string `json:"go_version"` // toolchain that built the binary, e.g. "go1.26.8"
@@ -29,11 +36,10 @@ type Info struct {
 	Arch      string `json:"arch"`       // GOARCH the binary was built for
 }
 
-// Read returns the running binary's build information. The linker-stamped
-// Version and Commit win; when they were not stamped (a plain "go build" or
-// "go install"), Read falls back to what the Go toolchain recorded: the
-// module version for "go install module@version" and the VCS revision for a
-// build inside a git work tree.
+// Read returns the running binary's build information. The version is
+// Version; a linker-stamped Commit wins, and when it was not stamped (a
+// plain "go build" or "go install"), Read falls back to the VCS revision the
+// Go toolchain recorded for a build inside a git work tree.
 func Read() Info {
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
@@ -46,7 +52,7 @@ func Read() Info {
 // information bi, which may be nil when the binary carries none.
 func resolve(version, commit string, bi *debug.BuildInfo) Info {
 	if version == "" {
-		version = "dev"
+		version = Release
 	}
 	if commit == "" {
 		commit = "unknown"
@@ -65,9 +71,6 @@ func resolve(version, commit string, bi *debug.BuildInfo) Info {
 		in.GoVersion = bi.GoVersion
 	}
 	stampedCommit := commit != "unknown"
-	if version == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		in.Version = bi.Main.Version
-	}
 	for _, s := range bi.Settings {
 		switch s.Key {
 		case "vcs.revision":

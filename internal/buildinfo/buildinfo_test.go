@@ -23,13 +23,13 @@ func TestResolve(t *testing.T) {
 	}{
 		{
 			name:    "no build info keeps defaults",
-			version: "dev", commit: "unknown",
-			want: Info{Version: "dev", Commit: "unknown", GoVersion: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH},
+			version: Release, commit: "unknown",
+			want: Info{Version: Release, Commit: "unknown", GoVersion: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH},
 		},
 		{
 			name:    "empty stamps fall back to defaults",
 			version: "", commit: "",
-			want: Info{Version: "dev", Commit: "unknown", GoVersion: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH},
+			want: Info{Version: Release, Commit: "unknown", GoVersion: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH},
 		},
 		{
 			name:    "linker stamps win over vcs info",
@@ -39,15 +39,15 @@ func TestResolve(t *testing.T) {
 		},
 		{
 			name:    "unstamped build uses vcs revision",
-			version: "dev", commit: "unknown",
+			version: Release, commit: "unknown",
 			bi:   &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "(devel)"}, Settings: vcs("0123abcd", "true")},
-			want: Info{Version: "dev", Commit: "0123abcd", Modified: true, GoVersion: "go1.26.8", OS: "linux", Arch: "arm64"},
+			want: Info{Version: Release, Commit: "0123abcd", Modified: true, GoVersion: "go1.26.8", OS: "linux", Arch: "arm64"},
 		},
 		{
-			name:    "go install module@version uses module version",
-			version: "dev", commit: "unknown",
+			name:    "the module version does not override the release",
+			version: Release, commit: "unknown",
 			bi:   &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "v1.2.3"}},
-			want: Info{Version: "v1.2.3", Commit: "unknown", GoVersion: "go1.26.8", OS: runtime.GOOS, Arch: runtime.GOARCH},
+			want: Info{Version: Release, Commit: "unknown", GoVersion: "go1.26.8", OS: runtime.GOOS, Arch: runtime.GOARCH},
 		},
 		{
 			name:    "stamped version keeps vcs commit when commit unstamped",

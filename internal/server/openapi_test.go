@@ -125,3 +125,25 @@ func TestOpenAPIExamplesWork(t *testing.T) {
 		t.Errorf("only %d examples sent; the document should carry base64 and v2 examples", sent)
 	}
 }
+
+// TestOpenAPIReportsServerVersion: /openapi.json carries the running
+// build's version (Config.Version, from internal/buildinfo in "fashion
+// serve"), not a number frozen in the embedded file.
+func TestOpenAPIReportsServerVersion(t *testing.T) {
+	ts := startServer(t, Config{Version: "9.8.7"}, newFake())
+	r := do(t, http.MethodGet, ts.url+"/openapi.json", "", nil)
+	if r.code != http.StatusOK {
+		t.Fatalf("GET /openapi.json: status %d", r.code)
+	}
+	var doc struct {
+		OpenAPI string `json:"openapi"`
+		Info    struct{ Version, Title string }
+		Paths   map[string]json.RawMessage
+	}
+	if err := json.Unmarshal([]byte(r.body), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.Info.Version != "9.8.7" || doc.Info.Title == "" || doc.OpenAPI == "" || len(doc.Paths) < 10 {
+		t.Errorf("served document: openapi %q, info %+v, %d paths; want version 9.8.7 and the whole document", doc.OpenAPI, doc.Info, len(doc.Paths))
+	}
+}

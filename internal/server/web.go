@@ -2,6 +2,8 @@ package server
 
 import (
 	"embed"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"strconv"
 
@@ -50,9 +52,42 @@ func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) {
 	serveStatic(w, "static/index.html", "text/html; charset=utf-8")
 }
 
-// handleOpenAPI serves the OpenAPI 3 document.
+// handleOpenAPI serves the OpenAPI 3 document with info.version set to the
+// server's Config.Version, so the document reports the running build's
+// version (internal/buildinfo) like "fashion version" and GET /v2 do.
 func (s *Server) handleOpenAPI(w http.ResponseWriter, r *http.Request) {
-	serveStatic(w, "static/openapi.json", "application/json")
+	b, err := openAPIDocument(s.cfg.Version)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.Write(b)
+}
+
+// openAPIDocument returns the embedded OpenAPI document with info.version
+// replaced by version.
+func openAPIDocument(version string) ([]byte, error) {
+	b, err := static.ReadFile("static/openapi.json")
+	if err != nil {
+		return nil, fmt.Errorf("embedded openapi.json is missing from the binary: %w", err)
+	}
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return nil, fmt.Errorf("embedded openapi.json: %w", err)
+	}
+	var info map[string]any
+	if err := json.Unmarshal(doc["info"], &info); err != nil {
+		return nil, fmt.Errorf("embedded openapi.json: info: %w", err)
+	}
+	info["version"] = version
+	if doc["info"], err = json.Marshal(info); err != nil {
+		return nil, err
+	}
+	return json.MarshalIndent(doc, "", " ")
 }
 
 // handleDocsRedirect sends /docs to /docs/ so the UI's relative asset paths
