@@ -127,5 +127,5 @@ func prepareFile(name string, maxPixels int) (*image.Gray, error) {
 	if err != nil {
 		return nil, err
 	}
-	return imageprep.Prepare(data, maxPixels)
+	return imageprep.Prepare(data, imageprep.Limits{MaxPixels: maxPixels})
 }

@@ -22,7 +22,7 @@ func BenchmarkPrepare(b *testing.B) {
 			b.SetBytes(int64(len(in.data)))
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := Prepare(in.data, 0); err != nil {
+				if _, err := Prepare(in.data, Limits{}); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -32,7 +32,7 @@ func BenchmarkPrepare(b *testing.B) {
 
 // BenchmarkToInput measures the conversion alone on a decoded photo.
 func BenchmarkToInput(b *testing.B) {
-	img, _, err := Decode(productPhoto(b, bootShape(), 1200, 1600, 40), 0)
+	img, _, err := Decode(productPhoto(b, bootShape(), 1200, 1600, 40), Limits{})
 	if err != nil {
 		b.Fatal(err)
 	}

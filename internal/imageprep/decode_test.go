@@ -141,7 +141,7 @@ func TestDecodeFormats(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, format, err := Decode(tt.data, 0)
+			got, format, err := Decode(tt.data, Limits{})
 			if err != nil {
 				t.Fatalf("Decode: %v", err)
 			}
@@ -155,7 +155,7 @@ func TestDecodeFormats(t *testing.T) {
 			if tt.w != 0 && (b.Dx() != tt.w || b.Dy() != tt.h) {
 				t.Errorf("size = %d×%d, want %d×%d", b.Dx(), b.Dy(), tt.w, tt.h)
 			}
-			g, err := Prepare(tt.data, 0)
+			g, err := Prepare(tt.data, Limits{})
 			if err != nil {
 				t.Fatalf("Prepare: %v", err)
 			}
@@ -214,7 +214,7 @@ func TestDecodeRefusesBombsBeforeAllocating(t *testing.T) {
 			runtime.GC()
 			runtime.ReadMemStats(&before)
 			start := time.Now()
-			_, _, err := Decode(data, 0)
+			_, _, err := Decode(data, Limits{})
 			elapsed := time.Since(start)
 			runtime.ReadMemStats(&after)
 			if !errors.Is(err, ErrTooLarge) {
@@ -232,42 +232,50 @@ func TestDecodeRefusesBombsBeforeAllocating(t *testing.T) {
 
 func TestDecodePixelCap(t *testing.T) {
 	data := encode(t, "png", testImage(100, 50)) // 5000 pixels
-	if _, _, err := Decode(data, 5000); err != nil {
+	if _, _, err := Decode(data, Limits{MaxPixels: 5000}); err != nil {
 		t.Errorf("Decode at exactly the cap: %v", err)
 	}
-	if _, _, err := Decode(data, 4999); !errors.Is(err, ErrTooLarge) {
+	if _, _, err := Decode(data, Limits{MaxPixels: 4999}); !errors.Is(err, ErrTooLarge) {
 		t.Errorf("Decode one pixel over the cap: error = %v, want ErrTooLarge", err)
 	}
-	if _, err := Prepare(pngHeaderOnly(1<<20, 1<<20), 0); !errors.Is(err, ErrTooLarge) {
+	if _, err := Prepare(pngHeaderOnly(1<<20, 1<<20), Limits{}); !errors.Is(err, ErrTooLarge) {
 		t.Errorf("Prepare of a 2^20×2^20 header: error = %v, want ErrTooLarge", err)
 	}
 }
 
-func TestDecodeProgressiveJPEGCap(t *testing.T) {
-	baseline := encode(t, "jpeg", testImage(100, 100)) // 10,000 pixels
+func TestDecodeProgressiveJPEGBudget(t *testing.T) {
+	baseline := encode(t, "jpeg", testImage(100, 100)) // 4:2:0, 10,000 pixels
 	sof := bytes.Index(baseline, []byte{0xff, 0xc0})
 	if sof < 0 {
 		t.Fatal("no SOF0 marker in the test JPEG")
 	}
 	progressive := bytes.Clone(baseline)
 	progressive[sof+1] = 0xc2 // same header, marked progressive
-	if !jpegProgressive(progressive) || jpegProgressive(baseline) {
-		t.Fatal("jpegProgressive misreads the frame type")
+	fb, okb := parseJPEG(baseline)
+	fp, okp := parseJPEG(progressive)
+	if !okb || !okp || fb.progressive || !fp.progressive || len(fp.h) != 3 || fp.h[0] != 2 || fp.v[0] != 2 || fp.h[1] != 1 {
+		t.Fatalf("parseJPEG misreads the frame: baseline %+v (%v), progressive %+v (%v)", fb, okb, fp, okp)
 	}
-	if _, _, err := Decode(baseline, 10_000); err != nil {
-		t.Errorf("baseline JPEG at the cap: %v", err)
+	// Padded to 16×16 MCUs: 112×112 luma and two 56×56 chroma planes.
+	const samples = 112*112 + 2*56*56
+	if got := jpegBytes(baseline, 100, 100); got != samples {
+		t.Errorf("jpegBytes(baseline) = %d, want %d", got, samples)
 	}
-	// A progressive JPEG gets a quarter of the cap; the header is refused
-	// before its (here bogus) scans are decoded.
-	if _, _, err := Decode(progressive, 39_999); !errors.Is(err, ErrTooLarge) {
-		t.Errorf("progressive JPEG over a quarter of the cap: error = %v, want ErrTooLarge", err)
+	if got := jpegBytes(progressive, 100, 100); got != 5*samples {
+		t.Errorf("jpegBytes(progressive) = %d, want %d (the image and int32 coefficients)", got, 5*samples)
 	}
-	if _, _, err := Decode(progressive, 40_000); errors.Is(err, ErrTooLarge) {
-		t.Errorf("progressive JPEG at a quarter of the cap refused as too large: %v", err)
+	// A budget between the two admits the baseline file and refuses the
+	// progressive one from its header, before its (here bogus) scans.
+	lim := Limits{MaxBytes: decoderOverhead + 10_000 + 2*samples}
+	if _, _, err := Decode(baseline, lim); err != nil {
+		t.Errorf("baseline JPEG within the budget: %v", err)
 	}
-	for _, data := range [][]byte{nil, {0xff, 0xd8}, {0xff, 0xd8, 0xff, 0xe0, 0xff, 0xff}, []byte("\xff\xd8garbage")} {
-		if jpegProgressive(data) {
-			t.Errorf("jpegProgressive(%q) = true", data)
+	if _, _, err := Decode(progressive, lim); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "progressive jpeg") {
+		t.Errorf("progressive JPEG over the budget: error = %v, want ErrTooLarge naming it", err)
+	}
+	for _, data := range [][]byte{nil, {0xff, 0xd8}, {0xff, 0xd8, 0xff, 0xe0, 0xff, 0xff}, []byte("\xff\xd8garbage"), {0xff, 0xd8, 0xff, 0xc0, 0, 0}} {
+		if _, ok := parseJPEG(data); ok {
+			t.Errorf("parseJPEG(%q) reports a frame", data)
 		}
 	}
 }
@@ -303,14 +311,14 @@ func TestDecodeBadInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			img, _, err := Decode(tt.data, 0)
+			img, _, err := Decode(tt.data, Limits{})
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("Decode error = %v, want %v", err, tt.want)
 			}
 			if img != nil {
 				t.Errorf("Decode returned an image along with error %v", err)
 			}
-			if _, err := Prepare(tt.data, 0); !errors.Is(err, tt.want) {
+			if _, err := Prepare(tt.data, Limits{}); !errors.Is(err, tt.want) {
 				t.Errorf("Prepare error = %v, want %v", err, tt.want)
 			}
 		})

@@ -5,12 +5,29 @@
 //
 // Decode accepts PNG, JPEG, GIF (first frame), WebP and BMP. The format is
 // taken from the magic bytes (Sniff), never from a declared type. The
-// header is read first (DecodeConfig) and an image with no pixels or more
-// than a pixel cap (DefaultMaxPixels) is refused before any pixel buffer is
-// allocated, so a few hundred bytes claiming 10,000×10,000 pixels cost
-// nothing. Decoder panics are recovered. A PNG followed by extra bytes (a
-// polyglot) is refused. Errors wrap ErrUnsupported, ErrTooLarge or
-// ErrCorrupt.
+// header is read first (DecodeConfig) and an image is refused before any
+// pixel buffer is allocated when it has no pixels, more than a pixel cap
+// (Limits.MaxPixels, default DefaultMaxPixels), a long edge more than
+// MaxAspect (28) times its short edge, or needs more decoder memory than a
+// byte budget (Limits.MaxBytes, default DefaultMaxBytes = 64 MiB). The
+// memory is estimated per format from the header: bits per pixel of the
+// decoded image type, MCU padding and coefficients of progressive JPEGs,
+// interlaced PNG passes, tRNS chunks that turn gray into NRGBA, and so on;
+// tests check the estimate against measured allocations. So a few hundred
+// bytes claiming 10,000×10,000 pixels cost nothing. Decoder panics are
+// recovered. A PNG followed by extra bytes (a polyglot) is refused. Errors
+// wrap ErrUnsupported, ErrTooLarge or ErrCorrupt.
+//
+// # Memory
+//
+// The conversion's memory is bounded by its output, not its input: the
+// first step reduces an image of 2048 pixels or more per edge by an integer
+// box filter straight from the decoded buffer, a few thousand pixels at a
+// time, into a working gray image of fewer than 2048 pixels per edge, and
+// every later step works on that. So Prepare allocates at most
+// Limits.PeakBytes for an image it accepts: the decoder budget plus about
+// 4 MiB, 68 MiB at the defaults (a 6324² gray PNG measures 39.6 MiB), and
+// never a full-resolution float, RGBA or second gray copy.
 //
 // # The Fashion-MNIST conversion
 //
@@ -21,7 +38,8 @@
 // like the images it was trained on:
 //
 //  1. Grayscale: ITU-R BT.601 luma, as image/color.GrayModel computes it
-//     (for JPEG the Y channel is used directly). Transparent pixels are
+//     (for JPEG and WebP the Y channel is used directly), reduced to under
+//     2048 pixels per edge as described above. Transparent pixels are
 //     composited onto the background: the colour of the opaque corner
 //     pixels, or white when every corner is transparent (a cut-out product
 //     on a transparent canvas reads as one on white). The paper converts to

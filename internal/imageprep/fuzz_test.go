@@ -28,7 +28,7 @@ func addSeeds(f *testing.F) {
 func FuzzDecode(f *testing.F) {
 	addSeeds(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		img, format, err := Decode(data, fuzzMaxPixels)
+		img, format, err := Decode(data, Limits{MaxPixels: fuzzMaxPixels})
 		if err != nil {
 			if img != nil {
 				t.Fatalf("Decode returned an image with error %v", err)
@@ -50,7 +50,7 @@ func FuzzDecode(f *testing.F) {
 func FuzzPrepare(f *testing.F) {
 	addSeeds(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		g, err := Prepare(data, fuzzMaxPixels)
+		g, err := Prepare(data, Limits{MaxPixels: fuzzMaxPixels})
 		if err != nil {
 			if g != nil {
 				t.Fatalf("Prepare returned an image with error %v", err)
@@ -60,7 +60,7 @@ func FuzzPrepare(f *testing.F) {
 		if g.Rect != image.Rect(0, 0, Side, Side) || len(g.Pix) != Side*Side {
 			t.Fatalf("Prepare returned bounds %v with %d pixels", g.Rect, len(g.Pix))
 		}
-		again, err := Prepare(data, fuzzMaxPixels)
+		again, err := Prepare(data, Limits{MaxPixels: fuzzMaxPixels})
 		if err != nil || string(again.Pix) != string(g.Pix) {
 			t.Fatalf("Prepare is not deterministic (second error %v)", err)
 		}

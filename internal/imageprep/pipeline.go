@@ -21,11 +21,25 @@ const (
 	darkFraction = 0.5
 )
 
-// Prepare decodes an encoded image with Decode (maxPixels as there) and
-// converts it with ToInput: the one call that turns uploaded or fetched bytes
-// into the model's 28×28 input.
-func Prepare(data []byte, maxPixels int) (*image.Gray, error) {
-	img, _, err := Decode(data, maxPixels)
+// workSide bounds the working image of the pipeline. An image whose long
+// edge is 2×workSide pixels or more is reduced while it is converted to gray
+// (see toGray), so every later step works on fewer than 2×workSide pixels
+// per edge, whatever the input's size.
+const workSide = 1024
+
+// workBytes bounds what ToInput allocates for any input: the working gray
+// image (under 2×workSide on each edge), the row sums and the conversion
+// buffer of toGray, and the 28-pixel buffers of steps 3–8.
+const workBytes = (2*workSide)*(2*workSide) + 2*workSide*8 + 64<<10
+
+// Prepare decodes an encoded image with Decode (lim as there) and converts it
+// with ToInput: the one call that turns uploaded or fetched bytes into the
+// model's 28×28 input. What it allocates for an image it accepts is bounded
+// by lim.PeakBytes (68 MiB at the default limits): the decoded image, which
+// Decode keeps within lim.MaxBytes, and ToInput's working memory, which
+// depends on the size of the output, not of the input.
+func Prepare(data []byte, lim Limits) (*image.Gray, error) {
+	img, _, err := Decode(data, lim)
 	if err != nil {
 		return nil, fmt.Errorf("preparing image: %w", err)
 	}
@@ -130,73 +144,166 @@ func luma8(r, g, b uint8) uint8 {
 }
 
 // toGray converts img to an 8-bit gray image with bounds at the origin,
-// compositing translucent pixels onto the gray level bg. The common decoder
-// outputs have fast paths; anything else goes through color conversion.
+// compositing translucent pixels onto the gray level bg.
+//
+// An image whose long edge L is at least 2×workSide is reduced on the way
+// by the integer factor f = L/workSide: each output pixel is the rounded mean
+// of an f×f box of gray values (narrower at the right and bottom edges), so
+// the result has fewer than 2×workSide pixels per edge. Rows are converted a
+// chunk at a time straight from the decoded image and summed into one row of
+// counters, so no full-resolution copy of any kind is made. BiLinear in step
+// 3 then averages what is left, as it would have averaged the original.
+//
+// The decoders' image types have fast paths giving the same values as
+// color conversion through At (except NYCbCrA, whose Y sample is taken as
+// the luma as for YCbCr); anything else goes through At.
 func toGray(img image.Image, bg uint8) *image.Gray {
 	b := img.Bounds()
 	w, h := b.Dx(), b.Dy()
-	out := image.NewGray(image.Rect(0, 0, w, h))
+	f := max(1, max(w, h)/workSide)
+	ow, oh := (w+f-1)/f, (h+f-1)/f
+	out := image.NewGray(image.Rect(0, 0, ow, oh))
+	conv := grayRows(img, bg)
+	if f == 1 {
+		for y := range h {
+			conv(out.Pix[y*out.Stride:y*out.Stride+w], 0, y)
+		}
+		return out
+	}
+	sums := make([]uint64, ow)
+	buf := make([]uint8, min(w, 4096))
+	for oy := range oh {
+		clear(sums)
+		y0, y1 := oy*f, min(oy*f+f, h)
+		for y := y0; y < y1; y++ {
+			for x0 := 0; x0 < w; x0 += len(buf) {
+				part := buf[:min(len(buf), w-x0)]
+				conv(part, x0, y)
+				bx, left := x0/f, f-x0%f
+				for _, v := range part {
+					sums[bx] += uint64(v)
+					if left--; left == 0 {
+						bx, left = bx+1, f
+					}
+				}
+			}
+		}
+		dst := out.Pix[oy*out.Stride : oy*out.Stride+ow]
+		for bx := range dst {
+			n := uint64(y1-y0) * uint64(min(f, w-bx*f))
+			dst[bx] = uint8((sums[bx] + n/2) / n)
+		}
+	}
+	return out
+}
+
+// grayRows returns a function that writes the gray values of len(dst)
+// pixels of img, starting at column x of row y (both counted from the
+// bounds' corner), into dst, with translucent pixels composited onto bg.
+func grayRows(img image.Image, bg uint8) func(dst []uint8, x, y int) {
+	b := img.Bounds()
 	// over composites a premultiplied 16-bit luma with alpha a onto bg.
 	over := func(y16, a uint32) uint8 {
 		v := y16 + (0xffff-a)*uint32(bg)*0x101/0xffff
 		return uint8(min(v, 0xffff) >> 8)
 	}
+	// luma16 is color.GrayModel's BT.601 luma on 16-bit components.
+	luma16 := func(r, g, b uint32) uint32 { return (19595*r + 38470*g + 7471*b + 1<<15) >> 16 }
 	switch src := img.(type) {
 	case *image.Gray:
-		for y := 0; y < h; y++ {
-			copy(out.Pix[y*out.Stride:y*out.Stride+w], src.Pix[src.PixOffset(b.Min.X, b.Min.Y+y):])
+		return func(dst []uint8, x, y int) {
+			copy(dst, src.Pix[src.PixOffset(b.Min.X+x, b.Min.Y+y):])
+		}
+	case *image.Gray16:
+		return func(dst []uint8, x, y int) {
+			row := src.Pix[src.PixOffset(b.Min.X+x, b.Min.Y+y):]
+			for i := range dst {
+				dst[i] = row[2*i] // the high byte
+			}
 		}
 	case *image.YCbCr:
 		// For JPEG's full-range BT.601 YCbCr the Y sample is the luma.
-		for y := 0; y < h; y++ {
-			copy(out.Pix[y*out.Stride:y*out.Stride+w], src.Y[src.YOffset(b.Min.X, b.Min.Y+y):])
+		return func(dst []uint8, x, y int) {
+			copy(dst, src.Y[src.YOffset(b.Min.X+x, b.Min.Y+y):])
+		}
+	case *image.NYCbCrA:
+		return func(dst []uint8, x, y int) {
+			ys := src.Y[src.YOffset(b.Min.X+x, b.Min.Y+y):]
+			as := src.A[src.AOffset(b.Min.X+x, b.Min.Y+y):]
+			for i := range dst {
+				a := uint32(as[i])
+				dst[i] = uint8((uint32(ys[i])*a + uint32(bg)*(255-a) + 127) / 255)
+			}
 		}
 	case *image.NRGBA:
-		for y := 0; y < h; y++ {
-			row := src.Pix[src.PixOffset(b.Min.X, b.Min.Y+y):]
-			dst := out.Pix[y*out.Stride : y*out.Stride+w]
-			for x := range dst {
-				p := row[4*x : 4*x+4 : 4*x+4]
+		return func(dst []uint8, x, y int) {
+			row := src.Pix[src.PixOffset(b.Min.X+x, b.Min.Y+y):]
+			for i := range dst {
+				p := row[4*i : 4*i+4 : 4*i+4]
 				a := uint32(p[3])
 				l := uint32(luma8(p[0], p[1], p[2]))
-				dst[x] = uint8((l*a + uint32(bg)*(255-a) + 127) / 255)
+				dst[i] = uint8((l*a + uint32(bg)*(255-a) + 127) / 255)
 			}
 		}
 	case *image.RGBA:
-		for y := 0; y < h; y++ {
-			row := src.Pix[src.PixOffset(b.Min.X, b.Min.Y+y):]
-			dst := out.Pix[y*out.Stride : y*out.Stride+w]
-			for x := range dst {
-				p := row[4*x : 4*x+4 : 4*x+4]
+		return func(dst []uint8, x, y int) {
+			row := src.Pix[src.PixOffset(b.Min.X+x, b.Min.Y+y):]
+			for i := range dst {
+				p := row[4*i : 4*i+4 : 4*i+4]
 				a := uint32(p[3])
 				// Premultiplied: luma is already scaled by alpha.
 				l := uint32(luma8(p[0], p[1], p[2]))
-				dst[x] = uint8(min((l*255+uint32(bg)*(255-a)+127)/255, 255))
+				dst[i] = uint8(min((l*255+uint32(bg)*(255-a)+127)/255, 255))
+			}
+		}
+	case *image.RGBA64:
+		return func(dst []uint8, x, y int) {
+			row := src.Pix[src.PixOffset(b.Min.X+x, b.Min.Y+y):]
+			for i := range dst {
+				p := row[8*i : 8*i+8 : 8*i+8]
+				r, g, bl := uint32(p[0])<<8|uint32(p[1]), uint32(p[2])<<8|uint32(p[3]), uint32(p[4])<<8|uint32(p[5])
+				dst[i] = over(luma16(r, g, bl), uint32(p[6])<<8|uint32(p[7]))
+			}
+		}
+	case *image.NRGBA64:
+		return func(dst []uint8, x, y int) {
+			row := src.Pix[src.PixOffset(b.Min.X+x, b.Min.Y+y):]
+			for i := range dst {
+				p := row[8*i : 8*i+8 : 8*i+8]
+				c := color.NRGBA64{uint16(p[0])<<8 | uint16(p[1]), uint16(p[2])<<8 | uint16(p[3]),
+					uint16(p[4])<<8 | uint16(p[5]), uint16(p[6])<<8 | uint16(p[7])}
+				r, g, bl, a := c.RGBA()
+				dst[i] = over(luma16(r, g, bl), a)
+			}
+		}
+	case *image.CMYK:
+		return func(dst []uint8, x, y int) {
+			row := src.Pix[src.PixOffset(b.Min.X+x, b.Min.Y+y):]
+			for i := range dst {
+				p := row[4*i : 4*i+4 : 4*i+4]
+				r, g, bl, a := color.CMYK{p[0], p[1], p[2], p[3]}.RGBA()
+				dst[i] = over(luma16(r, g, bl), a)
 			}
 		}
 	case *image.Paletted:
 		var lut [256]uint8
 		for i, c := range src.Palette {
 			r, g, bl, a := c.RGBA()
-			lut[i] = over((19595*r+38470*g+7471*bl+1<<15)>>16, a)
+			lut[i] = over(luma16(r, g, bl), a)
 		}
-		for y := 0; y < h; y++ {
-			row := src.Pix[src.PixOffset(b.Min.X, b.Min.Y+y):]
-			dst := out.Pix[y*out.Stride : y*out.Stride+w]
-			for x := range dst {
-				dst[x] = lut[row[x]]
-			}
-		}
-	default:
-		for y := 0; y < h; y++ {
-			dst := out.Pix[y*out.Stride : y*out.Stride+w]
-			for x := range dst {
-				r, g, bl, a := img.At(b.Min.X+x, b.Min.Y+y).RGBA()
-				dst[x] = over((19595*r+38470*g+7471*bl+1<<15)>>16, a)
+		return func(dst []uint8, x, y int) {
+			row := src.Pix[src.PixOffset(b.Min.X+x, b.Min.Y+y):]
+			for i := range dst {
+				dst[i] = lut[row[i]]
 			}
 		}
 	}
-	return out
+	return func(dst []uint8, x, y int) {
+		for i := range dst {
+			r, g, bl, a := img.At(b.Min.X+x+i, b.Min.Y+y).RGBA()
+			dst[i] = over(luma16(r, g, bl), a)
+		}
+	}
 }
 
 // convert runs steps 2–8 of the package's pipeline on a gray image whose

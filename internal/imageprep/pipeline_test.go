@@ -159,7 +159,7 @@ func TestToInputProductPhoto(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			photo := productPhoto(t, src, tt.w, tt.h, tt.scale)
-			got, err := Prepare(photo, 0)
+			got, err := Prepare(photo, Limits{})
 			if err != nil {
 				t.Fatalf("Prepare: %v", err)
 			}
@@ -242,12 +242,12 @@ func TestToInputEdgeCases(t *testing.T) {
 
 func TestToInputDeterministic(t *testing.T) {
 	photo := productPhoto(t, bootShape(), 300, 400, 10)
-	first, err := Prepare(photo, 0)
+	first, err := Prepare(photo, Limits{})
 	if err != nil {
 		t.Fatalf("Prepare: %v", err)
 	}
 	for i := 0; i < 3; i++ {
-		again, err := Prepare(photo, 0)
+		again, err := Prepare(photo, Limits{})
 		if err != nil {
 			t.Fatalf("Prepare: %v", err)
 		}
@@ -351,7 +351,7 @@ func TestDatasetProductPhotoRoundTrip(t *testing.T) {
 	worst := 1.0
 	for i, img := range imgs {
 		photo := productPhoto(t, img, 300, 400, 10)
-		got, err := Prepare(photo, 0)
+		got, err := Prepare(photo, Limits{})
 		if err != nil {
 			t.Fatalf("image %d: Prepare: %v", i, err)
 		}

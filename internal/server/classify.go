@@ -122,7 +122,7 @@ func (s *Server) prepare(data []byte) (g *image.Gray, err error) {
 	if len(data) == 0 {
 		return nil, withStatus(http.StatusBadRequest, errors.New("empty image: the request carried no image bytes"))
 	}
-	g, err = imageprep.Prepare(data, s.cfg.MaxPixels)
+	g, err = imageprep.Prepare(data, imageprep.Limits{MaxPixels: s.cfg.MaxPixels})
 	if err != nil {
 		return nil, imageError(err)
 	}
@@ -144,7 +144,7 @@ func (s *Server) decodeImage(data []byte) (img image.Image, err error) {
 	if len(data) == 0 {
 		return nil, withStatus(http.StatusBadRequest, errors.New("empty image: no image bytes"))
 	}
-	img, _, err = imageprep.Decode(data, s.cfg.MaxPixels)
+	img, _, err = imageprep.Decode(data, imageprep.Limits{MaxPixels: s.cfg.MaxPixels})
 	if err != nil {
 		return nil, imageError(err)
 	}
