@@ -62,7 +62,7 @@ func runDataVerify(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "%s\n\n", dir)
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "FILE\tSTATUS\tDETAIL")
+	fmt.Fprintln(tw, "FILE\tSTATUS\tSHA256 (as stored, as sha256sum prints it)")
 	for _, st := range statuses {
 		file := st.Name
 		if st.Path != "" {
@@ -71,11 +71,11 @@ func runDataVerify(args []string, stdout, stderr io.Writer) error {
 		var detail string
 		switch st.Status {
 		case idx.StatusOK:
-			detail = "sha256 " + st.Got
+			detail = st.Stored
 		case idx.StatusMissing:
 			detail = "neither " + st.Name + " nor " + st.Name + ".gz exists"
 		case idx.StatusMismatch:
-			detail = "sha256 " + st.Got + ", want " + st.Want
+			detail = st.Stored + " (content sha256 " + st.Got + ", want " + st.Want + ")"
 		case idx.StatusError:
 			detail = st.Err.Error()
 		}
@@ -84,6 +84,7 @@ func runDataVerify(args []string, stdout, stderr io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	fmt.Fprintln(stdout, "\nThe official checksums are of the decompressed content, so any mirror's\ncompression verifies; the column above is of the bytes on disk.")
 	if verr != nil {
 		return fmt.Errorf("%w\nrun \"fashion data fetch -dir %s\" to download the files again", verr, dir)
 	}
@@ -101,7 +102,7 @@ func runDataFetch(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	err := idx.Fetch(ctx, idx.FetchOptions{
+	err := idx.Download(ctx, idx.DownloadOptions{
 		BaseURL:  *base,
 		Dir:      *dir,
 		Retries:  *retries,

@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -24,6 +27,21 @@ func TestDataVerify(t *testing.T) {
 	var out, errb bytes.Buffer
 	if code := run(context.Background(), []string{"data", "verify", "-data", dir}, &out, &errb); code != 0 {
 		t.Fatalf("verify of the real data exited %d: %s%s", code, out.String(), errb.String())
+	}
+	// Each file's line shows what sha256sum prints for it, as stored.
+	for _, name := range idx.Names() {
+		path, err := idx.Locate(dir, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf("%x", sha256.Sum256(b))
+		if !strings.Contains(out.String(), path+" ") || !regexp.MustCompile(regexp.QuoteMeta(path)+` +OK +`+want+`\n`).MatchString(out.String()) {
+			t.Errorf("verify output has no line \"%s  OK  %s\" (sha256sum of the file):\n%s", path, want, out.String())
+		}
 	}
 	// A copy with one damaged file fails, naming it.
 	bad := t.TempDir()
@@ -49,6 +67,9 @@ func TestDataVerify(t *testing.T) {
 	if !strings.Contains(out.String()+errb.String(), "t10k-labels") {
 		t.Errorf("output does not name the damaged file:\n%s%s", out.String(), errb.String())
 	}
+	if strings.Contains(errb.String(), "idx:") {
+		t.Errorf("error shows a package prefix to the user: %s", errb.String())
+	}
 }
 
 func TestDataFetchFromUnreachableMirrorFailsCleanly(t *testing.T) {
@@ -63,6 +84,22 @@ func TestDataFetchFromUnreachableMirrorFailsCleanly(t *testing.T) {
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 0 {
 		t.Errorf("fetch left %d files behind", len(entries))
+	}
+}
+
+func TestDataErrorsHaveNoPackagePrefix(t *testing.T) {
+	for _, args := range [][]string{
+		{"data", "verify", "-data", filepath.Join(t.TempDir(), "missing")},
+		{"data", "verify", "-data", t.TempDir()},
+		{"data", "fetch", "-dir", t.TempDir(), "-url", "ftp://example.invalid/"},
+	} {
+		var out, errb bytes.Buffer
+		if code := run(context.Background(), args, &out, &errb); code == 0 {
+			t.Errorf("%v exited 0", args)
+		}
+		if msg := errb.String(); !strings.HasPrefix(msg, "fashion data: ") || strings.Contains(msg, "idx:") {
+			t.Errorf("%v: error %q, want \"fashion data: …\" without a package prefix", args, msg)
+		}
 	}
 }
 

@@ -388,13 +388,13 @@ func gzipError(context string, err error) error {
 func WriteImages(w io.Writer, im Images) error {
 	switch {
 	case im.N < 0 || im.N > MaxImages:
-		return fmt.Errorf("idx: cannot write %d images: count must be 0 to %d", im.N, MaxImages)
+		return fmt.Errorf("cannot write %d images: count must be 0 to %d", im.N, MaxImages)
 	case im.Rows <= 0 || im.Cols <= 0 || im.Rows > MaxSide || im.Cols > MaxSide:
-		return fmt.Errorf("idx: cannot write images of %d×%d pixels: sides must be 1 to %d", im.Rows, im.Cols, MaxSide)
+		return fmt.Errorf("cannot write images of %d×%d pixels: sides must be 1 to %d", im.Rows, im.Cols, MaxSide)
 	case im.N*im.Rows*im.Cols > MaxPixels:
-		return fmt.Errorf("idx: cannot write %d images of %d×%d: more than %d pixels", im.N, im.Rows, im.Cols, MaxPixels)
+		return fmt.Errorf("cannot write %d images of %d×%d: more than %d pixels", im.N, im.Rows, im.Cols, MaxPixels)
 	case len(im.Pix) != im.N*im.Rows*im.Cols:
-		return fmt.Errorf("idx: cannot write %d images of %d×%d: Pix has %d bytes, want %d", im.N, im.Rows, im.Cols, len(im.Pix), im.N*im.Rows*im.Cols)
+		return fmt.Errorf("cannot write %d images of %d×%d: Pix has %d bytes, want %d", im.N, im.Rows, im.Cols, len(im.Pix), im.N*im.Rows*im.Cols)
 	}
 	return write(w, ImagesMagic, []int{im.N, im.Rows, im.Cols}, im.Pix)
 }
@@ -404,11 +404,11 @@ func WriteImages(w io.Writer, im Images) error {
 // that is not a class.
 func WriteLabels(w io.Writer, labels []uint8) error {
 	if len(labels) > MaxImages {
-		return fmt.Errorf("idx: cannot write %d labels: more than %d", len(labels), MaxImages)
+		return fmt.Errorf("cannot write %d labels: more than %d", len(labels), MaxImages)
 	}
 	for i, l := range labels {
 		if l >= NumClasses {
-			return fmt.Errorf("idx: cannot write label %d at index %d: labels must be 0 to %d", l, i, NumClasses-1)
+			return fmt.Errorf("cannot write label %d at index %d: labels must be 0 to %d", l, i, NumClasses-1)
 		}
 	}
 	return write(w, LabelsMagic, []int{len(labels)}, labels)
@@ -422,10 +422,10 @@ func write(w io.Writer, magic uint32, dims []int, data []uint8) error {
 		hdr.Write(binary.BigEndian.AppendUint32(nil, uint32(d)))
 	}
 	if _, err := w.Write(hdr.Bytes()); err != nil {
-		return fmt.Errorf("idx: writing header: %w", err)
+		return fmt.Errorf("writing header: %w", err)
 	}
 	if _, err := w.Write(data); err != nil {
-		return fmt.Errorf("idx: writing data: %w", err)
+		return fmt.Errorf("writing data: %w", err)
 	}
 	return nil
 }

@@ -80,7 +80,7 @@ func Load(dir string) (*Dataset, error) {
 		return nil, testErr
 	}
 	if train.Images.Rows != test.Images.Rows || train.Images.Cols != test.Images.Cols {
-		return nil, fmt.Errorf("idx: training images are %d×%d but test images are %d×%d in %s",
+		return nil, fmt.Errorf("training images are %d×%d but test images are %d×%d in %s",
 			train.Images.Rows, train.Images.Cols, test.Images.Rows, test.Images.Cols, dir)
 	}
 	return &Dataset{Train: train, Test: test}, nil
@@ -95,11 +95,11 @@ func LoadTest(dir string) (Set, error) {
 func loadSet(dir, imagesName, labelsName string) (Set, error) {
 	ipath, err := Locate(dir, imagesName)
 	if err != nil {
-		return Set{}, fmt.Errorf("idx: %w", err)
+		return Set{}, fmt.Errorf("%w", err)
 	}
 	lpath, err := Locate(dir, labelsName)
 	if err != nil {
-		return Set{}, fmt.Errorf("idx: %w", err)
+		return Set{}, fmt.Errorf("%w", err)
 	}
 	var images Images
 	if err := readFile(ipath, func(f *os.File) (err error) {
@@ -117,9 +117,9 @@ func loadSet(dir, imagesName, labelsName string) (Set, error) {
 	}
 	switch {
 	case images.N == 0:
-		return Set{}, fmt.Errorf("idx: %s: contains no images", ipath)
+		return Set{}, fmt.Errorf("%s: contains no images", ipath)
 	case len(labels) != images.N:
-		return Set{}, fmt.Errorf("idx: %s has %d images but %s has %d labels", ipath, images.N, lpath, len(labels))
+		return Set{}, fmt.Errorf("%s has %d images but %s has %d labels", ipath, images.N, lpath, len(labels))
 	}
 	return Set{Images: images, Labels: labels}, nil
 }
@@ -128,11 +128,11 @@ func loadSet(dir, imagesName, labelsName string) (Set, error) {
 func readFile(path string, read func(*os.File) error) error {
 	f, err := os.Open(path)
 	if err != nil {
-		return fmt.Errorf("idx: %w", err)
+		return fmt.Errorf("%w", err)
 	}
 	defer f.Close()
 	if err := read(f); err != nil {
-		return fmt.Errorf("idx: %s: %w", path, err)
+		return fmt.Errorf("%s: %w", path, err)
 	}
 	return nil
 }
@@ -151,18 +151,18 @@ func FindDir(flagValue string, getenv func(string) string) (string, error) {
 func findDir(flagValue string, getenv func(string) string, defaults []string) (string, error) {
 	if flagValue != "" {
 		if err := checkDir(flagValue); err != nil {
-			return "", fmt.Errorf("idx: data directory %s (from the -data flag) %w", flagValue, err)
+			return "", fmt.Errorf("data directory %s (from the -data flag) %w", flagValue, err)
 		}
 		return flagValue, nil
 	}
 	if env := getenv(EnvVar); env != "" {
 		if err := checkDir(env); err != nil {
-			return "", fmt.Errorf("idx: data directory %s (from %s) %w", env, EnvVar, err)
+			return "", fmt.Errorf("data directory %s (from %s) %w", env, EnvVar, err)
 		}
 		return env, nil
 	}
 	var b strings.Builder
-	b.WriteString("idx: Fashion-MNIST data not found; looked at:\n")
+	b.WriteString("Fashion-MNIST data not found; looked at:\n")
 	b.WriteString("\t-data flag: not set\n")
 	fmt.Fprintf(&b, "\t%s environment variable: not set\n", EnvVar)
 	for _, d := range defaults {

@@ -81,6 +81,9 @@ type FileStatus struct {
 	// Want and Got are the expected and the computed SHA-256 of the
 	// decompressed content; Got is empty unless the file was read.
 	Want, Got string
+	// Stored is the SHA-256 of the file as stored (compressed if it is a
+	// ".gz"), what sha256sum prints for Path; empty unless it was read.
+	Stored string
 	// Err says what went wrong when Status is StatusError.
 	Err error
 }
@@ -97,10 +100,10 @@ func Verify(dir string) ([]FileStatus, error) {
 func verifyFiles(dir string, files []File) ([]FileStatus, error) {
 	fi, err := os.Stat(dir)
 	if err != nil {
-		return nil, fmt.Errorf("idx: verifying data directory: %w", err)
+		return nil, fmt.Errorf("verifying data directory: %w", err)
 	}
 	if !fi.IsDir() {
-		return nil, fmt.Errorf("idx: verifying data directory: %s is not a directory", dir)
+		return nil, fmt.Errorf("verifying data directory: %s is not a directory", dir)
 	}
 	statuses := make([]FileStatus, 0, len(files))
 	var bad []string
@@ -112,7 +115,7 @@ func verifyFiles(dir string, files []File) ([]FileStatus, error) {
 		}
 	}
 	if len(bad) > 0 {
-		return statuses, fmt.Errorf("idx: %d of %d files in %s failed verification (%s)", len(bad), len(files), dir, strings.Join(bad, "; "))
+		return statuses, fmt.Errorf("%d of %d files in %s failed verification (%s)", len(bad), len(files), dir, strings.Join(bad, "; "))
 	}
 	return statuses, nil
 }
@@ -129,12 +132,12 @@ func verifyFile(dir string, f File) FileStatus {
 		return st
 	}
 	st.Path = path
-	sum, err := fileSHA256(path)
+	stored, sum, err := fileSHA256(path)
 	if err != nil {
 		st.Status, st.Err = StatusError, err
 		return st
 	}
-	st.Got = sum
+	st.Stored, st.Got = stored, sum
 	if sum == f.SHA256 {
 		st.Status = StatusOK
 	} else {
@@ -143,19 +146,25 @@ func verifyFile(dir string, f File) FileStatus {
 	return st
 }
 
-// fileSHA256 returns the SHA-256 of the file's content, decompressed first
-// if it starts with the gzip magic bytes.
-func fileSHA256(path string) (string, error) {
+// fileSHA256 returns, in one read, the SHA-256 of the file as stored and
+// of its content, decompressed first if it starts with the gzip magic
+// bytes.
+func fileSHA256(path string) (stored, content string, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	defer f.Close()
-	sum, err := contentSHA256(f)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", path, err)
+	raw := sha256.New()
+	r := io.TeeReader(f, raw)
+	content, err = contentSHA256(r)
+	if err == nil {
+		_, err = io.Copy(io.Discard, r) // bytes after the gzip stream
 	}
-	return sum, nil
+	if err != nil {
+		return "", "", fmt.Errorf("%s: %w", path, err)
+	}
+	return hex.EncodeToString(raw.Sum(nil)), content, nil
 }
 
 // contentSHA256 hashes the decompressed content of r (gzip is detected

@@ -71,8 +71,8 @@ func serveGzipped(t *testing.T, fx fixture) func(string) []byte {
 	return func(name string) []byte { return zipped[name] }
 }
 
-func fetchOptions(srv *httptest.Server, dir string, fx fixture) FetchOptions {
-	return FetchOptions{
+func downloadOptions(srv *httptest.Server, dir string, fx fixture) DownloadOptions {
+	return DownloadOptions{
 		BaseURL: srv.URL + "/mirror", // without the trailing slash on purpose
 		Dir:     dir,
 		Files:   fx.files,
@@ -105,7 +105,7 @@ func gzNames() []string {
 	return names
 }
 
-func TestFetch(t *testing.T) {
+func TestDownload(t *testing.T) {
 	fx := newFixture(t, 4, 3)
 	tests := []struct {
 		name       string
@@ -167,14 +167,14 @@ func TestFetch(t *testing.T) {
 			srv := httptest.NewServer(m)
 			defer srv.Close()
 			dir := filepath.Join(t.TempDir(), "data")
-			opts := fetchOptions(srv, dir, fx)
+			opts := downloadOptions(srv, dir, fx)
 			opts.Retries = tt.retries
-			err := Fetch(context.Background(), opts)
+			err := Download(context.Background(), opts)
 			if tt.wantErr == "" && err != nil {
-				t.Fatalf("Fetch: %v", err)
+				t.Fatalf("Download: %v", err)
 			}
 			if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
-				t.Fatalf("Fetch error %v, want one containing %q", err, tt.wantErr)
+				t.Fatalf("Download error %v, want one containing %q", err, tt.wantErr)
 			}
 			if got := m.count(); got != tt.wantReqs {
 				t.Errorf("server got %d requests, want %d", got, tt.wantReqs)
@@ -197,7 +197,7 @@ func TestFetch(t *testing.T) {
 	}
 }
 
-func TestFetchSkipsValidAndReplacesCorrupt(t *testing.T) {
+func TestDownloadSkipsValidAndReplacesCorrupt(t *testing.T) {
 	fx := newFixture(t, 4, 3)
 	m := &mirror{body: serveGzipped(t, fx)}
 	srv := httptest.NewServer(m)
@@ -209,10 +209,10 @@ func TestFetchSkipsValidAndReplacesCorrupt(t *testing.T) {
 	writeFile(t, bad, encodeLabels(t, []uint8{1, 2, 3}))
 
 	var progress bytes.Buffer
-	opts := fetchOptions(srv, dir, fx)
+	opts := downloadOptions(srv, dir, fx)
 	opts.Progress = &progress
-	if err := Fetch(context.Background(), opts); err != nil {
-		t.Fatalf("Fetch: %v", err)
+	if err := Download(context.Background(), opts); err != nil {
+		t.Fatalf("Download: %v", err)
 	}
 	if m.count() != 1 || m.requests[0] != "/mirror/"+TestLabelsName+".gz" {
 		t.Errorf("requests %v, want only %s.gz", m.requests, TestLabelsName)
@@ -228,15 +228,15 @@ func TestFetchSkipsValidAndReplacesCorrupt(t *testing.T) {
 	}
 
 	// A second run has nothing to do.
-	if err := Fetch(context.Background(), opts); err != nil {
-		t.Fatalf("second Fetch: %v", err)
+	if err := Download(context.Background(), opts); err != nil {
+		t.Fatalf("second Download: %v", err)
 	}
 	if m.count() != 1 {
-		t.Errorf("second Fetch made %d more requests, want none", m.count()-1)
+		t.Errorf("second Download made %d more requests, want none", m.count()-1)
 	}
 }
 
-func TestFetchCancel(t *testing.T) {
+func TestDownloadCancel(t *testing.T) {
 	fx := newFixture(t, 2, 2)
 	t.Run("before start", func(t *testing.T) {
 		m := &mirror{body: serveGzipped(t, fx)}
@@ -245,12 +245,12 @@ func TestFetchCancel(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		dir := t.TempDir()
-		err := Fetch(ctx, fetchOptions(srv, dir, fx))
+		err := Download(ctx, downloadOptions(srv, dir, fx))
 		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("Fetch error %v, want context.Canceled", err)
+			t.Fatalf("Download error %v, want context.Canceled", err)
 		}
 		if got := dirEntries(t, dir); len(got) != 0 {
-			t.Errorf("cancelled Fetch left %v", got)
+			t.Errorf("cancelled Download left %v", got)
 		}
 	})
 	t.Run("during backoff", func(t *testing.T) {
@@ -261,15 +261,15 @@ func TestFetchCancel(t *testing.T) {
 		m := &mirror{failFirst: 1 << 30, failStatus: http.StatusServiceUnavailable, body: serveGzipped(t, fx), onRequest: cancel}
 		srv := httptest.NewServer(m)
 		defer srv.Close()
-		opts := fetchOptions(srv, t.TempDir(), fx)
+		opts := downloadOptions(srv, t.TempDir(), fx)
 		opts.Backoff = time.Hour
 		start := time.Now()
-		err := Fetch(ctx, opts)
+		err := Download(ctx, opts)
 		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("Fetch error %v, want context.Canceled", err)
+			t.Fatalf("Download error %v, want context.Canceled", err)
 		}
 		if d := time.Since(start); d > 10*time.Second {
-			t.Errorf("Fetch took %v after cancellation", d)
+			t.Errorf("Download took %v after cancellation", d)
 		}
 		if m.count() != 1 {
 			t.Errorf("server got %d requests, want 1", m.count())
@@ -294,9 +294,9 @@ func TestFetchCancel(t *testing.T) {
 		defer srv.Close()
 		defer close(release)
 		dir := t.TempDir()
-		err := Fetch(ctx, fetchOptions(srv, dir, fx))
+		err := Download(ctx, downloadOptions(srv, dir, fx))
 		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("Fetch error %v, want context.Canceled", err)
+			t.Fatalf("Download error %v, want context.Canceled", err)
 		}
 		if got := dirEntries(t, dir); len(got) != 0 {
 			t.Errorf("cancelled download left %v", got)
@@ -304,36 +304,36 @@ func TestFetchCancel(t *testing.T) {
 	})
 }
 
-func TestFetchOptionErrors(t *testing.T) {
+func TestDownloadOptionErrors(t *testing.T) {
 	tests := []struct {
 		name string
-		opts FetchOptions
+		opts DownloadOptions
 		want string
 	}{
-		{"no dir", FetchOptions{}, "no target directory"},
-		{"bad scheme", FetchOptions{Dir: t.TempDir(), BaseURL: "ftp://example.invalid/"}, "not an http(s) URL"},
-		{"negative retries", FetchOptions{Dir: t.TempDir(), BaseURL: "http://127.0.0.1:1/", Retries: -1}, "retries must not be negative"},
+		{"no dir", DownloadOptions{}, "no target directory"},
+		{"bad scheme", DownloadOptions{Dir: t.TempDir(), BaseURL: "ftp://example.invalid/"}, "not an http(s) URL"},
+		{"negative retries", DownloadOptions{Dir: t.TempDir(), BaseURL: "http://127.0.0.1:1/", Retries: -1}, "retries must not be negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := Fetch(context.Background(), tt.opts)
+			err := Download(context.Background(), tt.opts)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("Fetch error %v, want one containing %q", err, tt.want)
+				t.Fatalf("Download error %v, want one containing %q", err, tt.want)
 			}
 		})
 	}
 }
 
-func TestFetchProgressBar(t *testing.T) {
+func TestDownloadProgressBar(t *testing.T) {
 	fx := newFixture(t, 2, 2)
 	m := &mirror{body: serveGzipped(t, fx)}
 	srv := httptest.NewServer(m)
 	defer srv.Close()
 	var progress bytes.Buffer
-	opts := fetchOptions(srv, t.TempDir(), fx)
+	opts := downloadOptions(srv, t.TempDir(), fx)
 	opts.Progress = &progress
-	if err := Fetch(context.Background(), opts); err != nil {
-		t.Fatalf("Fetch: %v", err)
+	if err := Download(context.Background(), opts); err != nil {
+		t.Fatalf("Download: %v", err)
 	}
 	out := progress.String()
 	for _, name := range Names() {

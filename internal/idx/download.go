@@ -20,7 +20,7 @@ import (
 // DefaultBaseURL is the official Fashion-MNIST mirror.
 const DefaultBaseURL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 
-// Fetch defaults and limits.
+// Download defaults and limits.
 const (
 	// DefaultBackoff is the wait before the first retry; it doubles with
 	// every further retry, up to MaxBackoff.
@@ -32,8 +32,8 @@ const (
 	MaxDownloadBytes = 64 << 20
 )
 
-// FetchOptions configures Fetch. Only Dir is required.
-type FetchOptions struct {
+// DownloadOptions configures Download. Only Dir is required.
+type DownloadOptions struct {
 	// BaseURL is where the files are downloaded from: each file is
 	// fetched from BaseURL + Name + ".gz". Defaults to DefaultBaseURL.
 	BaseURL string
@@ -58,23 +58,23 @@ type FetchOptions struct {
 	Progress io.Writer
 }
 
-// Fetch downloads the dataset files into opts.Dir. A file already present
+// Download downloads the dataset files into opts.Dir. A file already present
 // (raw or compressed) with the right checksum is skipped. Each download
 // goes to a temporary file in the same directory, is synced to disk and
 // has the checksum of its decompressed content verified before it is
 // renamed into place, so a partial or corrupt download never appears
 // under a final name. Transient failures are retried with exponential
-// backoff; cancelling ctx stops Fetch promptly.
-func Fetch(ctx context.Context, opts FetchOptions) error {
+// backoff; cancelling ctx stops Download promptly.
+func Download(ctx context.Context, opts DownloadOptions) error {
 	if opts.Dir == "" {
-		return errors.New("idx: fetch: no target directory given")
+		return errors.New("no target directory given")
 	}
 	if opts.BaseURL == "" {
 		opts.BaseURL = DefaultBaseURL
 	}
 	base, err := url.Parse(opts.BaseURL)
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
-		return fmt.Errorf("idx: fetch: base URL %q is not an http(s) URL", opts.BaseURL)
+		return fmt.Errorf("base URL %q is not an http(s) URL", opts.BaseURL)
 	}
 	if !strings.HasSuffix(base.Path, "/") {
 		base.Path += "/"
@@ -86,17 +86,17 @@ func Fetch(ctx context.Context, opts FetchOptions) error {
 		opts.Client = &http.Client{}
 	}
 	if opts.Retries < 0 {
-		return fmt.Errorf("idx: fetch: retries must not be negative, got %d", opts.Retries)
+		return fmt.Errorf("retries must not be negative, got %d", opts.Retries)
 	}
 	if opts.Backoff <= 0 {
 		opts.Backoff = DefaultBackoff
 	}
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
-		return fmt.Errorf("idx: fetch: creating target directory: %w", err)
+		return fmt.Errorf("creating target directory: %w", err)
 	}
 	for _, f := range opts.Files {
-		if err := fetchFile(ctx, &opts, base, f); err != nil {
-			return fmt.Errorf("idx: fetch %s: %w", f.Name, err)
+		if err := downloadFile(ctx, &opts, base, f); err != nil {
+			return fmt.Errorf("%s: %w", f.Name, err)
 		}
 	}
 	return nil
@@ -108,13 +108,13 @@ type permanentError struct{ err error }
 func (e *permanentError) Error() string { return e.err.Error() }
 func (e *permanentError) Unwrap() error { return e.err }
 
-func fetchFile(ctx context.Context, opts *FetchOptions, base *url.URL, f File) error {
+func downloadFile(ctx context.Context, opts *DownloadOptions, base *url.URL, f File) error {
 	// A corrupt existing copy is replaced; one in the other format (raw
 	// versus .gz) would shadow or duplicate the new file, so it is
 	// removed once the new one is in place.
 	var stale string
 	if path, err := Locate(opts.Dir, f.Name); err == nil {
-		sum, err := fileSHA256(path)
+		_, sum, err := fileSHA256(path)
 		if err == nil && sum == f.SHA256 {
 			progressf(opts.Progress, "%s: already present and verified, skipping\n", path)
 			return nil
@@ -158,7 +158,7 @@ func fetchFile(ctx context.Context, opts *FetchOptions, base *url.URL, f File) e
 
 // download makes one attempt at fetching url into opts.Dir and returns the
 // final path. On failure nothing is left behind.
-func download(ctx context.Context, opts *FetchOptions, rawURL string, f File) (final string, err error) {
+func download(ctx context.Context, opts *DownloadOptions, rawURL string, f File) (final string, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
 	if err != nil {
 		return "", &permanentError{err}
