@@ -176,6 +176,11 @@ func compile(g *onnxpb.GraphProto, opset int) (*program, error) {
 	}
 	c.prog.out, c.prog.outSize, c.prog.probs = d.slot, d.size(), d.probs
 	c.prog.macs = c.macs
+	for _, s := range c.prog.steps {
+		if f, ok := s.(interface{ finish() }); ok {
+			f.finish()
+		}
+	}
 	return c.prog, nil
 }
 

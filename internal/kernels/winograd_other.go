@@ -1,0 +1,14 @@
+//go:build !amd64
+
+package kernels
+
+// winoAsm is false: this architecture has only the Go transforms.
+const winoAsm = false
+
+func winoInputAVX2(p *float32, rs, ps, c int, out *float32, ds int) {
+	panic("kernels: no assembly Winograd transforms on this architecture")
+}
+
+func winoOutputAVX2(src *float32, ss, m int, bias *float32, relu bool, d0, d1, d2, d3 *float32) {
+	panic("kernels: no assembly Winograd transforms on this architecture")
+}

@@ -1,0 +1,164 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// conv3x3Ref is the direct 3×3, stride-1, padding-1 convolution in float64
+// over NHWC data with weights [3·3·c, m], followed by bias and a; mag gets
+// Σ|w·x| per output, the scale of the rounding error a fast version may
+// make.
+func conv3x3Ref(src, wt, bias []float32, a Act, n, h, w, c, m int) (out, mag []float64) {
+	out, mag = make([]float64, n*h*w*m), make([]float64, n*h*w*m)
+	for b := range n {
+		for y := range h {
+			for x := range w {
+				for mo := range m {
+					var s, g float64
+					for ky := range 3 {
+						for kx := range 3 {
+							iy, ix := y+ky-1, x+kx-1
+							if iy < 0 || iy >= h || ix < 0 || ix >= w {
+								continue
+							}
+							for ci := range c {
+								p := float64(src[((b*h+iy)*w+ix)*c+ci]) * float64(wt[((ky*3+kx)*c+ci)*m+mo])
+								s += p
+								g += math.Abs(p)
+							}
+						}
+					}
+					if bias != nil {
+						s += float64(bias[mo])
+					}
+					o := ((b*h+y)*w+x)*m + mo
+					out[o] = float64(a.Eval(float32(s)))
+					mag[o] = g + 1
+				}
+			}
+		}
+	}
+	return out, mag
+}
+
+func TestWinograd3x3MatchesDirect(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	type shape struct{ n, h, w, c, m int }
+	shapes := []shape{
+		{1, 1, 1, 8, 8}, {1, 2, 3, 1, 1}, {2, 5, 7, 3, 5}, {1, 7, 7, 16, 40}, {3, 6, 4, 8, 16},
+		{2, 14, 14, 32, 64}, {1, 13, 9, 24, 8}, {1, 28, 28, 8, 32}, {5, 3, 3, 64, 128}, {1, 4, 5, 72, 96},
+	}
+	acts := []Act{{}, ReLU, HardSwish}
+	for _, sh := range shapes {
+		src := randVec(rng, sh.n*sh.h*sh.w*sh.c)
+		wt := randVec(rng, 9*sh.c*sh.m)
+		bias := randVec(rng, sh.m)
+		wg := NewWinograd3x3(wt, sh.c, sh.m)
+		for ai, a := range acts {
+			b := bias
+			if ai == 0 {
+				b = nil
+			}
+			want, mag := conv3x3Ref(src, wt, b, a, sh.n, sh.h, sh.w, sh.c, sh.m)
+			var ep *Epilogue
+			if b != nil || a.Kind != ActNone {
+				ep = NewEpilogue(b, a)
+			}
+			for _, asm := range []bool{false, winoAsm} {
+				for _, workers := range []int{1, 2, 3} {
+					name := fmt.Sprintf("%+v/act%d/asm=%v/workers=%d", sh, a.Kind, asm, workers)
+					dst := make([]float32, len(want)+3)
+					for i := range dst {
+						dst[i] = float32(math.NaN())
+					}
+					var s Scratch
+					wg.forward(dst, src, sh.n, sh.h, sh.w, ep, &s, workers, asm)
+					for i := range want {
+						if d := math.Abs(float64(dst[i]) - want[i]); !(d <= 1e-5*mag[i]) {
+							t.Fatalf("%s: out[%d] = %v, want %v (±%v)", name, i, dst[i], want[i], 1e-5*mag[i])
+						}
+					}
+					for i := len(want); i < len(dst); i++ {
+						if !math.IsNaN(float64(dst[i])) {
+							t.Fatalf("%s: wrote past the output, at %d", name, i)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestWinogradTransformsAsmMatchGo compares the assembly transforms with
+// the Go ones bit for bit: they do the same additions in the same order.
+func TestWinogradTransformsAsmMatchGo(t *testing.T) {
+	if !winoAsm {
+		t.Skip("no AVX2 on this CPU")
+	}
+	rng := rand.New(rand.NewPCG(9, 10))
+	for _, c := range []int{8, 24, 64} {
+		rs, ds := 7*c, 3*c
+		p := randVec(rng, 4*rs)
+		goOut, asmOut := make([]float32, 16*ds), make([]float32, 16*ds)
+		winoInputGo(p, rs, c, c, goOut, ds)
+		winoInputAVX2(&p[0], rs, c, c, &asmOut[0], ds)
+		for i := range goOut {
+			if goOut[i] != asmOut[i] {
+				t.Fatalf("input c=%d: [%d] asm %v, Go %v", c, i, asmOut[i], goOut[i])
+			}
+		}
+		bias := randVec(rng, c)
+		for _, relu := range []bool{false, true} {
+			var dg, da [4][]float32
+			for k := range 4 {
+				dg[k], da[k] = make([]float32, c), make([]float32, c)
+			}
+			winoOutputGo(goOut, ds, bias, relu, dg)
+			winoOutputAVX2(&goOut[0], ds, c, &bias[0], relu, &da[0][0], &da[1][0], &da[2][0], &da[3][0])
+			for k := range 4 {
+				for i := range c {
+					if dg[k][i] != da[k][i] {
+						t.Fatalf("output c=%d relu=%v: pixel %d [%d] asm %v, Go %v", c, relu, k, i, da[k][i], dg[k][i])
+					}
+				}
+			}
+		}
+	}
+}
+
+func TestWinograd3x3SteadyStateDoesNotAllocate(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	c, m, h, w := 32, 32, 28, 28
+	wg := NewWinograd3x3(randVec(rng, 9*c*m), c, m)
+	src, dst := randVec(rng, h*w*c), make([]float32, h*w*m)
+	ep := NewEpilogue(randVec(rng, m), ReLU)
+	var s Scratch
+	wg.forward(dst, src, 1, h, w, ep, &s, 1, winoAsm)
+	if n := testing.AllocsPerRun(20, func() { wg.forward(dst, src, 1, h, w, ep, &s, 1, winoAsm) }); n > 0 {
+		t.Fatalf("Forward allocated %v times per call", n)
+	}
+}
+
+// BenchmarkWinograd3x3 reports the VGG-w32 convolution shapes in
+// equivalent direct-convolution GFLOP/s (2·9·C·M per output pixel).
+func BenchmarkWinograd3x3(b *testing.B) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	for _, sh := range []struct{ hw, c, m int }{{28, 32, 32}, {14, 32, 64}, {14, 64, 64}, {7, 64, 128}} {
+		wg := NewWinograd3x3(randVec(rng, 9*sh.c*sh.m), sh.c, sh.m)
+		ep := NewEpilogue(randVec(rng, sh.m), ReLU)
+		for _, n := range []int{1, 32} {
+			b.Run(fmt.Sprintf("%dx%dx%d-%d/n=%d", sh.hw, sh.hw, sh.c, sh.m, n), func(b *testing.B) {
+				src, dst := randVec(rng, n*sh.hw*sh.hw*sh.c), make([]float32, n*sh.hw*sh.hw*sh.m)
+				var s Scratch
+				for b.Loop() {
+					wg.Forward(dst, src, n, sh.hw, sh.hw, ep, &s)
+				}
+				flops := 2 * 9 * sh.c * sh.m * sh.hw * sh.hw * n
+				b.ReportMetric(float64(flops)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+		}
+	}
+}
