@@ -68,6 +68,20 @@
 //     On the white backgrounds of the original photos this is a no-op.
 //  8. Round to 8-bit gray.
 //
+// Real photos (objects on floors, beds, gradients and shadows; FindObject
+// in object.go) replace steps 2 and 5–7: the background is estimated at
+// every pixel from the image's border band (gradients, vignetting and
+// shadows along the border carry into the interior), the object is the
+// largest solid part of a mask of pixels that differ from that background
+// in colour, are brighter, are much darker than a shadow, or lie on a sharp
+// outline (so a white item on white survives), grown into fainter
+// neighbouring pixels; the crop is its bounding box and every pixel the
+// mask calls background becomes black. Inside the object the intensity is
+// the luma distance from the local background (at least 48 of 255, so a
+// white item on white keeps its silhouette). Resizing and sharpening are
+// as in steps 3–4. An image in which nothing stands out goes through the
+// plain steps above.
+//
 // Every step is plain integer or float64 arithmetic without concurrency, so
 // the same input gives the same 28×28 output on every run.
 package imageprep

@@ -59,7 +59,7 @@ func ToInput(img image.Image) *image.Gray {
 	if isDatasetLikeGray(g) {
 		return g
 	}
-	return convert(g)
+	return objectInput(img, g)
 }
 
 // IsDatasetLike reports whether img already looks like a Fashion-MNIST

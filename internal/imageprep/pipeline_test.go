@@ -361,10 +361,11 @@ func TestDatasetProductPhotoRoundTrip(t *testing.T) {
 	}
 	mean := sum / float64(len(imgs))
 	t.Logf("Pearson r over %d dataset images turned into photos: mean %.3f, worst %.3f", len(imgs), mean, worst)
-	// Measured: mean 0.903. Faint edge pixels of dataset images are within
-	// the trim tolerance once turned into a photo, so some come back scaled
-	// by a pixel, which costs pixel-wise correlation but not the shape.
-	if mean < 0.88 {
-		t.Errorf("mean Pearson r = %.3f, want ≥ 0.88", mean)
+	// Measured: mean 0.879 (0.903 with the plain trim before the object
+	// mask). Faint parts of dataset images that touch the background are
+	// within the noise once turned into a photo and the mask drops them;
+	// that is the price of dropping gradients and shadows (object_test.go).
+	if mean < 0.87 {
+		t.Errorf("mean Pearson r = %.3f, want ≥ 0.87", mean)
 	}
 }
