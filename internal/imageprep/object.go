@@ -2,16 +2,22 @@ package imageprep
 
 import (
 	"image"
+	"image/color"
 	"math"
 	"slices"
 
 	"golang.org/x/image/draw"
 )
 
-// workSide is the longest side of the reduced colour copy on which the
+// objectSide is the longest side of the reduced colour copy on which the
 // object is looked for: enough to outline a garment, small enough that the
 // search costs well under a millisecond's worth of pixels per image.
-const workSide = 192
+const objectSide = 160
+
+// objectBytes bounds what FindObject and objectInput allocate: about 128
+// bytes per pixel of the reduced copy (colour, background, luma, edges,
+// masks, component lists), independent of the input's size.
+const objectBytes = 128 * objectSide * objectSide
 
 // Object-mask parameters. Distances are in 8-bit units on the reduced,
 // area-averaged copy; sigma is the background's own noise measured on the
@@ -59,25 +65,15 @@ func FindObject(img image.Image) (obj Object, ok bool) {
 	}
 	w, h := b.Dx(), b.Dy()
 	mw, mh := w, h
-	if m := max(w, h); m > workSide {
-		mw = max(1, int(math.Round(float64(w)*workSide/float64(m))))
-		mh = max(1, int(math.Round(float64(h)*workSide/float64(m))))
+	if m := max(w, h); m > objectSide {
+		mw = max(1, int(math.Round(float64(w)*objectSide/float64(m))))
+		mh = max(1, int(math.Round(float64(h)*objectSide/float64(m))))
 	}
 	if mw < 8 || mh < 8 {
 		return Object{}, false
 	}
-	small := image.NewRGBA(image.Rect(0, 0, mw, mh))
-	// Transparent pixels read as white, as in toGray's compositing.
-	for i := range small.Pix {
-		small.Pix[i] = 255
-	}
-	draw.BiLinear.Scale(small, small.Rect, img, b, draw.Over, nil)
 	n := mw * mh
-	rgb := make([][3]float64, n)
-	for i := range rgb {
-		p := small.Pix[4*i : 4*i+3]
-		rgb[i] = [3]float64{float64(p[0]), float64(p[1]), float64(p[2])}
-	}
+	rgb := reduceRGB(img, mw, mh)
 
 	bg, sigma := borderBackground(rgb, mw, mh)
 	luma := func(c [3]float64) float64 { return 0.299*c[0] + 0.587*c[1] + 0.114*c[2] }
@@ -157,6 +153,43 @@ func FindObject(img image.Image) (obj Object, ok bool) {
 		int(math.Ceil(float64(box.Max.X)*sx)), int(math.Ceil(float64(box.Max.Y)*sy)),
 	).Add(b.Min).Intersect(b)
 	return Object{Rect: r, mask: mask, luma: lum, bgLuma: bgl, mw: mw, mh: mh, box: box}, true
+}
+
+// reduceRGB returns a mw×mh colour copy of img, each pixel the mean of up
+// to 4×4 samples spread over its footprint, transparent pixels composited
+// onto white (as toGray does). It reads pixels through RGBA64At where the
+// image offers it, so it allocates nothing per pixel.
+func reduceRGB(img image.Image, mw, mh int) [][3]float64 {
+	b := img.Bounds()
+	w, h := b.Dx(), b.Dy()
+	sx, sy := min(4, max(1, w/mw)), min(4, max(1, h/mh))
+	fast, _ := img.(image.RGBA64Image)
+	out := make([][3]float64, mw*mh)
+	for y := range mh {
+		for x := range mw {
+			var r, g, bl float64
+			for j := range sy {
+				py := b.Min.Y + ((2*y*sy+2*j+1)*h)/(2*mh*sy)
+				for i := range sx {
+					px := b.Min.X + ((2*x*sx+2*i+1)*w)/(2*mw*sx)
+					var c color.RGBA64
+					if fast != nil {
+						c = fast.RGBA64At(px, py)
+					} else {
+						cr, cg, cb, ca := img.At(px, py).RGBA()
+						c = color.RGBA64{uint16(cr), uint16(cg), uint16(cb), uint16(ca)}
+					}
+					white := float64(0xffff - uint32(c.A))
+					r += float64(c.R) + white
+					g += float64(c.G) + white
+					bl += float64(c.B) + white
+				}
+			}
+			k := 257 * float64(sx*sy)
+			out[y*mw+x] = [3]float64{r / k, g / k, bl / k}
+		}
+	}
+	return out
 }
 
 // borderBackground estimates the background at every pixel of the w×h

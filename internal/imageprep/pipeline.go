@@ -29,8 +29,9 @@ const workSide = 1024
 
 // workBytes bounds what ToInput allocates for any input: the working gray
 // image (under 2×workSide on each edge), the row sums and the conversion
-// buffer of toGray, and the 28-pixel buffers of steps 3–8.
-const workBytes = (2*workSide)*(2*workSide) + 2*workSide*8 + 64<<10
+// buffer of toGray, and the 28-pixel buffers of steps 3–8, plus the object
+// search on its reduced copy (objectBytes).
+const workBytes = (2*workSide)*(2*workSide) + 2*workSide*8 + 64<<10 + objectBytes
 
 // Prepare decodes an encoded image with Decode (lim as there) and converts it
 // with ToInput: the one call that turns uploaded or fetched bytes into the
