@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,10 +11,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/fashion-classifier/fashion/internal/atomicfile"
 	"github.com/fashion-classifier/fashion/internal/eval"
+	"github.com/fashion-classifier/fashion/internal/fetch"
 	"github.com/fashion-classifier/fashion/internal/imageprep"
 	"github.com/fashion-classifier/fashion/internal/modelfile"
 )
@@ -34,15 +38,33 @@ type topK struct {
 	Probability float32 `json:"probability"`
 }
 
+// predictChunk is how many images predict decodes and classifies at a
+// time, so a directory of any size needs memory for one chunk only.
+const predictChunk = 256
+
+// imageExts are the file name extensions a directory argument contributes.
+var imageExts = []string{".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp"}
+
 func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("predict", stderr)
 	models := addModelFlags(fs)
-	top := fs.Int("top", 3, "how many classes to list per image")
+	top := fs.Int("top", 3, "how many classes to list per image: 1 to the model's number of classes")
 	asJSON := fs.Bool("json", false, "print JSON lines instead of a table")
+	asCSV := fs.Bool("csv", false, "print CSV (file,rank,label,class_id,probability,error; one row per listed class) instead of a table")
 	showDir := fs.String("save-input", "", "write the 28×28 image the model saw for each file into this directory (enlarged ×8)")
 	maxPixels := fs.Int("max-pixels", imageprep.DefaultMaxPixels, "refuse images with more pixels than this")
+	maxBytes := fs.Int64("max-bytes", imageprep.DefaultMaxBytes, "refuse files, downloads and standard input larger than this many bytes")
+	var cidrs prefixList
+	fs.Var(&cidrs, "allow-fetch-cidr", "allow fetching URLs from this address `range` even if private, e.g. 127.0.0.1 (repeatable)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: fashion predict [flags] IMAGE...\n\nClassifies PNG, JPEG, GIF, WebP or BMP files. Photos are converted the way\nFashion-MNIST was made (trim, resize, sharpen, centre, negate); see internal/imageprep.")
+		fmt.Fprintln(stderr, `usage: fashion predict [flags] IMAGE|DIR|URL|- ...
+
+Classifies PNG, JPEG, GIF, WebP or BMP images: files, every image file
+(by extension) directly inside a directory, http(s) URLs (fetched under
+the server's safe-fetch policy: public addresses only unless
+-allow-fetch-cidr) and "-" for standard input. Photos are converted the way
+Fashion-MNIST was made (trim, resize, sharpen, centre, negate); see
+internal/imageprep.`)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -50,82 +72,280 @@ func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()
-		return errors.New("no image files given")
+		return errors.New("no images given")
+	}
+	if *asJSON && *asCSV {
+		return errors.New("-json and -csv are exclusive: choose one output format")
+	}
+	if *maxBytes <= 0 {
+		return fmt.Errorf("-max-bytes %d: must be positive", *maxBytes)
+	}
+	inputs, err := expandInputs(fs.Args())
+	if err != nil {
+		return err
 	}
 	m, err := models.open()
 	if err != nil {
 		return err
 	}
 	info := m.Info()
-	var results []prediction
-	var inputs []float32
-	var ok []int // indexes into results of the images that decoded
-	for _, name := range fs.Args() {
-		res := prediction{File: name, ClassID: -1}
-		g, err := prepareFile(name, *maxPixels)
-		if err != nil {
-			res.Error = err.Error()
-		} else {
-			x := make([]float32, modelfile.Pixels)
-			info.Normalize(x, g.Pix)
-			inputs = append(inputs, x...)
-			ok = append(ok, len(results))
-			if *showDir != "" {
-				out := filepath.Join(*showDir, strings.TrimSuffix(filepath.Base(name), filepath.Ext(name))+"-input.png")
-				if err := atomicfile.Write(out, func(w io.Writer) error { return png.Encode(w, imageprep.Enlarge(g, 8)) }); err != nil {
-					return err
-				}
-			}
-		}
-		results = append(results, res)
+	// The API answers 400 for such a top_k; so does predict, before any work.
+	if *top < 1 || *top > len(info.Classes) {
+		return fmt.Errorf("-top %d: want an integer from 1 to %d (the model's number of classes)", *top, len(info.Classes))
 	}
-	if len(ok) > 0 {
-		probs, err := m.Predict(inputs, len(ok))
+	src := &imageSource{
+		fetch:    fetch.New(fetch.Policy{AllowCIDRs: cidrs, MaxBytes: *maxBytes}),
+		maxBytes: *maxBytes,
+		limits:   imageprep.Limits{MaxPixels: *maxPixels},
+		stdin:    os.Stdin,
+	}
+	out := newPredictionWriter(stdout, *asJSON, *asCSV)
+	failed, total := 0, 0
+	for start := 0; start < len(inputs); start += predictChunk {
+		chunk := inputs[start:min(start+predictChunk, len(inputs))]
+		results, err := classifyInputs(ctx, m, src, chunk, *top, *showDir)
 		if err != nil {
 			return err
 		}
-		k := len(info.Classes)
-		for j, i := range ok {
-			row := probs[j*k : (j+1)*k]
-			r := &results[i]
-			for _, c := range eval.TopK(row, max(*top, 1)) {
-				r.Top = append(r.Top, topK{Label: info.Classes[c], ClassID: c, Probability: row[c]})
+		for _, r := range results {
+			total++
+			if r.Error != "" {
+				failed++
 			}
-			r.Label, r.ClassID, r.Confidence = r.Top[0].Label, r.Top[0].ClassID, r.Top[0].Probability
+			if err := out.write(r); err != nil {
+				return fmt.Errorf("writing results: %w", err)
+			}
 		}
 	}
-	failed := 0
-	for _, r := range results {
-		if r.Error != "" {
-			failed++
-		}
-		if *asJSON {
-			if err := json.NewEncoder(stdout).Encode(r); err != nil {
-				return err
-			}
-			continue
-		}
-		if r.Error != "" {
-			fmt.Fprintf(stdout, "%s\terror: %s\n", r.File, r.Error)
-			continue
-		}
-		parts := make([]string, len(r.Top))
-		for i, t := range r.Top {
-			parts[i] = fmt.Sprintf("%s %.1f%%", t.Label, 100*t.Probability)
-		}
-		fmt.Fprintf(stdout, "%s\t%s\n", r.File, strings.Join(parts, ", "))
+	if err := out.flush(); err != nil {
+		return fmt.Errorf("writing results: %w", err)
 	}
 	if failed > 0 {
-		return fmt.Errorf("%d of %d files could not be classified", failed, len(results))
+		return fmt.Errorf("%d of %d images could not be classified", failed, total)
 	}
 	return nil
 }
 
-// prepareFile reads an image file and converts it to the model's input.
-func prepareFile(name string, maxPixels int) (*image.Gray, error) {
-	data, err := os.ReadFile(name)
+// input is one image argument after expansion: a file path, a URL, or "-"
+// for standard input. err is set for an argument that names nothing
+// classifiable (an empty directory), reported in its result row.
+type input struct {
+	name string
+	err  error
+}
+
+// expandInputs turns the arguments into inputs: a directory becomes its
+// image files (by extension, sorted, not recursive), anything else stays
+// as it is. Standard input may be named once.
+func expandInputs(args []string) ([]input, error) {
+	var out []input
+	stdin := false
+	for _, a := range args {
+		switch {
+		case a == "-":
+			if stdin {
+				return nil, errors.New(`"-" (standard input) given more than once`)
+			}
+			stdin = true
+			out = append(out, input{name: a})
+		case isURL(a):
+			out = append(out, input{name: a})
+		default:
+			fi, err := os.Stat(a)
+			if err != nil || !fi.IsDir() {
+				out = append(out, input{name: a}) // errors are reported in the file's row
+				continue
+			}
+			entries, err := os.ReadDir(a)
+			if err != nil {
+				out = append(out, input{name: a, err: err})
+				continue
+			}
+			n := 0
+			for _, e := range entries {
+				if e.Type().IsRegular() && slices.Contains(imageExts, strings.ToLower(filepath.Ext(e.Name()))) {
+					out = append(out, input{name: filepath.Join(a, e.Name())})
+					n++
+				}
+			}
+			if n == 0 {
+				out = append(out, input{name: a, err: fmt.Errorf("directory holds no image files (%s)", strings.Join(imageExts, " "))})
+			}
+		}
+	}
+	return out, nil
+}
+
+// isURL reports whether an argument is an http or https URL.
+func isURL(s string) bool {
+	l := strings.ToLower(s)
+	return strings.HasPrefix(l, "http://") || strings.HasPrefix(l, "https://")
+}
+
+// imageSource reads the bytes of inputs, each bounded by maxBytes.
+type imageSource struct {
+	fetch    *fetch.Client
+	maxBytes int64
+	limits   imageprep.Limits
+	stdin    io.Reader
+}
+
+// read returns the encoded image an input names.
+func (s *imageSource) read(ctx context.Context, in input) ([]byte, error) {
+	if in.err != nil {
+		return nil, in.err
+	}
+	if isURL(in.name) {
+		res, err := s.fetch.Get(ctx, in.name)
+		if err != nil {
+			return nil, err
+		}
+		return res.Body, nil
+	}
+	r := s.stdin
+	if in.name != "-" {
+		f, err := os.Open(in.name)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		r = f
+	}
+	data, err := io.ReadAll(io.LimitReader(r, s.maxBytes+1))
 	if err != nil {
 		return nil, err
 	}
-	return imageprep.Prepare(data, imageprep.Limits{MaxPixels: maxPixels})
+	if int64(len(data)) > s.maxBytes {
+		return nil, fmt.Errorf("larger than the %d-byte limit (-max-bytes)", s.maxBytes)
+	}
+	return data, nil
+}
+
+// classifyInputs reads, converts and classifies one chunk of inputs, one
+// result per input in order; a failing input gets an error result.
+func classifyInputs(ctx context.Context, m predictor, src *imageSource, inputs []input, top int, showDir string) ([]prediction, error) {
+	info := m.Info()
+	results := make([]prediction, len(inputs))
+	var x []float32
+	var ok []int // indexes into results of the images that decoded
+	for i, in := range inputs {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		results[i] = prediction{File: in.name, ClassID: -1}
+		g, err := prepareInput(ctx, src, in)
+		if err != nil {
+			results[i].Error = err.Error()
+			continue
+		}
+		row := make([]float32, modelfile.Pixels)
+		info.Normalize(row, g.Pix)
+		x = append(x, row...)
+		ok = append(ok, i)
+		if showDir != "" {
+			if err := saveInput(showDir, in.name, g); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if len(ok) == 0 {
+		return results, nil
+	}
+	probs, err := m.Predict(x, len(ok))
+	if err != nil {
+		return nil, err
+	}
+	k := len(info.Classes)
+	for j, i := range ok {
+		row := probs[j*k : (j+1)*k]
+		r := &results[i]
+		for _, c := range eval.TopK(row, top) {
+			r.Top = append(r.Top, topK{Label: info.Classes[c], ClassID: c, Probability: row[c]})
+		}
+		r.Label, r.ClassID, r.Confidence = r.Top[0].Label, r.Top[0].ClassID, r.Top[0].Probability
+	}
+	return results, nil
+}
+
+// prepareInput reads an input and converts it to the model's input.
+func prepareInput(ctx context.Context, src *imageSource, in input) (*image.Gray, error) {
+	data, err := src.read(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	return imageprep.Prepare(data, src.limits)
+}
+
+// saveInput writes the model's view of an input, enlarged, into dir.
+func saveInput(dir, name string, g *image.Gray) error {
+	base := "stdin"
+	if name != "-" {
+		base = strings.TrimSuffix(filepath.Base(name), filepath.Ext(name))
+		if isURL(name) {
+			base = "url-" + base
+		}
+	}
+	out := filepath.Join(dir, base+"-input.png")
+	return atomicfile.Write(out, func(w io.Writer) error { return png.Encode(w, imageprep.Enlarge(g, 8)) })
+}
+
+// predictionWriter prints results as a table, JSON lines or CSV.
+type predictionWriter struct {
+	w      io.Writer
+	json   *json.Encoder
+	csv    *csv.Writer
+	header bool
+}
+
+func newPredictionWriter(w io.Writer, asJSON, asCSV bool) *predictionWriter {
+	p := &predictionWriter{w: w}
+	switch {
+	case asJSON:
+		p.json = json.NewEncoder(w)
+	case asCSV:
+		p.csv = csv.NewWriter(w)
+	}
+	return p
+}
+
+func (p *predictionWriter) write(r prediction) error {
+	switch {
+	case p.json != nil:
+		return p.json.Encode(r)
+	case p.csv != nil:
+		if !p.header {
+			p.header = true
+			if err := p.csv.Write([]string{"file", "rank", "label", "class_id", "probability", "error"}); err != nil {
+				return err
+			}
+		}
+		if r.Error != "" {
+			return p.csv.Write([]string{r.File, "", "", "", "", r.Error})
+		}
+		for i, t := range r.Top {
+			row := []string{r.File, strconv.Itoa(i + 1), t.Label, strconv.Itoa(t.ClassID), strconv.FormatFloat(float64(t.Probability), 'f', 6, 32), ""}
+			if err := p.csv.Write(row); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if r.Error != "" {
+		_, err := fmt.Fprintf(p.w, "%s\terror: %s\n", r.File, r.Error)
+		return err
+	}
+	parts := make([]string, len(r.Top))
+	for i, t := range r.Top {
+		parts[i] = fmt.Sprintf("%s %.1f%%", t.Label, 100*t.Probability)
+	}
+	_, err := fmt.Fprintf(p.w, "%s\t%s\n", r.File, strings.Join(parts, ", "))
+	return err
+}
+
+func (p *predictionWriter) flush() error {
+	if p.csv != nil {
+		p.csv.Flush()
+		return p.csv.Error()
+	}
+	return nil
 }
