@@ -25,6 +25,10 @@ type kernel struct {
 	// aks = mr and ldb = nr; other strides let the kernel read A and B in
 	// place. The slices must be long enough for every element addressed.
 	fn func(k int, a []float32, ars, aks int, b []float32, ldb int, c []float32, ldc int, alpha, beta float32)
+	// gemv sets y[0:16] = Σ_q x[q]·b[q·ldb : q·ldb+16] over k ≥ 1 steps:
+	// a single row of A times 16 columns of a B panel, which the mr-row
+	// kernel would compute with mr−1 rows of zeros.
+	gemv func(k int, x, b []float32, ldb int, y []float32)
 }
 
 const (
@@ -404,16 +408,16 @@ func (p *gemmProblem) packA(dst []float32, i0, mc, q0, kc int) {
 				}
 			}
 		default:
-			// Read rows contiguously and scatter.
+			// Read rows contiguously and scatter, over zeros for the
+			// missing rows (one clear: a clear per k step would cost a
+			// memclr call each).
+			if h < mr {
+				clear(d)
+			}
 			for ii := 0; ii < h; ii++ {
 				src := p.a[(i+ii)*p.lda+q0 : (i+ii)*p.lda+q0+kc]
 				for q, v := range src {
 					d[q*mr+ii] = v
-				}
-			}
-			if h < mr {
-				for q := 0; q < kc; q++ {
-					clear(d[q*mr+h : q*mr+mr])
 				}
 			}
 		}

@@ -22,6 +22,19 @@ var avx2Kernel = kernel{
 		_ = c[5*ldc+15]
 		kern6x16AVX2(k, &a[0], ars, aks, &b[0], ldb, &c[0], ldc, alpha, beta)
 	},
+	gemv: gemvAVX2,
+}
+
+// gemv16AVX2 is in gemv_amd64.s; it implements kernel.gemv on raw
+// pointers.
+//
+//go:noescape
+func gemv16AVX2(k int, x, b *float32, ldb int, y *float32)
+
+// gemvAVX2 is kernel.gemv for the AVX2 and AVX-512 kernels.
+func gemvAVX2(k int, x, b []float32, ldb int, y []float32) {
+	_, _, _ = x[k-1], b[(k-1)*ldb+15], y[15]
+	gemv16AVX2(k, &x[0], &b[0], ldb, &y[0])
 }
 
 // kern12x32AVX512 is the AVX-512 micro-kernel in kernel_amd64.s, with the
@@ -45,6 +58,7 @@ var avx512Kernel = kernel{
 		_ = c[11*ldc+31]
 		kern12x32AVX512(k, &a[0], ars, aks, &b[0], ldb, &c[0], ldc, alpha, beta)
 	},
+	gemv: gemvAVX2,
 }
 
 //go:generate go run gen_kernels.go

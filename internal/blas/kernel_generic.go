@@ -7,7 +7,21 @@ var goKernel = kernel{
 	name: "go-6x16",
 	mr:   6, nr: 16,
 	kc: 256, mc: 96,
-	fn: kern6x16Go,
+	fn:   kern6x16Go,
+	gemv: gemv16Go,
+}
+
+// gemv16Go is the portable kernel.gemv.
+func gemv16Go(k int, x, b []float32, ldb int, y []float32) {
+	var acc [16]float32
+	b = b[:(k-1)*ldb+16]
+	for q, xq := range x[:k] {
+		bq := (*[16]float32)(b[q*ldb:])
+		for j, bj := range bq {
+			acc[j] += xq * bj
+		}
+	}
+	*(*[16]float32)(y) = acc
 }
 
 // kern6x16Go computes a 6×16 tile; see kernel.fn for the contract.

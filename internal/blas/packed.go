@@ -79,6 +79,10 @@ func GemmPackedCols(m, j0, j1 int, alpha float32, a []float32, lda int, pb *Pack
 		scaleMatrix(c[j0:], m, j1-j0, ldc, beta)
 		return
 	}
+	if m <= gemvMaxRows && alpha == 1 && beta == 0 {
+		pb.gemvRows(m, j0, j1, a, lda, c, ldc)
+		return
+	}
 	p := gemmProblem{
 		kern: kern, m: m, n: n, k: k, alpha: alpha, beta: beta,
 		a: a, lda: lda, c: c, ldc: ldc,
@@ -92,6 +96,31 @@ func GemmPackedCols(m, j0, j1 int, alpha float32, a []float32, lda int, pb *Pack
 	for i0 := 0; i0 < m; i0 += kern.mc {
 		for q0 := 0; q0 < k; q0 += p.kc {
 			p.block(ws, i0, min(kern.mc, m-i0), jp0, jp1, q0)
+		}
+	}
+}
+
+// gemvMaxRows is the largest m for which GemmPacked multiplies row by row
+// (kernel.gemv) rather than with the mr-row kernel, which would spend most
+// of its multiply-adds on zero rows.
+const gemvMaxRows = 2
+
+// gemvRows sets columns [j0, j1) of C = A·B one row of A and 16 columns
+// of B at a time.
+func (pb *PackedB) gemvRows(m, j0, j1 int, a []float32, lda int, c []float32, ldc int) {
+	nr, k := pb.kern.nr, pb.k
+	var tile [16]float32
+	for i := range m {
+		x := a[i*lda : i*lda+k]
+		for j := j0; j < j1; j += 16 {
+			panel := pb.data[j/nr*k*nr+j%nr:]
+			w := min(16, j1-j)
+			if w == 16 {
+				pb.kern.gemv(k, x, panel, nr, c[i*ldc+j:i*ldc+j+16])
+				continue
+			}
+			pb.kern.gemv(k, x, panel, nr, tile[:])
+			copy(c[i*ldc+j:i*ldc+j1], tile[:w])
 		}
 	}
 }

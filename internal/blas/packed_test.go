@@ -11,7 +11,7 @@ import (
 func TestGemmPackedMatchesReference(t *testing.T) {
 	rng := newRand(11)
 	for _, kern := range testKernels() {
-		for _, sz := range [][3]int{{1, 1, 1}, {1, 10, 1152}, {5, 17, 3}, {7, 33, 290}, {13, 64, 700}, {97, 45, 31}, {200, 16, 9}} {
+		for _, sz := range [][3]int{{1, 1, 1}, {1, 10, 1152}, {2, 40, 33}, {1, 256, 1152}, {5, 17, 3}, {7, 33, 290}, {13, 64, 700}, {97, 45, 31}, {200, 16, 9}} {
 			m, n, k := sz[0], sz[1], sz[2]
 			for _, transB := range []bool{false, true} {
 				for _, ab := range [][2]float32{{1, 0}, {0.5, 1}, {-1, 0.25}} {

@@ -71,11 +71,14 @@ const winoColBlock = 32
 // winoTiles returns how many tiles one task transforms and multiplies at
 // once: about 8k/(C+M), so that its 16 transformed tiles and 16 products
 // (16·T·(C+M) floats) stay within half of a 1 MiB L2 cache, but small
-// enough that a small batch still gives every worker a task.
+// enough that a small batch still gives every worker a task. It is a
+// multiple of 12 where it can be, so that the products' rows fill whole
+// slivers of the 6- and 12-row GEMM kernels.
 func (w *Winograd3x3) winoTiles(tiles, workers int) int {
-	t := max(12, 8192/(w.C+w.M))
+	const unit = 12
+	t := max(unit, 8192/(w.C+w.M)/unit*unit)
 	if per := (tiles + 2*workers - 1) / (2 * workers); per < t {
-		t = max(12, per)
+		t = max(unit, (per+unit-1)/unit*unit)
 	}
 	return min(t, tiles)
 }

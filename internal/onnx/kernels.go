@@ -301,10 +301,21 @@ type gemmStep struct {
 	bias          []float32
 	fn            kernels.Act       // applied after the bias
 	ep            *kernels.Epilogue // bias and fn, see refresh
+	// packed is wt packed once for GEMM (see finish): a single image
+	// multiplies it row by row, with no packing per call.
+	packed *blas.PackedB
 }
+
+// finish packs the final weights.
+func (s *gemmStep) finish() { s.packed = blas.PackB(false, s.k, s.m, s.wt, s.m) }
 
 func (s *gemmStep) run(st *state, n int) {
 	x, y := st.bufs[s.in][:n*s.k], st.get(s.out, n*s.m)
+	if n <= 2 && s.packed != nil {
+		blas.GemmPacked(n, 1, x, s.k, s.packed, 0, y, s.m)
+		s.ep.Rows(y)
+		return
+	}
 	blas.Gemm(false, false, n, s.m, s.k, 1, x, s.k, s.wt, s.m, 0, y, s.m)
 	s.ep.Apply(y)
 }
