@@ -178,7 +178,7 @@ func (r *Repository[M]) Acquire(name, ver string) (*Ref[M], error) {
 	defer r.mu.RUnlock()
 	m := r.models[name]
 	if m == nil {
-		return nil, fmt.Errorf("model %q: %w in the repository", name, ErrNotFound)
+		return nil, fmt.Errorf("model %q is not served here: %w in the repository", name, ErrNotFound)
 	}
 	var v *version[M]
 	if ver == "" {
@@ -193,13 +193,13 @@ func (r *Repository[M]) Acquire(name, ver string) (*Ref[M], error) {
 	} else {
 		n, err := strconv.ParseInt(ver, 10, 64)
 		if err != nil || n < 1 {
-			return nil, fmt.Errorf("model %q version %q: %w (versions are positive integers)", name, ver, ErrNotFound)
+			return nil, fmt.Errorf("model %q has no version %q: %w (versions are positive integers)", name, ver, ErrNotFound)
 		}
 		if v = m.versions[n]; v == nil {
 			if len(m.versions) == 0 {
 				return nil, fmt.Errorf("model %q is %w: %s", name, ErrUnavailable, m.why())
 			}
-			return nil, fmt.Errorf("model %q version %d: %w; ready versions: %v", name, n, ErrNotFound, m.ready())
+			return nil, fmt.Errorf("model %q has no version %d: %w; ready versions: %v", name, n, ErrNotFound, m.ready())
 		}
 	}
 	// v is published, so the repository's own reference keeps refs ≥ 1
@@ -227,6 +227,18 @@ func (m *model[M]) ready() []int64 {
 	}
 	slices.Sort(vs)
 	return vs
+}
+
+// Each calls f with the model of every published version. It holds a read
+// lock: f must be quick and must not call the repository.
+func (r *Repository[M]) Each(f func(M)) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, m := range r.models {
+		for _, v := range m.versions {
+			f(v.m)
+		}
+	}
 }
 
 // Versions returns the ready versions of name, ascending, as strings.
@@ -434,11 +446,11 @@ func listVersions(dir string) ([]present, error) {
 
 func (r *Repository[M]) loadLocked(ctx context.Context, name string) error {
 	if r.dir == "" || !validName(name) {
-		return fmt.Errorf("model %q: %w in the repository", name, ErrNotFound)
+		return fmt.Errorf("model %q is not served here: %w in the repository", name, ErrNotFound)
 	}
 	dir := filepath.Join(r.dir, name)
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-		return fmt.Errorf("model %q: %w in the repository", name, ErrNotFound)
+		return fmt.Errorf("model %q is not served here: %w in the repository", name, ErrNotFound)
 	}
 	fail := func(err error) error {
 		r.mu.Lock()
@@ -557,7 +569,7 @@ func (r *Repository[M]) Unload(name string) error {
 	m := r.models[name]
 	if m == nil {
 		r.mu.Unlock()
-		return fmt.Errorf("model %q: %w in the repository", name, ErrNotFound)
+		return fmt.Errorf("model %q is not served here: %w in the repository", name, ErrNotFound)
 	}
 	if m.static {
 		r.mu.Unlock()

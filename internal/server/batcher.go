@@ -30,6 +30,9 @@ type job struct {
 	out  []float32 // n×classes probabilities, written by the worker
 	err  error
 	done chan struct{} // closed by the worker when out or err is set
+	// queued and taken are when the job entered and left the queue; taken
+	// is written by the worker before done is closed.
+	queued, taken time.Time
 }
 
 // batcher shares the model between concurrent requests: it collects queued
@@ -98,6 +101,7 @@ func (b *batcher) queuedImages() int64 { return b.queued.Load() }
 
 // take records that j left the queue.
 func (b *batcher) take(j *job) *job {
+	j.taken = time.Now()
 	b.queued.Add(-int64(j.n))
 	return j
 }
@@ -131,48 +135,71 @@ func (t *ticket) release() {
 // ctx ends first; x must then not be reused, since a worker may still read
 // it.
 func (b *batcher) submit(ctx context.Context, t *ticket, x []float32, n int) ([]float32, error) {
+	probs, _, err := b.submitTimed(ctx, t, x, n)
+	return probs, err
+}
+
+// submitTimed is submit that also reports how long the images waited in the
+// queue for a worker.
+func (b *batcher) submitTimed(ctx context.Context, t *ticket, x []float32, n int) ([]float32, time.Duration, error) {
+	probs, j, err := b.enqueue(ctx, t, x, n)
+	if j == nil {
+		return probs, 0, err
+	}
+	select {
+	case <-j.done:
+		if !j.taken.IsZero() {
+			return probs, j.taken.Sub(j.queued), err
+		}
+	default:
+	}
+	return probs, time.Since(j.queued), err
+}
+
+// enqueue is submit's body; it also returns the job, once queued.
+func (b *batcher) enqueue(ctx context.Context, t *ticket, x []float32, n int) ([]float32, *job, error) {
 	if t != nil {
 		t.release()
 	}
 	if n <= 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if len(x) != n*modelfile.Pixels {
-		return nil, fmt.Errorf("batcher: %d input values for %d images, want %d", len(x), n, n*modelfile.Pixels)
+		return nil, nil, fmt.Errorf("batcher: %d input values for %d images, want %d", len(x), n, n*modelfile.Pixels)
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	j := &job{ctx: ctx, x: x, n: n, done: make(chan struct{})}
+	j := &job{ctx: ctx, x: x, n: n, done: make(chan struct{}), queued: time.Now()}
 	select {
 	case <-b.stop:
-		return nil, errStopped
+		return nil, nil, errStopped
 	default:
 	}
 	if q := b.queued.Add(int64(n)); q > b.maxQueued && q != int64(n) {
 		b.queued.Add(-int64(n))
 		b.metrics.rejected.Inc()
-		return nil, errQueueFull
+		return nil, nil, errQueueFull
 	}
 	select {
 	case b.queue <- j:
 	default:
 		b.queued.Add(-int64(n))
 		b.metrics.rejected.Inc()
-		return nil, errQueueFull
+		return nil, nil, errQueueFull
 	}
 	select {
 	case <-j.done:
-		return j.out, j.err
+		return j.out, j, j.err
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, j, ctx.Err()
 	case <-b.stopped:
 		// The worker may have finished j just before stopping.
 		select {
 		case <-j.done:
-			return j.out, j.err
+			return j.out, j, j.err
 		default:
-			return nil, errStopped
+			return nil, j, errStopped
 		}
 	}
 }

@@ -252,7 +252,7 @@ func TestQueueFull(t *testing.T) {
 	go post()
 	<-fake.started
 	go post()
-	waitFor(t, "a queued request", func() bool { return ts.batch.queueLen() == 1 })
+	waitFor(t, "a queued request", func() bool { return ts.defaultBatcher(t).queueLen() == 1 })
 
 	start := time.Now()
 	r := do(t, "POST", ts.url+"/v1/classify", "image/png", img)

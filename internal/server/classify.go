@@ -56,6 +56,7 @@ type BatchResponse struct {
 // ModelResponse answers GET /v1/model.
 type ModelResponse struct {
 	modelfile.Info
+	Version   string `json:"version"`
 	MaxBatch  int   `json:"max_batch"`
 	MaxImages int   `json:"max_images"`
 	MaxBody   int64 `json:"max_body_bytes"`
@@ -83,7 +84,7 @@ func (s *Server) parseOptions(r *http.Request) (options, error) {
 	o := options{topK: defaultTopK}
 	q := r.URL.Query()
 	if v := q.Get("top_k"); v != "" {
-		k, err := s.checkTopK(v)
+		k, err := s.checkTopK(v, len(modelOf(r.Context()).info.Classes))
 		if err != nil {
 			return o, err
 		}
@@ -100,11 +101,11 @@ func (s *Server) parseOptions(r *http.Request) (options, error) {
 }
 
 // checkTopK parses a top_k value: an integer from 1 to the number of classes.
-func (s *Server) checkTopK(v string) (int, error) {
+func (s *Server) checkTopK(v string, classes int) (int, error) {
 	k, err := strconv.Atoi(v)
-	if err != nil || k < 1 || k > len(s.info.Classes) {
+	if err != nil || k < 1 || k > classes {
 		return 0, withStatus(http.StatusBadRequest,
-			fmt.Errorf("top_k=%q: want an integer from 1 to %d", v, len(s.info.Classes)))
+			fmt.Errorf("top_k=%q: want an integer from 1 to %d", v, classes))
 	}
 	return k, nil
 }
@@ -180,18 +181,19 @@ func grayPixels(g *image.Gray) []uint8 {
 
 // classify runs the model on prepared images and builds one Result each.
 func (s *Server) classify(ctx context.Context, t *ticket, imgs []*image.Gray, o options) ([]Result, error) {
+	m := modelOf(ctx)
 	x := make([]float32, len(imgs)*modelfile.Pixels)
 	for i, g := range imgs {
-		s.info.Normalize(x[i*modelfile.Pixels:(i+1)*modelfile.Pixels], grayPixels(g))
+		m.info.Normalize(x[i*modelfile.Pixels:(i+1)*modelfile.Pixels], grayPixels(g))
 	}
-	probs, err := s.batch.submit(ctx, t, x, len(imgs))
+	probs, err := s.infer(ctx, t, x, len(imgs))
 	if err != nil {
 		return nil, err
 	}
-	nc := len(s.info.Classes)
+	nc := len(m.info.Classes)
 	res := make([]Result, len(imgs))
 	for i := range imgs {
-		res[i] = s.result(probs[i*nc:(i+1)*nc], o.topK)
+		res[i] = result(m.info.Classes, probs[i*nc:(i+1)*nc], o.topK)
 		if o.includeInput {
 			res[i].InputImage = pngDataURL(imgs[i])
 		}
@@ -201,14 +203,14 @@ func (s *Server) classify(ctx context.Context, t *ticket, imgs []*image.Gray, o 
 }
 
 // result turns one row of probabilities into a Result with a top-k ranking.
-func (s *Server) result(p []float32, topK int) Result {
+func result(classes []string, p []float32, topK int) Result {
 	ids := eval.TopK(p, topK)
 	top := make([]Class, len(ids))
 	for i, id := range ids {
-		top[i] = Class{Label: s.info.Classes[id], ClassID: id, Probability: p[id]}
+		top[i] = Class{Label: classes[id], ClassID: id, Probability: p[id]}
 	}
 	best := eval.Argmax(p)
-	return Result{Label: s.info.Classes[best], ClassID: best, Confidence: p[best], Top: top}
+	return Result{Label: classes[best], ClassID: best, Confidence: p[best], Top: top}
 }
 
 // pngEncoder encodes small images fast; the model input is 784 bytes, so
@@ -286,7 +288,7 @@ func (s *Server) fetchImage(ctx context.Context, url string) ([]byte, error) {
 
 // handleImageClassify is the report's GET /image-classify?url=U&top_k=K.
 func (s *Server) handleImageClassify(w http.ResponseWriter, r *http.Request) {
-	t := s.batch.announce(1)
+	t := modelOf(r.Context()).batch.announce(1)
 	defer t.release()
 	o, err := s.parseOptions(r)
 	if err != nil {
@@ -377,14 +379,15 @@ func (s *Server) handleImageView(w http.ResponseWriter, r *http.Request) {
 
 // handleV1Model describes the served model and the request limits.
 func (s *Server) handleV1Model(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, ModelResponse{Info: s.info, MaxBatch: s.cfg.MaxBatch,
+	m := modelOf(r.Context())
+	writeJSON(w, http.StatusOK, ModelResponse{Info: m.info, Version: m.version, MaxBatch: s.cfg.MaxBatch,
 		MaxImages: s.cfg.MaxImages, MaxBody: s.cfg.MaxBody})
 }
 
 // handleClassify is POST /v1/classify: a raw image body, a multipart batch
 // of "file" parts, or a JSON document naming images by URL or base64.
 func (s *Server) handleClassify(w http.ResponseWriter, r *http.Request) {
-	t := s.batch.announce(1)
+	t := modelOf(r.Context()).batch.announce(1)
 	defer t.release()
 	o, err := s.parseOptions(r)
 	if err != nil {

@@ -129,7 +129,7 @@ func (s *Server) classifyJSON(w http.ResponseWriter, r *http.Request, t *ticket,
 		return
 	}
 	if req.TopK != nil {
-		if o.topK, err = s.checkTopK(fmt.Sprint(*req.TopK)); err != nil {
+		if o.topK, err = s.checkTopK(fmt.Sprint(*req.TopK), len(modelOf(r.Context()).info.Classes)); err != nil {
 			s.fail(w, r, err)
 			return
 		}

@@ -212,3 +212,14 @@ func decode[T any](t testing.TB, r response) T {
 	}
 	return v
 }
+
+// defaultBatcher returns the batcher of the default model's served version.
+func (s *Server) defaultBatcher(t testing.TB) *batcher {
+	t.Helper()
+	ref, err := s.repo.Acquire(s.cfg.ModelName, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Release()
+	return ref.Model().batch
+}

@@ -3,6 +3,7 @@ package server
 import (
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -26,6 +27,11 @@ type serverMetrics struct {
 	cancelled         prometheus.Counter // abandoned before inference
 	images            prometheus.Counter
 	fetchFailures     *prometheus.CounterVec // by reason
+	// modelLatency and modelQueue are per model version (and protocol);
+	// a version's series are deleted when it closes, so the label set stays
+	// bounded by the versions loaded.
+	modelLatency *prometheus.HistogramVec
+	modelQueue   *prometheus.HistogramVec
 }
 
 func newServerMetrics() *serverMetrics {
@@ -74,25 +80,49 @@ func newServerMetrics() *serverMetrics {
 			Name: "fashion_fetch_failures_total",
 			Help: "URL fetches that failed or were refused, by reason.",
 		}, []string{"reason"}),
+		modelLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "fashion_model_request_duration_seconds",
+			Help:    "Time of inference requests from admission to answer, by model, version and protocol (rest or grpc).",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5, 10},
+		}, []string{"model", "version", "protocol"}),
+		modelQueue: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "fashion_model_queue_duration_seconds",
+			Help:    "Time inference requests' images waited for a forward pass, by model and version.",
+			Buckets: []float64{.0001, .0002, .0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1},
+		}, []string{"model", "version"}),
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.batchSize, m.inference, m.inferenceErrors,
+	m.reg.MustRegister(m.modelLatency, m.modelQueue, m.requests, m.latency, m.batchSize, m.inference, m.inferenceErrors,
 		m.rejected, m.admissionRejected, m.cancelled, m.images, m.fetchFailures,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
-// registerQueue exports the batcher's queue length as a gauge read at scrape
-// time, so the hot path does no bookkeeping for it.
-func (m *serverMetrics) registerQueue(b *batcher) {
+// registerQueue exports the batchers' queue lengths, summed over the loaded
+// model versions by totals, as gauges read at scrape time, so the hot path
+// does no bookkeeping for them.
+func (m *serverMetrics) registerQueue(totals func() (queued, pending int64)) {
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "fashion_queue_depth",
-		Help: "Images waiting for the micro-batcher.",
-	}, func() float64 { return float64(b.queuedImages()) }))
+		Help: "Images waiting for the micro-batchers.",
+	}, func() float64 { q, _ := totals(); return float64(q) }))
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "fashion_queue_pending_images",
 		Help: "Images announced by requests still being decoded.",
-	}, func() float64 { return float64(b.pending.Load()) }))
+	}, func() float64 { _, p := totals(); return float64(p) }))
+}
+
+// observeModel records one inference request on a model version.
+func (m *serverMetrics) observeModel(model, version, protocol string, latency, queue time.Duration) {
+	m.modelLatency.WithLabelValues(model, version, protocol).Observe(latency.Seconds())
+	m.modelQueue.WithLabelValues(model, version).Observe(queue.Seconds())
+}
+
+// forgetModel deletes a closed model version's series.
+func (m *serverMetrics) forgetModel(model, version string) {
+	labels := prometheus.Labels{"model": model, "version": version}
+	m.modelLatency.DeletePartialMatch(labels)
+	m.modelQueue.DeletePartialMatch(labels)
 }
 
 // registerInFlight exports the admitted inference requests as a gauge read

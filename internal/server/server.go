@@ -22,13 +22,18 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"io"
 	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/fashion-classifier/fashion/internal/fetch"
 	"github.com/fashion-classifier/fashion/internal/imageprep"
 	"github.com/fashion-classifier/fashion/internal/modelfile"
+	"github.com/fashion-classifier/fashion/internal/repository"
 )
 
 // Predictor is the model as the server sees it: a description and a batched
@@ -104,6 +109,45 @@ type Config struct {
 	// ShutdownTimeout bounds how long in-flight requests may take to finish
 	// after shutdown begins; default 30s.
 	ShutdownTimeout time.Duration
+
+	// ModelRepository is a directory in Triton's layout,
+	// DIR/NAME/VERSION/model.safetensors (or model.onnx) with an optional
+	// DIR/NAME/config.json; its models are loaded in the background after
+	// New, each warmed up before it is ready. Empty: only the predictor
+	// given to New is served. The predictor is served as ModelName unless
+	// the repository has a model of that name.
+	ModelRepository string
+	// RepositoryPoll re-scans the repository this often (0: never; Reload
+	// and POST /v2/repository/* still work).
+	RepositoryPoll time.Duration
+	// OpenModel opens a repository version's file; default repository.Open.
+	OpenModel func(repository.Spec) (repository.Predictor, error)
+	// WarmUp runs a forward pass at each batch size the batcher uses
+	// (see warmUpSizes) before a model version is served. The zero value
+	// skips it, for tests; fashion serve turns it on.
+	WarmUp bool
+	// Reload, if not nil, makes the server re-scan the repository and
+	// re-read the token file on each value (fashion serve sends SIGHUP here).
+	Reload <-chan struct{}
+
+	// AuthTokenFile names a file of bearer tokens, one a line (blank lines
+	// and lines starting with # ignored). When set, inference, model and
+	// repository endpoints of both protocols need "Authorization: Bearer
+	// TOKEN"; health, readiness, documentation and (unless AuthMetrics)
+	// metrics stay open. Re-read on Reload.
+	AuthTokenFile string
+	// AuthMetrics puts /metrics behind the tokens too.
+	AuthMetrics bool
+
+	// RequestLog, if set, is a file ("-": standard output) that gets one
+	// JSON line per sampled inference; see RequestLogEntry.
+	RequestLog string
+	// RequestLogSample is the fraction of inferences logged; default 1.
+	RequestLogSample float64
+	// RequestLogInputs adds the 28×28 model inputs to the log lines.
+	RequestLogInputs bool
+	// Stdout is where RequestLog "-" writes; default os.Stdout.
+	Stdout io.Writer
 }
 
 // withDefaults returns c with every unset field replaced by its default.
@@ -152,6 +196,15 @@ func (c Config) withDefaults() Config {
 	def(&c.WriteTimeout, 60*time.Second)
 	def(&c.IdleTimeout, 120*time.Second)
 	def(&c.ShutdownTimeout, 30*time.Second)
+	if c.OpenModel == nil {
+		c.OpenModel = repository.Open
+	}
+	if c.RequestLogSample == 0 {
+		c.RequestLogSample = 1
+	}
+	if c.Stdout == nil {
+		c.Stdout = os.Stdout
+	}
 	return c
 }
 
@@ -160,11 +213,17 @@ func (c Config) withDefaults() Config {
 // Close) returns, its batcher is stopped.
 type Server struct {
 	cfg   Config
-	pred  Predictor
-	info  modelfile.Info
 	log   *slog.Logger
 	fetch *fetch.Client
-	batch *batcher
+	// repo holds every served model version; requests resolve their model
+	// through it (withModel).
+	repo   *repository.Repository[*servedModel]
+	tokens *tokens
+	reqlog *requestLog
+	// stop ends the repository's background loading and polling.
+	stop     context.CancelFunc
+	bg       sync.WaitGroup
+	closeOne sync.Once
 	// admission bounds the inference requests in flight; see admit.
 	admission admission
 	metrics   *serverMetrics
@@ -173,45 +232,103 @@ type Server struct {
 	ids       requestIDs
 }
 
-// New builds a server for predictor p. It checks the model description,
-// starts the micro-batcher and returns the server ready to handle requests.
-// Call Close (or Serve, which closes it) to stop the batcher.
+// New builds a server for predictor p (nil is allowed with a
+// ModelRepository that has ModelName). It checks the model description,
+// starts the micro-batcher, starts loading the repository in the background
+// and returns the server ready to handle requests; readiness waits for the
+// default model. Call Close (or Serve, which closes it) to stop.
 func New(cfg Config, p Predictor, log *slog.Logger) (*Server, error) {
-	if p == nil {
+	if p == nil && cfg.ModelRepository == "" {
 		return nil, errors.New("server: no predictor")
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	cfg = cfg.withDefaults()
-	info := p.Info()
-	if len(info.Classes) == 0 {
-		return nil, fmt.Errorf("server: model %q has no class labels", info.Name)
-	}
-	if info.Std == 0 {
-		return nil, fmt.Errorf("server: model %q has normalisation std 0", info.Name)
-	}
 	for _, o := range cfg.CORSOrigins {
 		if o == "" {
 			return nil, errors.New("server: empty CORS origin")
 		}
 	}
+	if cfg.ModelRepository != "" {
+		if st, err := os.Stat(cfg.ModelRepository); err != nil || !st.IsDir() {
+			return nil, fmt.Errorf("server: model repository %q is not a directory", cfg.ModelRepository)
+		}
+	}
 	s := &Server{
 		cfg:   cfg,
-		pred:  p,
-		info:  info,
 		log:   log,
 		fetch: fetch.New(cfg.Fetch),
 		ids:   newRequestIDs(),
 	}
+	var err error
+	if s.tokens, err = loadTokens(cfg.AuthTokenFile); err != nil {
+		return nil, err
+	}
+	if s.reqlog, err = openRequestLog(cfg, cfg.Stdout); err != nil {
+		return nil, err
+	}
 	s.admission.max = int64(cfg.MaxInFlight)
 	s.metrics = newServerMetrics()
-	s.batch = newBatcher(p, len(info.Classes), cfg, s.metrics, log)
-	s.metrics.registerQueue(s.batch)
+	s.repo = repository.New(cfg.ModelRepository, s.loadVersion, log)
+	_, shadowed := os.Stat(filepath.Join(cfg.ModelRepository, cfg.ModelName))
+	if p != nil && (cfg.ModelRepository == "" || shadowed != nil) {
+		m, err := s.newServedModel(context.Background(), cfg.ModelName, 1, p)
+		if err != nil {
+			s.reqlog.close()
+			return nil, err
+		}
+		s.repo.AddStatic(cfg.ModelName, 1, m)
+	}
+	s.metrics.registerQueue(s.queueTotals)
 	s.metrics.registerInFlight(&s.admission)
 	s.handler = s.middleware(s.routes())
 	s.ready.Store(true)
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stop = cancel
+	s.bg.Go(func() { s.background(ctx) })
 	return s, nil
+}
+
+// background loads the repository, then re-scans it every RepositoryPoll
+// and reloads on each Reload value until ctx ends.
+func (s *Server) background(ctx context.Context) {
+	if s.cfg.ModelRepository != "" {
+		if err := s.repo.Scan(ctx); err != nil {
+			s.log.Warn("model repository: some models did not load", "error", err)
+		}
+		s.log.Info("model repository loaded", "dir", s.cfg.ModelRepository, "models", s.repo.Names())
+	}
+	var tick <-chan time.Time
+	if s.cfg.RepositoryPoll > 0 && s.cfg.ModelRepository != "" {
+		t := time.NewTicker(s.cfg.RepositoryPoll)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick:
+			if err := s.repo.Scan(ctx); err != nil {
+				s.log.Warn("model repository re-scan", "error", err)
+			}
+		case <-s.cfg.Reload:
+			s.Reload(ctx)
+		}
+	}
+}
+
+// Reload re-scans the model repository and re-reads the token file; errors
+// are logged and leave the previous state in place.
+func (s *Server) Reload(ctx context.Context) {
+	s.log.Info("reloading: re-scanning the model repository and re-reading tokens")
+	if err := s.repo.Scan(ctx); err != nil {
+		s.log.Warn("model repository re-scan", "error", err)
+	}
+	if err := s.tokens.reload(); err != nil {
+		s.log.Warn("re-reading the token file; keeping the previous tokens", "error", err)
+	}
 }
 
 // ServeHTTP handles one request.
@@ -220,12 +337,25 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // SetReady sets what /readyz and /v2/health/ready answer. Serve turns
-// readiness off when shutdown begins.
+// readiness off when shutdown begins. Readiness also waits for the default
+// model (ModelName) to be loaded.
 func (s *Server) SetReady(ready bool) { s.ready.Store(ready) }
 
-// Close stops the micro-batcher; requests still waiting for inference fail
-// with 503. Serve calls it after draining.
-func (s *Server) Close() { s.batch.close() }
+// isReady reports whether the server takes traffic: not shutting down and
+// the default model ready.
+func (s *Server) isReady() bool { return s.ready.Load() && s.repo.Ready(s.cfg.ModelName) }
+
+// Close stops background loading and every model version's micro-batcher;
+// requests still waiting for inference fail with 503. Serve calls it after
+// draining.
+func (s *Server) Close() {
+	s.closeOne.Do(func() {
+		s.stop()
+		s.bg.Wait()
+		s.repo.Close()
+		s.reqlog.close()
+	})
+}
 
 // Serve answers HTTP requests on ln until ctx is cancelled, then shuts down
 // gracefully: readiness turns false, the server keeps serving for
@@ -246,8 +376,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer s.Close()
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
-	s.log.Info("serving", "addr", ln.Addr().String(), "model", s.info.Name, "arch", s.info.Arch,
-		"max_batch", s.cfg.MaxBatch, "max_delay", s.cfg.MaxDelay, "queue", s.cfg.Queue, "max_in_flight", s.cfg.MaxInFlight)
+	s.log.Info("serving", "addr", ln.Addr().String(), "default_model", s.cfg.ModelName,
+		"model_repository", s.cfg.ModelRepository, "max_batch", s.cfg.MaxBatch, "max_delay", s.cfg.MaxDelay, "queue", s.cfg.Queue, "max_in_flight", s.cfg.MaxInFlight)
 
 	select {
 	case err := <-errc:
@@ -311,29 +441,39 @@ type route struct {
 // saturated server still reports its health. The OpenAPI test checks this table and the document agree.
 func (s *Server) routeTable() []route {
 	h := func(pattern string, f http.HandlerFunc) route { return route{pattern, f} }
+	// p is a protected route: behind the bearer tokens, when configured.
+	p := func(pattern string, f http.HandlerFunc) route { return route{pattern, s.auth(f)} }
+	var metrics http.Handler = s.metrics.handler()
+	if s.cfg.AuthMetrics {
+		metrics = s.auth(metrics)
+	}
 	return []route{
 		h("GET /{$}", s.handleIndex),
 		h("GET /healthz", s.handleHealthz),
 		h("GET /readyz", s.handleReadyz),
-		{"GET /metrics", s.metrics.handler()},
+		{"GET /metrics", metrics},
 		h("GET /openapi.json", s.handleOpenAPI),
 		h("GET /docs", s.handleDocsRedirect),
 		{"GET /docs/", s.docsHandler()},
 
-		h("GET /image-view", s.admit(s.handleImageView)),
-		h("GET /image-classify", s.admit(s.handleImageClassify)),
-		h("POST /v1/classify", s.admit(s.handleClassify)),
-		h("GET /v1/model", s.handleV1Model),
+		p("GET /image-view", s.admit(s.handleImageView)),
+		p("GET /image-classify", s.admit(s.withModel(s.handleImageClassify))),
+		p("POST /v1/classify", s.admit(s.withModel(s.handleClassify))),
+		p("GET /v1/model", s.withModel(s.handleV1Model)),
 
 		h("GET /v2", s.handleV2Server),
 		h("GET /v2/health/live", s.handleV2Live),
 		h("GET /v2/health/ready", s.handleV2Ready),
-		h("GET /v2/models/{name}", s.handleV2Model),
-		h("GET /v2/models/{name}/ready", s.handleV2ModelReady),
-		h("POST /v2/models/{name}/infer", s.admit(s.handleV2Infer)),
-		h("GET /v2/models/{name}/versions/{version}", s.handleV2Model),
-		h("GET /v2/models/{name}/versions/{version}/ready", s.handleV2ModelReady),
-		h("POST /v2/models/{name}/versions/{version}/infer", s.admit(s.handleV2Infer)),
+		p("GET /v2/models/{name}", s.withModel(s.handleV2Model)),
+		p("GET /v2/models/{name}/ready", s.handleV2ModelReady),
+		p("POST /v2/models/{name}/infer", s.admit(s.withModel(s.handleV2Infer))),
+		p("GET /v2/models/{name}/versions/{version}", s.withModel(s.handleV2Model)),
+		p("GET /v2/models/{name}/versions/{version}/ready", s.handleV2ModelReady),
+		p("POST /v2/models/{name}/versions/{version}/infer", s.admit(s.withModel(s.handleV2Infer))),
+
+		p("POST /v2/repository/index", s.handleRepositoryIndex),
+		p("POST /v2/repository/models/{name}/load", s.handleRepositoryLoad),
+		p("POST /v2/repository/models/{name}/unload", s.handleRepositoryUnload),
 	}
 }
 
@@ -353,6 +493,10 @@ func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	if !s.ready.Load() {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting down"})
+		return
+	}
+	if !s.repo.Ready(s.cfg.ModelName) {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "default model " + s.cfg.ModelName + " not ready"})
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})

@@ -494,7 +494,7 @@ func TestMetricsCount(t *testing.T) {
 		}
 	}
 	var js map[string]any
-	if err := json.Unmarshal(do(t, "GET", ts.url+"/v1/model", "", nil).body, &js); err != nil || js["name"] != "fake" {
+	if err := json.Unmarshal(do(t, "GET", ts.url+"/v1/model", "", nil).body, &js); err != nil || js["name"] != "fashion-mnist" {
 		t.Errorf("/v1/model: %v %v", js, err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"strconv"
 
 	"github.com/fashion-classifier/fashion/internal/modelfile"
+	"github.com/fashion-classifier/fashion/internal/repository"
 )
 
 // This file implements the KServe / Open Inference Protocol v2 REST API
@@ -24,7 +25,6 @@ const (
 	v2InputFP32   = "input"
 	v2InputUINT8  = "input_uint8"
 	v2Output      = "probabilities"
-	v2Version     = "1"
 	v2Platform    = "fashion-go"
 	v2HeaderLen   = "Inference-Header-Content-Length"
 	maxDataNested = 8 // deepest nesting accepted in a tensor's "data"
@@ -381,79 +381,73 @@ func (p *dataScanner) number() error {
 	return p.f(b[start:i])
 }
 
-// checkModel answers 404 unless the path names the served model (and, if
-// given, its only version). It reports whether the request may go on.
-func (s *Server) checkModel(w http.ResponseWriter, r *http.Request) bool {
-	if name := r.PathValue("name"); name != s.cfg.ModelName {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("model %q is not served here; this server serves %q", name, s.cfg.ModelName))
-		return false
-	}
-	if v := r.PathValue("version"); v != "" && v != v2Version {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("model %q has no version %q; its only version is %q", s.cfg.ModelName, v, v2Version))
-		return false
-	}
-	return true
-}
-
 func (s *Server) handleV2Server(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, V2ServerMetadata{Name: "fashion-classifier", Version: s.cfg.Version,
-		Extensions: []string{"binary_tensor_data"}})
+		Extensions: v2Extensions})
 }
+
+// v2Extensions are the protocol extensions the server implements.
+var v2Extensions = []string{"binary_tensor_data", "model_repository"}
 
 func (s *Server) handleV2Live(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]bool{"live": true})
 }
 
 func (s *Server) handleV2Ready(w http.ResponseWriter, r *http.Request) {
-	if !s.ready.Load() {
+	if !s.isReady() {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]bool{"ready": false})
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]bool{"ready": true})
 }
 
+// handleV2ModelReady answers whether a model (version) can serve: 200 with
+// ready true, 503 with ready false while it loads or after an unload, 404 if
+// the repository has no such model or version.
 func (s *Server) handleV2ModelReady(w http.ResponseWriter, r *http.Request) {
-	if !s.checkModel(w, r) {
+	name := r.PathValue("name")
+	ref, err := s.repo.Acquire(name, r.PathValue("version"))
+	if errors.Is(err, repository.ErrNotFound) {
+		s.fail(w, r, acquireError(err))
 		return
 	}
-	ready := s.ready.Load()
+	ready := err == nil && s.ready.Load()
+	if ref != nil {
+		ref.Release()
+	}
 	code := http.StatusOK
 	if !ready {
 		code = http.StatusServiceUnavailable
 	}
-	writeJSON(w, code, map[string]any{"name": s.cfg.ModelName, "ready": ready})
+	writeJSON(w, code, map[string]any{"name": name, "ready": ready})
 }
 
-// v2Metadata is the model's v2 description.
-func (s *Server) v2Metadata() V2ModelMetadata {
+// v2Metadata is a model's v2 description; versions are its ready versions.
+func v2Metadata(m *servedModel, versions []string) V2ModelMetadata {
 	return V2ModelMetadata{
-		Name:     s.cfg.ModelName,
-		Versions: []string{v2Version},
+		Name:     m.name,
+		Versions: versions,
 		Platform: v2Platform,
 		Inputs: []V2TensorMetadata{
 			{Name: v2InputFP32, Datatype: "FP32", Shape: []int64{-1, 1, modelfile.Side, modelfile.Side}},
 			{Name: v2InputUINT8, Datatype: "UINT8", Shape: []int64{-1, modelfile.Side, modelfile.Side}},
 		},
 		Outputs: []V2TensorMetadata{
-			{Name: v2Output, Datatype: "FP32", Shape: []int64{-1, int64(len(s.info.Classes))}},
+			{Name: v2Output, Datatype: "FP32", Shape: []int64{-1, int64(len(m.info.Classes))}},
 		},
 	}
 }
 
 func (s *Server) handleV2Model(w http.ResponseWriter, r *http.Request) {
-	if !s.checkModel(w, r) {
-		return
-	}
-	writeJSON(w, http.StatusOK, s.v2Metadata())
+	m := modelOf(r.Context())
+	writeJSON(w, http.StatusOK, v2Metadata(m, s.repo.Versions(m.name)))
 }
 
-// handleV2Infer is POST /v2/models/{name}/infer.
+// handleV2Infer is POST /v2/models/{name}[/versions/{version}]/infer.
 func (s *Server) handleV2Infer(w http.ResponseWriter, r *http.Request) {
-	t := s.batch.announce(1)
+	m := modelOf(r.Context())
+	t := m.batch.announce(1)
 	defer t.release()
-	if !s.checkModel(w, r) {
-		return
-	}
 	buf := getBuf()
 	defer putBuf(buf)
 	if err := s.readBody(w, r, buf); err != nil {
@@ -470,24 +464,24 @@ func (s *Server) handleV2Infer(w http.ResponseWriter, r *http.Request) {
 		}
 		header, bin = header[:n], header[n:]
 	}
-	in, err := decodeInferRequest(header, bin, s.info, s.cfg.MaxImages)
+	in, err := decodeInferRequest(header, bin, m.info, s.cfg.MaxImages)
 	if err != nil {
 		s.fail(w, r, withStatus(http.StatusBadRequest, err))
 		return
 	}
-	probs, err := s.batch.submit(r.Context(), &t, in.x, in.n)
+	probs, err := s.infer(r.Context(), &t, in.x, in.n)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	s.metrics.images.Add(float64(in.n))
 	writeJSON(w, http.StatusOK, V2InferResponse{
-		ModelName:    s.cfg.ModelName,
-		ModelVersion: v2Version,
+		ModelName:    m.name,
+		ModelVersion: m.version,
 		ID:           in.id,
 		Outputs: []V2InferOutput{{
 			Name: v2Output, Datatype: "FP32",
-			Shape: []int64{int64(in.n), int64(len(s.info.Classes))},
+			Shape: []int64{int64(in.n), int64(len(m.info.Classes))},
 			Data:  probs,
 		}},
 	})
