@@ -9,7 +9,9 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/fashion-classifier/fashion/internal/buildinfo"
@@ -76,6 +78,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Var(&cidrs, "allow-fetch-cidr", "allow fetching from this address `range` even if private, e.g. 10.0.0.0/8 (repeatable)")
 	fs.Var(&hosts, "allow-fetch-host", "only fetch from this `host` (repeatable; default any public host)")
 	fs.Var(&origins, "cors-origin", "allow browser calls from this `origin`, or * (repeatable)")
+	fs.StringVar(&cfg.ModelName, "model-name", "fashion-mnist", "serving `name` of the default model (the -model file, or a repository model of that name)")
+	fs.StringVar(&cfg.ModelRepository, "model-repository", "", "serve the models of this `dir`ectory in Triton's layout, DIR/NAME/VERSION/model.safetensors or model.onnx, with optional DIR/NAME/config.json")
+	fs.DurationVar(&cfg.RepositoryPoll, "repository-poll", 0, "re-scan -model-repository this often, e.g. 30s (0: only on SIGHUP and POST /v2/repository/…)")
+	fs.BoolVar(&cfg.WarmUp, "warm-up", true, "run a forward pass at each batch size the batcher uses before a model serves")
+	fs.StringVar(&cfg.AuthTokenFile, "auth-token-file", "", "require a bearer token from this `file` (one a line; re-read on SIGHUP) for inference, model and repository endpoints")
+	fs.BoolVar(&cfg.AuthMetrics, "auth-metrics", false, "put /metrics behind -auth-token-file too")
+	fs.StringVar(&cfg.RequestLog, "request-log", "", "append one JSON line per inference to this `file` (- for standard output)")
+	fs.Float64Var(&cfg.RequestLogSample, "request-log-sample", 1, "fraction of inferences written to -request-log")
+	fs.BoolVar(&cfg.RequestLogInputs, "request-log-inputs", false, "include the 28×28 model inputs (PNG data URLs) in -request-log lines")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -106,6 +117,28 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	cfg.CORSOrigins = origins
 	cfg.Version = buildinfo.Read().Version
+	if !(cfg.RequestLogSample > 0 && cfg.RequestLogSample <= 1) {
+		return fmt.Errorf("-request-log-sample %v: want a fraction in (0, 1]", cfg.RequestLogSample)
+	}
+	// SIGHUP re-scans the model repository and re-reads the token file.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reload := make(chan struct{}, 1)
+	cfg.Reload = reload
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				select {
+				case reload <- struct{}{}:
+				default: // a reload is already pending
+				}
+			}
+		}
+	}()
 
 	log, err := newLogger(stderr, *logFormat, *logLevel)
 	if err != nil {
@@ -120,7 +153,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	log.Info("model loaded", "name", info.Name, "arch", info.Arch, "source", info.Source,
 		"sha256", info.SHA256, "test_accuracy", info.TestAccuracy, "took", time.Since(start))
 	return server.Run(ctx, cfg, clf, log, func(a net.Addr) {
-		fmt.Fprintf(stdout, "fashion serve: listening on %s (model %s, %s)\n", a, info.Name, info.Arch)
+		fmt.Fprintf(stdout, "fashion serve: listening on %s (default model %s, %s)\n", a, cfg.ModelName, info.Arch)
 	})
 }
 

@@ -57,9 +57,9 @@ type BatchResponse struct {
 type ModelResponse struct {
 	modelfile.Info
 	Version   string `json:"version"`
-	MaxBatch  int   `json:"max_batch"`
-	MaxImages int   `json:"max_images"`
-	MaxBody   int64 `json:"max_body_bytes"`
+	MaxBatch  int    `json:"max_batch"`
+	MaxImages int    `json:"max_images"`
+	MaxBody   int64  `json:"max_body_bytes"`
 }
 
 // defaultTopK is the ranking length when a request does not say.
