@@ -208,6 +208,17 @@ func (e *Epilogue) Rows(data []float32) {
 	}
 }
 
+// RowsFrom sets dst to src with the epilogue applied, in one pass where
+// the vectorised kernel allows, on the calling goroutine.
+func (e *Epilogue) RowsFrom(dst, src []float32) {
+	if !e.Nop() && e.Bias != nil && (e.Act.Kind == ActNone || e.Act.Kind == ActReLU) {
+		Affine(dst, src, len(e.Bias), e.ones, e.Bias, e.Act.Kind == ActReLU)
+		return
+	}
+	copy(dst, src)
+	e.Rows(dst)
+}
+
 // Apply is Rows split between workers.
 func (e *Epilogue) Apply(data []float32) {
 	if e.Nop() {

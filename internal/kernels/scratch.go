@@ -17,6 +17,7 @@ const (
 	slotB        // unfolded or padded gradient, padded output
 	slotC        // padded input gradient
 	slotD        // weight gradient partial sums
+	slotE        // flipped weights (worker 0 only, shared read-only)
 	scratchSlots
 )
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/fashion-classifier/fashion/internal/cputime"
+	"github.com/fashion-classifier/fashion/internal/kernels"
 )
 
 // BenchmarkConv measures the 3×3 convolutions of the default network on a
@@ -66,8 +67,8 @@ func BenchmarkConvPaths(b *testing.B) {
 	for _, s := range shapes {
 		for _, path := range []struct {
 			name string
-			p    convPath
-		}{{"im2col", pathIm2col}, {"padded", pathPadded}} {
+			p    kernels.ConvPath
+		}{{"im2col", kernels.ConvIm2col}, {"padded", kernels.ConvPadded}} {
 			rng := rand.New(rand.NewPCG(1, 2))
 			c := NewConv2D(rng, s.in, s.out, 3, 1, 1, false)
 			c.NoInputGrad = s.in == 1

@@ -5,7 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 
-	"github.com/fashion-classifier/fashion/internal/parallel"
+	"github.com/fashion-classifier/fashion/internal/kernels"
 )
 
 // DepthwiseConv convolves each channel with its own K×K kernel (a grouped
@@ -16,6 +16,7 @@ type DepthwiseConv struct {
 	W                 *Param
 	x                 *Tensor
 	out, dx           *Tensor
+	scratch           kernels.Scratch
 }
 
 // NewDepthwiseConv returns a depthwise convolution with He-normal weights
@@ -32,29 +33,11 @@ func NewDepthwiseConv(rng *rand.Rand, c, k, stride, pad int) *DepthwiseConv {
 // Params returns the weight.
 func (d *DepthwiseConv) Params() []*Param { return []*Param{d.W} }
 
-// visit calls fn for every (output offset, input offset, weight offset)
-// triple of the convolution of image n; offsets point at C contiguous
-// values.
-func (d *DepthwiseConv) visit(x *Tensor, n, oh, ow int, fn func(o, i, w int)) {
-	c := d.C
-	for oy := range oh {
-		for ox := range ow {
-			o := ((n*oh+oy)*ow + ox) * c
-			for ky := range d.K {
-				iy := oy*d.Stride - d.Pad + ky
-				if iy < 0 || iy >= x.H {
-					continue
-				}
-				for kx := range d.K {
-					ix := ox*d.Stride - d.Pad + kx
-					if ix < 0 || ix >= x.W {
-						continue
-					}
-					fn(o, ((n*x.H+iy)*x.W+ix)*c, (ky*d.K+kx)*c)
-				}
-			}
-		}
-	}
+// shape is the kernel's view of the convolution of h×w images.
+func (d *DepthwiseConv) shape(h, w int) kernels.ConvShape {
+	s := kernels.SquareConv(d.C, h, w, d.C, d.K, d.Stride, d.Pad)
+	s.Groups = d.C
+	return s
 }
 
 // Forward convolves each channel of x separately.
@@ -63,20 +46,9 @@ func (d *DepthwiseConv) Forward(x *Tensor, train bool) *Tensor {
 		panic(fmt.Sprintf("nn: DepthwiseConv over %d channels got %v", d.C, x))
 	}
 	d.x = x
-	oh, ow := (x.H+2*d.Pad-d.K)/d.Stride+1, (x.W+2*d.Pad-d.K)/d.Stride+1
-	out := reuse(&d.out, x.N, oh, ow, d.C)
-	clear(out.Data)
-	c, w := d.C, d.W.Value
-	parallel.For(x.N, 1, func(lo, hi int) {
-		for n := lo; n < hi; n++ {
-			d.visit(x, n, oh, ow, func(o, i, k int) {
-				dst, src, wk := out.Data[o:o+c], x.Data[i:i+c], w[k:k+c]
-				for j := range dst {
-					dst[j] += src[j] * wk[j]
-				}
-			})
-		}
-	})
+	s := d.shape(x.H, x.W)
+	out := reuse(&d.out, x.N, s.OH, s.OW, d.C)
+	kernels.DepthwiseForward(out.Data, x.Data, x.N, s, d.W.Value)
 	return out
 }
 
@@ -84,35 +56,7 @@ func (d *DepthwiseConv) Forward(x *Tensor, train bool) *Tensor {
 func (d *DepthwiseConv) Backward(dy *Tensor) *Tensor {
 	x := d.x
 	dx := reuse(&d.dx, x.N, x.H, x.W, x.C)
-	clear(dx.Data)
-	c, w := d.C, d.W.Value
-	// Each worker sums its images' weight gradients privately; the partial
-	// sums are added at the end, so no two goroutines write the same memory.
-	var partial [][]float32
-	parts := make(chan []float32, 64)
-	parallel.For(x.N, 1, func(lo, hi int) {
-		gw := make([]float32, len(w))
-		for n := lo; n < hi; n++ {
-			d.visit(x, n, dy.H, dy.W, func(o, i, k int) {
-				g, src, dst, wk, gk := dy.Data[o:o+c], x.Data[i:i+c], dx.Data[i:i+c], w[k:k+c], gw[k:k+c]
-				for j := range g {
-					dst[j] += g[j] * wk[j]
-					gk[j] += g[j] * src[j]
-				}
-			})
-		}
-		parts <- gw
-	})
-	close(parts)
-	for p := range parts {
-		partial = append(partial, p)
-	}
-	clear(d.W.Grad)
-	for _, p := range partial {
-		for j, v := range p {
-			d.W.Grad[j] += v
-		}
-	}
+	kernels.DepthwiseBackward(dx.Data, d.W.Grad, x.Data, dy.Data, x.N, d.shape(x.H, x.W), d.W.Value, &d.scratch)
 	return dx
 }
 
@@ -146,17 +90,7 @@ func (s *SqueezeExcite) Forward(x *Tensor, train bool) *Tensor {
 	s.x = x
 	s.g = s.gate.Forward(x, train)
 	out := reuse(&s.out, x.N, x.H, x.W, x.C)
-	hw, c := x.H*x.W, x.C
-	for n := range x.N {
-		g := s.g.Data[n*c : (n+1)*c]
-		for p := range hw {
-			o := (n*hw + p) * c
-			src, dst := x.Data[o:o+c], out.Data[o:o+c]
-			for j := range dst {
-				dst[j] = src[j] * g[j]
-			}
-		}
-	}
+	kernels.ScaleChannels(out.Data, x.Data, s.g.Data, x.N, x.H*x.W, x.C)
 	return out
 }
 
@@ -210,9 +144,7 @@ func (r *Residual) Forward(x *Tensor, train bool) *Tensor {
 		panic(fmt.Sprintf("nn: residual body maps %v to %v", x, y))
 	}
 	out := reuse(&r.out, x.N, x.H, x.W, x.C)
-	for i := range out.Data {
-		out.Data[i] = x.Data[i] + y.Data[i]
-	}
+	kernels.Add(out.Data, x.Data, y.Data)
 	return out
 }
 
@@ -220,8 +152,6 @@ func (r *Residual) Forward(x *Tensor, train bool) *Tensor {
 func (r *Residual) Backward(dy *Tensor) *Tensor {
 	db := r.Body.Backward(dy)
 	dx := reuse(&r.dx, dy.N, dy.H, dy.W, dy.C)
-	for i := range dx.Data {
-		dx.Data[i] = dy.Data[i] + db.Data[i]
-	}
+	kernels.Add(dx.Data, dy.Data, db.Data)
 	return dx
 }

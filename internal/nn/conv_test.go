@@ -5,13 +5,15 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/fashion-classifier/fashion/internal/kernels"
 )
 
 // convRef is the direct convolution: out[n,y,x,o] = b[o] + Σ x[n, y·s+ky−p,
 // x·s+kx−p, i]·W[ky,kx,i,o] over the kernel and input channels, zero
 // outside the image, with the optional ReLU.
 func convRef(c *Conv2D, x *Tensor) *Tensor {
-	oh, ow := c.outSize(x.H, x.W)
+	oh, ow := (x.H+2*c.Pad-c.K)/c.Stride+1, (x.W+2*c.Pad-c.K)/c.Stride+1
 	out := NewTensor(x.N, oh, ow, c.Out)
 	for n := range x.N {
 		for y := range oh {
@@ -109,7 +111,7 @@ func TestConvPathsMatchReference(t *testing.T) {
 		{3, 9, 7, 2, 3, 3, 2, 1, true, false},    // strided: im2col only
 	}
 	for _, tc := range cases {
-		for _, path := range []convPath{pathAuto, pathIm2col, pathPadded} {
+		for _, path := range []kernels.ConvPath{kernels.ConvAuto, kernels.ConvIm2col, kernels.ConvPadded} {
 			for _, chunk := range []int{0, 1, 2} {
 				name := fmt.Sprintf("n%d_%dx%d_%d-%d_k%ds%dp%d_path%d_chunk%d", tc.n, tc.h, tc.w, tc.in, tc.out, tc.k, tc.stride, tc.pad, path, chunk)
 				t.Run(name, func(t *testing.T) {
@@ -145,55 +147,5 @@ func TestConvPathsMatchReference(t *testing.T) {
 				})
 			}
 		}
-	}
-}
-
-// TestPadLayoutRoundTrip checks that unpad(pad(x)) = x and that padding
-// is zero, on odd sizes and padding widths.
-func TestPadLayoutRoundTrip(t *testing.T) {
-	rng := rand.New(rand.NewPCG(3, 4))
-	for _, tc := range []struct{ n, h, w, p, ch int }{{1, 1, 1, 1, 1}, {3, 5, 7, 1, 3}, {2, 4, 3, 2, 5}} {
-		l := newPadLayout(tc.h, tc.w, tc.p)
-		x := randTensor(rng, tc.n, tc.h, tc.w, tc.ch)
-		for i := range x.Data {
-			x.Data[i] += 10 // never zero, so zeros in the padded copy are padding
-		}
-		dst := make([]float32, l.pixels(tc.n)*tc.ch)
-		for i := range dst {
-			dst[i] = float32(math.NaN())
-		}
-		l.pad(dst, x.Data, tc.n, tc.ch)
-		zeros := 0
-		for i, v := range dst {
-			if v != v {
-				t.Fatalf("%+v: padded value %d not written", tc, i)
-			}
-			if v == 0 {
-				zeros++
-			}
-		}
-		if want := len(dst) - len(x.Data); zeros != want {
-			t.Errorf("%+v: %d zeros, want %d", tc, zeros, want)
-		}
-		back := make([]float32, len(x.Data))
-		l.unpad(back, dst[l.first()*tc.ch:], tc.n, tc.ch)
-		assertClose(t, fmt.Sprintf("%+v round trip", tc), back, x.Data, 0)
-	}
-}
-
-// TestIm2col3x3SingleMatchesGeneral compares the first layer's im2col
-// with the general one on odd image sizes.
-func TestIm2col3x3SingleMatchesGeneral(t *testing.T) {
-	rng := rand.New(rand.NewPCG(5, 6))
-	for _, s := range [][2]int{{1, 1}, {2, 3}, {5, 7}, {28, 28}} {
-		x := randTensor(rng, 3, s[0], s[1], 1)
-		var got []float32
-		got = im2col(&got, x, 1, 3, 3, 1, 1, s[0], s[1])
-		want := make([]float32, len(got))
-		for i := range want {
-			want[i] = float32(math.NaN()) // every value must be written
-		}
-		im2colGeneral(want, x, 1, 3, 3, 1, 1, s[0], s[1])
-		assertClose(t, fmt.Sprintf("%dx%d", s[0], s[1]), got, want, 0)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/fashion-classifier/fashion/internal/kernels"
 )
 
 func randTensor(rng *rand.Rand, n, h, w, c int) *Tensor {
@@ -114,10 +116,10 @@ func TestGradients(t *testing.T) {
 		{"conv3x3 stride2 bias", withBias(NewConv2D(rng, 2, 3, 3, 2, 1, true)), 3, 9, 7, 2},
 		{"conv5x5 pad0", NewConv2D(rng, 2, 4, 5, 1, 0, false), 1, 7, 8, 2},
 		{"conv1x1", withBias(NewConv2D(rng, 5, 3, 1, 1, 0, true)), 2, 3, 3, 5},
-		{"conv3x3 padded layout", func() *Conv2D { c := NewConv2D(rng, 3, 5, 3, 1, 1, false); c.path = pathPadded; return c }(), 3, 5, 6, 3},
+		{"conv3x3 padded layout", func() *Conv2D { c := NewConv2D(rng, 3, 5, 3, 1, 1, false); c.path = kernels.ConvPadded; return c }(), 3, 5, 6, 3},
 		{"conv5x5 padded layout bias+relu", func() *Conv2D {
 			c := withBias(NewConv2D(rng, 2, 3, 5, 1, 2, true))
-			c.ReLU, c.path, c.maxChunk = true, pathPadded, 1
+			c.ReLU, c.path, c.maxChunk = true, kernels.ConvPadded, 1
 			return c
 		}(), 2, 6, 5, 2},
 		{"conv3x3 bias+relu", func() *Conv2D { c := withBias(NewConv2D(rng, 2, 3, 3, 1, 1, true)); c.ReLU = true; return c }(), 2, 5, 4, 2},

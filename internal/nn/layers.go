@@ -7,7 +7,6 @@ import (
 
 	"github.com/fashion-classifier/fashion/internal/blas"
 	"github.com/fashion-classifier/fashion/internal/kernels"
-	"github.com/fashion-classifier/fashion/internal/parallel"
 )
 
 // MaxPool takes the maximum over K×K windows moved by Stride, without
@@ -25,90 +24,34 @@ func NewMaxPool(k, stride int) *MaxPool { return &MaxPool{K: k, Stride: stride} 
 // Params returns nil.
 func (p *MaxPool) Params() []*Param { return nil }
 
-// Forward pools x and remembers where each maximum came from.
-func (p *MaxPool) Forward(x *Tensor, train bool) *Tensor {
-	p.x = x
-	oh, ow := (x.H-p.K)/p.Stride+1, (x.W-p.K)/p.Stride+1
-	out := reuse(&p.out, x.N, oh, ow, x.C)
-	if cap(p.arg) < len(out.Data) {
-		p.arg = make([]int32, len(out.Data))
-	}
-	p.arg = p.arg[:len(out.Data)]
-	c := x.C
-	if p.K == 2 && p.Stride == 2 {
-		p.forward2x2(x, out, train)
-		return out
-	}
-	parallel.For(x.N, 1, func(lo, hi int) {
-		for n := lo; n < hi; n++ {
-			for oy := range oh {
-				for ox := range ow {
-					o := ((n*oh+oy)*ow + ox) * c
-					first := ((n*x.H+oy*p.Stride)*x.W + ox*p.Stride) * c
-					copy(out.Data[o:o+c], x.Data[first:first+c])
-					for i := range c {
-						p.arg[o+i] = int32(first + i)
-					}
-					for ky := range p.K {
-						for kx := range p.K {
-							in := ((n*x.H+oy*p.Stride+ky)*x.W + ox*p.Stride + kx) * c
-							for i, v := range x.Data[in : in+c] {
-								if v > out.Data[o+i] {
-									out.Data[o+i] = v
-									p.arg[o+i] = int32(in + i)
-								}
-							}
-						}
-					}
-				}
-			}
-		}
-	})
-	return out
+// shape is the kernel's view of the pool over h×w images of c channels.
+func (p *MaxPool) shape(c, h, w int) kernels.PoolShape {
+	return kernels.SquarePool(c, h, w, p.K, p.Stride)
 }
 
-// forward2x2 is Forward for the common 2×2, stride-2 pool: windows do not
-// overlap, so each output row is one call of the row kernel, which skips
-// recording the winners in inference.
-func (p *MaxPool) forward2x2(x, out *Tensor, train bool) {
-	c, w := x.C, x.W
-	oh, ow := out.H, out.W
-	parallel.For(x.N*oh, 8, func(lo, hi int) {
-		for r := lo; r < hi; r++ {
-			n, oy := r/oh, r%oh
-			o := r * ow * c
-			top := ((n*x.H + 2*oy) * w) * c
-			var arg []int32
-			if train {
-				arg = p.arg[o : o+ow*c]
-			}
-			kernels.MaxPool2x2Row(out.Data[o:o+ow*c], arg, x.Data[top:top+w*c], x.Data[top+w*c:top+2*w*c], ow, c, top, top+w*c)
+// Forward pools x and, in training, remembers where each maximum came
+// from.
+func (p *MaxPool) Forward(x *Tensor, train bool) *Tensor {
+	p.x = x
+	s := p.shape(x.C, x.H, x.W)
+	out := reuse(&p.out, x.N, s.OH, s.OW, x.C)
+	var arg []int32
+	if train {
+		if cap(p.arg) < len(out.Data) {
+			p.arg = make([]int32, len(out.Data))
 		}
-	})
+		p.arg = p.arg[:len(out.Data)]
+		arg = p.arg
+	}
+	kernels.MaxPool(out.Data, arg, x.Data, x.N, s)
+	return out
 }
 
 // Backward routes each output gradient to the input that was the maximum.
 func (p *MaxPool) Backward(dy *Tensor) *Tensor {
-	dx := reuse(&p.dx, p.x.N, p.x.H, p.x.W, p.x.C)
-	if p.K <= p.Stride {
-		// Windows do not overlap, so images own disjoint parts of dx and
-		// can be cleared and scattered in parallel, each image's part while
-		// it is in cache. (Clearing all of dx first, on one goroutine, took
-		// as long as the rest of the pass.)
-		per := len(dy.Data) / max(dy.N, 1)
-		img := len(dx.Data) / max(dx.N, 1)
-		parallel.For(dy.N, 8, func(lo, hi int) {
-			clear(dx.Data[lo*img : hi*img])
-			for i := lo * per; i < hi*per; i++ {
-				dx.Data[p.arg[i]] += dy.Data[i]
-			}
-		})
-		return dx
-	}
-	clear(dx.Data)
-	for i, d := range dy.Data {
-		dx.Data[p.arg[i]] += d
-	}
+	x := p.x
+	dx := reuse(&p.dx, x.N, x.H, x.W, x.C)
+	kernels.MaxPoolBackward(dx.Data, dy.Data, p.arg, x.N, x.H*x.W*x.C, dy.H*dy.W*dy.C, p.shape(x.C, x.H, x.W).Overlapping())
 	return dx
 }
 
@@ -126,15 +69,7 @@ func (g *GlobalAvgPool) Params() []*Param { return nil }
 func (g *GlobalAvgPool) Forward(x *Tensor, train bool) *Tensor {
 	g.x = x
 	out := reuse(&g.out, x.N, 1, 1, x.C)
-	hw := x.H * x.W
-	inv := 1 / float32(hw)
-	for n := range x.N {
-		o := out.Data[n*x.C : (n+1)*x.C]
-		sumRows(o, x.Data[n*hw*x.C:(n+1)*hw*x.C], x.C)
-		for i := range o {
-			o[i] *= inv
-		}
-	}
+	kernels.GlobalAvgPool(out.Data, x.Data, x.N, x.H*x.W, x.C)
 	return out
 }
 
@@ -142,17 +77,7 @@ func (g *GlobalAvgPool) Forward(x *Tensor, train bool) *Tensor {
 func (g *GlobalAvgPool) Backward(dy *Tensor) *Tensor {
 	x := g.x
 	dx := reuse(&g.dx, x.N, x.H, x.W, x.C)
-	hw := x.H * x.W
-	inv := 1 / float32(hw)
-	for n := range x.N {
-		d := dy.Data[n*x.C : (n+1)*x.C]
-		for p := range hw {
-			o := dx.Data[(n*hw+p)*x.C : (n*hw+p+1)*x.C]
-			for i := range o {
-				o[i] = d[i] * inv
-			}
-		}
-	}
+	kernels.GlobalAvgPoolBackward(dx.Data, dy.Data, x.N, x.H*x.W, x.C)
 	return dx
 }
 

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/fashion-classifier/fashion/internal/kernels"
+	"github.com/fashion-classifier/fashion/internal/infer"
 	"github.com/fashion-classifier/fashion/internal/onnx/onnxpb"
 )
 
@@ -59,7 +59,7 @@ type dynamic struct {
 	chw []int
 	// prod is the step that computed this value and may still absorb a
 	// following affine map or activation, or nil.
-	prod fusable
+	prod infer.Fusable
 	// probs records that the value went through Softmax.
 	probs bool
 	// grey marks the model input of a 3-channel model that is fed one
@@ -73,15 +73,6 @@ func (d *dynamic) size() int {
 	return n
 }
 
-// fusable is a step whose output can absorb an affine map per channel or an
-// activation at load time.
-type fusable interface {
-	outChannels() int
-	scaleShift(scale, shift []float32)
-	act() kernels.Act
-	setAct(a kernels.Act)
-}
-
 // value is what the compiler knows about one named tensor of the graph:
 // exactly one of c and d is set.
 type value struct {
@@ -89,24 +80,12 @@ type value struct {
 	d *dynamic
 }
 
-// program is a compiled graph: steps that map the input slot to the output
-// slot for a batch of any size.
-type program struct {
-	steps   []step
-	slots   int
-	in, out int
-	inSize  int // values per input image
-	outSize int // scores per image
-	probs   bool
-	macs    int // multiply-adds per image of convolutions and products
-}
-
 // compiler turns a GraphProto into a program.
 type compiler struct {
 	opset int
 	vals  map[string]*value
 	uses  map[string]int
-	prog  *program
+	b     *infer.Builder
 	// handlers compile each operator, by op_type.
 	handlers map[string]handler
 	macs     int // multiply-adds per image so far
@@ -116,17 +95,14 @@ type compiler struct {
 	batch int
 }
 
-func (c *compiler) newSlot() int {
-	c.prog.slots++
-	return c.prog.slots - 1
-}
+func (c *compiler) newSlot() int { return c.b.Slot() }
 
-func (c *compiler) add(s step) { c.prog.steps = append(c.prog.steps, s) }
+func (c *compiler) add(s infer.Step) { c.b.Add(s) }
 
 // compile builds the program of g, a graph of the given opset, node by node
 // (ONNX graphs list nodes in an order where inputs come first).
-func compile(g *onnxpb.GraphProto, opset int) (*program, error) {
-	c := &compiler{opset: opset, vals: map[string]*value{}, uses: map[string]int{}, prog: &program{}, handlers: handlers()}
+func compile(g *onnxpb.GraphProto, opset int) (*infer.Program, error) {
+	c := &compiler{opset: opset, vals: map[string]*value{}, uses: map[string]int{}, b: infer.NewBuilder(Side * Side), handlers: handlers()}
 	for _, t := range g.GetInitializer() {
 		k, err := decodeTensor(t)
 		if err != nil {
@@ -174,14 +150,8 @@ func compile(g *onnxpb.GraphProto, opset int) (*program, error) {
 	} else if d.chw != nil {
 		d = c.logical(d)
 	}
-	c.prog.out, c.prog.outSize, c.prog.probs = d.slot, d.size(), d.probs
-	c.prog.macs = c.macs
-	for _, s := range c.prog.steps {
-		if f, ok := s.(interface{ finish() }); ok {
-			f.finish()
-		}
-	}
-	return c.prog, nil
+	c.b.SetMACs(c.macs)
+	return c.b.Finish(d.slot, d.size(), d.probs)
 }
 
 // input declares the graph's image input.
@@ -229,15 +199,14 @@ func (c *compiler) input(g *onnxpb.GraphProto) error {
 			return fmt.Errorf("input %q is %d pixels along axis %d; this server feeds %d×%d images", in.GetName(), v, k, Side, Side)
 		}
 	}
-	slot := c.newSlot()
-	c.prog.in, c.prog.inSize = slot, Side*Side
+	slot := c.b.Input()
 	d := &dynamic{slot: slot, shape: []int{1, Side, Side}}
 	if ch == 3 {
 		if c.onlyConvs(g, in.GetName()) {
 			d.shape[0], d.grey = 3, true
 		} else {
 			out := c.newSlot()
-			c.add(&repeatStep{in: slot, out: out, size: Side * Side, times: 3})
+			c.add(&infer.Repeat{In: slot, Out: out, Size: Side * Side, Times: 3})
 			d = &dynamic{slot: out, shape: []int{3, Side, Side}}
 		}
 	}
@@ -276,13 +245,13 @@ func (c *compiler) logical(d *dynamic) *dynamic {
 		return &dynamic{slot: d.slot, shape: d.shape, probs: d.probs}
 	}
 	out := c.newSlot()
-	c.add(&transposeStep{in: d.slot, out: out, c: d.chw[0], hw: d.chw[1] * d.chw[2], toCHW: true})
+	c.add(&infer.Transpose{In: d.slot, Out: out, C: d.chw[0], HW: d.chw[1] * d.chw[2], ToCHW: true})
 	return &dynamic{slot: out, shape: d.shape, probs: d.probs}
 }
 
 // fusableInput returns the step that computed d if the node reading d is
 // its only reader and the step can still absorb more.
-func (c *compiler) fusableInput(name string, d *dynamic) fusable {
+func (c *compiler) fusableInput(name string, d *dynamic) infer.Fusable {
 	if d.prod == nil || c.uses[name] != 1 {
 		return nil
 	}

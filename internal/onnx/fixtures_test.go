@@ -80,11 +80,11 @@ func TestPyTorchFixtures(t *testing.T) {
 			if n == 0 || len(want.Inputs) != n*modelfile.Pixels {
 				t.Fatalf("fixture has %d inputs for %d outputs", len(want.Inputs), n)
 			}
-			if got := len(m.prog.steps); got > tt.steps {
+			if got := m.Program().Steps(); got > tt.steps {
 				t.Errorf("program has %d steps, want at most %d", got, tt.steps)
 			}
-			if m.prog.probs != tt.probs {
-				t.Errorf("graph ends in softmax: got %v, want %v", m.prog.probs, tt.probs)
+			if m.Program().Probs() != tt.probs {
+				t.Errorf("graph ends in softmax: got %v, want %v", m.Program().Probs(), tt.probs)
 			}
 			got, err := m.Logits(want.Inputs, n)
 			if err != nil {
@@ -99,7 +99,7 @@ func TestPyTorchFixtures(t *testing.T) {
 			if worst > 1e-3 {
 				t.Errorf("outputs differ from PyTorch's by up to %g, want ≤ 1e-3", worst)
 			}
-			t.Logf("%d steps, max |output − PyTorch| = %.2g", len(m.prog.steps), worst)
+			t.Logf("%d steps, max |output − PyTorch| = %.2g", m.Program().Steps(), worst)
 
 			// One image at a time gives the same answers as the batch.
 			one, err := m.Logits(want.Inputs[modelfile.Pixels:2*modelfile.Pixels], 1)

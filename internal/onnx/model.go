@@ -9,10 +9,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"runtime"
 	"strconv"
 
-	"github.com/fashion-classifier/fashion/internal/eval"
+	"github.com/fashion-classifier/fashion/internal/infer"
 	"github.com/fashion-classifier/fashion/internal/modelfile"
 	"github.com/fashion-classifier/fashion/internal/onnx/onnxpb"
 	"google.golang.org/protobuf/proto"
@@ -51,18 +50,13 @@ type Sidecar struct {
 	TestAccuracy float64  `json:"test_accuracy,omitempty"`
 }
 
-// Model is an ONNX image classifier compiled to the engine's kernels. It is
-// safe for concurrent use: each concurrent call takes its own buffers from
-// a free list and shares only the immutable compiled program.
+// Model is an ONNX image classifier compiled to an inference program
+// (package infer, the same kernels as our own models). It is safe for
+// concurrent use: its Predictor gives each concurrent call its own
+// buffers and shares only the immutable compiled program.
 type Model struct {
-	info  modelfile.Info
-	prog  *program
-	chunk int
-	// free holds the buffers of finished runs for the next ones. A bounded
-	// free list rather than a sync.Pool: a pool is emptied by every garbage
-	// collection, and reallocating a batch's buffers under load costs more
-	// than keeping a few.
-	free chan *state
+	info modelfile.Info
+	*infer.Predictor
 }
 
 // Open loads the ONNX model at path, with the sidecar path+".json" if it
@@ -139,22 +133,12 @@ func decode(data []byte, side *Sidecar, opts Options) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	if prog.outSize != len(info.Classes) {
-		return nil, fmt.Errorf("model outputs %d scores per image, but %d class names are configured", prog.outSize, len(info.Classes))
+	if prog.OutSize() != len(info.Classes) {
+		return nil, fmt.Errorf("model outputs %d scores per image, but %d class names are configured", prog.OutSize(), len(info.Classes))
 	}
 	sum := sha256.Sum256(data)
 	info.SHA256 = hex.EncodeToString(sum[:])
-	m := &Model{info: info, prog: prog, free: make(chan *state, max(2, runtime.GOMAXPROCS(0)))}
-	// One image through the program sizes every buffer: that fixes how
-	// many images fit in one run's memory budget.
-	st := m.newState()
-	m.run(st, make([]float32, prog.inSize), 1)
-	perImage := 0
-	for _, b := range st.bufs {
-		perImage += len(b) // the im2col scratch (st.work) is bounded apart
-	}
-	m.chunk = min(maxChunk, max(1, chunkBudget/max(perImage, 1)))
-	m.putState(st)
+	m := &Model{info: info, Predictor: infer.NewPredictor(prog)}
 	return m, nil
 }
 
@@ -238,75 +222,7 @@ func (m *Model) Info() modelfile.Info { return m.info }
 
 // MACs is the number of multiply-adds per image of the model's
 // convolutions and matrix products (twice that is its FLOPs per image).
-func (m *Model) MACs() int { return m.prog.macs }
-
-func (m *Model) newState() *state {
-	return &state{bufs: make([][]float32, m.prog.slots)}
-}
-
-// getState takes a finished run's buffers, or new ones.
-func (m *Model) getState() *state {
-	select {
-	case st := <-m.free:
-		return st
-	default:
-		return m.newState()
-	}
-}
-
-// putState keeps st for a later run unless enough are kept already.
-func (m *Model) putState(st *state) {
-	select {
-	case m.free <- st:
-	default:
-	}
-}
-
-// run computes one chunk of n images x into the output slot of st.
-func (m *Model) run(st *state, x []float32, n int) []float32 {
-	st.bufs[m.prog.in] = x
-	for _, s := range m.prog.steps {
-		s.run(st, n)
-	}
-	out := st.bufs[m.prog.out][:n*m.prog.outSize]
-	return out
-}
-
-// Logits runs the model on n normalised images x ([n,1,28,28]) and returns
-// its n×classes outputs as the graph computes them (probabilities if the
-// graph ends in Softmax).
-func (m *Model) Logits(x []float32, n int) ([]float32, error) {
-	if n < 0 || len(x) != n*m.prog.inSize {
-		return nil, fmt.Errorf("onnx: got %d input values for %d images of %d pixels", len(x), n, m.prog.inSize)
-	}
-	st := m.getState()
-	k := m.prog.outSize
-	out := make([]float32, n*k)
-	for n0 := 0; n0 < n; n0 += m.chunk {
-		n1 := min(n0+m.chunk, n)
-		y := m.run(st, x[n0*m.prog.inSize:n1*m.prog.inSize], n1-n0)
-		copy(out[n0*k:n1*k], y)
-	}
-	// The input belongs to the caller: do not keep it alive in the pool.
-	st.bufs[m.prog.in] = nil
-	m.putState(st)
-	return out, nil
-}
-
-// Predict returns n×classes probabilities (row-major) for n normalised
-// images x laid out as [n,1,28,28].
-func (m *Model) Predict(x []float32, n int) ([]float32, error) {
-	out, err := m.Logits(x, n)
-	if err != nil || m.prog.probs {
-		return out, err
-	}
-	k := m.prog.outSize
-	for r := range n {
-		row := out[r*k : (r+1)*k]
-		eval.Softmax(row, row)
-	}
-	return out, nil
-}
+func (m *Model) MACs() int { return m.Program().MACs() }
 
 // MarshalSidecar encodes s as the indented JSON that ReadSidecar reads.
 func MarshalSidecar(s Sidecar) ([]byte, error) {

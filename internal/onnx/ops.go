@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 
+	"github.com/fashion-classifier/fashion/internal/infer"
 	"github.com/fashion-classifier/fashion/internal/kernels"
 	"github.com/fashion-classifier/fashion/internal/onnx/onnxpb"
 )
@@ -24,7 +25,7 @@ func handlers() map[string]handler {
 			return c.activation(n, in, a, kind)
 		}
 	}
-	bin := func(op binOp) handler {
+	bin := func(op infer.BinOp) handler {
 		return func(c *compiler, n *onnxpb.NodeProto, in []*value, a attrSet) ([]*value, error) {
 			return c.binary(n, in, a, op)
 		}
@@ -47,10 +48,10 @@ func handlers() map[string]handler {
 		"Concat":             (*compiler).concat,
 		"Reshape":            (*compiler).reshape,
 		"Flatten":            (*compiler).flatten,
-		"Add":                bin(opAdd),
-		"Sub":                bin(opSub),
-		"Mul":                bin(opMul),
-		"Div":                bin(opDiv),
+		"Add":                bin(infer.OpAdd),
+		"Sub":                bin(infer.OpSub),
+		"Mul":                bin(infer.OpMul),
+		"Div":                bin(infer.OpDiv),
 		"Relu":               act(kernels.ActReLU),
 		"Clip":               act(kernels.ActClip),
 		"Sigmoid":            act(kernels.ActSigmoid),
@@ -511,7 +512,7 @@ func (c *compiler) reshapeTo(d *dynamic, dims []int) (*dynamic, error) {
 	case !spatial(d.shape):
 		l := c.logical(d)
 		out := c.newSlot()
-		c.add(&transposeStep{in: l.slot, out: out, c: dims[0], hw: dims[1] * dims[2]})
+		c.add(&infer.Transpose{In: l.slot, Out: out, C: dims[0], HW: dims[1] * dims[2]})
 		return &dynamic{slot: out, shape: dims}, nil
 	}
 	return nil, fmt.Errorf("reshaping map %v to map %v is not supported", d.shape, dims)
@@ -595,7 +596,7 @@ func (c *compiler) concatDyn(in []*value, axis int64) ([]*value, error) {
 	if ax != 1 {
 		return nil, fmt.Errorf("axis=%d is not supported (only channels or features, axis 1)", axis)
 	}
-	st := &concatStep{rows: 1}
+	st := &infer.Concat{Rows: 1}
 	shape := slices.Clone(in[0].d.shape)
 	shape[0] = 0
 	for _, v := range in {
@@ -609,18 +610,18 @@ func (c *compiler) concatDyn(in []*value, axis int64) ([]*value, error) {
 		if len(shape) == 1 {
 			d = c.logical(d)
 		} else {
-			st.rows = shape[1] * shape[2]
+			st.Rows = shape[1] * shape[2]
 		}
-		st.ins = append(st.ins, d.slot)
-		st.widths = append(st.widths, d.shape[0])
+		st.Ins = append(st.Ins, d.slot)
+		st.Widths = append(st.Widths, d.shape[0])
 		shape[0] += d.shape[0]
 	}
 	if err := imageSize(shape); err != nil {
 		return nil, err
 	}
-	st.out = c.newSlot()
+	st.Out = c.newSlot()
 	c.add(st)
-	return []*value{{d: &dynamic{slot: st.out, shape: shape}}}, nil
+	return []*value{{d: &dynamic{slot: st.Out, shape: shape}}}, nil
 }
 
 func (c *compiler) reshape(n *onnxpb.NodeProto, in []*value, a attrSet) ([]*value, error) {
@@ -746,7 +747,7 @@ func (c *compiler) flatten(n *onnxpb.NodeProto, in []*value, a attrSet) ([]*valu
 }
 
 // binary compiles Add, Sub, Mul and Div.
-func (c *compiler) binary(n *onnxpb.NodeProto, in []*value, a attrSet, op binOp) ([]*value, error) {
+func (c *compiler) binary(n *onnxpb.NodeProto, in []*value, a attrSet, op infer.BinOp) ([]*value, error) {
 	if err := need(in, 2, 2); err != nil {
 		return nil, err
 	}
@@ -831,30 +832,30 @@ func storageConst(k *constant, d *dynamic) ([]float32, error) {
 
 // binaryConst compiles d op bc (bc op d when swap is set), folding it into
 // the step that computed d where possible.
-func (c *compiler) binaryConst(n *onnxpb.NodeProto, d *dynamic, bc []float32, op binOp, swap bool) ([]*value, error) {
-	if f := c.fusableInput(n.GetInput()[boolIndex(swap)], d); f != nil && f.act().Kind == kernels.ActNone && (!swap || op == opAdd || op == opMul) &&
-		(len(bc) == 1 || len(bc) == f.outChannels()) {
-		m := f.outChannels()
+func (c *compiler) binaryConst(n *onnxpb.NodeProto, d *dynamic, bc []float32, op infer.BinOp, swap bool) ([]*value, error) {
+	if f := c.fusableInput(n.GetInput()[boolIndex(swap)], d); f != nil && f.Activation().Kind == kernels.ActNone && (!swap || op == infer.OpAdd || op == infer.OpMul) &&
+		(len(bc) == 1 || len(bc) == f.OutChannels()) {
+		m := f.OutChannels()
 		scale, shift := make([]float32, m), make([]float32, m)
 		for j := range m {
 			v := bc[j%len(bc)]
 			scale[j] = 1
 			switch op {
-			case opAdd:
+			case infer.OpAdd:
 				shift[j] = v
-			case opSub:
+			case infer.OpSub:
 				shift[j] = -v
-			case opMul:
+			case infer.OpMul:
 				scale[j] = v
-			case opDiv:
+			case infer.OpDiv:
 				scale[j] = 1 / v
 			}
 		}
-		f.scaleShift(scale, shift)
+		f.ScaleShift(scale, shift)
 		return []*value{{d: &dynamic{slot: d.slot, shape: d.shape, chw: d.chw, prod: f}}}, nil
 	}
 	out := c.newSlot()
-	c.add(&binStep{a: d.slot, bslot: -1, out: out, op: op, swap: swap, size: d.size(), bsize: len(bc), bc: bc})
+	c.add(&infer.Binary{A: d.slot, BSlot: -1, Out: out, Op: op, Swap: swap, Size: d.size(), BSize: len(bc), Const: bc})
 	return []*value{{d: &dynamic{slot: out, shape: d.shape, chw: d.chw}}}, nil
 }
 
@@ -868,7 +869,7 @@ func boolIndex(b bool) int {
 // binaryDyn compiles an operation between two per-batch values: of equal
 // shape, or a map and a per-channel vector ([C,1,1], as in
 // squeeze-and-excitation).
-func (c *compiler) binaryDyn(x, y *dynamic, op binOp) ([]*value, error) {
+func (c *compiler) binaryDyn(x, y *dynamic, op infer.BinOp) ([]*value, error) {
 	if !slices.Equal(x.chw, y.chw) {
 		x, y = c.logical(x), c.logical(y)
 	}
@@ -883,12 +884,12 @@ func (c *compiler) binaryDyn(x, y *dynamic, op binOp) ([]*value, error) {
 		return nil, fmt.Errorf("per-image shapes %v and %v are not supported together", x.shape, y.shape)
 	}
 	out := c.newSlot()
-	c.add(&binStep{a: x.slot, bslot: y.slot, out: out, op: op, swap: swap, size: x.size(), bsize: y.size()})
+	c.add(&infer.Binary{A: x.slot, BSlot: y.slot, Out: out, Op: op, Swap: swap, Size: x.size(), BSize: y.size()})
 	return []*value{{d: &dynamic{slot: out, shape: x.shape, chw: x.chw}}}, nil
 }
 
 // foldBinary computes op on two constants with broadcasting.
-func foldBinary(x, y *constant, op binOp) (*constant, error) {
+func foldBinary(x, y *constant, op infer.BinOp) (*constant, error) {
 	dims, err := broadcastDims(x.dims, y.dims)
 	if err != nil {
 		return nil, err
@@ -907,11 +908,11 @@ func foldBinary(x, y *constant, op binOp) (*constant, error) {
 			u, v := x.i[ia], y.i[ib]
 			var r int64
 			switch op {
-			case opAdd:
+			case infer.OpAdd:
 				r = u + v
-			case opSub:
+			case infer.OpSub:
 				r = u - v
-			case opMul:
+			case infer.OpMul:
 				r = u * v
 			default:
 				if v == 0 {
@@ -931,7 +932,7 @@ func foldBinary(x, y *constant, op binOp) (*constant, error) {
 		return nil, fmt.Errorf("arithmetic on the batch size is not supported")
 	}
 	xf, yf := x.floats(), y.floats()
-	forEachBroadcast(dims, x.dims, y.dims, func(ia, ib int) { out.f = append(out.f, op.eval(xf[ia], yf[ib])) })
+	forEachBroadcast(dims, x.dims, y.dims, func(ia, ib int) { out.f = append(out.f, op.Eval(xf[ia], yf[ib])) })
 	return out, nil
 }
 
@@ -995,13 +996,13 @@ func (c *compiler) activation(n *onnxpb.NodeProto, in []*value, a attrSet, kind 
 	}
 	d := in[0].d
 	if p := c.fusableInput(n.GetInput()[0], d); p != nil {
-		if both, ok := compose(p.act(), f); ok {
-			p.setAct(both)
+		if both, ok := compose(p.Activation(), f); ok {
+			p.SetActivation(both)
 			return []*value{{d: &dynamic{slot: d.slot, shape: d.shape, chw: d.chw, prod: p}}}, nil
 		}
 	}
 	out := c.newSlot()
-	c.add(&unaryStep{in: d.slot, out: out, size: d.size(), act: f})
+	c.add(&infer.Unary{In: d.slot, Out: out, Size: d.size(), Act: f})
 	return []*value{{d: &dynamic{slot: out, shape: d.shape, chw: d.chw}}}, nil
 }
 
@@ -1144,8 +1145,8 @@ func (c *compiler) conv(n *onnxpb.NodeProto, in []*value, a attrSet) ([]*value, 
 	if err := c.addMACs(m, win.oh*win.ow, kh*kw*cg); err != nil {
 		return nil, err
 	}
-	s := &convStep{in: x.slot, c: ch, h: x.shape[1], w: x.shape[2], m: m, oh: win.oh, ow: win.ow,
-		kh: kh, kw: kw, sh: win.sh, sw: win.sw, dh: win.dh, dw: win.dw, pt: win.pt, pl: win.pl, groups: groups}
+	s := &infer.Conv{In: x.slot, Shape: kernels.ConvShape{C: ch, H: x.shape[1], W: x.shape[2], M: m, OH: win.oh, OW: win.ow,
+		KH: kh, KW: kw, SH: win.sh, SW: win.sw, DH: win.dh, DW: win.dw, PT: win.pt, PL: win.pl, Groups: groups}}
 	src := wk.f
 	if x.grey {
 		// The three input channels carry the same grey image, so the
@@ -1159,14 +1160,14 @@ func (c *compiler) conv(n *onnxpb.NodeProto, in []*value, a attrSet) ([]*value, 
 				}
 			}
 		}
-		src, cg, s.c = summed, 1, 1
+		src, cg, s.Shape.C = summed, 1, 1
 	}
 	mg := m / groups
-	s.wt = make([]float32, len(src))
-	if s.depthwise() {
+	s.W = make([]float32, len(src))
+	if s.Shape.Depthwise() {
 		for o := range m {
 			for j := range kh * kw {
-				s.wt[j*m+o] = src[o*kh*kw+j]
+				s.W[j*m+o] = src[o*kh*kw+j]
 			}
 		}
 	} else {
@@ -1177,7 +1178,7 @@ func (c *compiler) conv(n *onnxpb.NodeProto, in []*value, a attrSet) ([]*value, 
 				for ky := range kh {
 					for kx := range kw {
 						row := (ky*kw+kx)*cg + ci
-						s.wt[gi*kdim*mg+row*mg+jo] = src[((o*cg+ci)*kh+ky)*kw+kx]
+						s.W[gi*kdim*mg+row*mg+jo] = src[((o*cg+ci)*kh+ky)*kw+kx]
 					}
 				}
 			}
@@ -1187,12 +1188,11 @@ func (c *compiler) conv(n *onnxpb.NodeProto, in []*value, a attrSet) ([]*value, 
 		if bk.size() != m || bk.isInt {
 			return nil, fmt.Errorf("bias has shape %v; want [%d]", bk.dims, m)
 		}
-		s.bias = slices.Clone(bk.f)
+		s.Bias = slices.Clone(bk.f)
 	}
-	s.refresh()
-	s.out = c.newSlot()
+	s.Out = c.newSlot()
 	c.add(s)
-	return []*value{{d: &dynamic{slot: s.out, shape: []int{m, win.oh, win.ow}, prod: s}}}, nil
+	return []*value{{d: &dynamic{slot: s.Out, shape: []int{m, win.oh, win.ow}, prod: s}}}, nil
 }
 
 func (c *compiler) batchNorm(n *onnxpb.NodeProto, in []*value, a attrSet) ([]*value, error) {
@@ -1231,14 +1231,14 @@ func (c *compiler) batchNorm(n *onnxpb.NodeProto, in []*value, a attrSet) ([]*va
 		scale[k] = float32(float64(p[0][k]) / math.Sqrt(float64(p[3][k])+eps))
 		shift[k] = p[1][k] - p[2][k]*scale[k]
 	}
-	if f := c.fusableInput(n.GetInput()[0], x); f != nil && f.act().Kind == kernels.ActNone && f.outChannels() == ch {
-		f.scaleShift(scale, shift)
+	if f := c.fusableInput(n.GetInput()[0], x); f != nil && f.Activation().Kind == kernels.ActNone && f.OutChannels() == ch {
+		f.ScaleShift(scale, shift)
 		return []*value{{d: &dynamic{slot: x.slot, shape: x.shape, prod: f}}}, nil
 	}
 	mul := c.newSlot()
-	c.add(&binStep{a: x.slot, bslot: -1, out: mul, op: opMul, size: x.size(), bsize: ch, bc: scale})
+	c.add(&infer.Binary{A: x.slot, BSlot: -1, Out: mul, Op: infer.OpMul, Size: x.size(), BSize: ch, Const: scale})
 	out := c.newSlot()
-	c.add(&binStep{a: mul, bslot: -1, out: out, op: opAdd, size: x.size(), bsize: ch, bc: shift})
+	c.add(&infer.Binary{A: mul, BSlot: -1, Out: out, Op: infer.OpAdd, Size: x.size(), BSize: ch, Const: shift})
 	return []*value{{d: &dynamic{slot: out, shape: x.shape}}}, nil
 }
 
@@ -1274,12 +1274,12 @@ func (c *compiler) pool(n *onnxpb.NodeProto, in []*value, a attrSet) ([]*value, 
 	if !isMax && (win.dh != 1 || win.dw != 1) {
 		return nil, fmt.Errorf("dilations=%v is not supported for AveragePool", a.ints("dilations"))
 	}
-	s := &poolStep{in: x.slot, out: c.newSlot(), isMax: isMax, includePad: a.int("count_include_pad", 0) != 0,
-		c: x.shape[0], h: x.shape[1], w: x.shape[2], oh: win.oh, ow: win.ow,
-		kh: win.kh, kw: win.kw, sh: win.sh, sw: win.sw, dh: win.dh, dw: win.dw,
-		pt: win.pt, pl: win.pl, pb: win.pb, pr: win.pr}
+	s := &infer.Pool{In: x.slot, Out: c.newSlot(), Max: isMax, IncludePad: a.int("count_include_pad", 0) != 0,
+		Shape: kernels.PoolShape{C: x.shape[0], H: x.shape[1], W: x.shape[2], OH: win.oh, OW: win.ow,
+			KH: win.kh, KW: win.kw, SH: win.sh, SW: win.sw, DH: win.dh, DW: win.dw,
+			PT: win.pt, PL: win.pl, PB: win.pb, PR: win.pr}}
 	c.add(s)
-	return []*value{{d: &dynamic{slot: s.out, shape: []int{x.shape[0], win.oh, win.ow}}}}, nil
+	return []*value{{d: &dynamic{slot: s.Out, shape: []int{x.shape[0], win.oh, win.ow}}}}, nil
 }
 
 func (c *compiler) globalPool(n *onnxpb.NodeProto, in []*value, a attrSet) ([]*value, error) {
@@ -1296,9 +1296,9 @@ func (c *compiler) globalPool(n *onnxpb.NodeProto, in []*value, a attrSet) ([]*v
 	if len(x.shape) != 3 {
 		return nil, fmt.Errorf("input has per-image shape %v; want a [C,H,W] map", x.shape)
 	}
-	s := &globalPoolStep{in: x.slot, out: c.newSlot(), c: x.shape[0], hw: x.shape[1] * x.shape[2]}
+	s := &infer.GlobalPool{In: x.slot, Out: c.newSlot(), C: x.shape[0], HW: x.shape[1] * x.shape[2]}
 	c.add(s)
-	return []*value{{d: &dynamic{slot: s.out, shape: []int{x.shape[0], 1, 1}}}}, nil
+	return []*value{{d: &dynamic{slot: s.Out, shape: []int{x.shape[0], 1, 1}}}}, nil
 }
 
 // gemm compiles Gemm and MatMul of image features by a constant matrix.
@@ -1349,7 +1349,7 @@ func (c *compiler) gemm(n *onnxpb.NodeProto, in []*value, a attrSet) ([]*value, 
 		return nil, err
 	}
 	alpha := a.float("alpha", 1)
-	s := &gemmStep{in: x.slot, k: k, m: m, wt: make([]float32, k*m)}
+	s := &infer.Gemm{In: x.slot, K: k, M: m, W: make([]float32, k*m)}
 	// row maps the stored position of a feature to its row of B: the
 	// identity, or the C·H·W index of an H·W·C-stored map.
 	row := func(p int) int { return p }
@@ -1364,7 +1364,7 @@ func (c *compiler) gemm(n *onnxpb.NodeProto, in []*value, a attrSet) ([]*value, 
 			if transB {
 				v = bf[j*k+r]
 			}
-			s.wt[p*m+j] = alpha * v
+			s.W[p*m+j] = alpha * v
 		}
 	}
 	if ck, err := constIn(in, 2, "C"); err != nil {
@@ -1385,12 +1385,11 @@ func (c *compiler) gemm(n *onnxpb.NodeProto, in []*value, a attrSet) ([]*value, 
 		for j := range bias {
 			bias[j] *= beta
 		}
-		s.bias = bias
+		s.Bias = bias
 	}
-	s.refresh()
-	s.out = c.newSlot()
+	s.Out = c.newSlot()
 	c.add(s)
-	return []*value{{d: &dynamic{slot: s.out, shape: []int{m}, prod: s}}}, nil
+	return []*value{{d: &dynamic{slot: s.Out, shape: []int{m}, prod: s}}}, nil
 }
 
 func (c *compiler) softmaxOp(n *onnxpb.NodeProto, in []*value, a attrSet) ([]*value, error) {
@@ -1411,14 +1410,14 @@ func (c *compiler) softmaxOp(n *onnxpb.NodeProto, in []*value, a attrSet) ([]*va
 	if axis != 1 {
 		return nil, fmt.Errorf("axis=%d is not supported (only over channels or features, axis 1)", a.int("axis", -1))
 	}
-	s := &softmaxStep{in: x.slot, out: c.newSlot(), rows: 1, width: x.shape[0]}
+	s := &infer.Softmax{In: x.slot, Out: c.newSlot(), Rows: 1, Width: x.shape[0]}
 	if len(x.shape) == 3 {
-		s.rows = x.shape[1] * x.shape[2]
+		s.Rows = x.shape[1] * x.shape[2]
 	} else {
-		s.width = x.size()
+		s.Width = x.size()
 	}
 	c.add(s)
-	return []*value{{d: &dynamic{slot: s.out, shape: x.shape, chw: x.chw, probs: true}}}, nil
+	return []*value{{d: &dynamic{slot: s.Out, shape: x.shape, chw: x.chw, probs: true}}}, nil
 }
 
 // compose returns the activation next(first(x)) if it is one activation:
@@ -1485,12 +1484,12 @@ func (c *compiler) pad(n *onnxpb.NodeProto, in []*value, a attrSet) ([]*value, e
 		}
 		fill = vk.floats()[0]
 	}
-	s := &padStep{in: x.slot, out: c.newSlot(), c: x.shape[0], h: x.shape[1], w: x.shape[2],
-		pt: int(pads[2]), pl: int(pads[3]), pb: int(pads[6]), pr: int(pads[7]), fill: fill}
-	shape := []int{s.c, s.h + s.pt + s.pb, s.w + s.pl + s.pr}
+	s := &infer.Pad{In: x.slot, Out: c.newSlot(), C: x.shape[0], H: x.shape[1], W: x.shape[2],
+		PT: int(pads[2]), PL: int(pads[3]), PB: int(pads[6]), PR: int(pads[7]), Fill: fill}
+	shape := []int{s.C, s.H + s.PT + s.PB, s.W + s.PL + s.PR}
 	if err := imageSize(shape); err != nil {
 		return nil, err
 	}
 	c.add(s)
-	return []*value{{d: &dynamic{slot: s.out, shape: shape}}}, nil
+	return []*value{{d: &dynamic{slot: s.Out, shape: shape}}}, nil
 }

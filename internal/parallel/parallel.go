@@ -66,8 +66,10 @@ func For(n, minPer int, fn func(lo, hi int)) {
 }
 
 // ForWorker is For that also tells fn which worker (0 … used−1) runs the
-// range, so workers can keep private buffers and partial sums. It returns
-// how many workers ran (0 for n ≤ 0).
+// range, so workers can keep private buffers and partial sums. Each range
+// has its own worker number and every number below the returned count
+// (0 for n ≤ 0) is used exactly once, so per-worker buffers need no
+// clearing between calls beyond what fn does.
 func ForWorker(n, minPer int, fn func(worker, lo, hi int)) int {
 	if n <= 0 {
 		return 0
@@ -75,8 +77,8 @@ func ForWorker(n, minPer int, fn func(worker, lo, hi int)) int {
 	workers := Split(n, minPer)
 	per := (n + workers - 1) / workers
 	ranges := (n + per - 1) / per
-	Run(ranges, ranges, func(w, t int) {
-		fn(w, t*per, min((t+1)*per, n))
+	Run(ranges, ranges, func(_, t int) {
+		fn(t, t*per, min((t+1)*per, n))
 	})
 	return ranges
 }

@@ -1,9 +1,7 @@
-package nn
+package kernels
 
 import (
 	"github.com/fashion-classifier/fashion/internal/blas"
-	"github.com/fashion-classifier/fashion/internal/kernels"
-	"github.com/fashion-classifier/fashion/internal/parallel"
 )
 
 // A stride-1 "same" convolution can multiply its patches without unfolding
@@ -91,100 +89,74 @@ func (l padLayout) unpadWith(dst, src []float32, n, ch int, move func(dst, src [
 	}
 }
 
-// padded reports whether the convolution of a batch of n images of h×w
-// pixels goes through the padded layout rather than im2col. It needs a
-// stride-1 same convolution, and is used where it costs less: with several
-// input channels (one channel gives K·K-float patch rows, too short a sum
-// for the matrix product to run well), with feature maps large enough that
-// the gaps stay a small share of the arithmetic, and for batches that are
-// split between workers (the product here is always serial).
-func (c *Conv2D) padded(n, h, w int) bool {
-	switch c.path {
-	case pathIm2col:
-		return false
-	case pathPadded:
-		return c.same()
-	}
-	return c.same() && c.In >= 8 && h*w >= padMinPixels && n >= 2*parallel.Workers()
-}
-
-// padMinPixels is the smallest feature map (h·w) convolved in the padded
-// layout. Its gaps cost (h+w+1)/(h·w) more arithmetic for 3×3 kernels: 7%
-// at 28×28, 15% at 14×14, 31% at 7×7, where im2col (whose relative cost
-// falls as the number of output channels grows) measured as fast on the
-// default network's 64→128 layer, and the simpler path is kept.
-const padMinPixels = 100
-
 // padChunk is how many images a worker convolves at once in the padded
 // layout: as many as keep the padded input, output and (in the backward
 // pass) input gradient within the im2col budget.
-func (c *Conv2D) padChunk(l padLayout) int {
-	return c.capChunk(colBudget / (l.s * (2*c.In + c.Out)))
+func (c Conv) padChunk(l padLayout) int {
+	return c.capChunk(ColBudget / (l.s * (2*c.C + c.M)))
 }
 
 // forwardPadded is Forward's convolution in the padded layout.
-func (c *Conv2D) forwardPadded(x, out *Tensor) {
-	k, in, o := c.K, c.In, c.Out
-	l := newPadLayout(x.H, x.W, c.Pad)
-	hw := x.H * x.W
-	c.chunksOf(x.N, c.padChunk(l), func(ws *convWork, _ gemmFunc, n0, n1 int, _ bool) {
-		n := n1 - n0
-		xp := kernels.Grow(&ws.col, l.pixels(n)*in)
-		l.pad(xp, x.Data[n0*hw*in:n1*hw*in], n, in)
-		rows := l.rows(n)
-		op := kernels.Grow(&ws.dcol, rows*o)
+func (c Conv) forwardPadded(y, x []float32, n int, w []float32, ep *Epilogue, sc *Scratch) {
+	k, in, o := c.KH, c.C, c.M
+	l := newPadLayout(c.H, c.W, c.PT)
+	hw := c.H * c.W
+	chunks(n, c.padChunk(l), sc, func(wk int, _ gemmFunc, n0, n1 int, _ bool) {
+		nc := n1 - n0
+		xp := sc.Floats(wk, slotA, l.pixels(nc)*in)
+		l.pad(xp, x[n0*hw*in:n1*hw*in], nc, in)
+		rows := l.rows(nc)
+		op := sc.Floats(wk, slotB, rows*o)
 		for ky := range k {
 			beta := float32(1)
 			if ky == 0 {
 				beta = 0
 			}
-			blas.GemmSerialOverlapA(false, false, rows, o, k*in, 1, xp[ky*l.wp*in:], in, c.W.Value[ky*k*in*o:], o, beta, op, o)
+			blas.GemmSerialOverlapA(false, false, rows, o, k*in, 1, xp[ky*l.wp*in:], in, w[ky*k*in*o:], o, beta, op, o)
 		}
-		chunk := out.Data[n0*hw*o : n1*hw*o]
-		if c.B == nil && !c.ReLU {
-			l.unpad(chunk, op, n, o)
+		chunk := y[n0*hw*o : n1*hw*o]
+		if ep.Nop() {
+			l.unpad(chunk, op, nc, o)
 			return
 		}
-		// Bias and ReLU (inference with folded batch norm) in the same
-		// pass as the copy out of the padded layout.
-		l.unpadWith(chunk, op, n, o, func(d, s []float32) {
-			kernels.Affine(d, s, o, c.ones, c.shift, c.ReLU)
-		})
+		// The epilogue in the same pass as the copy out of the padded
+		// layout.
+		l.unpadWith(chunk, op, nc, o, ep.RowsFrom)
 	})
 }
 
-// backwardPadded is Backward's weight gradient (into each worker's dW)
-// and, if dx is not nil, input gradient in the padded layout. dy is
-// already masked by the ReLU.
-func (c *Conv2D) backwardPadded(x, dy, dx *Tensor) {
-	k, in, o := c.K, c.In, c.Out
-	l := newPadLayout(x.H, x.W, c.Pad)
-	hw := x.H * x.W
-	c.chunksOf(x.N, c.padChunk(l), func(ws *convWork, _ gemmFunc, n0, n1 int, first bool) {
-		n := n1 - n0
-		xp := kernels.Grow(&ws.col, l.pixels(n)*in)
-		l.pad(xp, x.Data[n0*hw*in:n1*hw*in], n, in)
-		dyp := kernels.Grow(&ws.dcol, l.pixels(n)*o)
-		l.pad(dyp, dy.Data[n0*hw*o:n1*hw*o], n, o)
-		rows := l.rows(n)
+// backwardPadded is Backward's weight gradient (into each worker's slotD)
+// and, if dx is not nil, input gradient in the padded layout.
+func (c Conv) backwardPadded(dx, x, dy []float32, n int, flipped []float32, sc *Scratch) []bool {
+	k, in, o := c.KH, c.C, c.M
+	l := newPadLayout(c.H, c.W, c.PT)
+	hw := c.H * c.W
+	return chunks(n, c.padChunk(l), sc, func(wk int, _ gemmFunc, n0, n1 int, first bool) {
+		nc := n1 - n0
+		xp := sc.Floats(wk, slotA, l.pixels(nc)*in)
+		l.pad(xp, x[n0*hw*in:n1*hw*in], nc, in)
+		dyp := sc.Floats(wk, slotB, l.pixels(nc)*o)
+		l.pad(dyp, dy[n0*hw*o:n1*hw*o], nc, o)
+		rows := l.rows(nc)
 		beta := float32(1)
 		if first {
 			beta = 0
 		}
+		dw := sc.Floats(wk, slotD, k*k*in*o)
 		for ky := range k {
-			blas.GemmSerialOverlapA(true, false, k*in, o, rows, 1, xp[ky*l.wp*in:], in, dyp[l.first()*o:], o, beta, ws.dW[ky*k*in*o:], o)
+			blas.GemmSerialOverlapA(true, false, k*in, o, rows, 1, xp[ky*l.wp*in:], in, dyp[l.first()*o:], o, beta, dw[ky*k*in*o:], o)
 		}
 		if dx == nil {
 			return
 		}
-		dxq := kernels.Grow(&ws.dxq, rows*in)
+		dxq := sc.Floats(wk, slotC, rows*in)
 		for ky := range k {
 			beta := float32(1)
 			if ky == 0 {
 				beta = 0
 			}
-			blas.GemmSerialOverlapA(false, false, rows, in, k*o, 1, dyp[ky*l.wp*o:], o, c.flip[ky*k*o*in:], in, beta, dxq, in)
+			blas.GemmSerialOverlapA(false, false, rows, in, k*o, 1, dyp[ky*l.wp*o:], o, flipped[ky*k*o*in:], in, beta, dxq, in)
 		}
-		l.unpad(dx.Data[n0*hw*in:n1*hw*in], dxq, n, in)
+		l.unpad(dx[n0*hw*in:n1*hw*in], dxq, nc, in)
 	})
 }

@@ -1,0 +1,219 @@
+// Package infer runs compiled inference programs: the one way every model
+// is evaluated, whether it came from an ONNX graph (package onnx) or from
+// our own networks (Compile, with batch norms folded into the layers
+// before them). A Program is a list of steps over numbered buffers
+// ("slots") built once by a front end; it is immutable afterwards and
+// shared by every goroutine. Each run has its own State: the slots'
+// buffers and the kernels' scratch memory, and nothing else.
+//
+// The steps call package kernels, so training and inference share every
+// convolution, pooling and activation kernel.
+package infer
+
+import (
+	"fmt"
+
+	"github.com/fashion-classifier/fashion/internal/eval"
+	"github.com/fashion-classifier/fashion/internal/kernels"
+	"github.com/fashion-classifier/fashion/internal/parallel"
+)
+
+// Step is one operation of a program: it reads and writes the slots of a
+// State for a batch of n images. Front ends build them with the exported
+// step types of this package.
+type Step interface {
+	run(st *State, n int)
+	// prepare finishes a step once the front end is done changing it
+	// (fusing scales and activations).
+	prepare()
+}
+
+// Program is a compiled network: steps that map the input slot to the
+// output slot for a batch of any size. Build one with a Builder.
+type Program struct {
+	steps   []Step
+	slots   int
+	in, out int
+	inSize  int  // values per input image
+	outSize int  // values per output image
+	probs   bool // the output is already probabilities (a final softmax)
+	macs    int  // multiply-adds per image of convolutions and products
+}
+
+// InSize is the number of input values per image.
+func (p *Program) InSize() int { return p.inSize }
+
+// OutSize is the number of output values (class scores) per image.
+func (p *Program) OutSize() int { return p.outSize }
+
+// Probs reports whether the program's output already is probabilities.
+func (p *Program) Probs() bool { return p.probs }
+
+// MACs is the number of multiply-adds per image of the program's
+// convolutions and matrix products, as the front end counted them.
+func (p *Program) MACs() int { return p.macs }
+
+// Steps is the number of steps, for tests that check what was fused.
+func (p *Program) Steps() int { return len(p.steps) }
+
+// Builder assembles a Program; front ends use it.
+type Builder struct {
+	prog *Program
+}
+
+// NewBuilder starts a program whose input has inSize values per image;
+// the input is slot Input().
+func NewBuilder(inSize int) *Builder {
+	return &Builder{prog: &Program{slots: 1, in: 0, inSize: inSize}}
+}
+
+// Input is the input slot.
+func (b *Builder) Input() int { return b.prog.in }
+
+// Slot allocates a new slot.
+func (b *Builder) Slot() int {
+	b.prog.slots++
+	return b.prog.slots - 1
+}
+
+// SetMACs records the multiply-adds per image (see Program.MACs).
+func (b *Builder) SetMACs(n int) { b.prog.macs = n }
+
+// Add appends a step. Its slots must come from Input or Slot.
+func (b *Builder) Add(s Step) { b.prog.steps = append(b.prog.steps, s) }
+
+// Finish returns the program whose output is slot out with outSize values
+// per image (probabilities when probs is set). The builder must not be
+// used afterwards.
+func (b *Builder) Finish(out, outSize int, probs bool) (*Program, error) {
+	p := b.prog
+	b.prog = nil
+	if out < 0 || out >= p.slots || outSize < 1 {
+		return nil, fmt.Errorf("infer: output slot %d of %d values is not valid", out, outSize)
+	}
+	for _, s := range p.steps {
+		s.prepare()
+	}
+	p.out, p.outSize, p.probs = out, outSize, probs
+	return p, nil
+}
+
+// State holds the buffers of one run of a program. A program is immutable
+// and shared; each concurrent run has its own state.
+type State struct {
+	bufs    [][]float32
+	scratch kernels.Scratch
+}
+
+// NewState returns empty buffers for runs of p.
+func (p *Program) NewState() *State { return &State{bufs: make([][]float32, p.slots)} }
+
+// get returns slot's buffer resized to size values, reallocating only when
+// it is too small. Its contents are not cleared.
+func (s *State) get(slot, size int) []float32 { return kernels.Grow(&s.bufs[slot], size) }
+
+// Run computes n images x (n·InSize values) with st's buffers and returns
+// the output slot (n·OutSize values, owned by st until its next run). x
+// is not modified, and not referenced once Run returns.
+func (p *Program) Run(st *State, x []float32, n int) []float32 {
+	st.bufs[p.in] = x[:n*p.inSize]
+	for _, s := range p.steps {
+		s.run(st, n)
+	}
+	st.bufs[p.in] = nil
+	return st.bufs[p.out][:n*p.outSize]
+}
+
+// Memory is the number of float32s a state holds after a run: the slots'
+// buffers (the kernels' scratch is bounded apart, per worker).
+func (st *State) Memory() int {
+	n := 0
+	for _, b := range st.bufs {
+		n += len(b)
+	}
+	return n
+}
+
+// MaxChunk bounds how many images one run of a program takes; fewer are
+// taken when one image needs much memory (see chunkBudget).
+const MaxChunk = 256
+
+// chunkBudget bounds the buffer memory of one run, in float32s (256 MiB).
+const chunkBudget = 1 << 26
+
+// Predictor runs a program on batches of any size. It is safe for
+// concurrent use: each concurrent call takes its own State from a free
+// list and shares only the immutable program.
+type Predictor struct {
+	prog  *Program
+	chunk int
+	// free holds the states of finished runs for the next ones. A bounded
+	// free list rather than a sync.Pool: a pool is emptied by every
+	// garbage collection, and reallocating a batch's buffers under load
+	// costs more than keeping a few.
+	free chan *State
+}
+
+// NewPredictor returns a predictor running p. It runs one image of zeros
+// through p to size the buffers, which fixes how many images fit in one
+// run's memory budget.
+func NewPredictor(p *Program) *Predictor {
+	pr := &Predictor{prog: p, free: make(chan *State, max(2, parallel.Workers()))}
+	st := p.NewState()
+	p.Run(st, make([]float32, p.inSize), 1)
+	pr.chunk = min(MaxChunk, max(1, chunkBudget/max(st.Memory(), 1)))
+	pr.put(st)
+	return pr
+}
+
+// Program returns the program the predictor runs.
+func (pr *Predictor) Program() *Program { return pr.prog }
+
+func (pr *Predictor) get() *State {
+	select {
+	case st := <-pr.free:
+		return st
+	default:
+		return pr.prog.NewState()
+	}
+}
+
+func (pr *Predictor) put(st *State) {
+	select {
+	case pr.free <- st:
+	default: // more concurrent callers than kept states: let this one go
+	}
+}
+
+// Logits runs the program on n images x (n·InSize values) and returns its
+// n×OutSize outputs as the program computes them (probabilities if it
+// ends in a softmax).
+func (pr *Predictor) Logits(x []float32, n int) ([]float32, error) {
+	p := pr.prog
+	if n < 0 || len(x) != n*p.inSize {
+		return nil, fmt.Errorf("infer: got %d input values for %d images of %d values", len(x), n, p.inSize)
+	}
+	st := pr.get()
+	defer pr.put(st)
+	k := p.outSize
+	out := make([]float32, n*k)
+	for n0 := 0; n0 < n; n0 += pr.chunk {
+		n1 := min(n0+pr.chunk, n)
+		copy(out[n0*k:n1*k], p.Run(st, x[n0*p.inSize:n1*p.inSize], n1-n0))
+	}
+	return out, nil
+}
+
+// Predict returns n×OutSize probabilities (row-major) for n images x.
+func (pr *Predictor) Predict(x []float32, n int) ([]float32, error) {
+	out, err := pr.Logits(x, n)
+	if err != nil || pr.prog.probs {
+		return out, err
+	}
+	k := pr.prog.outSize
+	for r := range n {
+		row := out[r*k : (r+1)*k]
+		eval.Softmax(row, row)
+	}
+	return out, nil
+}

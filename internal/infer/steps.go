@@ -1,0 +1,408 @@
+package infer
+
+import (
+	"github.com/fashion-classifier/fashion/internal/blas"
+	"github.com/fashion-classifier/fashion/internal/eval"
+	"github.com/fashion-classifier/fashion/internal/kernels"
+	"github.com/fashion-classifier/fashion/internal/parallel"
+)
+
+// Fusable is a step whose output can absorb, while a program is being
+// built, an affine map per output channel (a batch norm) or an
+// activation.
+type Fusable interface {
+	Step
+	OutChannels() int
+	ScaleShift(scale, shift []float32)
+	Activation() kernels.Act
+	SetActivation(a kernels.Act)
+}
+
+// Unary applies an element-wise function to Size values per image.
+type Unary struct {
+	In, Out, Size int
+	Act           kernels.Act
+}
+
+func (s *Unary) prepare() {}
+
+func (s *Unary) run(st *State, n int) {
+	x, y := st.bufs[s.In][:n*s.Size], st.get(s.Out, n*s.Size)
+	kernels.ApplyActParallel(y, x, s.Act)
+}
+
+// Affine is y = x·Scale + Shift per channel over rows of len(Scale)
+// values (a batch norm that could not be folded), clamped at 0 with ReLU.
+type Affine struct {
+	In, Out, Size int
+	Scale, Shift  []float32
+	ReLU          bool
+}
+
+func (s *Affine) prepare() {}
+
+func (s *Affine) run(st *State, n int) {
+	x, y := st.bufs[s.In][:n*s.Size], st.get(s.Out, n*s.Size)
+	c := len(s.Scale)
+	parallel.For(len(x)/c, max(1, (1<<15)/c), func(lo, hi int) {
+		kernels.Affine(y[lo*c:hi*c], x[lo*c:hi*c], c, s.Scale, s.Shift, s.ReLU)
+	})
+}
+
+// Conv is a 2-D convolution over NHWC data (kernels.Conv: groups, strides,
+// dilations, asymmetric padding), followed by a bias and an activation.
+// W has the layout kernels.ConvShape documents.
+type Conv struct {
+	In, Out int
+	Shape   kernels.ConvShape
+	W       []float32
+	Bias    []float32 // M values, or nil
+	Act     kernels.Act
+	ep      *kernels.Epilogue
+	// wino is the Winograd form of a 3×3 stride-1 padding-1 convolution
+	// (see prepare), or nil.
+	wino *kernels.Winograd3x3
+}
+
+// prepare builds the epilogue and, for a 3×3, stride-1, padding-1
+// convolution without groups and with at least 8 channels in and out,
+// the Winograd weights, which make it about twice as fast as im2col and a
+// product.
+func (s *Conv) prepare() {
+	s.ep = kernels.NewEpilogue(s.Bias, s.Act)
+	sh := s.Shape
+	if sh.KH == 3 && sh.KW == 3 && sh.Same() && sh.C >= 8 && sh.M >= 8 {
+		s.wino = kernels.NewWinograd3x3(s.W, sh.C, sh.M)
+	}
+}
+
+func (s *Conv) run(st *State, n int) {
+	sh := s.Shape
+	x := st.bufs[s.In][:n*sh.H*sh.W*sh.C]
+	y := st.get(s.Out, n*sh.OH*sh.OW*sh.M)
+	if s.wino != nil {
+		s.wino.Forward(y, x, n, sh.H, sh.W, s.ep, &st.scratch)
+		return
+	}
+	kernels.Conv{ConvShape: sh}.Forward(y, x, n, s.W, s.ep, &st.scratch)
+}
+
+// OutChannels is the number of output channels an absorbed affine map
+// must have.
+func (s *Conv) OutChannels() int { return s.Shape.M }
+
+// ScaleShift folds y ← y·scale + shift (per output channel) into the
+// weights and bias.
+func (s *Conv) ScaleShift(scale, shift []float32) {
+	sh := s.Shape
+	if sh.Depthwise() {
+		for k := range s.W {
+			s.W[k] *= scale[k%sh.M]
+		}
+	} else {
+		mg := sh.M / sh.Groups
+		kdim := len(s.W) / sh.M
+		for g := range sh.Groups {
+			blk := s.W[g*kdim*mg : (g+1)*kdim*mg]
+			for k := range blk {
+				blk[k] *= scale[g*mg+k%mg]
+			}
+		}
+	}
+	s.Bias = affineBias(s.Bias, scale, shift)
+}
+
+// Activation is the function applied after the bias.
+func (s *Conv) Activation() kernels.Act { return s.Act }
+
+// SetActivation replaces the function applied after the bias.
+func (s *Conv) SetActivation(a kernels.Act) { s.Act = a }
+
+// affineBias returns bias·scale + shift, treating a nil bias as zeros.
+func affineBias(bias, scale, shift []float32) []float32 {
+	out := make([]float32, len(scale))
+	for k := range out {
+		if bias != nil {
+			out[k] = bias[k] * scale[k]
+		}
+		if shift != nil {
+			out[k] += shift[k]
+		}
+	}
+	return out
+}
+
+// Gemm is a fully connected layer: y = x·W + Bias with x of K features per
+// image and W stored [K, M], followed by an activation.
+type Gemm struct {
+	In, Out, K, M int
+	W             []float32
+	Bias          []float32 // M values, or nil
+	Act           kernels.Act
+	ep            *kernels.Epilogue
+	// packed is W packed once for GEMM (see prepare): a single image
+	// multiplies it row by row, with no packing per call.
+	packed *blas.PackedB
+}
+
+// prepare builds the epilogue and packs the final weights.
+func (s *Gemm) prepare() {
+	s.ep = kernels.NewEpilogue(s.Bias, s.Act)
+	s.packed = blas.PackB(false, s.K, s.M, s.W, s.M)
+}
+
+func (s *Gemm) run(st *State, n int) {
+	x, y := st.bufs[s.In][:n*s.K], st.get(s.Out, n*s.M)
+	if n <= 2 && s.packed != nil {
+		blas.GemmPacked(n, 1, x, s.K, s.packed, 0, y, s.M)
+		s.ep.Rows(y)
+		return
+	}
+	blas.Gemm(false, false, n, s.M, s.K, 1, x, s.K, s.W, s.M, 0, y, s.M)
+	s.ep.Apply(y)
+}
+
+// OutChannels is the number of outputs.
+func (s *Gemm) OutChannels() int { return s.M }
+
+// ScaleShift folds y ← y·scale + shift into the weights and bias.
+func (s *Gemm) ScaleShift(scale, shift []float32) {
+	for k := range s.W {
+		s.W[k] *= scale[k%s.M]
+	}
+	s.Bias = affineBias(s.Bias, scale, shift)
+}
+
+// Activation is the function applied after the bias.
+func (s *Gemm) Activation() kernels.Act { return s.Act }
+
+// SetActivation replaces the function applied after the bias.
+func (s *Gemm) SetActivation(a kernels.Act) { s.Act = a }
+
+// Pool is a max or average pool over NHWC data with padding, strides,
+// dilations (max only) and ceil-mode output sizes.
+type Pool struct {
+	In, Out    int
+	Shape      kernels.PoolShape
+	Max        bool
+	IncludePad bool // average over the whole (padded) window
+}
+
+func (s *Pool) prepare() {}
+
+func (s *Pool) run(st *State, n int) {
+	sh := s.Shape
+	x := st.bufs[s.In][:n*sh.H*sh.W*sh.C]
+	y := st.get(s.Out, n*sh.OH*sh.OW*sh.C)
+	if s.Max {
+		kernels.MaxPool(y, nil, x, n, sh)
+	} else {
+		kernels.AvgPool(y, x, n, sh, s.IncludePad)
+	}
+}
+
+// GlobalPool averages each of C channels over HW positions.
+type GlobalPool struct {
+	In, Out, C, HW int
+}
+
+func (s *GlobalPool) prepare() {}
+
+func (s *GlobalPool) run(st *State, n int) {
+	x, y := st.bufs[s.In][:n*s.HW*s.C], st.get(s.Out, n*s.C)
+	kernels.GlobalAvgPool(y, x, n, s.HW, s.C)
+}
+
+// BinOp is an element-wise arithmetic operator.
+type BinOp uint8
+
+// The operators.
+const (
+	OpAdd BinOp = iota
+	OpSub
+	OpMul
+	OpDiv
+)
+
+// Eval applies the operator.
+func (op BinOp) Eval(a, b float32) float32 {
+	switch op {
+	case OpAdd:
+		return a + b
+	case OpSub:
+		return a - b
+	case OpMul:
+		return a * b
+	}
+	return a / b
+}
+
+// Binary computes Out = A op B (or B op A when Swap is set) where A has
+// Size values per image and B repeats with period BSize: B is either
+// another slot (BSlot ≥ 0, BSize values per image) or a constant (Const,
+// of length BSize, with BSlot = −1). Broadcasting a channel vector over an
+// NHWC map (a squeeze-and-excitation gate), or a bias over features, is a
+// period equal to the channels; a residual sum has BSize = Size.
+type Binary struct {
+	A, BSlot, Out int
+	Op            BinOp
+	Swap          bool
+	Size, BSize   int
+	Const         []float32
+}
+
+func (s *Binary) prepare() {}
+
+func (s *Binary) run(st *State, n int) {
+	a := st.bufs[s.A][:n*s.Size]
+	b := s.Const
+	if s.BSlot >= 0 {
+		b = st.bufs[s.BSlot][:n*s.BSize]
+	}
+	y := st.get(s.Out, n*s.Size)
+	blocks := n * s.Size / s.BSize
+	perImage := s.Size / s.BSize
+	parallel.For(blocks, max(1, 8192/s.BSize), func(lo, hi int) {
+		for k := lo; k < hi; k++ {
+			bb := b
+			if s.BSlot >= 0 {
+				img := k / perImage
+				bb = b[img*s.BSize : (img+1)*s.BSize]
+			}
+			av, yv := a[k*s.BSize:(k+1)*s.BSize], y[k*s.BSize:(k+1)*s.BSize]
+			x, z := av, bb
+			if s.Swap {
+				x, z = bb, av
+			}
+			switch s.Op {
+			case OpAdd:
+				for j := range yv {
+					yv[j] = x[j] + z[j]
+				}
+			case OpSub:
+				for j := range yv {
+					yv[j] = x[j] - z[j]
+				}
+			case OpMul:
+				for j := range yv {
+					yv[j] = x[j] * z[j]
+				}
+			default:
+				for j := range yv {
+					yv[j] = x[j] / z[j]
+				}
+			}
+		}
+	})
+}
+
+// Concat joins slots along the channel (innermost stored) axis: each image
+// is Rows rows of Widths[i] values from slot Ins[i].
+type Concat struct {
+	Ins    []int
+	Widths []int
+	Rows   int // rows per image: H·W for maps, 1 for features
+	Out    int
+}
+
+func (s *Concat) prepare() {}
+
+func (s *Concat) run(st *State, n int) {
+	total := 0
+	for _, w := range s.Widths {
+		total += w
+	}
+	y := st.get(s.Out, n*s.Rows*total)
+	off := 0
+	for i, in := range s.Ins {
+		w := s.Widths[i]
+		x := st.bufs[in][:n*s.Rows*w]
+		for r := range n * s.Rows {
+			copy(y[r*total+off:r*total+off+w], x[r*w:(r+1)*w])
+		}
+		off += w
+	}
+}
+
+// Softmax normalises Rows rows of Width values per image into
+// probabilities.
+type Softmax struct {
+	In, Out, Rows, Width int
+}
+
+func (s *Softmax) prepare() {}
+
+func (s *Softmax) run(st *State, n int) {
+	x, y := st.bufs[s.In][:n*s.Rows*s.Width], st.get(s.Out, n*s.Rows*s.Width)
+	for r := range n * s.Rows {
+		eval.Softmax(y[r*s.Width:(r+1)*s.Width], x[r*s.Width:(r+1)*s.Width])
+	}
+}
+
+// Transpose reorders each image between H·W·C (stored) and C·H·W (ONNX's
+// logical flattening) order.
+type Transpose struct {
+	In, Out int
+	C, HW   int
+	ToCHW   bool
+}
+
+func (s *Transpose) prepare() {}
+
+func (s *Transpose) run(st *State, n int) {
+	size := s.C * s.HW
+	x, y := st.bufs[s.In][:n*size], st.get(s.Out, n*size)
+	for b := range n {
+		src, dst := x[b*size:(b+1)*size], y[b*size:(b+1)*size]
+		for p := range s.HW {
+			for ch := range s.C {
+				if s.ToCHW {
+					dst[ch*s.HW+p] = src[p*s.C+ch]
+				} else {
+					dst[p*s.C+ch] = src[ch*s.HW+p]
+				}
+			}
+		}
+	}
+}
+
+// Repeat copies each value Times times: a grayscale image becomes the
+// three equal channels an RGB model expects.
+type Repeat struct {
+	In, Out, Size, Times int
+}
+
+func (s *Repeat) prepare() {}
+
+func (s *Repeat) run(st *State, n int) {
+	x, y := st.bufs[s.In][:n*s.Size], st.get(s.Out, n*s.Size*s.Times)
+	for i, v := range x {
+		for k := range s.Times {
+			y[i*s.Times+k] = v
+		}
+	}
+}
+
+// Pad surrounds each H×W map of C channels with rows and columns of Fill.
+type Pad struct {
+	In, Out        int
+	C, H, W        int
+	PT, PL, PB, PR int
+	Fill           float32
+}
+
+func (s *Pad) prepare() {}
+
+func (s *Pad) run(st *State, n int) {
+	oh, ow, c := s.H+s.PT+s.PB, s.W+s.PL+s.PR, s.C
+	x, y := st.bufs[s.In][:n*s.H*s.W*c], st.get(s.Out, n*oh*ow*c)
+	for i := range y {
+		y[i] = s.Fill
+	}
+	for b := range n {
+		for r := range s.H {
+			src := x[((b*s.H+r)*s.W)*c:][:s.W*c]
+			copy(y[((b*oh+r+s.PT)*ow+s.PL)*c:], src)
+		}
+	}
+}

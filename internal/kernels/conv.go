@@ -1,0 +1,475 @@
+package kernels
+
+import (
+	"fmt"
+	"sync/atomic"
+
+	"github.com/fashion-classifier/fashion/internal/blas"
+	"github.com/fashion-classifier/fashion/internal/parallel"
+)
+
+// ColBudget bounds the im2col buffer of one worker (in float32s).
+// Convolutions run over chunks of images whose unfolded patches fit in it
+// (at least one image), which keeps memory use flat whatever the batch
+// size. 512 KiB lets the patches and, in the backward pass, the unfolded
+// output gradient stay in a 2 MiB L2 cache between being written and being
+// multiplied: on the default network's layers this took 37% less CPU time
+// than a 4 MiB budget, whose buffers spill to L3.
+const ColBudget = 1 << 17
+
+// ConvShape is the geometry of a 2-D convolution over NHWC images.
+//
+// Weights are stored, for a depthwise convolution (Groups = C = M), as
+// [KH·KW, C]; otherwise as one [KH·KW·C/Groups, M/Groups] matrix per group
+// (rows ordered kernel row, kernel column, input channel), the right-hand
+// side of that group's product.
+type ConvShape struct {
+	C, H, W   int // input channels and size
+	M, OH, OW int // output channels and size
+	KH, KW    int // kernel size
+	SH, SW    int // strides
+	DH, DW    int // dilations (1 for none)
+	PT, PL    int // top and left padding (bottom and right follow from OH, OW)
+	Groups    int
+}
+
+// SquareConv is the shape of a convolution with a k×k kernel, equal
+// strides and padding on all sides, and no dilation or groups, over h×w
+// images.
+func SquareConv(c, h, w, m, k, stride, pad int) ConvShape {
+	return ConvShape{
+		C: c, H: h, W: w, M: m,
+		OH: (h+2*pad-k)/stride + 1, OW: (w+2*pad-k)/stride + 1,
+		KH: k, KW: k, SH: stride, SW: stride, DH: 1, DW: 1, PT: pad, PL: pad, Groups: 1,
+	}
+}
+
+// Check reports whether the shape is consistent: positive sizes, channels
+// divisible by the groups.
+func (s ConvShape) Check() error {
+	if s.C < 1 || s.H < 1 || s.W < 1 || s.M < 1 || s.OH < 1 || s.OW < 1 || s.KH < 1 || s.KW < 1 ||
+		s.SH < 1 || s.SW < 1 || s.DH < 1 || s.DW < 1 || s.PT < 0 || s.PL < 0 || s.Groups < 1 ||
+		s.C%s.Groups != 0 || s.M%s.Groups != 0 {
+		return fmt.Errorf("kernels: invalid convolution shape %+v", s)
+	}
+	return nil
+}
+
+// WeightLen is the number of weights of the convolution.
+func (s ConvShape) WeightLen() int { return s.KH * s.KW * s.C / s.Groups * s.M }
+
+// Depthwise reports whether each channel has its own kernel.
+func (s ConvShape) Depthwise() bool { return s.Groups == s.C && s.Groups == s.M && s.Groups > 1 }
+
+// Pointwise reports whether the convolution is a plain 1×1 product, where
+// the input already is the im2col matrix.
+func (s ConvShape) Pointwise() bool {
+	return s.KH == 1 && s.KW == 1 && s.SH == 1 && s.SW == 1 && s.PT == 0 && s.PL == 0 &&
+		s.Groups == 1 && s.OH == s.H && s.OW == s.W
+}
+
+// Same reports whether the convolution is a stride-1 "same" convolution
+// with an odd square kernel and no groups or dilation: the shape the
+// padded layout (see padLayout) and the flipped-kernel input gradient
+// handle.
+func (s ConvShape) Same() bool {
+	return s.Groups == 1 && s.KH == s.KW && s.KH%2 == 1 && s.SH == 1 && s.SW == 1 && s.DH == 1 && s.DW == 1 &&
+		2*s.PT == s.KH-1 && 2*s.PL == s.KW-1 && s.OH == s.H && s.OW == s.W
+}
+
+// MACs is the number of multiply-adds per image.
+func (s ConvShape) MACs() int { return s.OH * s.OW * s.M * s.KH * s.KW * s.C / s.Groups }
+
+// ConvPath selects how a convolution is computed.
+type ConvPath uint8
+
+// The ways of computing a convolution.
+const (
+	ConvAuto   ConvPath = iota // the faster method for the shape
+	ConvIm2col                 // unfold patches, then one product per group
+	ConvPadded                 // read patches in place from padded images (Same shapes only)
+)
+
+// Conv is a convolution of a given shape with the method pinned down.
+// Zero Path and MaxChunk choose by shape, as production code should.
+type Conv struct {
+	ConvShape
+	Path     ConvPath // forces a method, for tests and benchmarks
+	MaxChunk int      // if > 0, caps the images per chunk, for tests
+}
+
+// padded reports whether a batch of n images goes through the padded
+// layout rather than im2col. It needs a Same convolution, and is used
+// where it costs less: with several input channels (one channel gives
+// K·K-float patch rows, too short a sum for the product to run well), with
+// feature maps large enough that the gaps stay a small share of the
+// arithmetic, and for batches split between workers (the product there is
+// serial).
+func (c Conv) padded(n int) bool {
+	switch c.Path {
+	case ConvIm2col:
+		return false
+	case ConvPadded:
+		return c.Same()
+	}
+	return c.Same() && c.C >= 8 && c.H*c.W >= padMinPixels && n >= 2*parallel.Workers()
+}
+
+// padMinPixels is the smallest feature map (h·w) convolved in the padded
+// layout. Its gaps cost (h+w+1)/(h·w) more arithmetic for 3×3 kernels: 7%
+// at 28×28, 15% at 14×14, 31% at 7×7, where im2col (whose relative cost
+// falls as the number of output channels grows) measured as fast on the
+// default network's 64→128 layer, and the simpler path is kept.
+const padMinPixels = 100
+
+// capChunk returns n images per chunk, at least 1 and at most MaxChunk if
+// that is set.
+func (c Conv) capChunk(n int) int {
+	if c.MaxChunk > 0 {
+		n = min(n, c.MaxChunk)
+	}
+	return max(1, n)
+}
+
+// Forward computes y (n×OH×OW×M) = conv(x (n×H×W×C), w) followed by ep
+// (nil for none), on up to parallel.Workers goroutines.
+func (c Conv) Forward(y, x []float32, n int, w []float32, ep *Epilogue, sc *Scratch) {
+	if sc == nil {
+		sc = new(Scratch)
+	}
+	s := c.ConvShape
+	x, y = x[:n*s.H*s.W*s.C], y[:n*s.OH*s.OW*s.M]
+	_ = w[:s.WeightLen()]
+	switch {
+	case s.Depthwise():
+		DepthwiseForward(y, x, n, s, w)
+	case s.Pointwise():
+		blas.Gemm(false, false, n*s.H*s.W, s.M, s.C, 1, x, s.C, w, s.M, 0, y, s.M)
+	case c.padded(n):
+		c.forwardPadded(y, x, n, w, ep, sc)
+		return
+	default:
+		c.forwardIm2col(y, x, n, w, ep, sc)
+		return
+	}
+	ep.Apply(y)
+}
+
+// chunkFunc computes images [n0, n1) as worker w; gemm is blas.Gemm when
+// the chunks go one after another (the product is then parallel) and
+// blas.GemmSerial when workers share the chunks. first says the chunk is
+// the worker's first.
+type chunkFunc func(w int, gemm gemmFunc, n0, n1 int, first bool)
+
+// gemmFunc is blas.Gemm or blas.GemmSerial.
+type gemmFunc func(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int)
+
+// chunks runs fn over the images [0, n) in chunks of step images. Large
+// batches are shared between workers that each take whole chunks, in turn
+// from a counter, and compute them with a serial matrix product: one
+// synchronisation per layer instead of several per chunk, and a worker
+// slowed down by other load simply takes fewer chunks. Small batches
+// (single-image inference) go chunk by chunk with the product itself
+// parallel. It returns which workers ran at least one chunk.
+func chunks(n, step int, sc *Scratch, fn chunkFunc) []bool {
+	procs := parallel.Workers()
+	ran := make([]bool, procs)
+	if n < 2*procs {
+		for n0 := 0; n0 < n; n0 += step {
+			fn(0, blas.Gemm, n0, min(n0+step, n), n0 == 0)
+		}
+		ran[0] = n > 0
+		return ran
+	}
+	// At least four chunks per worker, so that the last ones to finish
+	// leave little idle time.
+	step = min(step, (n+4*procs-1)/(4*procs))
+	sc.Reserve(procs)
+	var next atomic.Int64
+	parallel.Run(procs, procs, func(w, _ int) {
+		for {
+			n0 := int(next.Add(int64(step))) - step
+			if n0 >= n {
+				return
+			}
+			fn(w, blas.GemmSerial, n0, min(n0+step, n), !ran[w])
+			ran[w] = true
+		}
+	})
+	return ran
+}
+
+// chunk is how many images are unfolded at once.
+func (c Conv) chunk() int {
+	per := c.OH * c.OW * c.KH * c.KW * c.C / c.Groups
+	return c.capChunk(ColBudget / per)
+}
+
+func (c Conv) forwardIm2col(y, x []float32, n int, w []float32, ep *Epilogue, sc *Scratch) {
+	s := c.ConvShape
+	cg, mg := s.C/s.Groups, s.M/s.Groups
+	kdim := s.KH * s.KW * cg
+	rowsPer := s.OH * s.OW
+	chunks(n, c.chunk(), sc, func(wk int, gemm gemmFunc, n0, n1 int, _ bool) {
+		col := sc.Floats(wk, slotA, (n1-n0)*rowsPer*kdim)
+		out := y[n0*rowsPer*s.M : n1*rowsPer*s.M]
+		serial := wk > 0 || n >= 2*parallel.Workers()
+		for g := range s.Groups {
+			Im2col(col, x, n0, n1, g*cg, cg, s, !serial)
+			gemm(false, false, (n1-n0)*rowsPer, mg, kdim, 1, col, kdim, w[g*kdim*mg:(g+1)*kdim*mg], mg, 0, out[g*mg:], s.M)
+		}
+		// Bias and activation while the chunk is still in cache.
+		if serial {
+			ep.Rows(out)
+		} else {
+			ep.Apply(out)
+		}
+	})
+}
+
+// Im2col unfolds channels [c0, c0+cg) of images [n0, n1) of x into col:
+// one row of KH·KW·cg values per output pixel (kernel row, kernel column,
+// channel), zero where the kernel overhangs the border. With split, the
+// rows are shared between workers.
+func Im2col(col, x []float32, n0, n1, c0, cg int, s ConvShape, split bool) {
+	if s.C == 1 && s.KH == 3 && s.KW == 3 && s.Same() {
+		im2col3x3Single(col, x, n0, n1, s.H, s.W)
+		return
+	}
+	minPer := 1
+	if !split {
+		minPer = (n1 - n0) * s.OH
+	}
+	parallel.For((n1-n0)*s.OH, minPer, func(lo, hi int) {
+		im2colRows(col, x, n0, lo, hi, c0, cg, s)
+	})
+}
+
+// im2colRows is Im2col for output rows [lo, hi) of the chunk starting at
+// image n0.
+func im2colRows(col, x []float32, n0, lo, hi, c0, cg int, s ConvShape) {
+	kdim := s.KH * s.KW * cg
+	rowsPer := s.OH * s.OW
+	for r := lo; r < hi; r++ {
+		n, oy := n0+r/s.OH, r%s.OH
+		img := x[n*s.H*s.W*s.C : (n+1)*s.H*s.W*s.C]
+		for ox := range s.OW {
+			row := col[((n-n0)*rowsPer+oy*s.OW+ox)*kdim:][:kdim]
+			iy0, ix0 := oy*s.SH-s.PT, ox*s.SW-s.PL
+			for ky := range s.KH {
+				iy := iy0 + ky*s.DH
+				seg := row[ky*s.KW*cg : (ky+1)*s.KW*cg]
+				if iy < 0 || iy >= s.H {
+					clear(seg)
+					continue
+				}
+				if cg == s.C && s.DW == 1 && ix0 >= 0 && ix0+s.KW <= s.W {
+					// The whole kernel row is inside the image and takes
+					// every channel: one contiguous copy.
+					copy(seg, img[(iy*s.W+ix0)*s.C:(iy*s.W+ix0+s.KW)*s.C])
+					continue
+				}
+				for kx := range s.KW {
+					ix := ix0 + kx*s.DW
+					dst := seg[kx*cg : (kx+1)*cg]
+					if ix < 0 || ix >= s.W {
+						clear(dst)
+					} else {
+						p := (iy*s.W+ix)*s.C + c0
+						copy(dst, img[p:p+cg])
+					}
+				}
+			}
+		}
+	}
+}
+
+// im2col3x3Single is im2col for the first layer's shape, a 3×3 same
+// convolution of one channel, where the general version's copies are of
+// one float each and cost more in call overhead than in data moved: it
+// builds each patch row from nine loads of a zero-padded image row triple.
+func im2col3x3Single(col, x []float32, n0, n1, h, w int) {
+	// Three padded rows (w+2 values each) around the current output row.
+	var stack [3 * 64]float32
+	pad := stack[:0]
+	if 3*(w+2) > len(stack) {
+		pad = make([]float32, 3*(w+2))
+	} else {
+		pad = stack[:3*(w+2)]
+	}
+	for n := n0; n < n1; n++ {
+		img := x[n*h*w : (n+1)*h*w]
+		out := col[(n-n0)*h*w*9:]
+		for oy := range h {
+			for r := range 3 {
+				row := pad[r*(w+2) : (r+1)*(w+2)]
+				if iy := oy + r - 1; iy < 0 || iy >= h {
+					clear(row)
+				} else {
+					row[0], row[w+1] = 0, 0
+					copy(row[1:w+1], img[iy*w:(iy+1)*w])
+				}
+			}
+			top, mid, bot := pad[:w+2], pad[w+2:2*(w+2)], pad[2*(w+2):]
+			dst := out[oy*w*9 : (oy+1)*w*9]
+			for ox := range w {
+				d := (*[9]float32)(dst[ox*9:])
+				t, m, b := (*[3]float32)(top[ox:]), (*[3]float32)(mid[ox:]), (*[3]float32)(bot[ox:])
+				d[0], d[1], d[2] = t[0], t[1], t[2]
+				d[3], d[4], d[5] = m[0], m[1], m[2]
+				d[6], d[7], d[8] = b[0], b[1], b[2]
+			}
+		}
+	}
+}
+
+// col2im adds the patch gradients in col back onto the input pixels of
+// images [n0, n1) of dx they came from: the adjoint of Im2col (one group,
+// no dilation).
+func col2im(dx, col []float32, n0, n1 int, s ConvShape) {
+	kdim := s.KH * s.KW * s.C
+	ci := s.C
+	for n := n0; n < n1; n++ {
+		img := dx[n*s.H*s.W*ci : (n+1)*s.H*s.W*ci]
+		src := col[(n-n0)*s.OH*s.OW*kdim:]
+		for oy := range s.OH {
+			for ox := range s.OW {
+				row := src[(oy*s.OW+ox)*kdim : (oy*s.OW+ox+1)*kdim]
+				iy0, ix0 := oy*s.SH-s.PT, ox*s.SW-s.PL
+				for ky := range s.KH {
+					iy := iy0 + ky
+					if iy < 0 || iy >= s.H {
+						continue
+					}
+					for kx := range s.KW {
+						ix := ix0 + kx
+						if ix < 0 || ix >= s.W {
+							continue
+						}
+						d := img[(iy*s.W+ix)*ci : (iy*s.W+ix+1)*ci]
+						r := row[(ky*s.KW+kx)*ci : (ky*s.KW+kx+1)*ci]
+						for i := range d {
+							d[i] += r[i]
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// flip rearranges w ([K·K·C, M]) for the input gradient of a Same
+// convolution: [K·K·M, C] with the kernel turned by 180°, so that
+// dx = im2col(dy) · flipped.
+func flip(dst, w []float32, s ConvShape) {
+	k, in, out := s.KH, s.C, s.M
+	for ky := range k {
+		for kx := range k {
+			src := ((k-1-ky)*k + (k - 1 - kx)) * in * out
+			d := (ky*k + kx) * out * in
+			for ci := range in {
+				for co := range out {
+					dst[d+co*in+ci] = w[src+ci*out+co]
+				}
+			}
+		}
+	}
+}
+
+// Backward computes the weight gradient dw (overwritten) and, when dx is
+// not nil, the input gradient dx (overwritten) of the convolution of x
+// (n images) by w, given the output gradient dy (already multiplied by the
+// derivative of any activation). It supports one group without dilation,
+// or depthwise convolutions.
+func (c Conv) Backward(dx, dw, x, dy []float32, n int, w []float32, sc *Scratch) {
+	if sc == nil {
+		sc = new(Scratch)
+	}
+	s := c.ConvShape
+	x, dy = x[:n*s.H*s.W*s.C], dy[:n*s.OH*s.OW*s.M]
+	if dx != nil {
+		dx = dx[:len(x)]
+	}
+	dw = dw[:s.WeightLen()]
+	if s.Depthwise() {
+		DepthwiseBackward(dx, dw, x, dy, n, s, w, sc)
+		return
+	}
+	if s.Groups != 1 || s.DH != 1 || s.DW != 1 {
+		panic(fmt.Sprintf("kernels: Conv.Backward of %+v: groups and dilation are not supported", s))
+	}
+	kdim := s.KH * s.KW * s.C
+	if s.Pointwise() {
+		rows := n * s.H * s.W
+		blas.Gemm(true, false, kdim, s.M, rows, 1, x, kdim, dy, s.M, 0, dw, s.M)
+		if dx != nil {
+			blas.Gemm(false, true, rows, kdim, s.M, 1, dy, s.M, w, s.M, 0, dx, kdim)
+		}
+		return
+	}
+	var flipped []float32
+	if dx != nil && s.Same() {
+		// Worker 0's flip slot is read by all workers and written by none.
+		flipped = sc.Floats(0, slotE, len(w))
+		flip(flipped, w, s)
+	}
+	var ran []bool
+	if c.padded(n) {
+		ran = c.backwardPadded(dx, x, dy, n, flipped, sc)
+	} else {
+		ran = c.backwardIm2col(dx, x, dy, n, w, flipped, sc)
+	}
+	first := true
+	for wk, r := range ran {
+		if !r {
+			continue
+		}
+		part := sc.Floats(wk, slotD, len(dw))
+		if first {
+			copy(dw, part)
+			first = false
+		} else {
+			blas.Axpy(1, part, dw)
+		}
+	}
+	if first {
+		clear(dw)
+	}
+}
+
+// backwardIm2col is Backward's weight gradient (into each worker's slotD)
+// and input gradient through im2col.
+func (c Conv) backwardIm2col(dx, x, dy []float32, n int, w, flipped []float32, sc *Scratch) []bool {
+	s := c.ConvShape
+	kdim := s.KH * s.KW * s.C
+	rowsPer := s.OH * s.OW
+	if dx != nil && flipped == nil {
+		clear(dx) // col2im accumulates
+	}
+	// The input gradient of a Same convolution: the convolution of dy by
+	// the flipped kernel, over dy's M channels.
+	back := SquareConv(s.M, s.H, s.W, s.C, s.KH, 1, s.PT)
+	return chunks(n, c.chunk(), sc, func(wk int, gemm gemmFunc, n0, n1 int, first bool) {
+		rows := (n1 - n0) * rowsPer
+		col := sc.Floats(wk, slotA, rows*kdim)
+		Im2col(col, x, n0, n1, 0, s.C, s, false)
+		dyc := dy[n0*rowsPer*s.M:]
+		beta := float32(1)
+		if first {
+			beta = 0
+		}
+		gemm(true, false, kdim, s.M, rows, 1, col, kdim, dyc, s.M, beta, sc.Floats(wk, slotD, len(w)), s.M)
+		switch {
+		case dx == nil:
+		case flipped != nil:
+			// An im2col of dy and one product, which copies memory where
+			// col2im would scatter-add it.
+			dcol := sc.Floats(wk, slotB, (n1-n0)*s.H*s.W*s.KH*s.KW*s.M)
+			Im2col(dcol, dy, n0, n1, 0, s.M, back, false)
+			gemm(false, false, (n1-n0)*s.H*s.W, s.C, s.KH*s.KW*s.M, 1, dcol, s.KH*s.KW*s.M, flipped, s.C, 0, dx[n0*s.H*s.W*s.C:], s.C)
+		default:
+			gemm(false, true, rows, kdim, s.M, 1, dyc, s.M, w, s.M, 0, col, kdim)
+			col2im(dx, col, n0, n1, s)
+		}
+	})
+}

@@ -1,0 +1,262 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// convRef is the direct convolution, the definition Conv.Forward is
+// checked against; w has the layout ConvShape documents.
+func convRef(x []float32, n int, s ConvShape, w, bias []float32, a Act) []float32 {
+	cg, mg := s.C/s.Groups, s.M/s.Groups
+	y := make([]float32, n*s.OH*s.OW*s.M)
+	for b := range n {
+		for oy := range s.OH {
+			for ox := range s.OW {
+				for m := range s.M {
+					g := m / mg
+					var sum float64
+					for ky := range s.KH {
+						for kx := range s.KW {
+							iy, ix := oy*s.SH-s.PT+ky*s.DH, ox*s.SW-s.PL+kx*s.DW
+							if iy < 0 || iy >= s.H || ix < 0 || ix >= s.W {
+								continue
+							}
+							for ci := range cg {
+								var wv float32
+								if s.Depthwise() {
+									wv = w[(ky*s.KW+kx)*s.C+m]
+								} else {
+									wv = w[g*s.KH*s.KW*cg*mg+((ky*s.KW+kx)*cg+ci)*mg+m%mg]
+								}
+								sum += float64(x[((b*s.H+iy)*s.W+ix)*s.C+g*cg+ci]) * float64(wv)
+							}
+						}
+					}
+					if bias != nil {
+						sum += float64(bias[m])
+					}
+					y[((b*s.OH+oy)*s.OW+ox)*s.M+m] = a.Eval(float32(sum))
+				}
+			}
+		}
+	}
+	return y
+}
+
+// convGradRef is the direct weight and input gradient of a convolution
+// without activation.
+func convGradRef(x, dy []float32, n int, s ConvShape, w []float32) (dw, dx []float32) {
+	cg, mg := s.C/s.Groups, s.M/s.Groups
+	gw, gx := make([]float64, len(w)), make([]float64, len(x))
+	for b := range n {
+		for oy := range s.OH {
+			for ox := range s.OW {
+				for m := range s.M {
+					g := m / mg
+					d := dy[((b*s.OH+oy)*s.OW+ox)*s.M+m]
+					for ky := range s.KH {
+						for kx := range s.KW {
+							iy, ix := oy*s.SH-s.PT+ky*s.DH, ox*s.SW-s.PL+kx*s.DW
+							if iy < 0 || iy >= s.H || ix < 0 || ix >= s.W {
+								continue
+							}
+							for ci := range cg {
+								wi := g*s.KH*s.KW*cg*mg + ((ky*s.KW+kx)*cg+ci)*mg + m%mg
+								if s.Depthwise() {
+									wi = (ky*s.KW+kx)*s.C + m
+								}
+								xi := ((b*s.H+iy)*s.W+ix)*s.C + g*cg + ci
+								gw[wi] += float64(d) * float64(x[xi])
+								gx[xi] += float64(d) * float64(w[wi])
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	dw, dx = make([]float32, len(w)), make([]float32, len(x))
+	for i, v := range gw {
+		dw[i] = float32(v)
+	}
+	for i, v := range gx {
+		dx[i] = float32(v)
+	}
+	return dw, dx
+}
+
+func assertClose(t *testing.T, what string, got, want []float32, tol float64) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d values, want %d", what, len(got), len(want))
+	}
+	for i := range want {
+		if !near(float64(got[i]), float64(want[i]), tol) || math.IsNaN(float64(got[i])) {
+			t.Fatalf("%s[%d] = %v, want %v", what, i, got[i], want[i])
+		}
+	}
+}
+
+// oddShapes are convolution shapes of odd sizes covering every path:
+// same convolutions (padded layout and im2col), strided, dilated,
+// asymmetric padding, grouped, depthwise, pointwise, one channel.
+func oddShapes() []ConvShape {
+	sq := SquareConv
+	general := ConvShape{C: 4, H: 9, W: 7, M: 6, KH: 3, KW: 2, SH: 2, SW: 1, DH: 2, DW: 1, PT: 2, PL: 0, Groups: 2}
+	general.OH = (general.H+2*general.PT-(general.KH-1)*general.DH-1)/general.SH + 1
+	general.OW = (general.W+general.PL-(general.KW-1)*general.DW-1)/general.SW + 1
+	dw := sq(5, 7, 9, 5, 3, 2, 1)
+	dw.Groups = 5
+	dwSame := sq(9, 6, 5, 9, 5, 1, 2)
+	dwSame.Groups = 9
+	return []ConvShape{
+		sq(3, 7, 9, 5, 3, 1, 1), sq(9, 11, 5, 7, 3, 1, 1), sq(8, 6, 6, 16, 3, 1, 1), sq(4, 9, 8, 3, 5, 1, 2),
+		sq(3, 1, 1, 2, 3, 1, 1), sq(2, 13, 13, 33, 3, 1, 1), sq(2, 9, 7, 3, 3, 2, 1), sq(1, 5, 7, 4, 3, 1, 1),
+		sq(7, 5, 3, 11, 1, 1, 0), general, dw, dwSame,
+	}
+}
+
+func TestConvMatchesReference(t *testing.T) {
+	for _, s := range oddShapes() {
+		if err := s.Check(); err != nil {
+			t.Fatal(err)
+		}
+		for _, path := range []ConvPath{ConvAuto, ConvIm2col, ConvPadded} {
+			for _, chunk := range []int{0, 1, 2} {
+				for _, n := range []int{1, 5} {
+					t.Run(fmt.Sprintf("%+v/path%d/chunk%d/n%d", s, path, chunk, n), func(t *testing.T) {
+						rng := rand.New(rand.NewPCG(uint64(s.C*s.H), uint64(n)))
+						x, w := randVec(rng, n*s.H*s.W*s.C), randVec(rng, s.WeightLen())
+						bias := randVec(rng, s.M)
+						c := Conv{ConvShape: s, Path: path, MaxChunk: chunk}
+						var sc Scratch
+						for _, a := range []Act{{}, ReLU, HardSwish} {
+							y := make([]float32, n*s.OH*s.OW*s.M)
+							c.Forward(y, x, n, w, NewEpilogue(bias, a), &sc)
+							assertClose(t, "output", y, convRef(x, n, s, w, bias, a), 1e-4)
+						}
+						if s.Groups > 1 && !s.Depthwise() || s.DH > 1 {
+							return // no backward pass for these
+						}
+						dy := randVec(rng, n*s.OH*s.OW*s.M)
+						wantDW, wantDX := convGradRef(x, dy, n, s, w)
+						for range 2 { // a second pass must not accumulate
+							dw, dx := make([]float32, len(w)), make([]float32, len(x))
+							c.Backward(dx, dw, x, dy, n, w, &sc)
+							assertClose(t, "weight gradient", dw, wantDW, 1e-4)
+							assertClose(t, "input gradient", dx, wantDX, 1e-4)
+							c.Backward(nil, dw, x, dy, n, w, &sc)
+							assertClose(t, "weight gradient without input gradient", dw, wantDW, 1e-4)
+						}
+					})
+				}
+			}
+		}
+	}
+}
+
+// TestConvBatchSplitBetweenWorkers runs batches large enough to be shared
+// between workers (the padded layout and per-worker partial sums).
+func TestConvBatchSplitBetweenWorkers(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(3))
+	dw := SquareConv(6, 5, 5, 6, 3, 1, 1)
+	dw.Groups = 6
+	for _, s := range []ConvShape{SquareConv(8, 11, 10, 5, 3, 1, 1), SquareConv(3, 7, 5, 4, 3, 2, 1), dw} {
+		n := 13
+		rng := rand.New(rand.NewPCG(7, uint64(s.C)))
+		x, w, dy := randVec(rng, n*s.H*s.W*s.C), randVec(rng, s.WeightLen()), randVec(rng, n*s.OH*s.OW*s.M)
+		c := Conv{ConvShape: s, MaxChunk: 1}
+		var sc Scratch
+		y := make([]float32, n*s.OH*s.OW*s.M)
+		c.Forward(y, x, n, w, nil, &sc)
+		assertClose(t, fmt.Sprintf("%+v output", s), y, convRef(x, n, s, w, nil, Act{}), 1e-4)
+		wantDW, wantDX := convGradRef(x, dy, n, s, w)
+		gw, gx := make([]float32, len(w)), make([]float32, len(x))
+		c.Backward(gx, gw, x, dy, n, w, &sc)
+		assertClose(t, fmt.Sprintf("%+v weight gradient", s), gw, wantDW, 1e-4)
+		assertClose(t, fmt.Sprintf("%+v input gradient", s), gx, wantDX, 1e-4)
+	}
+}
+
+// TestDepthwiseBackwardManyProcs is the regression test for a deadlock:
+// the depthwise backward pass sent one partial sum per worker into a
+// 64-slot channel it drained only after all workers had finished, so
+// with more than 64 workers (GOMAXPROCS=128, batch 128) it never returned.
+func TestDepthwiseBackwardManyProcs(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(128))
+	s := SquareConv(8, 6, 6, 8, 3, 1, 1)
+	s.Groups = 8
+	n := 128
+	rng := rand.New(rand.NewPCG(9, 10))
+	x, w, dy := randVec(rng, n*s.H*s.W*s.C), randVec(rng, s.WeightLen()), randVec(rng, n*s.OH*s.OW*s.M)
+	done := make(chan struct{})
+	dw, dx := make([]float32, len(w)), make([]float32, len(x))
+	go func() {
+		defer close(done)
+		DepthwiseBackward(dx, dw, x, dy, n, s, w, new(Scratch))
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("DepthwiseBackward at GOMAXPROCS=128 with a batch of 128 did not return")
+	}
+	wantDW, wantDX := convGradRef(x, dy, n, s, w)
+	assertClose(t, "weight gradient", dw, wantDW, 1e-4)
+	assertClose(t, "input gradient", dx, wantDX, 1e-4)
+}
+
+// TestPadLayoutRoundTrip checks that unpad(pad(x)) = x and that padding
+// is zero, on odd sizes and padding widths.
+func TestPadLayoutRoundTrip(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, tc := range []struct{ n, h, w, p, ch int }{{1, 1, 1, 1, 1}, {3, 5, 7, 1, 3}, {2, 4, 3, 2, 5}} {
+		l := newPadLayout(tc.h, tc.w, tc.p)
+		x := randVec(rng, tc.n*tc.h*tc.w*tc.ch)
+		for i := range x {
+			x[i] = float32(math.Abs(float64(x[i]))) + 10 // never zero, so zeros in the padded copy are padding
+		}
+		dst := make([]float32, l.pixels(tc.n)*tc.ch)
+		for i := range dst {
+			dst[i] = float32(math.NaN())
+		}
+		l.pad(dst, x, tc.n, tc.ch)
+		zeros := 0
+		for i, v := range dst {
+			if v != v {
+				t.Fatalf("%+v: padded value %d not written", tc, i)
+			}
+			if v == 0 {
+				zeros++
+			}
+		}
+		if want := len(dst) - len(x); zeros != want {
+			t.Errorf("%+v: %d zeros, want %d", tc, zeros, want)
+		}
+		back := make([]float32, len(x))
+		l.unpad(back, dst[l.first()*tc.ch:], tc.n, tc.ch)
+		assertClose(t, fmt.Sprintf("%+v round trip", tc), back, x, 0)
+	}
+}
+
+// TestIm2col3x3SingleMatchesGeneral compares the first layer's im2col
+// with the general one on odd image sizes.
+func TestIm2col3x3SingleMatchesGeneral(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, hw := range [][2]int{{1, 1}, {2, 3}, {5, 7}, {28, 28}, {9, 70}} {
+		s := SquareConv(1, hw[0], hw[1], 4, 3, 1, 1)
+		x := randVec(rng, 3*hw[0]*hw[1])
+		got := make([]float32, 2*hw[0]*hw[1]*9)
+		Im2col(got, x, 1, 3, 0, 1, s, false)
+		want := make([]float32, len(got))
+		for i := range want {
+			want[i] = float32(math.NaN()) // every value must be written
+		}
+		im2colRows(want, x, 1, 0, 2*s.OH, 0, 1, s)
+		assertClose(t, fmt.Sprintf("%dx%d", hw[0], hw[1]), got, want, 0)
+	}
+}

@@ -1,0 +1,94 @@
+package kernels
+
+import "github.com/fashion-classifier/fashion/internal/parallel"
+
+// DepthwiseForward convolves each channel of x (n images) with its own
+// kernel (w is [KH·KW, C]) into y, directly: every patch would be a single
+// channel, so unfolding would only add memory traffic.
+func DepthwiseForward(y, x []float32, n int, s ConvShape, w []float32) {
+	c := s.C
+	parallel.For(n*s.OH, 1, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			b, oy := r/s.OH, r%s.OH
+			for ox := range s.OW {
+				dst := y[((b*s.OH+oy)*s.OW+ox)*c:][:c]
+				clear(dst)
+				for ky := range s.KH {
+					iy := oy*s.SH - s.PT + ky*s.DH
+					if iy < 0 || iy >= s.H {
+						continue
+					}
+					for kx := range s.KW {
+						ix := ox*s.SW - s.PL + kx*s.DW
+						if ix < 0 || ix >= s.W {
+							continue
+						}
+						src := x[((b*s.H+iy)*s.W+ix)*c:][:c]
+						wk := w[(ky*s.KW+kx)*c:][:c]
+						for j := range dst {
+							dst[j] += src[j] * wk[j]
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
+// DepthwiseBackward computes the weight gradient dw (overwritten) and,
+// when dx is not nil, the input gradient (overwritten) of DepthwiseForward
+// from the output gradient dy. Images are split between workers, each
+// summing its weight gradient in its own scratch buffer; the partial sums
+// are added once all have finished, so no two goroutines write the same
+// memory and nothing waits on another worker.
+func DepthwiseBackward(dx, dw, x, dy []float32, n int, s ConvShape, w []float32, sc *Scratch) {
+	if sc == nil {
+		sc = new(Scratch)
+	}
+	c := s.C
+	if dx != nil {
+		clear(dx)
+	}
+	sc.Reserve(parallel.Workers())
+	used := parallel.ForWorker(n, 1, func(wk, lo, hi int) {
+		gw := sc.Floats(wk, slotD, len(dw))
+		clear(gw)
+		for b := lo; b < hi; b++ {
+			for oy := range s.OH {
+				for ox := range s.OW {
+					g := dy[((b*s.OH+oy)*s.OW+ox)*c:][:c]
+					for ky := range s.KH {
+						iy := oy*s.SH - s.PT + ky*s.DH
+						if iy < 0 || iy >= s.H {
+							continue
+						}
+						for kx := range s.KW {
+							ix := ox*s.SW - s.PL + kx*s.DW
+							if ix < 0 || ix >= s.W {
+								continue
+							}
+							i := ((b*s.H+iy)*s.W + ix) * c
+							k := (ky*s.KW + kx) * c
+							src, gk := x[i:i+c], gw[k:k+c]
+							for j := range g {
+								gk[j] += g[j] * src[j]
+							}
+							if dx != nil {
+								dst, wk := dx[i:i+c], w[k:k+c]
+								for j := range g {
+									dst[j] += g[j] * wk[j]
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	})
+	clear(dw)
+	for wk := range used {
+		for j, v := range sc.Floats(wk, slotD, len(dw)) {
+			dw[j] += v
+		}
+	}
+}
