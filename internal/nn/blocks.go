@@ -85,6 +85,11 @@ func NewSqueezeExcite(rng *rand.Rand, c, squeeze int) *SqueezeExcite {
 // Params returns the two fully connected layers' parameters.
 func (s *SqueezeExcite) Params() []*Param { return s.gate.Params() }
 
+// Gate returns the layers that compute the per-channel gate from the
+// block's input (pool, fc1, relu, fc2, hard-sigmoid), for inference
+// compilers; they share the block's parameters.
+func (s *SqueezeExcite) Gate() *Sequential { return s.gate }
+
 // Forward multiplies x by its per-channel gate.
 func (s *SqueezeExcite) Forward(x *Tensor, train bool) *Tensor {
 	s.x = x

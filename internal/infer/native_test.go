@@ -1,0 +1,151 @@
+package infer_test
+
+import (
+	"math"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/fashion-classifier/fashion/internal/arch"
+	"github.com/fashion-classifier/fashion/internal/infer"
+	"github.com/fashion-classifier/fashion/internal/nn"
+)
+
+// randomise gives every parameter and batch-norm statistic random values,
+// so that folding mistakes (a wrong channel, a missing shift) show.
+func randomise(rng *rand.Rand, net *nn.Sequential) {
+	for _, p := range net.Params() {
+		for i := range p.Value {
+			switch {
+			case p.Kind == nn.Buffer && strings.HasSuffix(p.Name, "running_var"):
+				p.Value[i] = 0.5 + rng.Float32()
+			case p.Kind == nn.Buffer:
+				p.Value[i] = float32(rng.NormFloat64() * 0.3)
+			case p.Kind == nn.NoDecay:
+				p.Value[i] = 1 + float32(rng.NormFloat64()*0.2)
+			default:
+				p.Value[i] += float32(rng.NormFloat64() * 0.01)
+			}
+		}
+	}
+}
+
+// TestCompileMatchesTraining compares the compiled program of every
+// architecture with the training layers' inference-mode forward pass.
+func TestCompileMatchesTraining(t *testing.T) {
+	for name, a := range arch.Archs() {
+		t.Run(name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(1, 2))
+			net := a.Build(rng, 10)
+			randomise(rng, net)
+			prog, err := infer.Compile(net, 28, 28, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range []int{1, 3, 17} {
+				x := make([]float32, n*28*28)
+				for i := range x {
+					x[i] = float32(rng.NormFloat64())
+				}
+				want := net.Forward(&nn.Tensor{N: n, H: 28, W: 28, C: 1, Data: x}, false).Data
+				got, err := infer.NewPredictor(prog).Logits(x, n)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(got) != len(want) {
+					t.Fatalf("n=%d: %d outputs, want %d", n, len(got), len(want))
+				}
+				worst := 0.0
+				for i := range want {
+					d := math.Abs(float64(got[i] - want[i]))
+					if !(d <= 1e-3*math.Max(1, math.Abs(float64(want[i])))) {
+						t.Fatalf("n=%d: logit %d = %v, training layers give %v", n, i, got[i], want[i])
+					}
+					worst = max(worst, d)
+				}
+				t.Logf("n=%d: %d steps, max |compiled − training| = %.2g", n, prog.Steps(), worst)
+			}
+			// The input of the weights was copied: changing the network
+			// leaves the program alone.
+			x := make([]float32, 28*28)
+			before, _ := infer.NewPredictor(prog).Logits(x, 1)
+			for _, p := range net.Params() {
+				clear(p.Value)
+			}
+			after, _ := infer.NewPredictor(prog).Logits(x, 1)
+			for i := range before {
+				if before[i] != after[i] {
+					t.Fatalf("program changed with the network's weights: %v, then %v", before, after)
+				}
+			}
+		})
+	}
+}
+
+// TestPredictorConcurrent runs one predictor from many goroutines with
+// different batch sizes; each must get the answer of a lone run.
+func TestPredictorConcurrent(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	a, err := arch.LookupArch("mobilenetv3-small")
+	if err != nil {
+		t.Fatal(err)
+	}
+	net := a.Build(rng, 10)
+	randomise(rng, net)
+	prog, err := infer.Compile(net, 28, 28, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr := infer.NewPredictor(prog)
+	inputs, wants := make([][]float32, 8), make([][]float32, 8)
+	for g := range inputs {
+		n := 1 + g%3*5
+		inputs[g] = make([]float32, n*28*28)
+		for i := range inputs[g] {
+			inputs[g][i] = float32(rng.NormFloat64())
+		}
+		if wants[g], err = pr.Predict(inputs[g], n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	for g := range inputs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 5 {
+				got, err := pr.Predict(inputs[g], len(inputs[g])/(28*28))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				for i := range got {
+					if got[i] != wants[g][i] {
+						t.Errorf("goroutine %d: probability %d = %v, alone %v", g, i, got[i], wants[g][i])
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if _, err := pr.Logits(make([]float32, 5), 1); err == nil {
+		t.Error("5 input values for one image were accepted")
+	}
+}
+
+func TestCompileRejects(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for name, net := range map[string]*nn.Sequential{
+		"channels":    nn.NewSequential(nn.NewConv2D(rng, 3, 4, 3, 1, 1, false)),
+		"linear size": nn.NewSequential(&nn.Flatten{}, nn.NewLinear(rng, 10, 2)),
+		"pool":        nn.NewSequential(nn.NewMaxPool(40, 2)),
+	} {
+		if _, err := infer.Compile(net, 28, 28, 1); err == nil {
+			t.Errorf("%s: compiled", name)
+		} else {
+			t.Logf("%s: %v", name, err)
+		}
+	}
+}
