@@ -8,21 +8,45 @@ import (
 )
 
 // Winograd3x3 is a 3×3, stride-1, padding-1 convolution (no groups or
-// dilation) computed with Winograd's F(2×2, 3×3) algorithm: each 2×2 block
-// of output pixels of every output channel comes from a 4×4 input tile
-// through 16 products of C input channels with C×M transformed weights,
-// 2.25 times fewer multiply-adds than the direct convolution. The
-// transformed weights are packed once, at construction, for this CPU's
-// GEMM kernel; a Winograd3x3 is then immutable and safe for concurrent
-// use. It is the fast path for every convolution of the VGG networks
-// (3×3, stride 1, padding 1, 8 or more channels in and out).
+// dilation) computed with Winograd's minimal filtering algorithms: each
+// r×r block of output pixels of every output channel comes from an
+// (r+2)×(r+2) input tile through (r+2)² products of C input channels with
+// C×M transformed weights. F(4×4, 3×3) (r = 4) needs 4 times fewer
+// multiply-adds than the direct convolution, F(2×2, 3×3) (r = 2) 2.25
+// times; Forward picks F(4×4) where there are enough tiles to fill the
+// products and F(2×2) otherwise (a single 7×7 image). The transformed
+// weights of both are packed once, at construction, for this CPU's GEMM
+// kernel; a Winograd3x3 is then immutable and safe for concurrent use. It
+// is the fast path for every convolution of the VGG networks (3×3, stride
+// 1, padding 1, 8 or more channels in and out).
 //
-// Data is NHWC: src is n×h×w×C, dst n×h×w×M.
+// Data is NHWC: src is n×h×w×C, dst n×h×w×M. F(4×4) rounds a little more
+// than a direct sum (relative error ~1e-5 of Σ|w·x| rather than ~1e-6).
 type Winograd3x3 struct {
-	C, M int
-	// u[ξ] is the ξ-th of the 16 transformed weight matrices (C×M).
-	u [16]*blas.PackedB
+	C, M   int
+	f2, f4 winoForm
 }
+
+// winoForm is one of the algorithms: output tiles of r×r pixels from input
+// tiles of a×a, a = r+2.
+type winoForm struct {
+	r, a int
+	// u[ξ] is the ξ-th of the a² transformed weight matrices (C×M).
+	u []*blas.PackedB
+}
+
+// winoG are the weight transforms G (a×3) of F(2×2, 3×3) and F(4×4, 3×3).
+var (
+	winoG2 = [][3]float64{{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}}
+	winoG4 = [][3]float64{
+		{1.0 / 4, 0, 0},
+		{-1.0 / 6, -1.0 / 6, -1.0 / 6},
+		{-1.0 / 6, 1.0 / 6, -1.0 / 6},
+		{1.0 / 24, 1.0 / 12, 1.0 / 6},
+		{1.0 / 24, -1.0 / 12, 1.0 / 6},
+		{0, 0, 1},
+	}
+)
 
 // NewWinograd3x3 transforms weights stored as the right-hand side of the
 // im2col product: a [3·3·c, m] row-major matrix whose rows are ordered
@@ -31,37 +55,41 @@ func NewWinograd3x3(wt []float32, c, m int) *Winograd3x3 {
 	if c < 1 || m < 1 || len(wt) != 9*c*m {
 		panic(fmt.Sprintf("kernels.NewWinograd3x3: %d weights for %d→%d channels, want %d", len(wt), c, m, 9*c*m))
 	}
-	w := &Winograd3x3{C: c, M: m}
-	// U = G·g·Gᵀ per (input, output) channel pair, with
-	// G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1].
-	u := make([]float32, 16*c*m)
-	var g [3][3]float32
+	return &Winograd3x3{C: c, M: m, f2: newWinoForm(winoG2, wt, c, m), f4: newWinoForm(winoG4, wt, c, m)}
+}
+
+// newWinoForm computes U = G·g·Gᵀ for every (input, output) channel pair,
+// in float64, and packs the a² matrices.
+func newWinoForm(g [][3]float64, wt []float32, c, m int) winoForm {
+	a := len(g)
+	u := make([]float32, a*a*c*m)
+	var k [3][3]float64
+	t := make([][3]float64, a) // G·g
 	for ci := range c {
 		for mo := range m {
 			for ky := range 3 {
 				for kx := range 3 {
-					g[ky][kx] = wt[((ky*3+kx)*c+ci)*m+mo]
+					k[ky][kx] = float64(wt[((ky*3+kx)*c+ci)*m+mo])
 				}
 			}
-			var t [4][3]float32 // G·g
-			for j := range 3 {
-				t[0][j] = g[0][j]
-				t[1][j] = (g[0][j] + g[1][j] + g[2][j]) / 2
-				t[2][j] = (g[0][j] - g[1][j] + g[2][j]) / 2
-				t[3][j] = g[2][j]
+			for i := range a {
+				for j := range 3 {
+					t[i][j] = g[i][0]*k[0][j] + g[i][1]*k[1][j] + g[i][2]*k[2][j]
+				}
 			}
-			for i := range 4 {
-				r := [4]float32{t[i][0], (t[i][0] + t[i][1] + t[i][2]) / 2, (t[i][0] - t[i][1] + t[i][2]) / 2, t[i][2]}
-				for j := range 4 {
-					u[((i*4+j)*c+ci)*m+mo] = r[j]
+			for i := range a {
+				for j := range a {
+					v := t[i][0]*g[j][0] + t[i][1]*g[j][1] + t[i][2]*g[j][2]
+					u[((i*a+j)*c+ci)*m+mo] = float32(v)
 				}
 			}
 		}
 	}
-	for xi := range 16 {
-		w.u[xi] = blas.PackB(false, c, m, u[xi*c*m:(xi+1)*c*m], m)
+	f := winoForm{r: a - 2, a: a, u: make([]*blas.PackedB, a*a)}
+	for xi := range a * a {
+		f.u[xi] = blas.PackB(false, c, m, u[xi*c*m:(xi+1)*c*m], m)
 	}
-	return w
+	return f
 }
 
 // winoColBlock is the width of the output-channel blocks goroutines may
@@ -69,18 +97,31 @@ func NewWinograd3x3(wt []float32, c, m int) *Winograd3x3 {
 const winoColBlock = 32
 
 // winoTiles returns how many tiles one task transforms and multiplies at
-// once: about 8k/(C+M), so that its 16 transformed tiles and 16 products
-// (16·T·(C+M) floats) stay within half of a 1 MiB L2 cache, but small
-// enough that a small batch still gives every worker a task. It is a
-// multiple of 12 where it can be, so that the products' rows fill whole
-// slivers of the 6- and 12-row GEMM kernels.
-func (w *Winograd3x3) winoTiles(tiles, workers int) int {
+// once: about 128k/(a²·(C+M)), so that its a² transformed tiles and
+// products stay within half of a 1 MiB L2 cache, but small enough that a
+// small batch still gives every worker a task. It is a multiple of 12
+// where it can be, so that the products' rows fill whole slivers of the 6-
+// and 12-row GEMM kernels.
+func (w *Winograd3x3) winoTiles(f *winoForm, tiles, workers int) int {
 	const unit = 12
-	t := max(unit, 8192/(w.C+w.M)/unit*unit)
+	t := max(unit, (1<<17)/(f.a*f.a*(w.C+w.M))/unit*unit)
 	if per := (tiles + 2*workers - 1) / (2 * workers); per < t {
 		t = max(unit, (per+unit-1)/unit*unit)
 	}
 	return min(t, tiles)
+}
+
+// form picks the algorithm for n images of h×w: F(4×4) when it has at
+// least 48 tiles, F(2×2) for fewer (a single image of 14×14 or 7×7), where
+// F(4×4)'s tiles overhang the image by a third and its products have too
+// few rows to run at full speed (measured on Zen 3: F(4×4) 1.2–1.6× F(2×2)
+// on 28×28 and on batches of 14×14 and 7×7, 0.8–1.0× on single 14×14 and
+// 7×7 images).
+func (w *Winograd3x3) form(n, h, wd int) *winoForm {
+	if n*((h+3)/4)*((wd+3)/4) < 48 {
+		return &w.f2
+	}
+	return &w.f4
 }
 
 // Forward computes dst = conv(src) followed by ep (nil for none) for n
@@ -89,12 +130,12 @@ func (w *Winograd3x3) winoTiles(tiles, workers int) int {
 // outputs are written; other activations in a second pass. s provides the
 // temporary memory (nil allocates).
 func (w *Winograd3x3) Forward(dst, src []float32, n, h, wd int, ep *Epilogue, s *Scratch) {
-	w.forward(dst, src, n, h, wd, ep, s, parallel.Workers(), winoAsm)
+	w.forward(w.form(n, h, wd), dst, src, n, h, wd, ep, s, parallel.Workers(), winoAsm)
 }
 
-// forward is Forward with the number of workers and the choice of
-// assembly transforms given, for tests.
-func (w *Winograd3x3) forward(dst, src []float32, n, h, wd int, ep *Epilogue, s *Scratch, workers int, asm bool) {
+// forward is Forward with the algorithm, the number of workers and the
+// choice of assembly transforms given, for tests.
+func (w *Winograd3x3) forward(f *winoForm, dst, src []float32, n, h, wd int, ep *Epilogue, s *Scratch, workers int, asm bool) {
 	c, m := w.C, w.M
 	if n < 0 || h < 1 || wd < 1 || len(src) < n*h*wd*c || len(dst) < n*h*wd*m {
 		panic(fmt.Sprintf("kernels.Winograd3x3: %d→%d values for %d images of %d×%d×%d→%d", len(src), len(dst), n, h, wd, c, m))
@@ -103,9 +144,9 @@ func (w *Winograd3x3) forward(dst, src []float32, n, h, wd int, ep *Epilogue, s 
 		return
 	}
 	asm = asm && c%8 == 0 && m%8 == 0
-	th, tw := (h+1)/2, (wd+1)/2
+	th, tw := (h+f.r-1)/f.r, (wd+f.r-1)/f.r
 	tiles := n * th * tw
-	tpt := w.winoTiles(tiles, workers)
+	tpt := w.winoTiles(f, tiles, workers)
 	groups := (tiles + tpt - 1) / tpt
 	colBlocks := (m + winoColBlock - 1) / winoColBlock
 	split := 1
@@ -127,6 +168,7 @@ func (w *Winograd3x3) forward(dst, src []float32, n, h, wd int, ep *Epilogue, s 
 		s.Reserve(workers)
 	}
 	job := winoJob{
+		f:   f,
 		dst: dst, src: src, bias: bias[:m], relu: relu, s: s, asm: asm,
 		h: h, wd: wd, th: th, tw: tw, tiles: tiles, tpt: tpt, split: split, colBlocks: colBlocks,
 	}
@@ -146,6 +188,7 @@ func (w *Winograd3x3) forward(dst, src []float32, n, h, wd int, ep *Epilogue, s 
 
 // winoJob is one Forward call, shared by its tasks.
 type winoJob struct {
+	f                            *winoForm
 	dst, src, bias               []float32
 	relu, asm                    bool
 	s                            *Scratch
@@ -165,86 +208,102 @@ func (w *Winograd3x3) task(job *winoJob, wk, t int) {
 	if m0 >= m1 {
 		return
 	}
-	v := job.s.Floats(wk, slotA, 16*nt*c+16*c)
-	patch := v[16*nt*c:]
-	v = v[:16*nt*c]
-	prod := job.s.Floats(wk, slotB, 16*nt*m+m)
-	spill := prod[16*nt*m:]
-	prod = prod[:16*nt*m]
-	w.inputTiles(v, patch, job.src, t0, nt, job.th, job.tw, job.h, job.wd, job.asm)
-	for xi := range 16 {
-		blas.GemmPackedCols(nt, m0, m1, 1, v[xi*nt*c:], c, w.u[xi], 0, prod[xi*nt*m:], m)
+	f := job.f
+	a2 := f.a * f.a
+	v := job.s.Floats(wk, slotA, a2*nt*c+a2*c+36*8)
+	patch, tmp := v[a2*nt*c:a2*nt*c+a2*c], v[a2*nt*c+a2*c:]
+	v = v[:a2*nt*c]
+	prod := job.s.Floats(wk, slotB, a2*nt*m+m)
+	spill := prod[a2*nt*m:]
+	prod = prod[:a2*nt*m]
+	w.inputTiles(f, v, patch, tmp, job.src, t0, nt, job.th, job.tw, job.h, job.wd, job.asm)
+	for xi := range a2 {
+		blas.GemmPackedCols(nt, m0, m1, 1, v[xi*nt*c:], c, f.u[xi], 0, prod[xi*nt*m:], m)
 	}
-	w.outputTiles(job.dst, prod, spill, job.bias, job.relu, t0, nt, job.th, job.tw, job.h, job.wd, m0, m1, job.asm)
+	w.outputTiles(f, job.dst, prod, spill, tmp, job.bias, job.relu, t0, nt, job.th, job.tw, job.h, job.wd, m0, m1, job.asm)
 }
 
 // inputTiles writes the transformed input tiles t0 … t0+nt−1 into v: the
-// 16 matrices V[ξ] of nt×C, ξ-major. Tiles that overhang the image are
-// first gathered, zero-padded, into patch (16·C floats).
-func (w *Winograd3x3) inputTiles(v, patch, src []float32, t0, nt, th, tw, h, wd int, asm bool) {
-	c := w.C
+// a² matrices V[ξ] of nt×C, ξ-major. Tiles that overhang the image are
+// first gathered, zero-padded, into patch (a²·C floats). tmp is the
+// assembly's temporary (36×8 floats).
+func (w *Winograd3x3) inputTiles(f *winoForm, v, patch, tmp, src []float32, t0, nt, th, tw, h, wd int, asm bool) {
+	c, a, r := w.C, f.a, f.r
 	ds := nt * c
 	for i := range nt {
 		t := t0 + i
-		img, r := t/(th*tw), t%(th*tw)
-		y0, x0 := 2*(r/tw)-1, 2*(r%tw)-1
+		img, rem := t/(th*tw), t%(th*tw)
+		y0, x0 := r*(rem/tw)-1, r*(rem%tw)-1
 		var p []float32
 		rs := wd * c
-		if y0 >= 0 && x0 >= 0 && y0+4 <= h && x0+4 <= wd {
+		if y0 >= 0 && x0 >= 0 && y0+a <= h && x0+a <= wd {
 			p = src[((img*h+y0)*wd+x0)*c:]
 		} else {
 			clear(patch)
-			for dy := range 4 {
+			for dy := range a {
 				y := y0 + dy
 				if y < 0 || y >= h {
 					continue
 				}
-				for dx := range 4 {
-					x := x0 + dx
-					if x < 0 || x >= wd {
-						continue
-					}
-					copy(patch[(dy*4+dx)*c:(dy*4+dx+1)*c], src[((img*h+y)*wd+x)*c:])
+				xl, xh := max(x0, 0), min(x0+a, wd)
+				if xl < xh {
+					copy(patch[(dy*a+xl-x0)*c:(dy*a+xh-x0)*c], src[((img*h+y)*wd+xl)*c:])
 				}
 			}
-			p, rs = patch, 4*c
+			p, rs = patch, a*c
 		}
 		out := v[i*c:]
-		if asm {
-			_ = p[3*rs+3*c+c-1]
-			_ = out[15*ds+c-1]
+		_ = p[(a-1)*rs+(a-1)*c+c-1]
+		_ = out[(a*a-1)*ds+c-1]
+		switch {
+		case asm && a == 4:
 			winoInputAVX2(&p[0], rs, c, c, &out[0], ds)
-		} else {
+		case asm:
+			for k := 0; k < c; k += 8 {
+				wino4InputAVX2(&p[k], rs, c, &out[k], ds, &tmp[0])
+			}
+		case a == 4:
 			winoInputGo(p, rs, c, c, out, ds)
+		default:
+			wino4InputGo(p, rs, c, c, out, ds)
 		}
 	}
 }
 
 // outputTiles turns the products of tiles t0 … t0+nt−1, output channels
-// [m0, m1), into 2×2 output blocks with bias and optional ReLU, writing
+// [m0, m1), into r×r output blocks with bias and optional ReLU, writing
 // the pixels that fall inside the image; spill (M floats) takes the rest.
-func (w *Winograd3x3) outputTiles(dst, prod, spill, bias []float32, relu bool, t0, nt, th, tw, h, wd, m0, m1 int, asm bool) {
-	m := w.M
+func (w *Winograd3x3) outputTiles(f *winoForm, dst, prod, spill, tmp, bias []float32, relu bool, t0, nt, th, tw, h, wd, m0, m1 int, asm bool) {
+	m, r := w.M, f.r
 	ss := nt * m
-	var d [4][]float32
+	var d [16][]float32
+	var dp [16]*float32
 	for i := range nt {
 		t := t0 + i
-		img, r := t/(th*tw), t%(th*tw)
-		y0, x0 := 2*(r/tw), 2*(r%tw)
-		for k := range 4 {
-			y, x := y0+k/2, x0+k%2
+		img, rem := t/(th*tw), t%(th*tw)
+		y0, x0 := r*(rem/tw), r*(rem%tw)
+		for k := range r * r {
+			y, x := y0+k/r, x0+k%r
 			if y < h && x < wd {
-				d[k] = dst[((img*h+y)*wd+x)*m+m0 : ((img*h+y)*wd+x)*m+m1]
+				d[k] = dst[((img*h+y)*wd+x)*m : ((img*h+y)*wd+x+1)*m]
 			} else {
-				d[k] = spill[m0:m1]
+				d[k] = spill[:m]
 			}
+			dp[k] = &d[k][0]
 		}
-		src := prod[i*m+m0:]
-		if asm {
-			_ = src[15*ss+m1-m0-1]
-			winoOutputAVX2(&src[0], ss, m1-m0, &bias[m0], relu, &d[0][0], &d[1][0], &d[2][0], &d[3][0])
-		} else {
-			winoOutputGo(src, ss, bias[m0:m1], relu, d)
+		src := prod[i*m:]
+		_ = src[(f.a*f.a-1)*ss+m1-1]
+		switch {
+		case asm && r == 2:
+			winoOutputAVX2(&src[m0], ss, m1-m0, &bias[m0], relu, &d[0][m0], &d[1][m0], &d[2][m0], &d[3][m0])
+		case asm:
+			for k := m0; k < m1; k += 8 {
+				wino4OutputAVX2(&src[k], ss, &bias[k], relu, &dp, k, &tmp[0])
+			}
+		case r == 2:
+			winoOutputGo(src[m0:], ss, bias[m0:m1], relu, [4][]float32{d[0][m0:], d[1][m0:], d[2][m0:], d[3][m0:]})
+		default:
+			wino4OutputGo(src, ss, bias, m0, m1, relu, &d)
 		}
 	}
 }

@@ -67,23 +67,29 @@ func TestWinograd3x3MatchesDirect(t *testing.T) {
 			if b != nil || a.Kind != ActNone {
 				ep = NewEpilogue(b, a)
 			}
-			for _, asm := range []bool{false, winoAsm} {
-				for _, workers := range []int{1, 2, 3} {
-					name := fmt.Sprintf("%+v/act%d/asm=%v/workers=%d", sh, a.Kind, asm, workers)
-					dst := make([]float32, len(want)+3)
-					for i := range dst {
-						dst[i] = float32(math.NaN())
-					}
-					var s Scratch
-					wg.forward(dst, src, sh.n, sh.h, sh.w, ep, &s, workers, asm)
-					for i := range want {
-						if d := math.Abs(float64(dst[i]) - want[i]); !(d <= 1e-5*mag[i]) {
-							t.Fatalf("%s: out[%d] = %v, want %v (±%v)", name, i, dst[i], want[i], 1e-5*mag[i])
+			for _, f := range []*winoForm{&wg.f2, &wg.f4} {
+				tol := 2e-6
+				if f.r == 4 {
+					tol = 2e-5
+				}
+				for _, asm := range []bool{false, winoAsm} {
+					for _, workers := range []int{1, 2, 3} {
+						name := fmt.Sprintf("%+v/F%d/act%d/asm=%v/workers=%d", sh, f.r, a.Kind, asm, workers)
+						dst := make([]float32, len(want)+3)
+						for i := range dst {
+							dst[i] = float32(math.NaN())
 						}
-					}
-					for i := len(want); i < len(dst); i++ {
-						if !math.IsNaN(float64(dst[i])) {
-							t.Fatalf("%s: wrote past the output, at %d", name, i)
+						var s Scratch
+						wg.forward(f, dst, src, sh.n, sh.h, sh.w, ep, &s, workers, asm)
+						for i := range want {
+							if d := math.Abs(float64(dst[i]) - want[i]); !(d <= tol*mag[i]) {
+								t.Fatalf("%s: out[%d] = %v, want %v (±%v)", name, i, dst[i], want[i], tol*mag[i])
+							}
+						}
+						for i := len(want); i < len(dst); i++ {
+							if !math.IsNaN(float64(dst[i])) {
+								t.Fatalf("%s: wrote past the output, at %d", name, i)
+							}
 						}
 					}
 				}
@@ -129,6 +135,64 @@ func TestWinogradTransformsAsmMatchGo(t *testing.T) {
 	}
 }
 
+// TestWinograd4TransformsAsmMatchGo compares the F(4×4) assembly
+// transforms with the Go ones; they differ only in the rounding of fused
+// multiply-adds.
+func TestWinograd4TransformsAsmMatchGo(t *testing.T) {
+	if !winoAsm {
+		t.Skip("no AVX2 on this CPU")
+	}
+	rng := rand.New(rand.NewPCG(15, 16))
+	// The transforms cancel large terms, so the rounding is relative to
+	// the largest value, not to each result.
+	scale := func(v []float32) float64 {
+		s := 0.0
+		for _, x := range v {
+			s = max(s, math.Abs(float64(x)))
+		}
+		return s
+	}
+	var tol float64
+	near32 := func(a, b float32) bool { return math.Abs(float64(a-b)) <= tol }
+	for _, c := range []int{8, 24, 64} {
+		rs, ds := 9*c, 2*c
+		p := randVec(rng, 6*rs)
+		goOut, asmOut := make([]float32, 36*ds), make([]float32, 36*ds)
+		tmp := make([]float32, 36*8)
+		wino4InputGo(p, rs, c, c, goOut, ds)
+		tol = 1e-6 * scale(goOut)
+		for k := 0; k < c; k += 8 {
+			wino4InputAVX2(&p[k], rs, c, &asmOut[k], ds, &tmp[0])
+		}
+		for i := range goOut {
+			if !near32(asmOut[i], goOut[i]) {
+				t.Fatalf("input c=%d: [%d] asm %v, Go %v", c, i, asmOut[i], goOut[i])
+			}
+		}
+		bias := randVec(rng, c)
+		for _, relu := range []bool{false, true} {
+			var dg, da [16][]float32
+			var dp [16]*float32
+			for k := range 16 {
+				dg[k], da[k] = make([]float32, c), make([]float32, c)
+				dp[k] = &da[k][0]
+			}
+			wino4OutputGo(goOut, ds, bias, 0, c, relu, &dg)
+			tol = 1e-6 * max(scale(dg[0]), scale(dg[15])) * 10
+			for k := 0; k < c; k += 8 {
+				wino4OutputAVX2(&goOut[k], ds, &bias[k], relu, &dp, k, &tmp[0])
+			}
+			for k := range 16 {
+				for i := range c {
+					if !near32(da[k][i], dg[k][i]) {
+						t.Fatalf("output c=%d relu=%v: pixel %d [%d] asm %v, Go %v", c, relu, k, i, da[k][i], dg[k][i])
+					}
+				}
+			}
+		}
+	}
+}
+
 func TestWinograd3x3SteadyStateDoesNotAllocate(t *testing.T) {
 	rng := rand.New(rand.NewPCG(11, 12))
 	c, m, h, w := 32, 32, 28, 28
@@ -136,9 +200,11 @@ func TestWinograd3x3SteadyStateDoesNotAllocate(t *testing.T) {
 	src, dst := randVec(rng, h*w*c), make([]float32, h*w*m)
 	ep := NewEpilogue(randVec(rng, m), ReLU)
 	var s Scratch
-	wg.forward(dst, src, 1, h, w, ep, &s, 1, winoAsm)
-	if n := testing.AllocsPerRun(20, func() { wg.forward(dst, src, 1, h, w, ep, &s, 1, winoAsm) }); n > 0 {
-		t.Fatalf("Forward allocated %v times per call", n)
+	for _, f := range []*winoForm{&wg.f2, &wg.f4} {
+		wg.forward(f, dst, src, 1, h, w, ep, &s, 1, winoAsm)
+		if n := testing.AllocsPerRun(20, func() { wg.forward(f, dst, src, 1, h, w, ep, &s, 1, winoAsm) }); n > 0 {
+			t.Fatalf("F(%d×%d) allocated %v times per call", f.r, f.r, n)
+		}
 	}
 }
 
