@@ -65,6 +65,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fetchRedirects = fs.Int("fetch-max-redirects", 3, "redirects followed when fetching an image URL (0: none)")
 	)
 	fs.StringVar(&cfg.Addr, "addr", "", "listen `address` (default :8080, or :$PORT when PORT is set)")
+	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", ":8081", "listen `address` of the Open Inference Protocol gRPC service (empty: no gRPC)")
 	fs.IntVar(&cfg.MaxBatch, "max-batch", 32, "most images per forward pass")
 	fs.DurationVar(&cfg.MaxDelay, "max-delay", 500*time.Microsecond, "longest a forming batch waits for more requests (0: never wait)")
 	fs.IntVar(&cfg.Queue, "queue", 0, "most images waiting for inference before answering 503 (default 4×max-batch)")

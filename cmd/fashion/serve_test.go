@@ -26,7 +26,7 @@ func TestServeHonoursPORTAndStops(t *testing.T) {
 	out, w := io.Pipe()
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"serve", "-log-level", "error"}, w, io.Discard)
+		done <- run(ctx, []string{"serve", "-log-level", "error", "-grpc-addr", "127.0.0.1:0"}, w, io.Discard)
 		w.Close()
 	}()
 	line, err := bufio.NewReader(out).ReadString('\n')

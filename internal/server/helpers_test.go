@@ -121,11 +121,12 @@ func testImage(t testing.TB, v uint8) ([]byte, []uint8) {
 // testServer is a Server running on a loopback port.
 type testServer struct {
 	*Server
-	url     string
-	cancel  context.CancelFunc
-	done    chan error
-	once    sync.Once
-	stopErr error
+	url      string
+	grpcAddr string // host:port of the gRPC service
+	cancel   context.CancelFunc
+	done     chan error
+	once     sync.Once
+	stopErr  error
 }
 
 // stop cancels the server's context and waits for Serve to return.
@@ -158,9 +159,13 @@ func startServer(t testing.TB, cfg Config, pred Predictor) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	gln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	ts := &testServer{Server: s, url: "http://" + ln.Addr().String(), cancel: cancel, done: make(chan error, 1)}
-	go func() { ts.done <- s.Serve(ctx, ln) }()
+	ts := &testServer{Server: s, url: "http://" + ln.Addr().String(), grpcAddr: gln.Addr().String(), cancel: cancel, done: make(chan error, 1)}
+	go func() { ts.done <- s.ServeWithGRPC(ctx, ln, gln) }()
 	t.Cleanup(func() {
 		if err := ts.stop(t); err != nil {
 			t.Errorf("Serve: %v", err)

@@ -51,6 +51,10 @@ type Predictor interface {
 type Config struct {
 	// Addr is the TCP address Run listens on; default ":8080".
 	Addr string
+	// GRPCAddr is the TCP address Run serves the Open Inference Protocol's
+	// gRPC service on; empty means no gRPC (fashion serve's -grpc-addr
+	// defaults to ":8081", KServe's convention).
+	GRPCAddr string
 	// ModelName is the name under /v2/models/{name}; default "fashion-mnist".
 	ModelName string
 	// Version is reported by GET /v2 and in logs; default "dev".
@@ -361,8 +365,15 @@ func (s *Server) Close() {
 // gracefully: readiness turns false, the server keeps serving for
 // Config.DrainDelay, stops accepting connections, waits up to
 // Config.ShutdownTimeout for in-flight requests and finally stops the
-// batcher. It returns nil after a clean shutdown.
+// batchers. It returns nil after a clean shutdown.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	return s.ServeWithGRPC(ctx, ln, nil)
+}
+
+// ServeWithGRPC is Serve that also answers the Open Inference Protocol's
+// gRPC service on grpcLn (nil: none). Both shut down together; in-flight
+// gRPC calls finish (GracefulStop) within the same ShutdownTimeout.
+func (s *Server) ServeWithGRPC(ctx context.Context, ln, grpcLn net.Listener) error {
 	hs := &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
@@ -374,13 +385,30 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	defer s.Close()
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- hs.Serve(ln) }()
+	var gs interface {
+		GracefulStop()
+		Stop()
+	}
+	if grpcLn != nil {
+		g := s.NewGRPCServer()
+		gs = g
+		go func() {
+			if err := g.Serve(grpcLn); err != nil {
+				errc <- fmt.Errorf("gRPC: %w", err)
+			}
+		}()
+		s.log.Info("serving gRPC", "addr", grpcLn.Addr().String())
+	}
 	s.log.Info("serving", "addr", ln.Addr().String(), "default_model", s.cfg.ModelName,
 		"model_repository", s.cfg.ModelRepository, "max_batch", s.cfg.MaxBatch, "max_delay", s.cfg.MaxDelay, "queue", s.cfg.Queue, "max_in_flight", s.cfg.MaxInFlight)
 
 	select {
 	case err := <-errc:
+		if gs != nil {
+			gs.Stop()
+		}
 		return fmt.Errorf("server: serving on %s: %w", ln.Addr(), err)
 	case <-ctx.Done():
 	}
@@ -392,15 +420,34 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		case <-t.C:
 		case err := <-errc:
 			t.Stop()
+			if gs != nil {
+				gs.Stop()
+			}
 			return fmt.Errorf("server: serving on %s: %w", ln.Addr(), err)
 		}
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
+	grpcDone := make(chan struct{})
+	go func() {
+		defer close(grpcDone)
+		if gs == nil {
+			return
+		}
+		stopped := make(chan struct{})
+		go func() { gs.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-sctx.Done():
+			gs.Stop()
+		}
+	}()
 	if err := hs.Shutdown(sctx); err != nil {
 		hs.Close()
+		<-grpcDone
 		return fmt.Errorf("server: graceful shutdown did not finish within %v: %w", s.cfg.ShutdownTimeout, err)
 	}
+	<-grpcDone
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("server: serving on %s: %w", ln.Addr(), err)
 	}
@@ -408,9 +455,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
-// Run listens on cfg.Addr, serves p until ctx is cancelled and shuts down
-// gracefully (see Server.Serve). started, if not nil, is called with the
-// bound address once the listener is open, before the first request.
+// Run listens on cfg.Addr (and cfg.GRPCAddr, if set), serves p until ctx is
+// cancelled and shuts down gracefully (see Server.ServeWithGRPC). started,
+// if not nil, is called with the bound HTTP address once the listeners are
+// open, before the first request.
 func Run(ctx context.Context, cfg Config, p Predictor, log *slog.Logger, started func(net.Addr)) error {
 	s, err := New(cfg, p, log)
 	if err != nil {
@@ -422,10 +470,18 @@ func Run(ctx context.Context, cfg Config, p Predictor, log *slog.Logger, started
 		s.Close()
 		return fmt.Errorf("server: listening on %q: %w", s.cfg.Addr, err)
 	}
+	var grpcLn net.Listener
+	if s.cfg.GRPCAddr != "" {
+		if grpcLn, err = lc.Listen(ctx, "tcp", s.cfg.GRPCAddr); err != nil {
+			ln.Close()
+			s.Close()
+			return fmt.Errorf("server: listening for gRPC on %q: %w", s.cfg.GRPCAddr, err)
+		}
+	}
 	if started != nil {
 		started(ln.Addr())
 	}
-	return s.Serve(ctx, ln)
+	return s.ServeWithGRPC(ctx, ln, grpcLn)
 }
 
 // route is one endpoint: a ServeMux pattern and its handler.

@@ -152,15 +152,8 @@ func decodeInferRequest(header, bin []byte, info modelfile.Info, maxImages int) 
 	switch in.Datatype {
 	case "FP32":
 		if hasBin {
-			if len(bin) != want*4 {
-				return nil, fmt.Errorf("input %q: %d bytes of FP32 binary data, want %d for shape %v", in.Name, len(bin), want*4, in.Shape)
-			}
-			for i := range out.x {
-				v := math.Float32frombits(binary.LittleEndian.Uint32(bin[4*i:]))
-				if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-					return nil, fmt.Errorf("input %q: value %d is %v, want a finite number", in.Name, i, v)
-				}
-				out.x[i] = v
+			if err := decodeFP32LE(out.x, bin); err != nil {
+				return nil, fmt.Errorf("input %q: %w for shape %v", in.Name, err, in.Shape)
 			}
 			return out, nil
 		}
@@ -216,6 +209,32 @@ func decodeInferRequest(header, bin []byte, info modelfile.Info, maxImages int) 
 		return out, nil
 	}
 	return nil, fmt.Errorf("input %q: datatype %q is not supported; use FP32 (normalised) or UINT8 (pixels)", in.Name, in.Datatype)
+}
+
+// decodeFP32LE fills dst from little-endian FP32 bytes, which must be
+// exactly 4×len(dst) of finite values: the binary form of an FP32 tensor on
+// both protocols.
+func decodeFP32LE(dst []float32, b []byte) error {
+	if len(b) != 4*len(dst) {
+		return fmt.Errorf("%d bytes of FP32 data, want %d", len(b), 4*len(dst))
+	}
+	for i := range dst {
+		v := math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return fmt.Errorf("value %d is %v, want a finite number", i, v)
+		}
+		dst[i] = v
+	}
+	return nil
+}
+
+// encodeFP32LE is the little-endian byte form of v.
+func encodeFP32LE(v []float32) []byte {
+	b := make([]byte, 4*len(v))
+	for i, f := range v {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(f))
+	}
+	return b
 }
 
 // imagesInShape returns n for a shape [n,1,28,28] or [n,28,28].
