@@ -43,6 +43,10 @@ type Result struct {
 // BatchItem is one entry of a batch answer: a Result, or the error that
 // stopped this one image (the other images are still classified).
 type BatchItem struct {
+	// File is the upload's file name (multipart filename), or the image's
+	// url in a JSON batch, so each answer can be matched to its input
+	// without counting; absent when the input had neither.
+	File string `json:"file,omitempty"`
 	*Result
 	Error  string `json:"error,omitempty"`
 	Status int    `json:"status,omitempty"`
@@ -265,6 +269,9 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, buf *bytes.Buf
 func (s *Server) fetchImage(ctx context.Context, url string) ([]byte, error) {
 	if url == "" {
 		return nil, withStatus(http.StatusBadRequest, errors.New("missing url: pass the image address as url=…"))
+	}
+	if b, ok := ownSample(ctx, url); ok {
+		return b, nil
 	}
 	res, err := s.fetch.Get(ctx, url)
 	if err != nil {
@@ -548,10 +555,10 @@ func (s *Server) answerBatch(w http.ResponseWriter, r *http.Request, t *ticket, 
 	k := 0
 	for i, u := range ups {
 		if u.err != nil {
-			out.Results[i] = BatchItem{Error: u.err.Error(), Status: statusOf(u.err)}
+			out.Results[i] = BatchItem{File: u.name, Error: u.err.Error(), Status: statusOf(u.err)}
 			continue
 		}
-		out.Results[i] = BatchItem{Result: &res[k]}
+		out.Results[i] = BatchItem{File: u.name, Result: &res[k]}
 		k++
 	}
 	writeJSON(w, http.StatusOK, out)

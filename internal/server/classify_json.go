@@ -167,6 +167,7 @@ func (s *Server) classifyJSON(w http.ResponseWriter, r *http.Request, t *ticket,
 		if ups[i].err != nil {
 			ups[i].err = fmt.Errorf("image %d: %w", i, ups[i].err)
 		}
+		ups[i].name = req.Images[i].URL // the answer's "file"
 	}
 	s.answerBatch(w, r, t, ups, o)
 }

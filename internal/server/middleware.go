@@ -95,7 +95,8 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 			id = s.ids.next()
 		}
 		w.Header().Set("X-Request-ID", id)
-		r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
+		ctx := context.WithValue(r.Context(), requestIDKey{}, id)
+		r = r.WithContext(context.WithValue(ctx, hostKey{}, r.Host))
 		sw := &statusWriter{ResponseWriter: w}
 
 		defer func() {

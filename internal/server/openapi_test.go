@@ -1,9 +1,11 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -14,6 +16,11 @@ type openAPIDoc struct {
 	Paths   map[string]map[string]struct {
 		OperationID string `json:"operationId"`
 		Summary     string `json:"summary"`
+		Parameters  []struct {
+			Name    string `json:"name"`
+			In      string `json:"in"`
+			Example string `json:"example"`
+		} `json:"parameters"`
 		RequestBody *struct {
 			Content map[string]struct {
 				Examples map[string]struct {
@@ -97,21 +104,43 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	}
 }
 
-// TestOpenAPIExamplesWork sends every JSON request example of the document
-// that needs no network to a running server: what Swagger's "Try it out"
-// sends must work.
+// TestOpenAPIExamplesWork sends every request example of the document as
+// the server serves it to a running server with the default fetch policy
+// and no network: what Swagger's "Try it out" sends must work, the URL
+// examples included (they name the server's own samples).
 func TestOpenAPIExamplesWork(t *testing.T) {
-	doc := loadOpenAPI(t)
 	ts := startServer(t, Config{}, newFake())
-	sent := 0
+	r := do(t, http.MethodGet, ts.url+"/openapi.json", "", nil)
+	var doc openAPIDoc
+	if err := json.Unmarshal(r.body, &doc); err != nil {
+		t.Fatal(err)
+	}
+	sent, urls := 0, 0
 	for path, ops := range doc.Paths {
 		for method, op := range ops {
+			if method == "get" {
+				q := url.Values{}
+				for _, p := range op.Parameters {
+					if p.In == "query" && p.Name == "url" && p.Example != "" {
+						if !strings.HasPrefix(p.Example, ts.url+"/samples/") {
+							t.Errorf("%s %s: example url %q is not this server's sample", method, path, p.Example)
+						}
+						q.Set("url", p.Example)
+					}
+				}
+				if len(q) > 0 {
+					if r := do(t, http.MethodGet, ts.url+path+"?"+q.Encode(), "", nil); r.code != http.StatusOK {
+						t.Errorf("GET %s with the example url: status %d: %.300s", path, r.code, r.body)
+					}
+					urls++
+				}
+			}
 			if op.RequestBody == nil {
 				continue
 			}
 			for name, ex := range op.RequestBody.Content["application/json"].Examples {
 				if strings.Contains(string(ex.Value), `"url"`) {
-					continue // would fetch from the internet
+					urls++
 				}
 				r := do(t, strings.ToUpper(method), ts.url+concrete(path), "application/json", ex.Value)
 				if r.code != http.StatusOK {
@@ -121,8 +150,8 @@ func TestOpenAPIExamplesWork(t *testing.T) {
 			}
 		}
 	}
-	if sent < 5 {
-		t.Errorf("only %d examples sent; the document should carry base64 and v2 examples", sent)
+	if sent < 5 || urls < 4 {
+		t.Errorf("%d request examples sent, %d with URLs; the document should carry base64, URL and v2 examples", sent, urls)
 	}
 }
 
@@ -145,5 +174,31 @@ func TestOpenAPIReportsServerVersion(t *testing.T) {
 	}
 	if doc.Info.Version != "9.8.7" || doc.Info.Title == "" || doc.OpenAPI == "" || len(doc.Paths) < 10 {
 		t.Errorf("served document: openapi %q, info %+v, %d paths; want version 9.8.7 and the whole document", doc.OpenAPI, doc.Info, len(doc.Paths))
+	}
+}
+
+// TestOwnSamplesOnly: only URLs addressed to this server's own /samples/
+// path are answered from memory; the same path on another host goes
+// through the fetch policy like any URL.
+func TestOwnSamplesOnly(t *testing.T) {
+	ts := startServer(t, Config{}, newFake())
+	for _, tc := range []struct {
+		url  string
+		want int
+	}{
+		{ts.url + "/samples/trouser.png", http.StatusOK},
+		{strings.Replace(ts.url, "127.0.0.1", "localhost", 1) + "/samples/trouser.png", http.StatusForbidden}, // another Host: fetched, and loopback is refused
+		{"http://other.invalid/samples/trouser.png", http.StatusBadGateway},
+		{ts.url + "/samples/../openapi.json", http.StatusForbidden},
+	} {
+		if r := do(t, http.MethodGet, ts.url+"/image-classify?url="+url.QueryEscape(tc.url), "", nil); r.code != tc.want {
+			t.Errorf("url=%s: status %d, want %d: %.200s", tc.url, r.code, tc.want, r.body)
+		}
+	}
+	if r := do(t, http.MethodGet, ts.url+"/samples/nope.png", "", nil); r.code != http.StatusNotFound || !strings.Contains(string(r.body), "ankle-boot.png") {
+		t.Errorf("GET /samples/nope.png: status %d: %s; want 404 listing the samples", r.code, r.body)
+	}
+	if r := do(t, http.MethodGet, ts.url+"/samples/dress.png", "", nil); r.code != http.StatusOK || !bytes.HasPrefix(r.body, []byte("\x89PNG")) {
+		t.Errorf("GET /samples/dress.png: status %d, not a PNG", r.code)
 	}
 }

@@ -511,6 +511,7 @@ func (s *Server) routeTable() []route {
 		h("GET /openapi.json", s.handleOpenAPI),
 		h("GET /docs", s.handleDocsRedirect),
 		{"GET /docs/", s.docsHandler()},
+		h("GET /samples/{name}", s.handleSample),
 
 		p("GET /image-view", s.admit(s.handleImageView)),
 		p("GET /image-classify", s.admit(s.withModel(s.handleImageClassify))),

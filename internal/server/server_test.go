@@ -245,6 +245,11 @@ func TestClassifyMultipart(t *testing.T) {
 	if sizes := fake.batchSizes()[before:]; len(sizes) != 1 || sizes[0] != 2 {
 		t.Errorf("the two good images ran as batches %v, want one batch of 2", sizes)
 	}
+	for i, it := range got.Results {
+		if want := fmt.Sprintf("img%d.png", i); it.File != want {
+			t.Errorf("batch item %d names file %q, want %q", i, it.File, want)
+		}
+	}
 
 	// More files than MaxImages is refused as a whole.
 	body, ct = multipartBody(t, a, a, a, a, a)
