@@ -270,13 +270,20 @@ func TestReadinessWaitsForDefaultModel(t *testing.T) {
 	}
 	copyFile(t, filepath.Join("..", "..", "model", "README.md"), filepath.Join(dir, "slow", "1", "model.safetensors"))
 	ts := startServer(t, Config{ModelRepository: dir, ModelName: "slow", OpenModel: open, WarmUp: true}, nil)
+	loading := func() bool {
+		got := decode[[]repository.IndexEntry](t, do(t, "POST", ts.url+"/v2/repository/index", "", nil))
+		return len(got) == 1 && got[0].State == "LOADING"
+	}
+	for deadline := time.Now().Add(10 * time.Second); !loading() && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !loading() {
+		t.Fatal("the index never showed the model LOADING")
+	}
 	for _, path := range []string{"/readyz", "/v2/health/ready", "/v2/models/slow/ready"} {
 		if r := do(t, "GET", ts.url+path, "", nil); r.code != http.StatusServiceUnavailable {
 			t.Errorf("%s while loading: %d %s, want 503", path, r.code, r.body)
 		}
-	}
-	if got := decode[[]repository.IndexEntry](t, do(t, "POST", ts.url+"/v2/repository/index", "", nil)); len(got) != 1 || got[0].State != "LOADING" {
-		t.Errorf("index while loading: %+v", got)
 	}
 	close(gate)
 	waitReady(t, ts.url)
