@@ -5,12 +5,11 @@
 //
 //	go run gen_winograd.go
 //
-// Both transforms apply a small constant matrix to the rows and then to the
-// columns of a tile, 8 channels at a time: first pass into a caller-given
-// temporary, second pass from it. Each output is a chain of adds,
-// subtracts and multiply-adds with the matrix's constants held in
-// registers, in the same order as the Go versions (winoApplyRows in
-// winograd4.go), so that both round the same way.
+// Both transforms apply a small constant matrix (Bᵀ, 6×6, or Aᵀ, 4×6) to
+// the rows and then to the columns of a tile, 8 channels at a time: first
+// pass into a caller-given temporary, second pass from it. The matrices
+// are applied through their usual factorisations (winoBT6 and winoAT6 in
+// winograd4.go compute the same way), with the constants in registers.
 package main
 
 import (
@@ -21,23 +20,6 @@ import (
 	"os"
 )
 
-// bt is Bᵀ of F(4×4, 3×3) (6×6) and at is Aᵀ (4×6).
-var bt = [][]float32{
-	{4, 0, -5, 0, 1, 0},
-	{0, -4, -4, 1, 1, 0},
-	{0, 4, -4, -1, 1, 0},
-	{0, -2, -1, 2, 1, 0},
-	{0, 2, -1, -2, 1, 0},
-	{0, 4, 0, -5, 0, 1},
-}
-
-var at = [][]float32{
-	{1, 1, 1, 1, 1, 0},
-	{0, 1, -1, 2, -2, 0},
-	{0, 1, 1, 4, 4, 0},
-	{0, 1, -1, 8, -8, 1},
-}
-
 type gen struct {
 	buf bytes.Buffer
 	// konst maps a constant to the register holding it.
@@ -46,54 +28,73 @@ type gen struct {
 
 func (g *gen) p(format string, args ...any) { fmt.Fprintf(&g.buf, "\t"+format+"\n", args...) }
 
-// loadConsts broadcasts every constant of mat other than 0 and ±1 into
-// registers from Y15 downwards.
-func (g *gen) loadConsts(mat [][]float32) {
+// loadConsts broadcasts the constants into Y15, Y14, Y13 and records
+// their registers. VMOVQ, not MOVQ: a legacy-SSE write to an XMM register
+// between AVX instructions made the whole transform 6 times slower.
+func (g *gen) loadConsts(vals ...float32) {
 	g.konst = map[float32]string{}
-	reg := 15
-	for _, row := range mat {
-		for _, v := range row {
-			if v == 0 || v == 1 || v == -1 {
-				continue
-			}
-			if _, ok := g.konst[v]; ok {
-				continue
-			}
-			r := fmt.Sprintf("Y%d", reg)
-			reg--
-			g.p("MOVL $0x%08x, R15 // %v", math.Float32bits(v), v)
-			g.p("VMOVQ R15, X%d", reg+1)
-			g.p("VBROADCASTSS X%d, %s", reg+1, r)
-			g.konst[v] = r
-		}
+	for n, v := range vals {
+		r := 15 - n
+		g.p("MOVL $0x%08x, R15 // %v", math.Float32bits(v), v)
+		g.p("VMOVQ R15, X%d", r)
+		g.p("VBROADCASTSS X%d, Y%d", r, r)
+		g.konst[v] = fmt.Sprintf("Y%d", r)
 	}
 }
 
-// combine emits acc = Σ coef[l]·in[l]: the first +1 term starts the chain
-// (every row of Bᵀ and Aᵀ has one), the other terms follow in order.
-func (g *gen) combine(coef []float32, in []string, acc string) {
-	first := -1
-	for l, v := range coef {
-		if v == 1 {
-			first = l
-			break
-		}
-	}
-	if first < 0 {
-		log.Fatalf("row %v has no +1 term", coef)
-	}
-	g.p("VMOVAPS %s, %s", in[first], acc)
-	for l, v := range coef {
-		switch {
-		case l == first || v == 0:
-		case v == 1:
-			g.p("VADDPS %s, %s, %s", in[l], acc, acc)
-		case v == -1:
-			g.p("VSUBPS %s, %s, %s", in[l], acc, acc)
-		default:
-			g.p("VFMADD231PS %s, %s, %s", g.konst[v], in[l], acc)
-		}
-	}
+// bt6 emits the six values of Bᵀ·x for x in Y0…Y5, with the shared terms
+// of the usual factorisation (12 operations rather than 22), calling
+// store for each in turn with the register holding it. Y6–Y8 are
+// temporaries. winoBT6 in winograd4.go computes the same way.
+func (g *gen) bt6(store func(i int, reg string)) {
+	k4, k2, k5 := g.konst[4], g.konst[2], g.konst[5]
+	// a = x4 − 4x2, b = x3 − 4x1: rows 1 and 2 are a + b and a − b.
+	g.p("VMOVAPS Y4, Y6")
+	g.p("VFNMADD231PS %s, Y2, Y6", k4)
+	g.p("VMOVAPS Y3, Y7")
+	g.p("VFNMADD231PS %s, Y1, Y7", k4)
+	g.p("VADDPS Y7, Y6, Y8")
+	store(1, "Y8")
+	g.p("VSUBPS Y7, Y6, Y8")
+	store(2, "Y8")
+	// c = x4 − x2, e = x3 − x1: rows 3 and 4 are c + 2e and c − 2e.
+	g.p("VSUBPS Y2, Y4, Y6")
+	g.p("VSUBPS Y1, Y3, Y7")
+	g.p("VMOVAPS Y6, Y8")
+	g.p("VFMADD231PS %s, Y7, Y8", k2)
+	store(3, "Y8")
+	g.p("VFNMADD231PS %s, Y7, Y6", k2)
+	store(4, "Y6")
+	// Row 0 = (x4 − 5x2) + 4x0, row 5 = (x5 − 5x3) + 4x1.
+	g.p("VMOVAPS Y4, Y8")
+	g.p("VFNMADD231PS %s, Y2, Y8", k5)
+	g.p("VFMADD231PS %s, Y0, Y8", k4)
+	store(0, "Y8")
+	g.p("VMOVAPS Y5, Y8")
+	g.p("VFNMADD231PS %s, Y3, Y8", k5)
+	g.p("VFMADD231PS %s, Y1, Y8", k4)
+	store(5, "Y8")
+}
+
+// at6 emits the four values of Aᵀ·x for x in Y0…Y5 (10 operations rather
+// than 18), as winoAT6 does. Y6–Y10 are temporaries.
+func (g *gen) at6(store func(i int, reg string)) {
+	k2, k4, k8 := g.konst[2], g.konst[4], g.konst[8]
+	g.p("VADDPS Y2, Y1, Y6 // p = x1 + x2")
+	g.p("VSUBPS Y2, Y1, Y7 // q = x1 − x2")
+	g.p("VADDPS Y4, Y3, Y8 // s = x3 + x4")
+	g.p("VSUBPS Y4, Y3, Y9 // t = x3 − x4")
+	g.p("VADDPS Y6, Y0, Y10")
+	g.p("VADDPS Y8, Y10, Y10")
+	store(0, "Y10") // x0 + p + s
+	g.p("VMOVAPS Y7, Y10")
+	g.p("VFMADD231PS %s, Y9, Y10", k2)
+	store(1, "Y10") // q + 2t
+	g.p("VFMADD231PS %s, Y8, Y6", k4)
+	store(2, "Y6") // p + 4s
+	g.p("VFMADD231PS %s, Y9, Y7", k8)
+	g.p("VADDPS Y5, Y7, Y7")
+	store(3, "Y7") // q + 8t + x5
 }
 
 func main() {
@@ -113,64 +114,65 @@ var rowRegs = []string{"SI", "R10", "R11", "R12", "DX", "R8"}
 // columns in bytes.
 var colAddr = []string{"", "(R9*1)", "(R9*2)", "(R13*1)", "(R9*4)", "(R14*1)"}
 
+// rows sets rowRegs to base + 0…5 rows of stride bytes (in AX) and the
+// column registers to 1, 3 and 5 times col (in R9).
+func (g *gen) rows(base string) {
+	g.p("LEAQ (R9)(R9*2), R13")
+	g.p("LEAQ (R9)(R9*4), R14")
+	g.p("MOVQ %s, SI", base)
+	g.p("LEAQ (SI)(AX*1), R10")
+	g.p("LEAQ (SI)(AX*2), R11")
+	g.p("LEAQ (R10)(AX*2), R12")
+	g.p("LEAQ (SI)(AX*4), DX")
+	g.p("LEAQ (R10)(AX*4), R8")
+}
+
 // input writes wino4InputAVX2.
 func (g *gen) input() {
 	fmt.Fprintf(&g.buf, `
-// func wino4InputAVX2(p *float32, rs, ps int, out *float32, ds int, tmp *float32)
+// func wino4InputAVX2(p *float32, rs, ps int, out *float32, ds int, tmp *float32, chunks int)
 //
-// V = Bᵀ·d·B for 8 channels of the 6×6 tile whose pixel (i, j) starts at
-// p[i·rs+j·ps]; V[ξ] is written at out[ξ·ds:]. tmp holds 36×8 floats.
-// Strides are in elements. Requires AVX2 and FMA.
-TEXT ·wino4InputAVX2(SB), NOSPLIT, $0-48
+// V = Bᵀ·d·B for 8·chunks channels of the 6×6 tile whose pixel (i, j)
+// starts at p[i·rs+j·ps]; V[ξ] is written at out[ξ·ds:]. tmp holds 36×8
+// floats. Strides are in elements. Requires AVX2 and FMA.
+TEXT ·wino4InputAVX2(SB), NOSPLIT, $0-56
 `)
-	g.loadConsts(bt)
-	g.p("MOVQ p+0(FP), SI")
+	g.loadConsts(4, 2, 5)
+	g.p("MOVQ tmp+40(FP), DI")
+	g.p("MOVQ chunks+48(FP), CX")
+	g.p("XORQ BX, BX // byte offset of the chunk")
+	fmt.Fprintf(&g.buf, "\nchunk_in:\n")
 	g.p("MOVQ rs+8(FP), AX")
 	g.p("MOVQ ps+16(FP), R9")
-	g.p("MOVQ tmp+40(FP), DI")
 	g.p("SHLQ $2, AX")
 	g.p("SHLQ $2, R9")
-	g.p("LEAQ (R9)(R9*2), R13")
-	g.p("LEAQ (R9)(R9*4), R14")
-	g.p("LEAQ (SI)(AX*1), R10")
-	g.p("LEAQ (SI)(AX*2), R11")
-	g.p("LEAQ (R10)(AX*2), R12")
-	g.p("LEAQ (SI)(AX*4), DX")
-	g.p("LEAQ (R10)(AX*4), R8")
-	in := []string{"Y0", "Y1", "Y2", "Y3", "Y4", "Y5"}
-	// Rows: t[i][j] = Σ_l Bᵀ[i][l]·d[l][j], column by column.
+	g.p("MOVQ p+0(FP), R15")
+	g.p("ADDQ BX, R15")
+	g.rows("R15")
+	// Rows: t[i][j] = (Bᵀ·d)[i][j], column by column, into tmp.
 	for j := range 6 {
 		for l := range 6 {
-			g.p("VMOVUPS (%s)%s, %s", rowRegs[l], colAddr[j], in[l])
+			g.p("VMOVUPS (%s)%s, Y%d", rowRegs[l], colAddr[j], l)
 		}
-		for i := range 6 {
-			g.combine(bt[i], in, "Y6")
-			g.p("VMOVUPS Y6, %d(DI)", (i*6+j)*32)
-		}
+		g.bt6(func(i int, reg string) { g.p("VMOVUPS %s, %d(DI)", reg, (i*6+j)*32) })
 	}
-	// Columns: V[i][k] = Σ_l Bᵀ[k][l]·t[i][l], row by row, into out.
-	g.p("MOVQ out+24(FP), SI")
-	g.p("MOVQ ds+32(FP), AX")
-	g.p("SHLQ $2, AX")
-	g.p("MOVQ AX, R9")
-	g.p("LEAQ (R9)(R9*2), R13")
-	g.p("LEAQ (R9)(R9*4), R14")
-	g.p("LEAQ (AX)(AX*2), AX")
+	// Columns: V[i][k] = (t·B)[i][k], row by row, into out.
+	g.p("MOVQ ds+32(FP), R9")
+	g.p("SHLQ $2, R9")
+	g.p("LEAQ (R9)(R9*2), AX")
 	g.p("SHLQ $1, AX // 6 rows of V")
-	g.p("LEAQ (SI)(AX*1), R10")
-	g.p("LEAQ (SI)(AX*2), R11")
-	g.p("LEAQ (R10)(AX*2), R12")
-	g.p("LEAQ (SI)(AX*4), DX")
-	g.p("LEAQ (R10)(AX*4), R8")
+	g.p("MOVQ out+24(FP), R15")
+	g.p("ADDQ BX, R15")
+	g.rows("R15")
 	for i := range 6 {
 		for l := range 6 {
-			g.p("VMOVUPS %d(DI), %s", (i*6+l)*32, in[l])
+			g.p("VMOVUPS %d(DI), Y%d", (i*6+l)*32, l)
 		}
-		for k := range 6 {
-			g.combine(bt[k], in, "Y6")
-			g.p("VMOVUPS Y6, (%s)%s", rowRegs[i], colAddr[k])
-		}
+		g.bt6(func(k int, reg string) { g.p("VMOVUPS %s, (%s)%s", reg, rowRegs[i], colAddr[k]) })
 	}
+	g.p("ADDQ $32, BX")
+	g.p("DECQ CX")
+	g.p("JNE chunk_in")
 	g.p("VZEROUPPER")
 	g.p("RET")
 }
@@ -178,62 +180,59 @@ TEXT ·wino4InputAVX2(SB), NOSPLIT, $0-48
 // output writes wino4OutputAVX2.
 func (g *gen) output() {
 	fmt.Fprintf(&g.buf, `
-// func wino4OutputAVX2(src *float32, ss int, bias *float32, relu bool, d *[16]*float32, off int, tmp *float32)
+// func wino4OutputAVX2(src *float32, ss int, bias *float32, relu bool, d *[16]*float32, off int, tmp *float32, chunks int)
 //
-// Y = Aᵀ·Mξ·A + bias, then max(·, 0) when relu, for 8 channels, where Mξ
-// starts at src[ξ·ss] (ss in elements); output pixel (i, j) of the 4×4
-// block goes to d[4i+j][off:]. tmp holds 24×8 floats. Requires AVX2 and
-// FMA.
-TEXT ·wino4OutputAVX2(SB), NOSPLIT, $0-56
+// Y = Aᵀ·Mξ·A + bias, then max(·, 0) when relu, for channels [off,
+// off+8·chunks), where Mξ starts at src[ξ·ss] (ss in elements) and bias at
+// channel off; output pixel (i, j) of the 4×4 block goes to d[4i+j][off:].
+// tmp holds 24×8 floats. Requires AVX2 and FMA.
+TEXT ·wino4OutputAVX2(SB), NOSPLIT, $0-64
 `)
-	g.loadConsts(at)
-	g.p("MOVQ src+0(FP), SI")
-	g.p("MOVQ ss+8(FP), R9")
+	g.loadConsts(2, 4, 8)
 	g.p("MOVQ tmp+48(FP), DI")
+	g.p("MOVQ chunks+56(FP), CX")
+	g.p("XORQ BX, BX // byte offset of the chunk")
+	g.p("VXORPS Y12, Y12, Y12")
+	fmt.Fprintf(&g.buf, "\nchunk_out:\n")
+	g.p("MOVQ ss+8(FP), R9")
 	g.p("SHLQ $2, R9")
-	g.p("LEAQ (R9)(R9*2), R13")
-	g.p("LEAQ (R9)(R9*4), R14")
 	g.p("LEAQ (R9)(R9*2), AX")
 	g.p("SHLQ $1, AX // 6 rows of M")
-	g.p("LEAQ (SI)(AX*1), R10")
-	g.p("LEAQ (SI)(AX*2), R11")
-	g.p("LEAQ (R10)(AX*2), R12")
-	g.p("LEAQ (SI)(AX*4), DX")
-	g.p("LEAQ (R10)(AX*4), R8")
-	in := []string{"Y0", "Y1", "Y2", "Y3", "Y4", "Y5"}
-	// Rows: s[i][j] = Σ_l Aᵀ[i][l]·M[l][j].
+	g.p("MOVQ src+0(FP), R15")
+	g.p("ADDQ BX, R15")
+	g.rows("R15")
+	// Rows: s[i][j] = (Aᵀ·M)[i][j].
 	for j := range 6 {
 		for l := range 6 {
-			g.p("VMOVUPS (%s)%s, %s", rowRegs[l], colAddr[j], in[l])
+			g.p("VMOVUPS (%s)%s, Y%d", rowRegs[l], colAddr[j], l)
 		}
-		for i := range 4 {
-			g.combine(at[i], in, "Y6")
-			g.p("VMOVUPS Y6, %d(DI)", (i*6+j)*32)
-		}
+		g.at6(func(i int, reg string) { g.p("VMOVUPS %s, %d(DI)", reg, (i*6+j)*32) })
 	}
-	// Columns: y[i][k] = Σ_l Aᵀ[k][l]·s[i][l] + bias.
-	g.p("MOVQ bias+16(FP), BX")
-	g.p("VMOVUPS (BX), Y7")
-	g.p("VXORPS Y8, Y8, Y8")
-	g.p("MOVBLZX relu+24(FP), CX")
-	g.p("MOVQ d+32(FP), BX")
-	g.p("MOVQ off+40(FP), AX")
-	g.p("SHLQ $2, AX")
+	// Columns: y[i][k] = (s·A)[i][k] + bias.
+	g.p("MOVQ bias+16(FP), SI")
+	g.p("VMOVUPS (SI)(BX*1), Y11")
+	g.p("MOVBLZX relu+24(FP), R10")
+	g.p("MOVQ d+32(FP), R11")
+	g.p("MOVQ off+40(FP), R12")
+	g.p("SHLQ $2, R12")
+	g.p("ADDQ BX, R12")
 	for i := range 4 {
 		for l := range 6 {
-			g.p("VMOVUPS %d(DI), %s", (i*6+l)*32, in[l])
+			g.p("VMOVUPS %d(DI), Y%d", (i*6+l)*32, l)
 		}
-		for k := range 4 {
-			g.combine(at[k], in, "Y6")
-			g.p("VADDPS Y7, Y6, Y6")
-			g.p("TESTQ CX, CX")
+		g.at6(func(k int, reg string) {
+			g.p("VADDPS Y11, %s, %s", reg, reg)
+			g.p("TESTQ R10, R10")
 			g.p("JEQ norelu%d%d", i, k)
-			g.p("VMAXPS Y8, Y6, Y6")
+			g.p("VMAXPS Y12, %s, %s", reg, reg)
 			fmt.Fprintf(&g.buf, "norelu%d%d:\n", i, k)
-			g.p("MOVQ %d(BX), SI", (i*4+k)*8)
-			g.p("VMOVUPS Y6, (SI)(AX*1)")
-		}
+			g.p("MOVQ %d(R11), SI", (i*4+k)*8)
+			g.p("VMOVUPS %s, (SI)(R12*1)", reg)
+		})
 	}
+	g.p("ADDQ $32, BX")
+	g.p("DECQ CX")
+	g.p("JNE chunk_out")
 	g.p("VZEROUPPER")
 	g.p("RET")
 }

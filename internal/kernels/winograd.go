@@ -259,9 +259,7 @@ func (w *Winograd3x3) inputTiles(f *winoForm, v, patch, tmp, src []float32, t0, 
 		case asm && a == 4:
 			winoInputAVX2(&p[0], rs, c, c, &out[0], ds)
 		case asm:
-			for k := 0; k < c; k += 8 {
-				wino4InputAVX2(&p[k], rs, c, &out[k], ds, &tmp[0])
-			}
+			wino4InputAVX2(&p[0], rs, c, &out[0], ds, &tmp[0], c/8)
 		case a == 4:
 			winoInputGo(p, rs, c, c, out, ds)
 		default:
@@ -297,9 +295,7 @@ func (w *Winograd3x3) outputTiles(f *winoForm, dst, prod, spill, tmp, bias []flo
 		case asm && r == 2:
 			winoOutputAVX2(&src[m0], ss, m1-m0, &bias[m0], relu, &d[0][m0], &d[1][m0], &d[2][m0], &d[3][m0])
 		case asm:
-			for k := m0; k < m1; k += 8 {
-				wino4OutputAVX2(&src[k], ss, &bias[k], relu, &dp, k, &tmp[0])
-			}
+			wino4OutputAVX2(&src[m0], ss, &bias[m0], relu, &dp, m0, &tmp[0], (m1-m0)/8)
 		case r == 2:
 			winoOutputGo(src[m0:], ss, bias[m0:m1], relu, [4][]float32{d[0][m0:], d[1][m0:], d[2][m0:], d[3][m0:]})
 		default:

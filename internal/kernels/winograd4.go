@@ -1,44 +1,30 @@
 package kernels
 
-// winoBT is Bᵀ of F(4×4, 3×3) and winoAT its Aᵀ (the G of the weights is
-// winoG4).
-var (
-	winoBT = [6][6]float32{
-		{4, 0, -5, 0, 1, 0},
-		{0, -4, -4, 1, 1, 0},
-		{0, 4, -4, -1, 1, 0},
-		{0, -2, -1, 2, 1, 0},
-		{0, 2, -1, -2, 1, 0},
-		{0, 4, 0, -5, 0, 1},
-	}
-	winoAT = [4][6]float32{
-		{1, 1, 1, 1, 1, 0},
-		{0, 1, -1, 2, -2, 0},
-		{0, 1, 1, 4, 4, 0},
-		{0, 1, -1, 8, -8, 1},
-	}
-)
+// The transforms of F(4×4, 3×3) (the weights' G is winoG4):
+//
+//	Bᵀ = [4 0 −5 0 1 0; 0 −4 −4 1 1 0; 0 4 −4 −1 1 0; 0 −2 −1 2 1 0; 0 2 −1 −2 1 0; 0 4 0 −5 0 1]
+//	Aᵀ = [1 1 1 1 1 0; 0 1 −1 2 −2 0; 0 1 1 4 4 0; 0 1 −1 8 −8 1]
 
-// winoCombine is Σ coef[l]·x[l] summed as the assembly does: from the
-// first +1 term, then the others in order.
-func winoCombine(coef *[6]float32, x *[6]float32) float32 {
-	first := 0
-	for coef[first] != 1 {
-		first++
-	}
-	acc := x[first]
-	for l, v := range coef {
-		switch {
-		case l == first || v == 0:
-		case v == 1:
-			acc += x[l]
-		case v == -1:
-			acc -= x[l]
-		default:
-			acc += v * x[l]
-		}
-	}
-	return acc
+// winoBT6 is Bᵀ·x through the factorisation the assembly uses.
+func winoBT6(x *[6]float32) (r [6]float32) {
+	a, b := x[4]-4*x[2], x[3]-4*x[1]
+	r[1], r[2] = a+b, a-b
+	c, e := x[4]-x[2], x[3]-x[1]
+	r[3], r[4] = c+2*e, c-2*e
+	r[0] = (x[4] - 5*x[2]) + 4*x[0]
+	r[5] = (x[5] - 5*x[3]) + 4*x[1]
+	return r
+}
+
+// winoAT6 is Aᵀ·x through the factorisation the assembly uses.
+func winoAT6(x *[6]float32) (y [4]float32) {
+	p, q := x[1]+x[2], x[1]-x[2]
+	s, t := x[3]+x[4], x[3]-x[4]
+	y[0] = x[0] + p + s
+	y[1] = q + 2*t
+	y[2] = p + 4*s
+	y[3] = q + 8*t + x[5]
+	return y
 }
 
 // wino4InputGo computes V = Bᵀ·d·B for c channels of the 6×6 tile whose
@@ -51,13 +37,15 @@ func wino4InputGo(p []float32, rs, ps, c int, out []float32, ds int) {
 			for l := range 6 {
 				col[l] = p[l*rs+j*ps+k]
 			}
+			r := winoBT6(&col)
 			for i := range 6 {
-				t[i][j] = winoCombine(&winoBT[i], &col)
+				t[i][j] = r[i]
 			}
 		}
 		for i := range 6 {
+			r := winoBT6(&t[i])
 			for kk := range 6 {
-				out[(i*6+kk)*ds+k] = winoCombine(&winoBT[kk], &t[i])
+				out[(i*6+kk)*ds+k] = r[kk]
 			}
 		}
 	}
@@ -74,13 +62,15 @@ func wino4OutputGo(src []float32, ss int, bias []float32, m0, m1 int, relu bool,
 			for l := range 6 {
 				col[l] = src[(l*6+j)*ss+k]
 			}
+			r := winoAT6(&col)
 			for i := range 4 {
-				s[i][j] = winoCombine(&winoAT[i], &col)
+				s[i][j] = r[i]
 			}
 		}
 		for i := range 4 {
+			r := winoAT6(&s[i])
 			for kk := range 4 {
-				y := winoCombine(&winoAT[kk], &s[i]) + bias[k]
+				y := r[kk] + bias[k]
 				if relu {
 					y = max(y, 0)
 				}

@@ -16,14 +16,15 @@ func winoInputAVX2(p *float32, rs, ps, c int, out *float32, ds int)
 //go:noescape
 func winoOutputAVX2(src *float32, ss, m int, bias *float32, relu bool, d0, d1, d2, d3 *float32)
 
-// wino4InputAVX2 is wino4InputGo for 8 channels (winograd4_amd64.s); tmp
-// holds 36×8 floats.
+// wino4InputAVX2 is wino4InputGo for 8·chunks channels
+// (winograd4_amd64.s); tmp holds 36×8 floats.
 //
 //go:noescape
-func wino4InputAVX2(p *float32, rs, ps int, out *float32, ds int, tmp *float32)
+func wino4InputAVX2(p *float32, rs, ps int, out *float32, ds int, tmp *float32, chunks int)
 
-// wino4OutputAVX2 is wino4OutputGo for channels [off, off+8)
-// (winograd4_amd64.s); tmp holds 24×8 floats.
+// wino4OutputAVX2 is wino4OutputGo for channels [off, off+8·chunks)
+// (winograd4_amd64.s), bias pointing at channel off; tmp holds 24×8
+// floats.
 //
 //go:noescape
-func wino4OutputAVX2(src *float32, ss int, bias *float32, relu bool, d *[16]*float32, off int, tmp *float32)
+func wino4OutputAVX2(src *float32, ss int, bias *float32, relu bool, d *[16]*float32, off int, tmp *float32, chunks int)

@@ -13,10 +13,10 @@ func winoOutputAVX2(src *float32, ss, m int, bias *float32, relu bool, d0, d1, d
 	panic("kernels: no assembly Winograd transforms on this architecture")
 }
 
-func wino4InputAVX2(p *float32, rs, ps int, out *float32, ds int, tmp *float32) {
+func wino4InputAVX2(p *float32, rs, ps int, out *float32, ds int, tmp *float32, chunks int) {
 	panic("kernels: no assembly Winograd transforms on this architecture")
 }
 
-func wino4OutputAVX2(src *float32, ss int, bias *float32, relu bool, d *[16]*float32, off int, tmp *float32) {
+func wino4OutputAVX2(src *float32, ss int, bias *float32, relu bool, d *[16]*float32, off int, tmp *float32, chunks int) {
 	panic("kernels: no assembly Winograd transforms on this architecture")
 }

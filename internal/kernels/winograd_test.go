@@ -161,9 +161,7 @@ func TestWinograd4TransformsAsmMatchGo(t *testing.T) {
 		tmp := make([]float32, 36*8)
 		wino4InputGo(p, rs, c, c, goOut, ds)
 		tol = 1e-6 * scale(goOut)
-		for k := 0; k < c; k += 8 {
-			wino4InputAVX2(&p[k], rs, c, &asmOut[k], ds, &tmp[0])
-		}
+		wino4InputAVX2(&p[0], rs, c, &asmOut[0], ds, &tmp[0], c/8)
 		for i := range goOut {
 			if !near32(asmOut[i], goOut[i]) {
 				t.Fatalf("input c=%d: [%d] asm %v, Go %v", c, i, asmOut[i], goOut[i])
@@ -179,8 +177,10 @@ func TestWinograd4TransformsAsmMatchGo(t *testing.T) {
 			}
 			wino4OutputGo(goOut, ds, bias, 0, c, relu, &dg)
 			tol = 1e-6 * max(scale(dg[0]), scale(dg[15])) * 10
-			for k := 0; k < c; k += 8 {
-				wino4OutputAVX2(&goOut[k], ds, &bias[k], relu, &dp, k, &tmp[0])
+			// Two calls, to exercise a nonzero channel offset.
+			wino4OutputAVX2(&goOut[0], ds, &bias[0], relu, &dp, 0, &tmp[0], 1)
+			if c > 8 {
+				wino4OutputAVX2(&goOut[8], ds, &bias[8], relu, &dp, 8, &tmp[0], c/8-1)
 			}
 			for k := range 16 {
 				for i := range c {
