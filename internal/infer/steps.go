@@ -43,10 +43,7 @@ func (s *Affine) prepare() {}
 
 func (s *Affine) run(st *State, n int) {
 	x, y := st.bufs[s.In][:n*s.Size], st.get(s.Out, n*s.Size)
-	c := len(s.Scale)
-	parallel.For(len(x)/c, max(1, (1<<15)/c), func(lo, hi int) {
-		kernels.Affine(y[lo*c:hi*c], x[lo*c:hi*c], c, s.Scale, s.Shift, s.ReLU)
-	})
+	kernels.AffineParallel(y, x, len(s.Scale), s.Scale, s.Shift, s.ReLU)
 }
 
 // Conv is a 2-D convolution over NHWC data (kernels.Conv: groups, strides,

@@ -3,10 +3,8 @@ package nn
 import (
 	"fmt"
 	"math"
-	"sync"
 
 	"github.com/fashion-classifier/fashion/internal/kernels"
-	"github.com/fashion-classifier/fashion/internal/parallel"
 )
 
 // BatchNorm normalises each channel over the batch and spatial positions
@@ -71,18 +69,14 @@ func (b *BatchNorm) Forward(x *Tensor, train bool) *Tensor {
 			scale[i] = b.Gamma.Value[i] * inv
 			shift[i] = b.Beta.Value[i] - b.RunMean.Value[i]*scale[i]
 		}
-		parallel.For(len(x.Data)/c, minRows(c), func(lo, hi int) {
-			kernels.Affine(out.Data[lo*c:hi*c], x.Data[lo*c:hi*c], c, scale, shift, b.ReLU)
-		})
+		kernels.AffineParallel(out.Data, x.Data, c, scale, shift, b.ReLU)
 		return out
 	}
 	rows := len(x.Data) / c
 	// One pass of sums of x and x², in float32 over blocks of rows and
 	// float64 across blocks: exact enough for E[x²] − mean² on 100k-row
 	// batches, and one pass halves the memory traffic of two.
-	sumBlocks(b.mean, b.sum, c, rows, func(lo, hi int, s1, s2 []float32) {
-		kernels.ChannelSums(x.Data[lo*c:hi*c], c, s1, s2)
-	})
+	kernels.ChannelMoments(b.mean, b.sum, x.Data, c)
 	m := b.Momentum
 	for i := range c {
 		b.mean[i] /= float64(rows)
@@ -108,9 +102,7 @@ func (b *BatchNorm) Forward(x *Tensor, train bool) *Tensor {
 		scale[i] = b.invStd[i] * b.Gamma.Value[i]
 		shift[i] = b.Beta.Value[i] - b.mean32[i]*scale[i]
 	}
-	parallel.For(rows, minRows(c), func(lo, hi int) {
-		kernels.Affine(out.Data[lo*c:hi*c], x.Data[lo*c:hi*c], c, scale, shift, b.ReLU)
-	})
+	kernels.AffineParallel(out.Data, x.Data, c, scale, shift, b.ReLU)
 	return out
 }
 
@@ -130,9 +122,7 @@ func (b *BatchNorm) Backward(dy *Tensor) *Tensor {
 	}
 	// Pass 1: Σ dy and Σ dy·x per channel (Σ dy·x̂ follows from them).
 	sd, sdx := make([]float64, c), make([]float64, c)
-	sumBlocks(sd, sdx, c, rows, func(lo, hi int, s1, s2 []float32) {
-		kernels.GradSums(dy.Data[lo*c:hi*c], x[lo*c:hi*c], c, scale, shift, s1, s2)
-	})
+	kernels.GradMoments(sd, sdx, dy.Data, x, c, scale, shift)
 	// Pass 2: dx = γ·invStd·(dy − mean(dy) − x̂·mean(dy·x̂)), rewritten as
 	// dx = A·dy + B·x + C with per-channel constants.
 	ka, kb, kc := make([]float32, c), make([]float32, c), make([]float32, c)
@@ -147,45 +137,8 @@ func (b *BatchNorm) Backward(dy *Tensor) *Tensor {
 		kc[i] = float32(k1 * (-mD + float64(mean32[i])*float64(inv[i])*mDH))
 	}
 	dx := reuse(&b.dx, dy.N, dy.H, dy.W, dy.C)
-	parallel.For(rows, minRows(c), func(lo, hi int) {
-		kernels.GradApply(dx.Data[lo*c:hi*c], dy.Data[lo*c:hi*c], x[lo*c:hi*c], c, scale, shift, ka, kb, kc)
-	})
+	kernels.GradApplyParallel(dx.Data, dy.Data, x, c, scale, shift, ka, kb, kc)
 	return dx
-}
-
-// minRows is the fewest rows of c channels worth a goroutine of their
-// own: 64k values, so that a 7×7×128 layer (800k values per batch of 128)
-// is split too, while a single image's rows are not.
-func minRows(c int) int { return max(1, (1<<16)/c) }
-
-// sumBlocks computes two per-channel sums over rows in parallel: sum
-// fills float32 partial sums for rows [lo, hi), which are added into the
-// float64 totals s1 and s2 (overwritten) every sumBlock rows, so rounding
-// error does not grow with the batch.
-func sumBlocks(s1, s2 []float64, c, rows int, sum func(lo, hi int, p1, p2 []float32)) {
-	const sumBlock = 256
-	clear(s1)
-	clear(s2)
-	var mu sync.Mutex
-	parallel.For(rows, minRows(c), func(lo, hi int) {
-		p1, p2 := make([]float32, c), make([]float32, c)
-		t1, t2 := make([]float64, c), make([]float64, c)
-		for r := lo; r < hi; r += sumBlock {
-			clear(p1)
-			clear(p2)
-			sum(r, min(r+sumBlock, hi), p1, p2)
-			for i := range p1 {
-				t1[i] += float64(p1[i])
-				t2[i] += float64(p2[i])
-			}
-		}
-		mu.Lock()
-		for i := range t1 {
-			s1[i] += t1[i]
-			s2[i] += t2[i]
-		}
-		mu.Unlock()
-	})
 }
 
 // positive returns 1 for y > 0 and 0 otherwise (y is a ReLU output, so
