@@ -142,6 +142,25 @@ func ActBackward(dx, dy, x []float32, a Act) {
 					o[i] = 0
 				}
 			}
+		case ActHardSigmoid:
+			for i, v := range xs {
+				if y := a.A*v + a.B; y > 0 && y < 1 {
+					o[i] = d[i] * a.A
+				} else {
+					o[i] = 0
+				}
+			}
+		case ActHardSwish:
+			for i, v := range xs {
+				switch {
+				case v <= -3:
+					o[i] = 0
+				case v >= 3:
+					o[i] = d[i]
+				default:
+					o[i] = d[i] * (2*v + 3) / 6
+				}
+			}
 		default:
 			for i, v := range xs {
 				o[i] = d[i] * a.Deriv(v)

@@ -170,16 +170,20 @@ type gemmFunc func(transA, transB bool, m, n, k int, alpha float32, a []float32,
 // synchronisation per layer instead of several per chunk, and a worker
 // slowed down by other load simply takes fewer chunks. Small batches
 // (single-image inference) go chunk by chunk with the product itself
-// parallel. It returns which workers ran at least one chunk.
-func chunks(n, step int, sc *Scratch, fn chunkFunc) []bool {
+// parallel. When ran is not nil (one flag per worker, all false) it
+// records which workers computed at least one chunk, and first tells fn
+// that a chunk is its worker's first; inference passes nil and allocates
+// nothing.
+func chunks(n, step int, sc *Scratch, ran []bool, fn chunkFunc) {
 	procs := parallel.Workers()
-	ran := make([]bool, procs)
 	if n < 2*procs {
 		for n0 := 0; n0 < n; n0 += step {
 			fn(0, blas.Gemm, n0, min(n0+step, n), n0 == 0)
 		}
-		ran[0] = n > 0
-		return ran
+		if ran != nil {
+			ran[0] = n > 0
+		}
+		return
 	}
 	// At least four chunks per worker, so that the last ones to finish
 	// leave little idle time.
@@ -192,11 +196,13 @@ func chunks(n, step int, sc *Scratch, fn chunkFunc) []bool {
 			if n0 >= n {
 				return
 			}
-			fn(w, blas.GemmSerial, n0, min(n0+step, n), !ran[w])
-			ran[w] = true
+			first := ran != nil && !ran[w]
+			fn(w, blas.GemmSerial, n0, min(n0+step, n), first)
+			if ran != nil {
+				ran[w] = true
+			}
 		}
 	})
-	return ran
 }
 
 // chunk is how many images are unfolded at once.
@@ -210,7 +216,7 @@ func (c Conv) forwardIm2col(y, x []float32, n int, w []float32, ep *Epilogue, sc
 	cg, mg := s.C/s.Groups, s.M/s.Groups
 	kdim := s.KH * s.KW * cg
 	rowsPer := s.OH * s.OW
-	chunks(n, c.chunk(), sc, func(wk int, gemm gemmFunc, n0, n1 int, _ bool) {
+	chunks(n, c.chunk(), sc, nil, func(wk int, gemm gemmFunc, n0, n1 int, _ bool) {
 		col := sc.Floats(wk, slotA, (n1-n0)*rowsPer*kdim)
 		out := y[n0*rowsPer*s.M : n1*rowsPer*s.M]
 		serial := wk > 0 || n >= 2*parallel.Workers()
@@ -413,11 +419,11 @@ func (c Conv) Backward(dx, dw, x, dy []float32, n int, w []float32, sc *Scratch)
 		flipped = sc.Floats(0, slotE, len(w))
 		flip(flipped, w, s)
 	}
-	var ran []bool
+	ran := make([]bool, parallel.Workers())
 	if c.padded(n) {
-		ran = c.backwardPadded(dx, x, dy, n, flipped, sc)
+		c.backwardPadded(dx, x, dy, n, flipped, sc, ran)
 	} else {
-		ran = c.backwardIm2col(dx, x, dy, n, w, flipped, sc)
+		c.backwardIm2col(dx, x, dy, n, w, flipped, sc, ran)
 	}
 	first := true
 	for wk, r := range ran {
@@ -439,7 +445,7 @@ func (c Conv) Backward(dx, dw, x, dy []float32, n int, w []float32, sc *Scratch)
 
 // backwardIm2col is Backward's weight gradient (into each worker's slotD)
 // and input gradient through im2col.
-func (c Conv) backwardIm2col(dx, x, dy []float32, n int, w, flipped []float32, sc *Scratch) []bool {
+func (c Conv) backwardIm2col(dx, x, dy []float32, n int, w, flipped []float32, sc *Scratch, ran []bool) {
 	s := c.ConvShape
 	kdim := s.KH * s.KW * s.C
 	rowsPer := s.OH * s.OW
@@ -449,7 +455,7 @@ func (c Conv) backwardIm2col(dx, x, dy []float32, n int, w, flipped []float32, s
 	// The input gradient of a Same convolution: the convolution of dy by
 	// the flipped kernel, over dy's M channels.
 	back := SquareConv(s.M, s.H, s.W, s.C, s.KH, 1, s.PT)
-	return chunks(n, c.chunk(), sc, func(wk int, gemm gemmFunc, n0, n1 int, first bool) {
+	chunks(n, c.chunk(), sc, ran, func(wk int, gemm gemmFunc, n0, n1 int, first bool) {
 		rows := (n1 - n0) * rowsPer
 		col := sc.Floats(wk, slotA, rows*kdim)
 		Im2col(col, x, n0, n1, 0, s.C, s, false)

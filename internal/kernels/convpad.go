@@ -101,7 +101,7 @@ func (c Conv) forwardPadded(y, x []float32, n int, w []float32, ep *Epilogue, sc
 	k, in, o := c.KH, c.C, c.M
 	l := newPadLayout(c.H, c.W, c.PT)
 	hw := c.H * c.W
-	chunks(n, c.padChunk(l), sc, func(wk int, _ gemmFunc, n0, n1 int, _ bool) {
+	chunks(n, c.padChunk(l), sc, nil, func(wk int, _ gemmFunc, n0, n1 int, _ bool) {
 		nc := n1 - n0
 		xp := sc.Floats(wk, slotA, l.pixels(nc)*in)
 		l.pad(xp, x[n0*hw*in:n1*hw*in], nc, in)
@@ -127,11 +127,11 @@ func (c Conv) forwardPadded(y, x []float32, n int, w []float32, ep *Epilogue, sc
 
 // backwardPadded is Backward's weight gradient (into each worker's slotD)
 // and, if dx is not nil, input gradient in the padded layout.
-func (c Conv) backwardPadded(dx, x, dy []float32, n int, flipped []float32, sc *Scratch) []bool {
+func (c Conv) backwardPadded(dx, x, dy []float32, n int, flipped []float32, sc *Scratch, ran []bool) {
 	k, in, o := c.KH, c.C, c.M
 	l := newPadLayout(c.H, c.W, c.PT)
 	hw := c.H * c.W
-	return chunks(n, c.padChunk(l), sc, func(wk int, _ gemmFunc, n0, n1 int, first bool) {
+	chunks(n, c.padChunk(l), sc, ran, func(wk int, _ gemmFunc, n0, n1 int, first bool) {
 		nc := n1 - n0
 		xp := sc.Floats(wk, slotA, l.pixels(nc)*in)
 		l.pad(xp, x[n0*hw*in:n1*hw*in], nc, in)
