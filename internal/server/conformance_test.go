@@ -181,4 +181,3 @@ func TestV2ConformsToSpec(t *testing.T) {
 		t.Errorf("answer lacks model_version: %s", r.body)
 	}
 }
-
