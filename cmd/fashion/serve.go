@@ -15,8 +15,6 @@ import (
 	"time"
 
 	"github.com/fashion-classifier/fashion/internal/buildinfo"
-	"github.com/fashion-classifier/fashion/internal/fetch"
-	"github.com/fashion-classifier/fashion/internal/imageprep"
 	"github.com/fashion-classifier/fashion/internal/server"
 )
 
@@ -51,42 +49,53 @@ func (l *prefixList) Set(v string) error {
 }
 
 // runServe runs the HTTP classification service until ctx is cancelled
-// (SIGINT/SIGTERM), then drains in-flight requests and exits.
+// (SIGINT/SIGTERM), then drains in-flight requests and exits. Its flags are
+// server.DefaultConfig's fields, defaults included.
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("serve", stderr)
+	cfg := server.DefaultConfig()
+	if port := os.Getenv("PORT"); port != "" {
+		cfg.Addr = net.JoinHostPort("", port)
+	}
 	var (
-		cfg            server.Config
 		cidrs          prefixList
 		hosts, origins stringList
 		models         = addModelFlags(fs)
 		logFormat      = fs.String("log-format", "text", "log format: text or json")
 		logLevel       = fs.String("log-level", "info", "log level: debug, info, warn or error")
-		fetchTimeout   = fs.Duration("fetch-timeout", 10*time.Second, "total time allowed for fetching one image URL")
-		fetchRedirects = fs.Int("fetch-max-redirects", 3, "redirects followed when fetching an image URL (0: none)")
 	)
-	fs.StringVar(&cfg.Addr, "addr", "", "listen `address` (default :8080, or :$PORT when PORT is set)")
-	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", ":8081", "listen `address` of the Open Inference Protocol gRPC service (empty: no gRPC)")
-	fs.IntVar(&cfg.MaxBatch, "max-batch", 32, "most images per forward pass")
-	fs.DurationVar(&cfg.MaxDelay, "max-delay", 500*time.Microsecond, "longest a forming batch waits for more requests (0: never wait)")
-	fs.IntVar(&cfg.Queue, "queue", 0, "most images waiting for inference before answering 503 (default 4×max-batch)")
-	fs.IntVar(&cfg.MaxInFlight, "max-inflight", 0, "most inference requests served at once; beyond it 503 + Retry-After before reading the body (default: max-batch×workers, at most -queue)")
-	fs.IntVar(&cfg.Workers, "workers", 1, "goroutines running forward passes")
-	fs.Int64Var(&cfg.MaxBody, "max-body", 10<<20, "largest request body in bytes")
-	fs.IntVar(&cfg.MaxPixels, "max-pixels", imageprep.DefaultMaxPixels, "largest image in pixels (width×height), checked before decoding")
-	fs.IntVar(&cfg.MaxImages, "max-images", 256, "most images in one batch request")
-	fs.DurationVar(&cfg.DrainDelay, "drain-delay", 0, "time to keep serving with readiness off before closing on shutdown")
-	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "longest wait for in-flight requests on shutdown")
+	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "listen `address` (:$PORT when PORT is set)")
+	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", cfg.GRPCAddr, "listen `address` of the Open Inference Protocol gRPC service (empty: no gRPC)")
+	fs.IntVar(&cfg.MaxBatch, "max-batch", cfg.MaxBatch, "most images per forward pass")
+	fs.DurationVar(&cfg.MaxDelay, "max-delay", cfg.MaxDelay, "longest a forming batch waits for more requests (0: never wait)")
+	fs.IntVar(&cfg.Queue, "queue", cfg.Queue, "most images waiting for inference before answering 503 (0: 4×max-batch)")
+	fs.IntVar(&cfg.MaxInFlight, "max-inflight", cfg.MaxInFlight, "most inference requests decoding or waiting for the model at once; beyond it 503 + Retry-After (0: max-batch×workers, at most -queue)")
+	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "goroutines running forward passes")
+	fs.Int64Var(&cfg.MaxBody, "max-body", cfg.MaxBody, "largest request body in bytes")
+	fs.IntVar(&cfg.MaxPixels, "max-pixels", cfg.MaxPixels, "largest image in pixels (width×height), checked before decoding")
+	fs.IntVar(&cfg.MaxImages, "max-images", cfg.MaxImages, "most images in one batch request")
+	fs.Int64Var(&cfg.BodyBudget, "body-budget", cfg.BodyBudget, "most bytes of request bodies and fetched images held at once; beyond it 503 (0: from the memory limit)")
+	fs.IntVar(&cfg.MaxDecodes, "max-decodes", cfg.MaxDecodes, "most images decoded at once (0: from the memory limit, at most the number of CPUs)")
+	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "most open connections; beyond it the longest-idle one is closed (0: from the memory limit)")
+	fs.IntVar(&cfg.MaxFetches, "max-fetches", cfg.MaxFetches, "most image URL fetches in progress at once; beyond it 503")
+	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", cfg.RequestTimeout, "deadline of every request: cancels fetches, decoding and queued inference (504)")
+	fs.DurationVar(&cfg.BodyTimeout, "body-timeout", cfg.BodyTimeout, "longest time to receive a request body (408 beyond it)")
+	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "how long an idle keep-alive connection stays open")
+	fs.DurationVar(&cfg.DrainDelay, "drain-delay", cfg.DrainDelay, "time to keep serving with readiness off before closing on shutdown")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "longest wait for in-flight requests on shutdown")
+	fs.DurationVar(&cfg.Fetch.Timeout, "fetch-timeout", cfg.Fetch.Timeout, "total time allowed for fetching one image URL")
+	fs.IntVar(&cfg.Fetch.MaxRedirects, "fetch-max-redirects", cfg.Fetch.MaxRedirects, "redirects followed when fetching an image URL (0: none)")
 	fs.Var(&cidrs, "allow-fetch-cidr", "allow fetching from this address `range` even if private, e.g. 10.0.0.0/8 (repeatable)")
 	fs.Var(&hosts, "allow-fetch-host", "only fetch from this `host` (repeatable; default any public host)")
 	fs.Var(&origins, "cors-origin", "allow browser calls from this `origin`, or * (repeatable)")
-	fs.StringVar(&cfg.ModelName, "model-name", "fashion-mnist", "serving `name` of the default model (the -model file, or a repository model of that name)")
+	fs.StringVar(&cfg.ModelName, "model-name", cfg.ModelName, "serving `name` of the default model (the -model file, or a repository model of that name)")
 	fs.StringVar(&cfg.ModelRepository, "model-repository", "", "serve the models of this `dir`ectory in Triton's layout, DIR/NAME/VERSION/model.safetensors or model.onnx, with optional DIR/NAME/config.json")
-	fs.DurationVar(&cfg.RepositoryPoll, "repository-poll", 0, "re-scan -model-repository this often, e.g. 30s (0: only on SIGHUP and POST /v2/repository/…)")
-	fs.BoolVar(&cfg.WarmUp, "warm-up", true, "run a forward pass at each batch size the batcher uses before a model serves")
+	fs.DurationVar(&cfg.RepositoryPoll, "repository-poll", cfg.RepositoryPoll, "re-scan -model-repository this often, e.g. 30s (0: only on SIGHUP and POST /v2/repository/…)")
+	fs.BoolVar(&cfg.WarmUp, "warm-up", cfg.WarmUp, "run a forward pass at each batch size the batcher uses before a model serves")
 	fs.StringVar(&cfg.AuthTokenFile, "auth-token-file", "", "require a bearer token from this `file` (one a line; re-read on SIGHUP) for inference, model and repository endpoints")
 	fs.BoolVar(&cfg.AuthMetrics, "auth-metrics", false, "put /metrics behind -auth-token-file too")
 	fs.StringVar(&cfg.RequestLog, "request-log", "", "append one JSON line per inference to this `file` (- for standard output)")
-	fs.Float64Var(&cfg.RequestLogSample, "request-log-sample", 1, "fraction of inferences written to -request-log")
+	fs.Float64Var(&cfg.RequestLogSample, "request-log-sample", cfg.RequestLogSample, "fraction of inferences written to -request-log")
 	fs.BoolVar(&cfg.RequestLogInputs, "request-log-inputs", false, "include the 28×28 model inputs (PNG data URLs) in -request-log lines")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -94,28 +103,19 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q; serve takes only flags", fs.Args())
 	}
-	if cfg.Addr == "" {
-		cfg.Addr = ":8080"
-		if port := os.Getenv("PORT"); port != "" {
-			cfg.Addr = net.JoinHostPort("", port)
-		}
+	if cfg.MaxBody <= 0 || cfg.MaxBatch <= 0 || cfg.MaxPixels <= 0 || cfg.MaxImages <= 0 || cfg.Workers <= 0 || cfg.MaxFetches <= 0 ||
+		cfg.RequestTimeout <= 0 || cfg.BodyTimeout <= 0 || cfg.IdleTimeout <= 0 || cfg.Fetch.Timeout <= 0 {
+		return errors.New("-max-body, -max-batch, -max-pixels, -max-images, -workers, -max-fetches and the timeouts must be positive")
 	}
-	if cfg.MaxDelay == 0 {
-		cfg.MaxDelay = -1 // server.Config reads 0 as "default"
+	if cfg.Queue < 0 || cfg.MaxInFlight < 0 || cfg.BodyBudget < 0 || cfg.MaxDecodes < 0 || cfg.MaxConns < 0 || cfg.Fetch.MaxRedirects < 0 {
+		return errors.New("-queue, -max-inflight, -body-budget, -max-decodes, -max-conns and -fetch-max-redirects must not be negative")
 	}
-	if cfg.MaxBody <= 0 || cfg.MaxBatch <= 0 || cfg.Queue < 0 || cfg.MaxInFlight < 0 || cfg.MaxPixels <= 0 || cfg.MaxImages <= 0 || cfg.Workers <= 0 {
-		return errors.New("-max-body, -max-batch, -max-pixels, -max-images and -workers must be positive, -queue and -max-inflight not negative")
+	if cfg.BodyBudget > 0 && cfg.BodyBudget < 2*cfg.MaxBody {
+		return fmt.Errorf("-body-budget %d is less than twice -max-body %d, the most a max-size body holds while it is read", cfg.BodyBudget, cfg.MaxBody)
 	}
-	if *fetchRedirects == 0 {
-		*fetchRedirects = -1 // fetch.Policy reads 0 as "default"
-	}
-	cfg.Fetch = fetch.Policy{
-		AllowCIDRs:   cidrs,
-		AllowHosts:   hosts,
-		MaxBytes:     cfg.MaxBody,
-		Timeout:      *fetchTimeout,
-		MaxRedirects: *fetchRedirects,
-	}
+	cfg.Fetch.AllowCIDRs = cidrs
+	cfg.Fetch.AllowHosts = hosts
+	cfg.Fetch.MaxBytes = cfg.MaxBody
 	cfg.CORSOrigins = origins
 	cfg.Version = buildinfo.Read().Version
 	if !(cfg.RequestLogSample > 0 && cfg.RequestLogSample <= 1) {
@@ -145,6 +145,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	if _, err := server.SetMemoryLimit(); err != nil {
+		log.Warn("could not derive GOMEMLIMIT from the cgroup", "error", err)
+	}
+	var source string
+	cfg.MemoryLimit, source = server.MemoryLimit()
+	log.Info("memory limit", "bytes", cfg.MemoryLimit, "source", source)
 	start := time.Now()
 	clf, err := models.open()
 	if err != nil {
@@ -153,9 +159,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	info := clf.Info()
 	log.Info("model loaded", "name", info.Name, "arch", info.Arch, "source", info.Source,
 		"sha256", info.SHA256, "test_accuracy", info.TestAccuracy, "took", time.Since(start))
-	return server.Run(ctx, cfg, clf, log, func(a net.Addr) {
+	err = server.Run(ctx, cfg, clf, log, func(a net.Addr) {
 		fmt.Fprintf(stdout, "fashion serve: listening on %s (default model %s, %s)\n", a, cfg.ModelName, info.Arch)
 	})
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%w\n(another process is listening there: stop it, or choose other ports with -addr or the PORT environment variable, e.g. -addr :8090, and -grpc-addr)", err)
+	}
+	return err
 }
 
 // newLogger builds the structured logger for -log-format and -log-level.

@@ -47,8 +47,9 @@ const (
 	DefaultMaxRedirects   = 3
 )
 
-// Policy says what a Client may fetch. The zero Policy is the safe default:
-// public unicast addresses on ports 80 and 443 only, with the default caps.
+// Policy says what a Client may fetch. The zero Policy is the strictest:
+// public unicast addresses on ports 80 and 443 only, no redirects, with the
+// default caps; DefaultPolicy is the zero Policy plus DefaultMaxRedirects.
 type Policy struct {
 	// AllowCIDRs are ranges an operator allows in addition to public
 	// unicast addresses, on any port: 127.0.0.0/8 for tests, 10.0.0.0/8
@@ -68,12 +69,24 @@ type Policy struct {
 	// ConnectTimeout bounds each TCP connect and TLS handshake
 	// (DefaultConnectTimeout if zero).
 	ConnectTimeout time.Duration
-	// MaxRedirects is how many redirects are followed
-	// (DefaultMaxRedirects if zero; negative means none).
+	// MaxRedirects is how many redirects are followed; zero (or negative)
+	// means none.
 	MaxRedirects int
 }
 
-// withDefaults returns p with its zero fields set to the defaults.
+// DefaultPolicy is the policy a server starts from: public addresses only,
+// the default caps and timeouts, and up to DefaultMaxRedirects redirects.
+func DefaultPolicy() Policy {
+	return Policy{
+		MaxBytes:       DefaultMaxBytes,
+		Timeout:        DefaultTimeout,
+		ConnectTimeout: DefaultConnectTimeout,
+		MaxRedirects:   DefaultMaxRedirects,
+	}
+}
+
+// withDefaults returns p with its zero caps and timeouts set to the
+// defaults (zero MaxRedirects stays zero: no redirects).
 func (p Policy) withDefaults() Policy {
 	if p.MaxBytes <= 0 {
 		p.MaxBytes = DefaultMaxBytes
@@ -84,11 +97,7 @@ func (p Policy) withDefaults() Policy {
 	if p.ConnectTimeout <= 0 {
 		p.ConnectTimeout = DefaultConnectTimeout
 	}
-	if p.MaxRedirects == 0 {
-		p.MaxRedirects = DefaultMaxRedirects
-	} else if p.MaxRedirects < 0 {
-		p.MaxRedirects = 0
-	}
+	p.MaxRedirects = max(p.MaxRedirects, 0)
 	return p
 }
 
@@ -353,10 +362,31 @@ func (c *Client) checkRedirect(req *http.Request, via []*http.Request) error {
 	return nil
 }
 
+// ReadFunc reads a response body: all of r, or, if r holds more than limit
+// bytes, at least limit+1 of them so the caller can tell. It lets a server
+// charge the bytes to a memory budget as they arrive; an error it returns
+// (other than a read error from r) is passed to the caller of GetWith as is.
+type ReadFunc func(r io.Reader, limit int64) ([]byte, error)
+
+// readAll is the default ReadFunc.
+func readAll(r io.Reader, limit int64) ([]byte, error) {
+	return io.ReadAll(io.LimitReader(r, limit+1))
+}
+
 // Get fetches rawURL under the client's policy and returns the body if it
 // is an image. Every failure is an *Error saying why; a refused URL or
 // address is refused before anything is sent to it.
 func (c *Client) Get(ctx context.Context, rawURL string) (*Result, error) {
+	return c.GetWith(ctx, rawURL, nil)
+}
+
+// GetWith is Get with the body read by read (nil: read into memory
+// directly). Errors that read returns itself, not from the network, come
+// back unwrapped.
+func (c *Client) GetWith(ctx context.Context, rawURL string, read ReadFunc) (*Result, error) {
+	if read == nil {
+		read = readAll
+	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, newError(ReasonBadURL, http.StatusBadRequest, "%q is not a valid URL", rawURL)
@@ -387,8 +417,12 @@ func (c *Client) Get(ctx context.Context, rawURL string) (*Result, error) {
 	if resp.ContentLength > c.policy.MaxBytes {
 		return nil, newError(ReasonTooLarge, http.StatusRequestEntityTooLarge, "%s is %d bytes, more than the limit of %d", final.Redacted(), resp.ContentLength, c.policy.MaxBytes)
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, c.policy.MaxBytes+1))
+	src := &netReader{r: resp.Body}
+	body, err := read(src, c.policy.MaxBytes)
 	if err != nil {
+		if src.err == nil || !errors.Is(err, src.err) {
+			return nil, err // the ReadFunc's own refusal
+		}
 		return nil, c.classify(ctx, fetchCtx, final, err)
 	}
 	if int64(len(body)) > c.policy.MaxBytes {
@@ -406,12 +440,35 @@ func (c *Client) Get(ctx context.Context, rawURL string) (*Result, error) {
 	}, nil
 }
 
+// netReader remembers the error its reader returned, so GetWith can tell a
+// network failure from a ReadFunc's own refusal.
+type netReader struct {
+	r   io.Reader
+	err error
+}
+
+func (n *netReader) Read(p []byte) (int, error) {
+	k, err := n.r.Read(p)
+	if err != nil && err != io.EOF {
+		n.err = err
+	}
+	return k, err
+}
+
 // classify turns a transport error into an *Error. parent is the caller's
 // context and fetchCtx the one carrying the policy's timeout.
 func (c *Client) classify(parent, fetchCtx context.Context, u *url.URL, err error) error {
 	var fe *Error
 	if errors.As(err, &fe) {
 		return fe
+	}
+	// After a redirect the failing request is not the first one: name the
+	// URL that failed, which *url.Error carries.
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		if fu, perr := url.Parse(ue.URL); perr == nil && fu.Host != "" {
+			u = fu
+		}
 	}
 	where := u.Redacted()
 	switch {

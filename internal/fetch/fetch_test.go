@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"image"
 	"image/png"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -177,8 +179,11 @@ func TestHostAllowed(t *testing.T) {
 
 func TestPolicyDefaults(t *testing.T) {
 	p := Policy{}.withDefaults()
-	if p.MaxBytes != DefaultMaxBytes || p.Timeout != DefaultTimeout || p.ConnectTimeout != DefaultConnectTimeout || p.MaxRedirects != DefaultMaxRedirects {
-		t.Errorf("zero Policy with defaults = %+v", p)
+	if p.MaxBytes != DefaultMaxBytes || p.Timeout != DefaultTimeout || p.ConnectTimeout != DefaultConnectTimeout || p.MaxRedirects != 0 {
+		t.Errorf("zero Policy with defaults = %+v, want the default caps and no redirects", p)
+	}
+	if d := DefaultPolicy(); !reflect.DeepEqual(d.withDefaults(), d) || d.MaxRedirects != DefaultMaxRedirects {
+		t.Errorf("DefaultPolicy() = %+v, not complete or without redirects", d)
 	}
 	if got := (Policy{MaxRedirects: -1}).withDefaults().MaxRedirects; got != 0 {
 		t.Errorf("MaxRedirects -1 became %d, want 0 (no redirects)", got)
@@ -277,6 +282,9 @@ func TestGet(t *testing.T) {
 	mux.HandleFunc("/to-refused", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, refused.URL+"/img.png", http.StatusFound)
 	})
+	mux.HandleFunc("/to-unresolvable", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "http://no-such-host.invalid/img.png", http.StatusFound)
+	})
 	mux.HandleFunc("/to-metadata", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "http://169.254.169.254/latest/meta-data/", http.StatusFound)
 	})
@@ -284,7 +292,7 @@ func TestGet(t *testing.T) {
 		http.Redirect(w, r, "file:///etc/passwd", http.StatusFound)
 	})
 
-	onlyAllowed := Policy{AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}, MaxBytes: 1 << 20}
+	onlyAllowed := Policy{AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}, MaxBytes: 1 << 20, MaxRedirects: DefaultMaxRedirects}
 	tests := []struct {
 		name   string
 		policy Policy
@@ -302,7 +310,7 @@ func TestGet(t *testing.T) {
 		{"endless body", onlyAllowed, allowed.URL + "/endless", ReasonTooLarge, 413},
 		{"four redirects", onlyAllowed, allowed.URL + "/hop/3", ReasonTooManyRedirects, 502},
 		{"redirect loop", onlyAllowed, allowed.URL + "/loop", ReasonTooManyRedirects, 502},
-		{"no redirects allowed", Policy{AllowCIDRs: onlyAllowed.AllowCIDRs, MaxRedirects: -1}, allowed.URL + "/hop/0", ReasonTooManyRedirects, 502},
+		{"no redirects allowed", Policy{AllowCIDRs: onlyAllowed.AllowCIDRs}, allowed.URL + "/hop/0", ReasonTooManyRedirects, 502},
 		{"redirect to a refused address", onlyAllowed, allowed.URL + "/to-refused", ReasonBlockedAddress, 403},
 		{"redirect to the metadata service", onlyAllowed, allowed.URL + "/to-metadata", ReasonBlockedAddress, 403},
 		{"redirect to file://", onlyAllowed, allowed.URL + "/to-file", ReasonScheme, 400},
@@ -316,6 +324,7 @@ func TestGet(t *testing.T) {
 		{"no host", onlyAllowed, "http:///img.png", ReasonBadURL, 400},
 		{"unparsable", onlyAllowed, "http://[::1/", ReasonBadURL, 400},
 		{"name that does not resolve", Policy{}, "http://no-such-host.invalid/img.png", ReasonDNS, 502},
+		{"redirect to a name that does not resolve", onlyAllowed, allowed.URL + "/to-unresolvable", ReasonDNS, 502},
 		{"metadata literal", Policy{}, "http://169.254.169.254/latest/meta-data/", ReasonBlockedAddress, 403},
 		{"mapped metadata literal", Policy{}, "http://[::ffff:169.254.169.254]/", ReasonBlockedAddress, 403},
 	}
@@ -333,6 +342,9 @@ func TestGet(t *testing.T) {
 				if fe.Status != tt.status {
 					t.Errorf("status = %d, want %d", fe.Status, tt.status)
 				}
+				if tt.want == ReasonDNS && !strings.Contains(err.Error(), `"no-such-host.invalid"`) {
+					t.Errorf("error %q does not name the host that failed to resolve", err)
+				}
 				if res != nil {
 					t.Error("Get returned a result along with an error")
 				}
@@ -348,6 +360,30 @@ func TestGet(t *testing.T) {
 				t.Errorf("FinalURL = %q, want the image's URL", res.FinalURL)
 			}
 		})
+	}
+}
+
+// TestGetWithReadFunc checks that a ReadFunc reads the body and that its own
+// refusal comes back unwrapped, not as a network failure.
+func TestGetWithReadFunc(t *testing.T) {
+	img := pngBytes(t)
+	s := newServer(t, "127.0.0.2", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(img) }))
+	c := newTestClient(Policy{AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}})
+	var limits []int64
+	res, err := c.GetWith(context.Background(), s.URL+"/x.png", func(r io.Reader, limit int64) ([]byte, error) {
+		limits = append(limits, limit)
+		return io.ReadAll(r)
+	})
+	if err != nil || !bytes.Equal(res.Body, img) {
+		t.Fatalf("GetWith = %v, %v; want the image", res, err)
+	}
+	if len(limits) != 1 || limits[0] != DefaultMaxBytes {
+		t.Errorf("ReadFunc called with limits %v, want [%d]", limits, DefaultMaxBytes)
+	}
+	refusal := errors.New("budget exhausted")
+	_, err = c.GetWith(context.Background(), s.URL+"/x.png", func(io.Reader, int64) ([]byte, error) { return nil, refusal })
+	if err != refusal {
+		t.Errorf("GetWith with a refusing ReadFunc = %v, want the refusal itself", err)
 	}
 }
 

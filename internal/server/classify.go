@@ -12,6 +12,7 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 
@@ -88,48 +89,78 @@ func (s *Server) parseOptions(r *http.Request) (options, error) {
 	o := options{topK: defaultTopK}
 	q := r.URL.Query()
 	if v := q.Get("top_k"); v != "" {
-		k, err := s.checkTopK(v, len(modelOf(r.Context()).info.Classes))
+		k, err := strconv.Atoi(v)
+		classes := len(modelOf(r.Context()).info.Classes)
 		if err != nil {
+			return o, topKError(v, classes)
+		}
+		if o.topK, err = s.checkTopK(k, classes); err != nil {
 			return o, err
 		}
-		o.topK = k
 	}
-	switch v := q.Get("include_input"); v {
-	case "", "0", "false":
-	case "1", "true":
-		o.includeInput = true
-	default:
-		return o, withStatus(http.StatusBadRequest, fmt.Errorf("include_input=%q: want 1 or 0", v))
-	}
-	return o, nil
+	var err error
+	o.includeInput, err = queryBool(q, "include_input")
+	return o, err
 }
 
-// checkTopK parses a top_k value: an integer from 1 to the number of classes.
-func (s *Server) checkTopK(v string, classes int) (int, error) {
-	k, err := strconv.Atoi(v)
-	if err != nil || k < 1 || k > classes {
-		return 0, withStatus(http.StatusBadRequest,
-			fmt.Errorf("top_k=%q: want an integer from 1 to %d", v, classes))
+// queryBool reads a boolean query parameter: absent, 0 or false, 1 or true.
+func queryBool(q url.Values, name string) (bool, error) {
+	switch v := q.Get(name); v {
+	case "", "0", "false":
+		return false, nil
+	case "1", "true":
+		return true, nil
+	default:
+		return false, withStatus(http.StatusBadRequest, fmt.Errorf("%s=%q: want 1 or 0", name, v))
+	}
+}
+
+// checkTopK checks a top_k value: an integer from 1 to the number of classes.
+func (s *Server) checkTopK(k, classes int) (int, error) {
+	if k < 1 || k > classes {
+		return 0, topKError(strconv.Itoa(k), classes)
 	}
 	return k, nil
 }
 
-// prepare decodes image bytes into the 28×28 grayscale image the model sees,
-// mapping imageprep's errors to HTTP statuses. A panic inside a decoder is a
-// bad image, not a server fault, so it becomes a 400.
-func (s *Server) prepare(data []byte) (g *image.Gray, err error) {
+func topKError(v string, classes int) error {
+	return withStatus(http.StatusBadRequest, fmt.Errorf("top_k=%q: want an integer from 1 to %d", v, classes))
+}
+
+// decode runs f, which decodes data, as admission stage 4: at most
+// Config.MaxDecodes at once (waiting within the request's deadline), with
+// empty input refused and a panic inside a decoder turned into a 400 (a bad
+// image, not a server fault).
+func (s *Server) decode(ctx context.Context, data []byte, f func() error) (err error) {
+	if len(data) == 0 {
+		return withStatus(http.StatusBadRequest, errors.New("empty image: the request carried no image bytes"))
+	}
+	if err := s.decodes.Acquire(ctx, 1); err != nil {
+		return err
+	}
+	defer s.decodes.Release(1)
 	defer func() {
 		if v := recover(); v != nil {
 			s.log.Warn("image decoder panicked", "panic", v, "bytes", len(data))
-			g, err = nil, withStatus(http.StatusBadRequest, fmt.Errorf("image could not be decoded (decoder failed: %v)", v))
+			err = withStatus(http.StatusBadRequest, fmt.Errorf("image could not be decoded (decoder failed: %v)", v))
 		}
 	}()
-	if len(data) == 0 {
-		return nil, withStatus(http.StatusBadRequest, errors.New("empty image: the request carried no image bytes"))
+	if err := f(); err != nil {
+		return imageError(err)
 	}
-	g, err = imageprep.Prepare(data, imageprep.Limits{MaxPixels: s.cfg.MaxPixels})
+	return nil
+}
+
+// prepare decodes image bytes into the 28×28 grayscale image the model sees,
+// mapping imageprep's errors to HTTP statuses.
+func (s *Server) prepare(ctx context.Context, data []byte) (*image.Gray, error) {
+	var g *image.Gray
+	err := s.decode(ctx, data, func() (err error) {
+		g, err = imageprep.Prepare(data, imageprep.Limits{MaxPixels: s.cfg.MaxPixels})
+		return err
+	})
 	if err != nil {
-		return nil, imageError(err)
+		return nil, err
 	}
 	if b := g.Bounds(); b.Dx() != modelfile.Side || b.Dy() != modelfile.Side {
 		return nil, fmt.Errorf("image preparation gave %dx%d pixels, want %dx%d", b.Dx(), b.Dy(), modelfile.Side, modelfile.Side)
@@ -139,26 +170,21 @@ func (s *Server) prepare(data []byte) (g *image.Gray, err error) {
 
 // decodeImage decodes image bytes for display, with the same checks and
 // status mapping as prepare.
-func (s *Server) decodeImage(data []byte) (img image.Image, err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			s.log.Warn("image decoder panicked", "panic", v, "bytes", len(data))
-			img, err = nil, withStatus(http.StatusBadRequest, fmt.Errorf("image could not be decoded (decoder failed: %v)", v))
-		}
-	}()
-	if len(data) == 0 {
-		return nil, withStatus(http.StatusBadRequest, errors.New("empty image: no image bytes"))
-	}
-	img, _, err = imageprep.Decode(data, imageprep.Limits{MaxPixels: s.cfg.MaxPixels})
-	if err != nil {
-		return nil, imageError(err)
-	}
-	return img, nil
+func (s *Server) decodeImage(ctx context.Context, data []byte) (image.Image, error) {
+	var img image.Image
+	err := s.decode(ctx, data, func() (err error) {
+		img, _, err = imageprep.Decode(data, imageprep.Limits{MaxPixels: s.cfg.MaxPixels})
+		return err
+	})
+	return img, err
 }
 
 // imageError attaches the HTTP status that fits an imageprep error.
 func imageError(err error) error {
+	var he *httpError
 	switch {
+	case errors.As(err, &he):
+		return err
 	case errors.Is(err, imageprep.ErrUnsupported):
 		return withStatus(http.StatusUnsupportedMediaType, err)
 	case errors.Is(err, imageprep.ErrTooLarge):
@@ -247,33 +273,27 @@ func putBuf(b *bytes.Buffer) {
 	}
 }
 
-// readBody reads the whole request body, capped at Config.MaxBody.
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request, buf *bytes.Buffer) error {
-	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBody)
-	if r.ContentLength > 0 && r.ContentLength <= s.cfg.MaxBody {
-		buf.Grow(int(r.ContentLength) + 1)
-	}
-	if _, err := buf.ReadFrom(body); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return withStatus(http.StatusRequestEntityTooLarge,
-				fmt.Errorf("request body is larger than the %d-byte limit", s.cfg.MaxBody))
-		}
-		return withStatus(http.StatusBadRequest, fmt.Errorf("reading request body: %w", err))
-	}
-	return nil
-}
-
-// fetchImage downloads url under the fetch policy, counting failures by
-// reason. Refusals keep the status the fetch package chose (400/403/…).
-func (s *Server) fetchImage(ctx context.Context, url string) ([]byte, error) {
+// fetchImage downloads url under the fetch policy as admission stage 2: at
+// most Config.MaxFetches at once, the body charged to l as it arrives, and
+// no inference slot held. Failures are counted by reason; refusals keep the
+// status the fetch package chose (400/403/…).
+func (s *Server) fetchImage(ctx context.Context, l *lease, url string) ([]byte, error) {
 	if url == "" {
 		return nil, withStatus(http.StatusBadRequest, errors.New("missing url: pass the image address as url=…"))
 	}
 	if b, ok := ownSample(ctx, url); ok {
 		return b, nil
 	}
-	res, err := s.fetch.Get(ctx, url)
+	if !s.fetches.tryAcquire() {
+		s.metrics.admissionRejected.WithLabelValues("fetches").Inc()
+		return nil, errTooManyFetches
+	}
+	defer s.fetches.release()
+	res, err := s.fetch.GetWith(ctx, url, l.read)
+	if errors.Is(err, errBodyBudget) {
+		s.metrics.admissionRejected.WithLabelValues("body_budget").Inc()
+		return nil, err
+	}
 	if err != nil {
 		var fe *fetch.Error
 		if errors.As(err, &fe) {
@@ -294,31 +314,39 @@ func (s *Server) fetchImage(ctx context.Context, url string) ([]byte, error) {
 }
 
 // handleImageClassify is the report's GET /image-classify?url=U&top_k=K.
-func (s *Server) handleImageClassify(w http.ResponseWriter, r *http.Request) {
-	t := modelOf(r.Context()).batch.announce(1)
-	defer t.release()
+func (s *Server) handleImageClassify(w http.ResponseWriter, r *http.Request, _ []byte, l *lease) {
 	o, err := s.parseOptions(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	data, err := s.fetchImage(r.Context(), r.URL.Query().Get("url"))
+	data, err := s.fetchImage(r.Context(), l, r.URL.Query().Get("url"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	s.classifyOne(w, r, &t, data, o)
+	s.classifyOne(w, r, data, "", o)
 }
 
-// classifyOne prepares one encoded image, classifies it and answers the
-// result object: the tail shared by every single-image endpoint.
-func (s *Server) classifyOne(w http.ResponseWriter, r *http.Request, t *ticket, data []byte, o options) {
-	g, err := s.prepare(data)
+// classifyOne takes an inference slot, prepares one encoded image,
+// classifies it and answers the result object: the tail shared by every
+// single-image endpoint. name, if not empty, labels errors ("file %q").
+func (s *Server) classifyOne(w http.ResponseWriter, r *http.Request, data []byte, name string, o options) {
+	if !s.acquireSlot(w, r) {
+		return
+	}
+	defer s.inference.release()
+	t := modelOf(r.Context()).batch.announce(1)
+	defer t.release()
+	g, err := s.prepare(r.Context(), data)
 	if err != nil {
+		if name != "" {
+			err = fmt.Errorf("file %q: %w", name, err)
+		}
 		s.fail(w, r, err)
 		return
 	}
-	res, err := s.classify(r.Context(), t, []*image.Gray{g}, o)
+	res, err := s.classify(r.Context(), &t, []*image.Gray{g}, o)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -328,15 +356,11 @@ func (s *Server) classifyOne(w http.ResponseWriter, r *http.Request, t *ticket, 
 
 // handleImageView is the report's GET /image-view?url=U: the fetched image
 // re-encoded as PNG, or with preprocessed=1 the 28×28 model input scaled up.
-func (s *Server) handleImageView(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleImageView(w http.ResponseWriter, r *http.Request, _ []byte, l *lease) {
 	q := r.URL.Query()
-	preprocessed := false
-	switch v := q.Get("preprocessed"); v {
-	case "", "0", "false":
-	case "1", "true":
-		preprocessed = true
-	default:
-		s.fail(w, r, withStatus(http.StatusBadRequest, fmt.Errorf("preprocessed=%q: want 1 or 0", v)))
+	preprocessed, err := queryBool(q, "preprocessed")
+	if err != nil {
+		s.fail(w, r, err)
 		return
 	}
 	scale := 10
@@ -348,21 +372,25 @@ func (s *Server) handleImageView(w http.ResponseWriter, r *http.Request) {
 		}
 		scale = n
 	}
-	data, err := s.fetchImage(r.Context(), q.Get("url"))
+	data, err := s.fetchImage(r.Context(), l, q.Get("url"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
+	if !s.acquireSlot(w, r) {
+		return
+	}
+	defer s.inference.release()
 	var out image.Image
 	if preprocessed {
-		g, err := s.prepare(data)
+		g, err := s.prepare(r.Context(), data)
 		if err != nil {
 			s.fail(w, r, err)
 			return
 		}
 		out = imageprep.Enlarge(g, scale)
 	} else {
-		img, err := s.decodeImage(data)
+		img, err := s.decodeImage(r.Context(), data)
 		if err != nil {
 			s.fail(w, r, err)
 			return
@@ -393,9 +421,7 @@ func (s *Server) handleV1Model(w http.ResponseWriter, r *http.Request) {
 
 // handleClassify is POST /v1/classify: a raw image body, a multipart batch
 // of "file" parts, or a JSON document naming images by URL or base64.
-func (s *Server) handleClassify(w http.ResponseWriter, r *http.Request) {
-	t := modelOf(r.Context()).batch.announce(1)
-	defer t.release()
+func (s *Server) handleClassify(w http.ResponseWriter, r *http.Request, body []byte, l *lease) {
 	o, err := s.parseOptions(r)
 	if err != nil {
 		s.fail(w, r, err)
@@ -412,17 +438,11 @@ func (s *Server) handleClassify(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case mt == "multipart/form-data":
-		s.classifyMultipart(w, r, &t, params["boundary"], o)
+		s.classifyMultipart(w, r, body, l, params["boundary"], o)
 	case mt == "application/json":
-		s.classifyJSON(w, r, &t, o)
+		s.classifyJSON(w, r, body, l, o)
 	case rawImageTypes[mt]:
-		buf := getBuf()
-		defer putBuf(buf)
-		if err := s.readBody(w, r, buf); err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		s.classifyOne(w, r, &t, buf.Bytes(), o)
+		s.classifyOne(w, r, body, "", o)
 	default:
 		s.fail(w, r, withStatus(http.StatusUnsupportedMediaType, fmt.Errorf(
 			"Content-Type %q is not accepted: send an image (image/png, image/jpeg, image/gif, image/webp, image/bmp), multipart/form-data with file parts, or application/json", mt)))
@@ -438,13 +458,13 @@ type upload struct {
 }
 
 // readMultipart reads the "file" parts of a multipart/form-data body in
-// order; other form fields are skipped. It fails if there are no file parts
-// or more than maxImages.
-func readMultipart(body io.Reader, boundary string, maxImages int) ([]upload, error) {
+// order, charging each part's bytes to l; other form fields are skipped.
+// It fails if there are no file parts or more than maxImages.
+func readMultipart(body []byte, l *lease, boundary string, maxImages int) ([]upload, error) {
 	if boundary == "" {
 		return nil, withStatus(http.StatusBadRequest, errors.New("multipart/form-data without a boundary parameter"))
 	}
-	mr := multipart.NewReader(body, boundary)
+	mr := multipart.NewReader(bytes.NewReader(body), boundary)
 	var ups []upload
 	for {
 		p, err := mr.NextPart()
@@ -464,7 +484,7 @@ func readMultipart(body io.Reader, boundary string, maxImages int) ([]upload, er
 			return nil, withStatus(http.StatusRequestEntityTooLarge,
 				fmt.Errorf("more than %d file parts; send at most %d images per request", maxImages, maxImages))
 		}
-		data, err := io.ReadAll(p)
+		data, err := l.read(p, int64(len(body)))
 		if err != nil {
 			return nil, multipartError(err)
 		}
@@ -477,50 +497,37 @@ func readMultipart(body io.Reader, boundary string, maxImages int) ([]upload, er
 }
 
 // multipartError attaches a status to an error met while reading a
-// multipart body: the size cap is 413, anything else malformed input.
+// multipart body: budget refusals keep theirs, anything else is malformed
+// input.
 func multipartError(err error) error {
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		return withStatus(http.StatusRequestEntityTooLarge, fmt.Errorf("request body is larger than the %d-byte limit", mbe.Limit))
+	if errors.Is(err, errBodyBudget) {
+		return err
 	}
 	return withStatus(http.StatusBadRequest, fmt.Errorf("malformed multipart body: %w", err))
 }
 
 // classifyMultipart answers a multipart upload: one file gives one Result,
 // several give a BatchResponse with a per-file error where a file is bad.
-func (s *Server) classifyMultipart(w http.ResponseWriter, r *http.Request, t *ticket, boundary string, o options) {
-	ups, err := readMultipart(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody), boundary, s.cfg.MaxImages)
+func (s *Server) classifyMultipart(w http.ResponseWriter, r *http.Request, body []byte, l *lease, boundary string, o options) {
+	ups, err := readMultipart(body, l, boundary, s.cfg.MaxImages)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	if len(ups) == 1 {
-		g, err := s.prepare(ups[0].data)
-		if err != nil {
-			s.fail(w, r, fmt.Errorf("file %q: %w", ups[0].name, err))
-			return
-		}
-		res, err := s.classify(r.Context(), t, []*image.Gray{g}, o)
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, res[0])
+		s.classifyOne(w, r, ups[0].data, ups[0].name, o)
 		return
 	}
-	for i := range ups {
-		s.prepareUpload(&ups[i])
-	}
-	s.answerBatch(w, r, t, ups, o)
+	s.answerBatch(w, r, ups, o)
 }
 
 // prepareUpload decodes u.data into u.img, or records in u.err why it
 // could not, and drops the raw bytes either way.
-func (s *Server) prepareUpload(u *upload) {
+func (s *Server) prepareUpload(ctx context.Context, u *upload) {
 	if u.err != nil {
 		return
 	}
-	g, err := s.prepare(u.data)
+	g, err := s.prepare(ctx, u.data)
 	u.data = nil
 	if err != nil {
 		if u.name != "" {
@@ -532,20 +539,37 @@ func (s *Server) prepareUpload(u *upload) {
 	u.img = g
 }
 
-// answerBatch classifies every prepared upload in one submission and answers
-// a BatchResponse in input order, with per-item errors for the rest.
-func (s *Server) answerBatch(w http.ResponseWriter, r *http.Request, t *ticket, ups []upload, o options) {
+// answerBatch takes an inference slot, prepares every upload (stopping as
+// soon as the request's context ends, so a client that leaves stops costing
+// CPU), classifies them in one submission and answers a BatchResponse in
+// input order, with per-item errors for the rest.
+func (s *Server) answerBatch(w http.ResponseWriter, r *http.Request, ups []upload, o options) {
+	ctx := r.Context()
+	if !s.acquireSlot(w, r) {
+		return
+	}
+	defer s.inference.release()
+	t := modelOf(r.Context()).batch.announce(len(ups))
+	defer t.release()
 	imgs := make([]*image.Gray, 0, len(ups))
-	for _, u := range ups {
-		if u.err == nil {
-			imgs = append(imgs, u.img)
+	for i := range ups {
+		if err := ctx.Err(); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		s.prepareUpload(ctx, &ups[i])
+		if ups[i].err == nil {
+			imgs = append(imgs, ups[i].img)
 		}
 	}
-	t.release()
+	if err := ctx.Err(); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	var res []Result
 	if len(imgs) > 0 {
 		var err error
-		res, err = s.classify(r.Context(), nil, imgs, o)
+		res, err = s.classify(ctx, &t, imgs, o)
 		if err != nil {
 			s.fail(w, r, err)
 			return

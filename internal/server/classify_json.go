@@ -98,51 +98,51 @@ func decodeBase64(s string) ([]byte, error) {
 	return b, nil
 }
 
-// load returns the bytes an ImageRef names.
-func (s *Server) load(ctx context.Context, ref ImageRef) ([]byte, error) {
+// load returns the bytes an ImageRef names, charged to l.
+func (s *Server) load(ctx context.Context, l *lease, ref ImageRef) ([]byte, error) {
 	switch {
 	case ref.URL != "" && ref.ImageBase64 != "":
 		return nil, withStatus(http.StatusBadRequest, errors.New(`set only one of "url" and "image_base64"`))
 	case ref.URL != "":
-		return s.fetchImage(ctx, ref.URL)
+		return s.fetchImage(ctx, l, ref.URL)
 	case ref.ImageBase64 != "":
 		b, err := decodeBase64(ref.ImageBase64)
 		if err != nil {
 			return nil, withStatus(http.StatusBadRequest, err)
+		}
+		if err := l.take(int64(len(b))); err != nil {
+			return nil, err
 		}
 		return b, nil
 	}
 	return nil, withStatus(http.StatusBadRequest, errors.New(`image has neither "url" nor "image_base64"`))
 }
 
-// classifyJSON answers a JSON classification request.
-func (s *Server) classifyJSON(w http.ResponseWriter, r *http.Request, t *ticket, o options) {
-	buf := getBuf()
-	defer putBuf(buf)
-	if err := s.readBody(w, r, buf); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	req, err := decodeClassifyJSON(buf.Bytes(), s.cfg.MaxImages)
+// classifyJSON answers a JSON classification request. Every image is
+// loaded (URLs fetched, fetchParallelism at a time, without an inference
+// slot) before the slot is taken for decoding and inference.
+func (s *Server) classifyJSON(w http.ResponseWriter, r *http.Request, body []byte, l *lease, o options) {
+	req, err := decodeClassifyJSON(body, s.cfg.MaxImages)
 	if err != nil {
 		s.fail(w, r, withStatus(http.StatusBadRequest, err))
 		return
 	}
 	if req.TopK != nil {
-		if o.topK, err = s.checkTopK(fmt.Sprint(*req.TopK), len(modelOf(r.Context()).info.Classes)); err != nil {
+		if o.topK, err = s.checkTopK(*req.TopK, len(modelOf(r.Context()).info.Classes)); err != nil {
 			s.fail(w, r, err)
 			return
 		}
 	}
 	o.includeInput = o.includeInput || req.IncludeInput
+	ctx := r.Context()
 
 	if req.Images == nil {
-		data, err := s.load(r.Context(), ImageRef{URL: req.URL, ImageBase64: req.ImageBase64})
+		data, err := s.load(ctx, l, ImageRef{URL: req.URL, ImageBase64: req.ImageBase64})
 		if err != nil {
 			s.fail(w, r, err)
 			return
 		}
-		s.classifyOne(w, r, t, data, o)
+		s.classifyOne(w, r, data, "", o)
 		return
 	}
 
@@ -151,23 +151,30 @@ func (s *Server) classifyJSON(w http.ResponseWriter, r *http.Request, t *ticket,
 	sem := make(chan struct{}, fetchParallelism)
 	for i, ref := range req.Images {
 		if ref.URL == "" || ref.ImageBase64 != "" {
-			ups[i].data, ups[i].err = s.load(r.Context(), ref)
-			s.prepareUpload(&ups[i])
+			ups[i].data, ups[i].err = s.load(ctx, l, ref)
 			continue
 		}
 		wg.Go(func() {
-			sem <- struct{}{}
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				ups[i].err = ctx.Err()
+				return
+			}
 			defer func() { <-sem }()
-			ups[i].data, ups[i].err = s.load(r.Context(), ref)
-			s.prepareUpload(&ups[i])
+			ups[i].data, ups[i].err = s.load(ctx, l, ref)
 		})
 	}
 	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	for i := range ups {
 		if ups[i].err != nil {
 			ups[i].err = fmt.Errorf("image %d: %w", i, ups[i].err)
 		}
 		ups[i].name = req.Images[i].URL // the answer's "file"
 	}
-	s.answerBatch(w, r, t, ups, o)
+	s.answerBatch(w, r, ups, o)
 }

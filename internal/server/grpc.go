@@ -99,16 +99,19 @@ func (s *Server) grpcStreamAuth(srv any, ss grpc.ServerStream, info *grpc.Stream
 	return h(srv, ss)
 }
 
-// grpcAdmit applies REST's admission control to ModelInfer.
+// grpcAdmit applies REST's request deadline and inference slots to
+// ModelInfer (gRPC has read the message, within its size limit, already).
 func (s *Server) grpcAdmit(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 	if info.FullMethod != pb.GRPCInferenceService_ModelInfer_FullMethodName {
 		return h(ctx, req)
 	}
-	if !s.admission.tryAcquire() {
-		s.metrics.admissionRejected.Inc()
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	if !s.inference.tryAcquire() {
+		s.metrics.admissionRejected.WithLabelValues("in_flight").Inc()
 		return nil, status.Error(codes.Unavailable, errOverloaded.Error())
 	}
-	defer s.admission.release()
+	defer s.inference.release()
 	return h(ctx, req)
 }
 

@@ -239,6 +239,7 @@ func hostileConfig() Config {
 			Timeout:        hostileTimeout,
 			ConnectTimeout: hostileTimeout / 2,
 			MaxBytes:       hostileCap,
+			MaxRedirects:   fetch.DefaultMaxRedirects,
 		},
 	}
 }

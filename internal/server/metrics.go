@@ -22,9 +22,9 @@ type serverMetrics struct {
 	inference       prometheus.Histogram
 	inferenceErrors prometheus.Counter
 	rejected        prometheus.Counter // queue full
-	// admissionRejected counts requests refused before their body was read.
-	admissionRejected prometheus.Counter
-	cancelled         prometheus.Counter // abandoned before inference
+	// admissionRejected counts requests refused by an admission stage.
+	admissionRejected *prometheus.CounterVec // by stage
+	cancelled         prometheus.Counter     // abandoned before inference
 	images            prometheus.Counter
 	fetchFailures     *prometheus.CounterVec // by reason
 	// modelLatency and modelQueue are per model version (and protocol);
@@ -64,10 +64,10 @@ func newServerMetrics() *serverMetrics {
 			Name: "fashion_queue_rejected_total",
 			Help: "Requests refused with 503 because the inference queue was full.",
 		}),
-		admissionRejected: prometheus.NewCounter(prometheus.CounterOpts{
+		admissionRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fashion_admission_rejected_total",
-			Help: "Requests refused with 503 before their body was read because the most inference requests allowed (-max-inflight) were already in flight.",
-		}),
+			Help: "Requests (or fetches) refused with 503 by admission, by stage: body_budget (-body-budget bytes of bodies and fetched images in use), fetches (-max-fetches in progress), in_flight (-max-inflight inference requests).",
+		}, []string{"stage"}),
 		cancelled: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "fashion_queue_cancelled_total",
 			Help: "Queued requests dropped before inference because the client went away.",
@@ -125,13 +125,29 @@ func (m *serverMetrics) forgetModel(model, version string) {
 	m.modelQueue.DeletePartialMatch(labels)
 }
 
-// registerInFlight exports the admitted inference requests as a gauge read
-// at scrape time.
-func (m *serverMetrics) registerInFlight(a *admission) {
-	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "fashion_inflight_requests",
-		Help: "Inference requests admitted and not yet answered.",
-	}, func() float64 { return float64(a.inFlight.Load()) }))
+// registerAdmission exports the admission stages' occupancy and the
+// connection limiter's work as metrics read at scrape time.
+func (m *serverMetrics) registerAdmission(s *Server) {
+	gauge := func(name, help string, f func() float64) {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
+	}
+	counter := func(name, help string, f func() float64) {
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f))
+	}
+	gauge("fashion_inflight_requests", "Inference requests holding a slot (decoding or waiting for the model).",
+		func() float64 { return float64(s.inference.inFlight.Load()) })
+	gauge("fashion_fetches_in_progress", "URL fetches in progress.",
+		func() float64 { return float64(s.fetches.inFlight.Load()) })
+	gauge("fashion_body_budget_held_bytes", "Bytes of request bodies and fetched images held, of the -body-budget.",
+		func() float64 { return float64(s.budget.held.Load()) })
+	gauge("fashion_body_budget_bytes", "The byte budget for request bodies and fetched images (-body-budget).",
+		func() float64 { return float64(s.budget.size) })
+	gauge("fashion_open_connections", "Client connections open.",
+		func() float64 { return float64(s.conns.count()) })
+	counter("fashion_connections_evicted_total", "Connections without a request in progress closed to make room under -max-conns.",
+		func() float64 { return float64(s.conns.evicted.Load()) })
+	counter("fashion_connections_refused_total", "New connections closed at once because -max-conns connections were all busy.",
+		func() float64 { return float64(s.conns.refused.Load()) })
 }
 
 // observe records one answered request.

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/fashion-classifier/fashion/internal/fetch"
 )
 
 // requestIDKey is the context key under which a request's ID is stored.
@@ -81,8 +84,19 @@ func (w *statusWriter) Write(p []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
+// StatusClientClosedRequest is the status logged and counted for a request
+// whose client went away before the answer (nginx's 499): it is nobody's
+// overload, so it must not look like a 503.
+const StatusClientClosedRequest = fetch.StatusClientClosedRequest
+
+// errRequestTimeout is the cause of a request context ended by
+// Config.RequestTimeout.
+var errRequestTimeout = errors.New("request deadline passed")
+
 // middleware wraps the routes with what every request gets: a request ID,
-// CORS, panic recovery, metrics and one structured log line.
+// the request deadline (Config.RequestTimeout), CORS, panic recovery,
+// metrics and one structured log line. (fail answers 499 for a request
+// whose client hung up, so logs and metrics count it as such.)
 func (s *Server) middleware(next http.Handler) http.Handler {
 	origins := make(map[string]bool, len(s.cfg.CORSOrigins))
 	for _, o := range s.cfg.CORSOrigins {
@@ -95,7 +109,9 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 			id = s.ids.next()
 		}
 		w.Header().Set("X-Request-ID", id)
-		ctx := context.WithValue(r.Context(), requestIDKey{}, id)
+		ctx, cancel := context.WithTimeoutCause(r.Context(), s.cfg.RequestTimeout, errRequestTimeout)
+		defer cancel()
+		ctx = context.WithValue(ctx, requestIDKey{}, id)
 		r = r.WithContext(context.WithValue(ctx, hostKey{}, r.Host))
 		sw := &statusWriter{ResponseWriter: w}
 
@@ -202,23 +218,42 @@ func statusOf(err error) int {
 		return http.StatusRequestEntityTooLarge
 	}
 	switch {
-	case errors.Is(err, errQueueFull), errors.Is(err, errStopped):
+	case errors.Is(err, errQueueFull), errors.Is(err, errStopped), errors.Is(err, errOverloaded),
+		errors.Is(err, errBodyBudget), errors.Is(err, errTooManyFetches):
 		return http.StatusServiceUnavailable
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return http.StatusServiceUnavailable
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout
+	case errors.Is(err, context.Canceled):
+		return StatusClientClosedRequest
 	}
 	return http.StatusInternalServerError
 }
 
 // fail answers err with its status; 503s carry Retry-After so clients back
-// off instead of hammering a full queue.
+// off instead of hammering a full queue. When the request's own context has
+// ended, that is the answer, unless err already carries a status of its own
+// (a 408 for a body too slow, say): 499 if the client left (net/http
+// cancels the context when the connection fails), 504 if the request
+// deadline passed, whatever error the cancellation surfaced as.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	ctx := r.Context()
+	var he *httpError
+	switch {
+	case ctx.Err() == nil || errors.As(err, &he):
+	case errors.Is(context.Cause(ctx), errRequestTimeout):
+		err = withStatus(http.StatusGatewayTimeout, fmt.Errorf("request took longer than the server's %v request deadline: %w", s.cfg.RequestTimeout, err))
+	default:
+		err = withStatus(StatusClientClosedRequest, fmt.Errorf("client closed the request: %w", err))
+	}
 	code := statusOf(err)
 	if code == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")
 	}
-	if code >= 500 {
-		s.log.Warn("request failed", "request_id", requestIDFrom(r.Context()), "status", code, "error", err)
+	switch {
+	case code == StatusClientClosedRequest:
+		s.log.Info("client went away", "request_id", requestIDFrom(ctx), "error", err)
+	case code >= 500:
+		s.log.Warn("request failed", "request_id", requestIDFrom(ctx), "status", code, "error", err)
 	}
 	writeError(w, code, err.Error())
 }

@@ -30,6 +30,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/fashion-classifier/fashion/internal/fetch"
 	"github.com/fashion-classifier/fashion/internal/imageprep"
 	"github.com/fashion-classifier/fashion/internal/modelfile"
@@ -46,72 +48,103 @@ type Predictor interface {
 	Predict(x []float32, n int) ([]float32, error)
 }
 
-// Config holds everything that tunes the server. The zero value of each field
-// means its documented default, so Config{} is a valid configuration.
+// Config holds everything that tunes the server. DefaultConfig gives every
+// field its default; New fills the fields left at zero from it, except
+// MaxDelay and Fetch.MaxRedirects, whose zero means "never wait" and "no
+// redirects". A few defaults are derived: Queue and MaxInFlight from
+// MaxBatch and Workers, and MaxDecodes, BodyBudget and MaxConns from
+// MemoryLimit (see sizeForMemory).
 type Config struct {
-	// Addr is the TCP address Run listens on; default ":8080".
+	// Addr is the TCP address Run listens on.
 	Addr string
 	// GRPCAddr is the TCP address Run serves the Open Inference Protocol's
-	// gRPC service on; empty means no gRPC (fashion serve's -grpc-addr
-	// defaults to ":8081", KServe's convention).
+	// gRPC service on; empty means no gRPC (DefaultConfig has ":8081",
+	// KServe's convention).
 	GRPCAddr string
-	// ModelName is the name under /v2/models/{name}; default "fashion-mnist".
+	// ModelName is the name under /v2/models/{name}.
 	ModelName string
-	// Version is reported by GET /v2 and in logs; default "dev".
+	// Version is reported by GET /v2 and in logs.
 	Version string
 
-	// MaxBatch is the most images one forward pass takes; default 32.
+	// MaxBatch is the most images one forward pass takes.
 	MaxBatch int
 	// MaxDelay is how long a forming batch may wait for more requests while
-	// other requests are still being decoded; default 500µs. Negative means
-	// never wait.
+	// other requests are still being decoded; zero or negative means never
+	// wait.
 	MaxDelay time.Duration
 	// Queue is the most images waiting for inference; a request that would
 	// overflow it gets 503 with Retry-After at once, so overload costs
 	// neither memory nor latency for the requests already accepted.
-	// Default 4×MaxBatch: at most a few forward passes of waiting.
+	// Zero means 4×MaxBatch: at most a few forward passes of waiting.
 	Queue int
 	// MaxInFlight is the most inference requests (POST /v1/classify, v2
-	// infer, GET /image-classify and /image-view) served at once, counted
-	// per request whatever its number of images. A request beyond it gets
-	// 503 with Retry-After before its body is read, so refusing costs
-	// almost nothing and memory is bounded by the admitted requests.
-	// Default MaxBatch×Workers, at most Queue: one full batch per worker is
-	// enough to keep the model busy (throughput at 16 concurrent uploads
-	// already equals the server's capacity), and every request admitted
-	// beyond that would only wait, adding its share of a forward pass to
-	// everyone's latency. Measured under 5× overload (bench/overload,
-	// MaxBatch 32, Queue 64): 64 in flight gave an accepted p99 of 94 ms,
-	// 32 gave 31 ms at the same throughput, 16 lost a fifth of it.
+	// infer, GET /image-classify and /image-view) decoding or waiting for
+	// the model at once, counted per request whatever its number of
+	// images. The slot is taken once the request's bytes are at hand (body
+	// read, URLs fetched), so slow clients and slow URLs never hold one; a
+	// request beyond it gets 503 with Retry-After. Zero means
+	// MaxBatch×Workers, at most Queue: one full batch per worker is enough
+	// to keep the model busy (throughput at 16 concurrent uploads already
+	// equals the server's capacity), and every request admitted beyond that
+	// would only wait, adding its share of a forward pass to everyone's
+	// latency. Measured under 5× overload (bench/overload, MaxBatch 32,
+	// Queue 64): 64 in flight gave an accepted p99 of 94 ms, 32 gave 31 ms
+	// at the same throughput, 16 lost a fifth of it.
 	MaxInFlight int
-	// Workers is the number of goroutines running forward passes; default 1,
+	// Workers is the number of goroutines running forward passes; one,
 	// since a forward pass already uses every core for large batches.
 	Workers int
 
-	// MaxBody caps request bodies in bytes (413 beyond it); default 10 MB.
+	// MaxBody caps request bodies in bytes (413 beyond it).
 	MaxBody int64
-	// MaxPixels caps the decoded size of one image, checked before decoding;
-	// default imageprep.DefaultMaxPixels.
+	// MaxPixels caps the decoded size of one image, checked before decoding.
 	MaxPixels int
-	// MaxImages caps the images of one batch request; default 256.
+	// MaxImages caps the images of one batch request.
 	MaxImages int
-	// Fetch is the policy for URLs the server fetches. Its zero value is the
-	// safe default: public addresses only.
+	// Fetch is the policy for URLs the server fetches. Its MaxBytes
+	// defaults to MaxBody.
 	Fetch fetch.Policy
+	// MaxFetches is the most URL fetches in progress at once over all
+	// requests; a fetch beyond it fails with 503 at once.
+	MaxFetches int
+
+	// MemoryLimit is the memory the process may use (see MemoryLimit); zero
+	// means unknown. It sizes the defaults of the three budgets below.
+	MemoryLimit int64
+	// BodyBudget bounds the bytes of request bodies, multipart parts,
+	// decoded base64 and fetched images held by all requests together, one
+	// semaphore charged as bytes arrive. A request that would exceed it
+	// gets 503 with Retry-After. Zero means derived from MemoryLimit.
+	BodyBudget int64
+	// MaxDecodes is the most images decoded at once (decoding is CPU bound
+	// and its memory is the largest per image); others wait their turn
+	// within their request's deadline. Zero means derived from MemoryLimit,
+	// at most GOMAXPROCS.
+	MaxDecodes int
+	// MaxConns is the most connections kept open. Beyond it the connection
+	// idle the longest is closed to make room, or the new one when every
+	// connection is busy. Zero means derived from MemoryLimit.
+	MaxConns int
 
 	// CORSOrigins lists origins allowed to call the API from a browser; "*"
 	// allows any. Empty means no CORS headers at all.
 	CORSOrigins []string
 
+	// RequestTimeout is the deadline of every request: it cancels fetches,
+	// decoding and queued inference, and the request answers 504.
+	RequestTimeout time.Duration
+	// BodyTimeout bounds reading a request body, so a client trickling its
+	// body is cut off (408) without holding anything but its bytes.
+	BodyTimeout time.Duration
 	// ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout configure
-	// the http.Server; defaults 5s, 30s, 60s and 120s.
+	// the http.Server.
 	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 	// DrainDelay is how long the server keeps serving with readiness false
 	// before it stops accepting connections, so load balancers notice;
-	// default 0 (Kubernetes deployments usually delay in preStop instead).
+	// zero by default (Kubernetes deployments usually delay in preStop).
 	DrainDelay time.Duration
 	// ShutdownTimeout bounds how long in-flight requests may take to finish
-	// after shutdown begins; default 30s.
+	// after shutdown begins.
 	ShutdownTimeout time.Duration
 
 	// ModelRepository is a directory in Triton's layout,
@@ -154,62 +187,96 @@ type Config struct {
 	Stdout io.Writer
 }
 
-// withDefaults returns c with every unset field replaced by its default.
+// DefaultConfig returns the configuration "fashion serve" starts from: every
+// default stated once, here.
+func DefaultConfig() Config {
+	return Config{
+		Addr:              ":8080",
+		GRPCAddr:          ":8081",
+		ModelName:         "fashion-mnist",
+		Version:           "dev",
+		MaxBatch:          32,
+		MaxDelay:          500 * time.Microsecond,
+		Workers:           1,
+		MaxBody:           10 << 20,
+		MaxPixels:         imageprep.DefaultMaxPixels,
+		MaxImages:         256,
+		Fetch:             fetch.DefaultPolicy(),
+		MaxFetches:        64,
+		RequestTimeout:    30 * time.Second,
+		BodyTimeout:       10 * time.Second,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		ShutdownTimeout:   30 * time.Second,
+		WarmUp:            true,
+		RequestLogSample:  1,
+	}
+}
+
+// withDefaults returns c with every unset field taken from DefaultConfig or
+// derived (see Config).
 func (c Config) withDefaults() Config {
-	def := func(v *time.Duration, d time.Duration) {
-		if *v == 0 {
-			*v = d
+	d := DefaultConfig()
+	set := func(v *time.Duration, def time.Duration) {
+		if *v <= 0 {
+			*v = def
 		}
 	}
 	if c.Addr == "" {
-		c.Addr = ":8080"
+		c.Addr = d.Addr
 	}
 	if c.ModelName == "" {
-		c.ModelName = "fashion-mnist"
+		c.ModelName = d.ModelName
 	}
 	if c.Version == "" {
-		c.Version = "dev"
+		c.Version = d.Version
 	}
 	if c.MaxBatch <= 0 {
-		c.MaxBatch = 32
+		c.MaxBatch = d.MaxBatch
 	}
-	def(&c.MaxDelay, 500*time.Microsecond)
 	if c.Queue <= 0 {
 		c.Queue = 4 * c.MaxBatch
 	}
 	if c.Workers <= 0 {
-		c.Workers = 1
+		c.Workers = d.Workers
 	}
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = min(c.MaxBatch*c.Workers, c.Queue)
 	}
 	if c.MaxBody <= 0 {
-		c.MaxBody = 10 << 20
+		c.MaxBody = d.MaxBody
 	}
 	if c.MaxPixels <= 0 {
-		c.MaxPixels = imageprep.DefaultMaxPixels
+		c.MaxPixels = d.MaxPixels
 	}
 	if c.MaxImages <= 0 {
-		c.MaxImages = 256
+		c.MaxImages = d.MaxImages
 	}
 	if c.Fetch.MaxBytes <= 0 {
 		c.Fetch.MaxBytes = c.MaxBody
 	}
-	def(&c.ReadHeaderTimeout, 5*time.Second)
-	def(&c.ReadTimeout, 30*time.Second)
-	def(&c.WriteTimeout, 60*time.Second)
-	def(&c.IdleTimeout, 120*time.Second)
-	def(&c.ShutdownTimeout, 30*time.Second)
+	if c.MaxFetches <= 0 {
+		c.MaxFetches = d.MaxFetches
+	}
+	set(&c.RequestTimeout, d.RequestTimeout)
+	set(&c.BodyTimeout, d.BodyTimeout)
+	set(&c.ReadHeaderTimeout, d.ReadHeaderTimeout)
+	set(&c.ReadTimeout, d.ReadTimeout)
+	set(&c.WriteTimeout, d.WriteTimeout)
+	set(&c.IdleTimeout, d.IdleTimeout)
+	set(&c.ShutdownTimeout, d.ShutdownTimeout)
 	if c.OpenModel == nil {
 		c.OpenModel = repository.Open
 	}
 	if c.RequestLogSample == 0 {
-		c.RequestLogSample = 1
+		c.RequestLogSample = d.RequestLogSample
 	}
 	if c.Stdout == nil {
 		c.Stdout = os.Stdout
 	}
-	return c
+	return c.sizeForMemory()
 }
 
 // Server is the classification service as an http.Handler. Create it with
@@ -228,8 +295,13 @@ type Server struct {
 	stop     context.CancelFunc
 	bg       sync.WaitGroup
 	closeOne sync.Once
-	// admission bounds the inference requests in flight; see admit.
-	admission admission
+	// budget, fetches, inference and decodes are the admission stages'
+	// bounds; see admission.go.
+	budget    *byteBudget
+	fetches   slots
+	inference slots
+	decodes   *semaphore.Weighted
+	conns     *connLimiter
 	metrics   *serverMetrics
 	ready     atomic.Bool
 	handler   http.Handler
@@ -272,7 +344,11 @@ func New(cfg Config, p Predictor, log *slog.Logger) (*Server, error) {
 	if s.reqlog, err = openRequestLog(cfg, cfg.Stdout); err != nil {
 		return nil, err
 	}
-	s.admission.max = int64(cfg.MaxInFlight)
+	s.budget = newByteBudget(cfg.BodyBudget)
+	s.fetches.max = int64(cfg.MaxFetches)
+	s.inference.max = int64(cfg.MaxInFlight)
+	s.decodes = semaphore.NewWeighted(int64(cfg.MaxDecodes))
+	s.conns = newConnLimiter(cfg.MaxConns)
 	s.metrics = newServerMetrics()
 	s.repo = repository.New(cfg.ModelRepository, s.loadVersion, log)
 	_, shadowed := os.Stat(filepath.Join(cfg.ModelRepository, cfg.ModelName))
@@ -285,8 +361,8 @@ func New(cfg Config, p Predictor, log *slog.Logger) (*Server, error) {
 		s.repo.AddStatic(cfg.ModelName, 1, m)
 	}
 	s.metrics.registerQueue(s.queueTotals)
-	s.metrics.registerInFlight(&s.admission)
-	s.handler = s.middleware(s.routes())
+	s.metrics.registerAdmission(s)
+	s.handler = s.middleware(jsonRouterErrors(s.routes()))
 	s.ready.Store(true)
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stop = cancel
@@ -380,6 +456,7 @@ func (s *Server) ServeWithGRPC(ctx context.Context, ln, grpcLn net.Listener) err
 		ReadTimeout:       s.cfg.ReadTimeout,
 		WriteTimeout:      s.cfg.WriteTimeout,
 		IdleTimeout:       s.cfg.IdleTimeout,
+		ConnState:         s.conns.hook,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
@@ -402,7 +479,9 @@ func (s *Server) ServeWithGRPC(ctx context.Context, ln, grpcLn net.Listener) err
 		s.log.Info("serving gRPC", "addr", grpcLn.Addr().String())
 	}
 	s.log.Info("serving", "addr", ln.Addr().String(), "default_model", s.cfg.ModelName,
-		"model_repository", s.cfg.ModelRepository, "max_batch", s.cfg.MaxBatch, "max_delay", s.cfg.MaxDelay, "queue", s.cfg.Queue, "max_in_flight", s.cfg.MaxInFlight)
+		"model_repository", s.cfg.ModelRepository, "max_batch", s.cfg.MaxBatch, "max_delay", s.cfg.MaxDelay, "queue", s.cfg.Queue, "max_in_flight", s.cfg.MaxInFlight,
+		"request_timeout", s.cfg.RequestTimeout, "body_timeout", s.cfg.BodyTimeout)
+	s.logBudget()
 
 	select {
 	case err := <-errc:
@@ -514,8 +593,8 @@ func (s *Server) routeTable() []route {
 		h("GET /samples/{name}", s.handleSample),
 
 		p("GET /image-view", s.admit(s.handleImageView)),
-		p("GET /image-classify", s.admit(s.withModel(s.handleImageClassify))),
-		p("POST /v1/classify", s.admit(s.withModel(s.handleClassify))),
+		p("GET /image-classify", s.withModel(s.admit(s.handleImageClassify))),
+		p("POST /v1/classify", s.withModel(s.admit(s.handleClassify))),
 		p("GET /v1/model", s.withModel(s.handleV1Model)),
 
 		h("GET /v2", s.handleV2Server),
@@ -523,10 +602,10 @@ func (s *Server) routeTable() []route {
 		h("GET /v2/health/ready", s.handleV2Ready),
 		p("GET /v2/models/{name}", s.withModel(s.handleV2Model)),
 		p("GET /v2/models/{name}/ready", s.handleV2ModelReady),
-		p("POST /v2/models/{name}/infer", s.admit(s.withModel(s.handleV2Infer))),
+		p("POST /v2/models/{name}/infer", s.withModel(s.admit(s.handleV2Infer))),
 		p("GET /v2/models/{name}/versions/{version}", s.withModel(s.handleV2Model)),
 		p("GET /v2/models/{name}/versions/{version}/ready", s.handleV2ModelReady),
-		p("POST /v2/models/{name}/versions/{version}/infer", s.admit(s.withModel(s.handleV2Infer))),
+		p("POST /v2/models/{name}/versions/{version}/infer", s.withModel(s.admit(s.handleV2Infer))),
 
 		p("POST /v2/repository/index", s.handleRepositoryIndex),
 		p("POST /v2/repository/models/{name}/load", s.handleRepositoryLoad),
@@ -541,6 +620,48 @@ func (s *Server) routes() *http.ServeMux {
 		mux.Handle(r.pattern, r.handler)
 	}
 	return mux
+}
+
+// jsonRouterErrors serves mux, answering the requests no route matches with
+// the mux's 404 or 405 (and its Allow header) as a JSON error like every
+// other error.
+func jsonRouterErrors(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern == "" {
+			w = &jsonErrorWriter{ResponseWriter: w, r: r}
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// jsonErrorWriter turns the mux's plain-text 404 and 405 into JSON errors.
+type jsonErrorWriter struct {
+	http.ResponseWriter
+	r       *http.Request
+	written bool
+}
+
+func (w *jsonErrorWriter) WriteHeader(code int) {
+	if w.written {
+		return
+	}
+	w.written = true
+	msg := fmt.Sprintf("no endpoint at %s; see /openapi.json", w.r.URL.Path)
+	if code == http.StatusMethodNotAllowed {
+		msg = fmt.Sprintf("method %s is not allowed on %s (allowed: %s)", w.r.Method, w.r.URL.Path, w.Header().Get("Allow"))
+	} else if code != http.StatusNotFound {
+		msg = http.StatusText(code)
+	}
+	w.Header().Del("X-Content-Type-Options")
+	writeError(w.ResponseWriter, code, msg)
+}
+
+// Write drops the mux's plain-text body; WriteHeader wrote the JSON one.
+func (w *jsonErrorWriter) Write(p []byte) (int, error) {
+	if !w.written {
+		w.WriteHeader(http.StatusOK)
+	}
+	return len(p), nil
 }
 
 func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {

@@ -463,17 +463,15 @@ func (s *Server) handleV2Model(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleV2Infer is POST /v2/models/{name}[/versions/{version}]/infer.
-func (s *Server) handleV2Infer(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleV2Infer(w http.ResponseWriter, r *http.Request, body []byte, _ *lease) {
 	m := modelOf(r.Context())
-	t := m.batch.announce(1)
-	defer t.release()
-	buf := getBuf()
-	defer putBuf(buf)
-	if err := s.readBody(w, r, buf); err != nil {
-		s.fail(w, r, err)
+	if !s.acquireSlot(w, r) {
 		return
 	}
-	header, bin := buf.Bytes(), []byte(nil)
+	defer s.inference.release()
+	t := m.batch.announce(1)
+	defer t.release()
+	header, bin := body, []byte(nil)
 	if v := r.Header.Get(v2HeaderLen); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 || n > len(header) {
