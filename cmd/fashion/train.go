@@ -5,12 +5,15 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 
 	"github.com/fashion-classifier/fashion/internal/atomicfile"
 	"github.com/fashion-classifier/fashion/internal/chart"
 	"github.com/fashion-classifier/fashion/internal/idx"
+	"github.com/fashion-classifier/fashion/internal/imagefolder"
+	"github.com/fashion-classifier/fashion/internal/imageprep"
 	"github.com/fashion-classifier/fashion/internal/modelfile"
 	"github.com/fashion-classifier/fashion/internal/train"
 )
@@ -38,6 +41,12 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&cfg.TrainLimit, "train-limit", 0, "train on only the first N training images (0: all)")
 	fs.IntVar(&cfg.TestLimit, "test-limit", 0, "evaluate on only the first N test images (0: all)")
 	quiet := fs.Bool("quiet", false, "no progress bar (per-epoch lines are still printed)")
+	initPath := fs.String("init", "", "start from this model file's weights and classes (fine-tuning) instead of random weights")
+	photos := fs.String("photos", "", "also train on this ImageFolder-style directory of photos (one folder per label, converted as predict converts)")
+	mapping := fs.String("mapping", "", "the photo folders' mapping file (MAPPING.tsv format; default: MAPPING.tsv in -photos' parent)")
+	var mix imagefolder.MixConfig
+	fs.Float64Var(&mix.Ratio, "photo-ratio", 0.3, "share of photo copies among the training images (with -photos)")
+	fs.Float64Var(&mix.ConvertProb, "convert-prob", 0.3, "with -photos: probability that a Fashion-MNIST image is made to look like a converted photo (smaller, off-centre, low contrast, residual background, blur)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -65,6 +74,52 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	data, err := idx.Load(dir)
 	if err != nil {
 		return err
+	}
+	if *initPath != "" {
+		raw, err := os.ReadFile(*initPath)
+		if err != nil {
+			return fmt.Errorf("-init: %w", err)
+		}
+		d, err := modelfile.Decode(raw)
+		if err != nil {
+			return fmt.Errorf("-init %s: %w", *initPath, err)
+		}
+		if d.Meta.Arch != cfg.Arch {
+			return fmt.Errorf("-init %s is a %q model; pass -arch %s", *initPath, d.Meta.Arch, d.Meta.Arch)
+		}
+		cfg.Init, cfg.Classes = d.Weights, d.Meta.Classes
+	}
+	if *photos != "" {
+		if *mapping == "" {
+			*mapping = filepath.Join(filepath.Dir(filepath.Clean(*photos)), "MAPPING.tsv")
+		}
+		classes := cfg.Classes
+		if classes == nil {
+			classes = modelfile.FashionClasses
+		}
+		m, err := imagefolder.ReadMappingFile(*mapping, classes)
+		if err != nil {
+			return err
+		}
+		if len(m.Classes) != len(classes) && cfg.Init != nil {
+			return fmt.Errorf("%s adds classes %q that the -init model lacks", *mapping, m.Classes[len(classes):])
+		}
+		set, err := imagefolder.Load(ctx, *photos, m, imageprep.Limits{})
+		if err != nil {
+			return err
+		}
+		train := data.Train
+		if cfg.TrainLimit > 0 && cfg.TrainLimit < train.Images.N {
+			train.Images.N, train.Labels = cfg.TrainLimit, train.Labels[:cfg.TrainLimit]
+		}
+		cfg.TrainLimit = 0
+		mix.Seed = cfg.Seed
+		data.Train, cfg.LabelSets, err = imagefolder.Mix(train, set, mix)
+		if err != nil {
+			return err
+		}
+		cfg.Classes = m.Classes
+		fmt.Fprintf(stderr, "mixed %d photos from %s (%d copies) with %d Fashion-MNIST images\n", set.Len(), *photos, data.Train.Images.N-train.Images.N, train.Images.N)
 	}
 	fmt.Fprintf(stderr, "training %s on %d images from %s with %d threads\n", cfg.Arch, data.Train.Images.N, dir, runtime.GOMAXPROCS(0))
 	res, err := train.Run(ctx, cfg, data)

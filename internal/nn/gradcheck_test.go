@@ -156,8 +156,8 @@ func TestCrossEntropyGradient(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	for _, smooth := range []float32{0, 0.1} {
 		logits := randTensor(rng, 5, 1, 1, 7)
-		labels := []uint8{0, 3, 6, 2, 2}
-		ce := &CrossEntropy{Smoothing: smooth}
+		labels := []uint8{0, 3, 6, 7, 8} // 7 and 8 are the sets {1,4,5} and {2}
+		ce := &CrossEntropy{Smoothing: smooth, Sets: [][]int{{1, 4, 5}, {2}}}
 		_, g, _ := ce.Loss(logits, labels)
 		grad := append([]float32(nil), g.Data...)
 		const h = 1e-2
@@ -185,6 +185,24 @@ func TestCrossEntropyValue(t *testing.T) {
 		if math.Abs(loss-math.Log(4)) > 1e-6 {
 			t.Errorf("smoothing %v: loss %v, want ln 4", s, loss)
 		}
+	}
+}
+
+func TestCrossEntropySets(t *testing.T) {
+	// A set target's loss is −log of the set's total probability; a set of
+	// one class is the plain loss.
+	logits := &Tensor{N: 2, H: 1, W: 1, C: 3, Data: []float32{1, 2, 3, 1, 2, 3}}
+	ce := &CrossEntropy{Sets: [][]int{{0, 1}, {2}}}
+	loss, _, correct := ce.Loss(logits, []uint8{3, 4})
+	e1, e2, e3 := math.Exp(1), math.Exp(2), math.Exp(3)
+	want := (-math.Log((e1+e2)/(e1+e2+e3)) - math.Log(e3/(e1+e2+e3))) / 2
+	if math.Abs(loss-want) > 1e-6 || correct != 1 {
+		t.Errorf("loss %v correct %d, want %v and 1", loss, correct, want)
+	}
+	plain, _, _ := (&CrossEntropy{}).Loss(&Tensor{N: 1, H: 1, W: 1, C: 3, Data: []float32{1, 2, 3}}, []uint8{2})
+	single, _, _ := ce.Loss(&Tensor{N: 1, H: 1, W: 1, C: 3, Data: []float32{1, 2, 3}}, []uint8{4})
+	if math.Abs(plain-single) > 1e-9 {
+		t.Errorf("set {2} loss %v, class 2 loss %v", single, plain)
 	}
 }
 

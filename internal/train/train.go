@@ -41,6 +41,14 @@ type Config struct {
 	Augment     Augment
 	Seed        uint64
 
+	// Classes names the classes (default modelfile.FashionClasses); labels
+	// at or above len(Classes) stand for LabelSets (nn.CrossEntropy.Sets).
+	Classes   []string
+	LabelSets [][]int
+	// Init, when set, holds the starting weights (fine-tuning an existing
+	// model) instead of a random initialisation.
+	Init map[string][]float32
+
 	TrainLimit int // use only the first TrainLimit training images (0: all)
 	TestLimit  int // evaluate on the first TestLimit test images (0: all)
 
@@ -102,7 +110,16 @@ func Run(ctx context.Context, cfg Config, data *idx.Dataset) (*Result, error) {
 		return nil, fmt.Errorf("training images are %d×%d, the models take %d×%d", side, trainSet.Images.Cols, modelfile.Side, modelfile.Side)
 	}
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x5eed))
-	net := a.Build(rng, len(modelfile.FashionClasses))
+	classes := cfg.Classes
+	if classes == nil {
+		classes = modelfile.FashionClasses
+	}
+	net := a.Build(rng, len(classes))
+	if cfg.Init != nil {
+		if err := modelfile.Load(net, cfg.Init); err != nil {
+			return nil, fmt.Errorf("initial weights: %w", err)
+		}
+	}
 	params := net.Params()
 	var opt optim.Optimizer
 	switch cfg.Optimizer {
@@ -123,7 +140,7 @@ func Run(ctx context.Context, cfg Config, data *idx.Dataset) (*Result, error) {
 	default:
 		return nil, fmt.Errorf("unknown schedule %q (want onecycle or cosine)", cfg.Schedule)
 	}
-	meta := modelfile.Meta{Arch: cfg.Arch, Classes: modelfile.FashionClasses, Mean: modelfile.DefaultMean, Std: modelfile.DefaultStd,
+	meta := modelfile.Meta{Arch: cfg.Arch, Classes: classes, Mean: modelfile.DefaultMean, Std: modelfile.DefaultStd,
 		Command: cfg.Command, Seed: cfg.Seed, Epochs: cfg.Epochs}
 	info := modelfile.Info{Mean: meta.Mean, Std: meta.Std}
 
@@ -139,7 +156,7 @@ func Run(ctx context.Context, cfg Config, data *idx.Dataset) (*Result, error) {
 		}
 	}
 
-	ce := &nn.CrossEntropy{Smoothing: cfg.Smoothing}
+	ce := &nn.CrossEntropy{Smoothing: cfg.Smoothing, Sets: cfg.LabelSets}
 	bs := cfg.BatchSize
 	x := nn.NewTensor(bs, side, side, 1)
 	pix := make([]uint8, bs*side*side)
