@@ -11,7 +11,7 @@
 // successful /image-classify answer. It reports medians of -runs runs as a
 // Markdown table on stdout (and in -md) and as JSON (-json).
 //
-// It also measures in-process batched inference (modelfile.Open("", nil) and
+// It also measures in-process batched inference (modelfile.Embedded() and
 // Predict at batch 32 and 256), so that HTTP throughput can be stated as a
 // fraction of what the model alone can do.
 //
@@ -309,7 +309,7 @@ func oneRun(ctx context.Context, o options, r int, chosen []scenario, image stri
 // measureInference times modelfile.Predict in this process at batch 32 (the
 // server's default -max-batch) and 256, runs times each.
 func measureInference(ctx context.Context, runs int, d time.Duration) ([]InferResult, error) {
-	clf, err := modelfile.Open("", nil)
+	clf, err := modelfile.Embedded()
 	if err != nil {
 		return nil, fmt.Errorf("opening the embedded model: %w", err)
 	}

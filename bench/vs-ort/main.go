@@ -24,6 +24,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	_ "embed"
 	"encoding/json"
 	"errors"
@@ -46,6 +47,7 @@ import (
 	"github.com/fashion-classifier/fashion/internal/blas"
 	"github.com/fashion-classifier/fashion/internal/modelfile"
 	"github.com/fashion-classifier/fashion/internal/onnx"
+	opener "github.com/fashion-classifier/fashion/internal/predictor"
 )
 
 //go:embed ort.js
@@ -155,11 +157,15 @@ func run() error {
 	}
 	defer ort.close()
 
-	onnxModel, err := onnx.Open(cfg.model, onnx.Options{})
+	opened, err := opener.Open(context.Background(), cfg.model, opener.Options{})
 	if err != nil {
 		return err
 	}
-	native, err := modelfile.Open("", nil)
+	onnxModel, ok := opened.(*onnx.Model)
+	if !ok {
+		return fmt.Errorf("%s is not an ONNX model", cfg.model)
+	}
+	native, err := modelfile.Embedded()
 	if err != nil {
 		return err
 	}

@@ -28,7 +28,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	m, err := models.open()
+	m, err := models.open(ctx)
 	if err != nil {
 		return err
 	}

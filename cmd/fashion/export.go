@@ -5,13 +5,11 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"os"
 
 	"github.com/fashion-classifier/fashion/internal/arch"
 	"github.com/fashion-classifier/fashion/internal/atomicfile"
 	"github.com/fashion-classifier/fashion/internal/modelfile"
 	"github.com/fashion-classifier/fashion/internal/onnx"
-	shipped "github.com/fashion-classifier/fashion/model"
 )
 
 // runExport writes one of our safetensors models in another format, so
@@ -19,7 +17,8 @@ import (
 func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("export", stderr)
 	format := fs.String("format", "onnx", "output format (only onnx)")
-	modelPath := fs.String("model", "", "safetensors model file (default: $WEIGHT_PATH, else the embedded model)")
+	models := &modelFlags{}
+	fs.StringVar(&models.path, "model", "", "our model `file` (safetensors; default: $WEIGHT_PATH, else the embedded model)")
 	out := fs.String("out", "", "output file, e.g. model.onnx (required); a sidecar OUT.json with class names and normalisation is written beside it")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -33,11 +32,16 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *out == "" {
 		return fmt.Errorf("-out is required")
 	}
-	data, source, err := exportData(*modelPath)
+	p, err := models.open(ctx)
 	if err != nil {
 		return err
 	}
-	onnxBytes, sidecar, err := exportONNX(data)
+	c, ok := p.(*modelfile.Classifier)
+	if !ok {
+		return fmt.Errorf("%s is already an ONNX model", p.Info().Source)
+	}
+	source := c.Info().Source
+	onnxBytes, sidecar, err := exportONNX(c.Decoded())
 	if err != nil {
 		return fmt.Errorf("%s: %w", source, err)
 	}
@@ -51,32 +55,9 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return nil
 }
 
-// exportData reads the safetensors model to export: path, else
-// $WEIGHT_PATH, else the embedded model.
-func exportData(path string) ([]byte, string, error) {
-	if path == "" {
-		path = os.Getenv("WEIGHT_PATH")
-	}
-	if path == "" {
-		return shipped.Weights, "embedded model", nil
-	}
-	if isONNX(path) {
-		return nil, "", fmt.Errorf("%s is already an ONNX model", path)
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, "", fmt.Errorf("reading model: %w", err)
-	}
-	return data, path, nil
-}
-
-// exportONNX converts a safetensors model file to ONNX bytes and its
-// sidecar JSON.
-func exportONNX(data []byte) ([]byte, []byte, error) {
-	d, err := modelfile.Decode(data)
-	if err != nil {
-		return nil, nil, err
-	}
+// exportONNX converts one of our model files to ONNX bytes and its sidecar
+// JSON.
+func exportONNX(d *modelfile.Decoded) ([]byte, []byte, error) {
 	a, err := arch.LookupArch(d.Meta.Arch)
 	if err != nil {
 		return nil, nil, err

@@ -20,6 +20,8 @@ import (
 	"github.com/fashion-classifier/fashion/internal/fetch"
 	"github.com/fashion-classifier/fashion/internal/imageprep"
 	"github.com/fashion-classifier/fashion/internal/modelfile"
+	"github.com/fashion-classifier/fashion/internal/predictor"
+	"github.com/fashion-classifier/fashion/internal/safefile"
 )
 
 // prediction is one file's result, shaped like the service's JSON.
@@ -84,7 +86,7 @@ internal/imageprep.`)
 	if err != nil {
 		return err
 	}
-	m, err := models.open()
+	m, err := models.open(ctx)
 	if err != nil {
 		return err
 	}
@@ -202,16 +204,11 @@ func (s *imageSource) read(ctx context.Context, in input) ([]byte, error) {
 		}
 		return res.Body, nil
 	}
-	r := s.stdin
 	if in.name != "-" {
-		f, err := os.Open(in.name)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		r = f
+		// Not os.Open: a FIFO would block it, a device never end.
+		return safefile.ReadFile(ctx, in.name, s.maxBytes)
 	}
-	data, err := io.ReadAll(io.LimitReader(r, s.maxBytes+1))
+	data, err := io.ReadAll(io.LimitReader(s.stdin, s.maxBytes+1))
 	if err != nil {
 		return nil, err
 	}
@@ -223,7 +220,7 @@ func (s *imageSource) read(ctx context.Context, in input) ([]byte, error) {
 
 // classifyInputs reads, converts and classifies one chunk of inputs, one
 // result per input in order; a failing input gets an error result.
-func classifyInputs(ctx context.Context, m predictor, src *imageSource, inputs []input, top int, showDir string) ([]prediction, error) {
+func classifyInputs(ctx context.Context, m predictor.Predictor, src *imageSource, inputs []input, top int, showDir string) ([]prediction, error) {
 	info := m.Info()
 	results := make([]prediction, len(inputs))
 	var x []float32

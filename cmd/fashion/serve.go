@@ -152,7 +152,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg.MemoryLimit, source = server.MemoryLimit()
 	log.Info("memory limit", "bytes", cfg.MemoryLimit, "source", source)
 	start := time.Now()
-	clf, err := models.open()
+	clf, err := models.open(ctx)
 	if err != nil {
 		return fmt.Errorf("loading model: %w", err)
 	}

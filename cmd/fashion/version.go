@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"text/tabwriter"
 
 	"github.com/fashion-classifier/fashion/internal/buildinfo"
@@ -23,11 +22,13 @@ type versionReport struct {
 
 // runVersion prints the binary's version, commit, toolchain and platform and
 // the name, architecture, checksum and test accuracy of the model it would
-// serve (the embedded one, or WEIGHT_PATH's). A model that fails to load is
-// reported in the output rather than as a failure, because the build
-// information is still worth printing.
+// serve (-model, else WEIGHT_PATH's, else the embedded one), opened exactly
+// as serve opens it. A model that fails to load is reported in the output,
+// because the build information is still worth printing, and then as the
+// command's error.
 func runVersion(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("version", stderr)
+	models := addModelFlags(fs)
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -37,7 +38,7 @@ func runVersion(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 
 	rep := versionReport{Info: buildinfo.Read()}
-	if c, err := modelfile.Open("", os.Getenv); err != nil {
+	if c, err := models.open(ctx); err != nil {
 		rep.ModelError = err.Error()
 	} else {
 		info := c.Info()
@@ -50,9 +51,13 @@ func runVersion(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err := enc.Encode(rep); err != nil {
 			return fmt.Errorf("writing version report: %w", err)
 		}
-		return nil
+	} else if err := writeVersionText(stdout, rep); err != nil {
+		return err
 	}
-	return writeVersionText(stdout, rep)
+	if rep.ModelError != "" {
+		return fmt.Errorf("model unavailable: %s", rep.ModelError)
+	}
+	return nil
 }
 
 // writeVersionText prints rep as aligned "key: value" lines for people.

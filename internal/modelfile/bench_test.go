@@ -9,7 +9,7 @@ import (
 // at a time (the latency of a lone request) and batches of 32 and 256 (the
 // server's micro-batches and offline evaluation), in images per second.
 func BenchmarkPredict(b *testing.B) {
-	c, err := Open("", nil)
+	c, err := Embedded()
 	if err != nil {
 		b.Fatal(err)
 	}

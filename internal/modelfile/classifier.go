@@ -3,8 +3,6 @@ package modelfile
 import (
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"strings"
 
 	"github.com/fashion-classifier/fashion/internal/arch"
 	"github.com/fashion-classifier/fashion/internal/infer"
@@ -60,6 +58,10 @@ func (c *Classifier) Info() Info { return c.info }
 // Meta returns the model file's metadata.
 func (c *Classifier) Meta() Meta { return c.dec.Meta }
 
+// Decoded returns the model file the classifier was built from, for
+// exporting it in another format.
+func (c *Classifier) Decoded() *Decoded { return c.dec }
+
 // Logits runs the network on n normalised images x ([n,1,28,28], which is
 // also NHWC with one channel) and returns n×classes raw scores.
 func (c *Classifier) Logits(x []float32, n int) ([]float32, error) {
@@ -81,30 +83,12 @@ func (c *Classifier) Predict(x []float32, n int) ([]float32, error) {
 // DefaultName is the serving name of the embedded model.
 const DefaultName = "fashion-mnist"
 
-// Open loads the model at path; an empty path means the file named by the
-// WEIGHT_PATH environment variable (looked up with getenv) or, when that is
-// unset, the model embedded in the binary.
-func Open(path string, getenv func(string) string) (*Classifier, error) {
-	if path == "" && getenv != nil {
-		path = getenv("WEIGHT_PATH")
-	}
-	if path == "" {
-		d, err := Decode(shipped.Weights)
-		if err != nil {
-			return nil, fmt.Errorf("embedded model: %w", err)
-		}
-		return New(d, DefaultName, "embedded")
-	}
-	if strings.HasSuffix(strings.ToLower(path), ".onnx") {
-		return nil, fmt.Errorf("%s: an ONNX model: load it with package onnx (the fashion commands do)", path)
-	}
-	data, err := os.ReadFile(path)
+// Embedded returns a classifier for the model embedded in the binary.
+// Model files are opened by package predictor, which also reads ONNX.
+func Embedded() (*Classifier, error) {
+	d, err := Decode(shipped.Weights)
 	if err != nil {
-		return nil, fmt.Errorf("reading model: %w", err)
+		return nil, fmt.Errorf("embedded model: %w", err)
 	}
-	d, err := Decode(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return New(d, DefaultName, path)
+	return New(d, DefaultName, "embedded")
 }

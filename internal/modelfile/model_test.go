@@ -6,7 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -44,7 +44,7 @@ func TestShippedModelAccuracy(t *testing.T) {
 		t.Skip("classifies all 10,000 test images; run without -short (CI's main test run does)")
 	}
 	set := testSet(t)
-	c, err := Open("", nil)
+	c, err := Embedded()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func TestShippedModelAccuracy(t *testing.T) {
 }
 
 func TestPredictIsConcurrencySafeAndBatchInvariant(t *testing.T) {
-	c, err := Open("", nil)
+	c, err := Embedded()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +114,7 @@ func TestPredictIsConcurrencySafeAndBatchInvariant(t *testing.T) {
 	}
 }
 
-func TestOpenRejectsBadFiles(t *testing.T) {
+func TestDecodeRejectsBadFiles(t *testing.T) {
 	good := func() *safetensors.File {
 		f, err := safetensors.Decode(shipped.Weights)
 		if err != nil {
@@ -122,24 +122,22 @@ func TestOpenRejectsBadFiles(t *testing.T) {
 		}
 		return f
 	}
-	dir := t.TempDir()
-	write := func(name string, f *safetensors.File) string {
-		p := filepath.Join(dir, name)
-		if err := safetensors.WriteFile(p, f); err != nil {
+	encode := func(f *safetensors.File) []byte {
+		var b bytes.Buffer
+		if err := safetensors.Encode(&b, f); err != nil {
 			t.Fatal(err)
 		}
-		return p
+		return b.Bytes()
 	}
-	truncated := filepath.Join(dir, "truncated.safetensors")
-	os.WriteFile(truncated, shipped.Weights[:1000], 0o644)
-	flipped := filepath.Join(dir, "flipped.safetensors")
-	b := append([]byte(nil), shipped.Weights...)
-	b[9] ^= 0xff // inside the JSON header
-	os.WriteFile(flipped, b, 0o644)
+	with := func(key, value string) []byte {
+		f := good()
+		f.Metadata[key] = value
+		return encode(f)
+	}
+	flipped := append([]byte(nil), shipped.Weights...)
+	flipped[9] ^= 0xff // inside the JSON header
 	wrongArch := good()
 	wrongArch.Metadata["arch"] = "mobilenetv3-small"
-	unknownArch := good()
-	unknownArch.Metadata["arch"] = "resnet"
 	wrongShape := good()
 	wrongShape.Tensors[0].Shape = []int{len(wrongShape.Tensors[0].Data)}
 	nonFinite := good()
@@ -148,51 +146,66 @@ func TestOpenRejectsBadFiles(t *testing.T) {
 	missing.Tensors = missing.Tensors[1:]
 	extra := good()
 	extra.Tensors = append(extra.Tensors, safetensors.Tensor{Name: "extra", Shape: []int{1}, Data: []float32{1}})
+	names := func(n int, name func(i int) string) string {
+		var b strings.Builder
+		b.WriteByte('[')
+		for i := range n {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, "%q", name(i))
+		}
+		b.WriteByte(']')
+		return b.String()
+	}
+	eleven := names(11, func(i int) string { return fmt.Sprint("class", i) })
 	tests := []struct {
-		name, path, want string
+		name string
+		data []byte
+		want string
 	}{
-		{"missing file", filepath.Join(dir, "nope.safetensors"), "no such file"},
-		{"truncated", truncated, "truncated"},
+		{"truncated", shipped.Weights[:1000], "truncated"},
 		{"bit flip in header", flipped, "JSON"},
-		{"wrong architecture", write("arch.safetensors", wrongArch), "lacks tensor"},
-		{"unknown architecture", write("unknown.safetensors", unknownArch), "unknown architecture"},
-		{"wrong shape", write("shape.safetensors", wrongShape), "has shape"},
-		{"missing tensor", write("missing.safetensors", missing), "lacks tensor"},
-		{"non-finite weight", write("inf.safetensors", nonFinite), "non-finite"},
-		{"extra tensor", write("extra.safetensors", extra), "does not use"},
-		{"onnx not here", filepath.Join(dir, "m.onnx"), "ONNX"},
+		{"wrong architecture", encode(wrongArch), "lacks tensor"},
+		{"unknown architecture", with("arch", "resnet"), "unknown architecture"},
+		{"wrong shape", encode(wrongShape), "has shape"},
+		{"missing tensor", encode(missing), "lacks tensor"},
+		{"non-finite weight", encode(nonFinite), "non-finite"},
+		{"extra tensor", encode(extra), "does not use"},
+		{"mean +Inf", with("mean", "+Inf"), "mean +Inf is not in [0, 1]"},
+		{"mean NaN", with("mean", "NaN"), "mean NaN"},
+		{"mean 1e38", with("mean", "1e38"), "mean 1e+38"},
+		{"std 0", with("std", "0"), "std 0 is not in"},
+		{"std negative", with("std", "-0.3"), "std -0.3"},
+		{"std NaN", with("std", "NaN"), "std NaN"},
+		{"std 1e38", with("std", "1e38"), "std 1e+38"},
+		{"std not a number", with("std", "wide"), "not a number"},
+		{"one class", with("classes", `["only"]`), "2 to 10000 class names, this one has 1"},
+		{"classes not a list", with("classes", `{"a":1}`), "JSON list"},
+		{"empty class name", with("classes", names(10, func(i int) string { return strings.Repeat("x", i) })), "class name 0 is 0 bytes"},
+		{"duplicate class", with("classes", names(10, func(i int) string { return fmt.Sprint(i % 9) })), "appears twice"},
+		{"11 names for 10 outputs", with("classes", eleven), "with 11 classes needs [256 11]"},
+		{"10,001 classes", with("classes", names(10_001, func(i int) string { return fmt.Sprint(i) })), "this one has 10001"},
+		{"2 million classes", with("classes", names(2_000_000, func(i int) string { return "a" })), "more than 10000 classes"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Open(tc.path, nil)
+			var err error
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			_, err = Decode(tc.data)
+			runtime.ReadMemStats(&after)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("Open: %v, want an error mentioning %q", err, tc.want)
+				t.Fatalf("Decode: %v, want an error mentioning %q", err, tc.want)
+			}
+			// Refusing costs about the file's own bytes (the header is
+			// parsed, the weights viewed, small probe networks built), never a network built to the
+			// size the file claims: 2 million classes would be 2 GB.
+			if grew := after.TotalAlloc - before.TotalAlloc; grew > uint64(4*len(tc.data))+48<<20 {
+				t.Errorf("refusing a %d-byte file allocated %d bytes", len(tc.data), grew)
 			}
 		})
-	}
-}
-
-func TestWeightPathOverridesEmbedded(t *testing.T) {
-	dir := t.TempDir()
-	f, err := safetensors.Decode(shipped.Weights)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(dir, "copy.safetensors")
-	if err := safetensors.WriteFile(p, f); err != nil {
-		t.Fatal(err)
-	}
-	c, err := Open("", func(k string) string {
-		if k == "WEIGHT_PATH" {
-			return p
-		}
-		return ""
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.Info().Source != p {
-		t.Errorf("source %q, want %q from WEIGHT_PATH", c.Info().Source, p)
 	}
 }
 

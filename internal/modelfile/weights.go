@@ -5,8 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"math"
-	"math/rand/v2"
+	"slices"
 	"strconv"
 
 	"github.com/fashion-classifier/fashion/internal/arch"
@@ -49,9 +48,11 @@ func decodeMeta(md map[string]string) (Meta, error) {
 	if m.Arch == "" {
 		return m, fmt.Errorf("metadata has no \"arch\": not a fashion-classifier model file")
 	}
-	if err := json.Unmarshal([]byte(md["classes"]), &m.Classes); err != nil || len(m.Classes) < 2 {
-		return m, fmt.Errorf("metadata \"classes\" must be a JSON list of at least two names (got %q)", md["classes"])
+	classes, err := ParseClasses(md["classes"])
+	if err != nil {
+		return m, fmt.Errorf("metadata \"classes\": %w", err)
 	}
+	m.Classes = classes
 	for _, f := range []struct {
 		key string
 		dst *float32
@@ -62,8 +63,8 @@ func decodeMeta(md map[string]string) (Meta, error) {
 		}
 		*f.dst = float32(v)
 	}
-	if !(m.Std > 0) {
-		return m, fmt.Errorf("metadata \"std\" must be positive, got %v", m.Std)
+	if err := CheckNormalization(m.Mean, m.Std); err != nil {
+		return m, fmt.Errorf("metadata \"mean\" and \"std\": %w", err)
 	}
 	if s := md["test_accuracy"]; s != "" {
 		m.TestAccuracy, _ = strconv.ParseFloat(s, 64)
@@ -96,7 +97,10 @@ type Decoded struct {
 }
 
 // Decode parses model file bytes and checks that they hold exactly the
-// tensors, with exactly the shapes, that the named architecture needs.
+// tensors, with exactly the shapes, that the named architecture needs for
+// the file's class count, and only finite weights. Every check runs before
+// a network of the file's size is built, so a file claiming millions of
+// classes costs no more than its own bytes.
 func Decode(data []byte) (*Decoded, error) {
 	f, err := safetensors.Decode(data)
 	if err != nil {
@@ -110,23 +114,24 @@ func Decode(data []byte) (*Decoded, error) {
 	if err != nil {
 		return nil, err
 	}
-	net := a.Build(rand.New(rand.NewPCG(0, 0)), len(meta.Classes))
+	params, err := paramShapes(a, len(meta.Classes))
+	if err != nil {
+		return nil, err
+	}
 	sum := sha256.Sum256(data)
 	d := &Decoded{Meta: meta, Weights: map[string][]float32{}, SHA256: hex.EncodeToString(sum[:])}
-	for _, p := range net.Params() {
-		t, ok := f.Lookup(p.Name)
+	for _, p := range params {
+		t, ok := f.Lookup(p.name)
 		if !ok {
-			return nil, fmt.Errorf("model file lacks tensor %q that architecture %q needs (wrong architecture or damaged file)", p.Name, meta.Arch)
+			return nil, fmt.Errorf("model file lacks tensor %q that architecture %q needs (wrong architecture or damaged file)", p.name, meta.Arch)
 		}
-		if fmt.Sprint(t.Shape) != fmt.Sprint(p.Shape) {
-			return nil, fmt.Errorf("tensor %q has shape %v, architecture %q needs %v", p.Name, t.Shape, meta.Arch, p.Shape)
+		if !slices.Equal(t.Shape, p.shape) {
+			return nil, fmt.Errorf("tensor %q has shape %v, architecture %q with %d classes needs %v", p.name, t.Shape, meta.Arch, len(meta.Classes), p.shape)
 		}
-		for i, v := range t.Data {
-			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-				return nil, fmt.Errorf("tensor %q holds %v at index %d: the file is damaged (a model never has non-finite weights)", p.Name, v, i)
-			}
+		if i := finite(t.Data); i >= 0 {
+			return nil, fmt.Errorf("tensor %q holds %v at index %d: the file is damaged (a model never has non-finite weights)", p.name, t.Data[i], i)
 		}
-		d.Weights[p.Name] = t.Data
+		d.Weights[p.name] = t.Data
 	}
 	if len(f.Tensors) != len(d.Weights) {
 		for _, t := range f.Tensors {

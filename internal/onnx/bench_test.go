@@ -14,7 +14,7 @@ import (
 // Each reports images per second of wall-clock time and per second of CPU
 // time (the fairer comparison on a busy machine).
 func BenchmarkONNXvsNative(b *testing.B) {
-	native, err := modelfile.Open("", nil)
+	native, err := modelfile.Embedded()
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func BenchmarkONNXvsNative(b *testing.B) {
 		m    predictor
 	}{{"native", native}, {"onnx-export", exported}}
 	if dir := sharedModelsIfAny(); dir != "" {
-		if m, err := Open(filepath.Join(dir, "vgg_w32_fmnist.onnx"), Options{}); err == nil {
+		if m, err := decodeFile(filepath.Join(dir, "vgg_w32_fmnist.onnx"), Options{}); err == nil {
 			runs = append(runs, struct {
 				name string
 				m    predictor

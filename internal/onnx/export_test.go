@@ -118,7 +118,7 @@ func TestExportMatchesClassifier(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	native, err := modelfile.Open("", nil)
+	native, err := modelfile.Embedded()
 	if err != nil {
 		t.Fatal(err)
 	}

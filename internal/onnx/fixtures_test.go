@@ -15,13 +15,24 @@ import (
 // fixtureDir holds the models exported by tools/onnx/export_fixtures.py.
 var fixtureDir = filepath.Join("..", "..", "testdata", "onnx")
 
+// decodeFile reads and compiles the ONNX model at path (reading a sidecar
+// is package predictor's job).
+func decodeFile(path string, opts Options) (*Model, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	opts.Source = path
+	return Decode(data, opts)
+}
+
 // openFixture loads testdata/onnx/<name>.onnx, or <name>.onnx.gz: the
 // MobileNetV3 fixture is stored compressed to keep the repository small.
 func openFixture(t *testing.T, name string) *Model {
 	t.Helper()
 	path := filepath.Join(fixtureDir, name+".onnx")
 	if _, err := os.Stat(path + ".gz"); err != nil {
-		m, err := Open(path, Options{})
+		m, err := decodeFile(path, Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -196,11 +196,7 @@ func TestDamagedFiles(t *testing.T) {
 }
 
 func TestSidecarAndOptions(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "m.onnx")
-	if err := os.WriteFile(path, tinyGraph().bytes(t), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	data := tinyGraph().bytes(t)
 	classes := `["a","b","c","d","e","f","g","h","i","j"]`
 	tests := []struct {
 		name    string
@@ -217,17 +213,23 @@ func TestSidecarAndOptions(t *testing.T) {
 		{"misspelt key", `{"stdev":0.3}`, Options{}, modelfile.Info{}, "stdev"},
 		{"not JSON", `mean=0.3`, Options{}, modelfile.Info{}, "sidecar"},
 		{"zero std", `{"std":0}`, Options{}, modelfile.Info{}, "std"},
+		{"huge std", `{"std":1e38}`, Options{}, modelfile.Info{}, "std 1e+38 is not in"},
+		{"mean out of range", `{"mean":-3}`, Options{}, modelfile.Info{}, "mean -3 is not in [0, 1]"},
+		{"duplicate classes", `{"classes":["x","x"]}`, Options{}, modelfile.Info{}, "appears twice"},
 		{"wrong class count", `{"classes":["x","y","z"]}`, Options{}, modelfile.Info{}, "3 class names"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			os.Remove(path + ".json")
+			opts := tt.opts
+			var m *Model
+			var err error
 			if tt.sidecar != "" {
-				if err := os.WriteFile(path+".json", []byte(tt.sidecar), 0o644); err != nil {
-					t.Fatal(err)
-				}
+				opts.Sidecar, err = ParseSidecar([]byte(tt.sidecar))
 			}
-			m, err := Open(path, tt.opts)
+			if err == nil {
+				opts.Source = "m.onnx"
+				m, err = Decode(data, opts)
+			}
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("got error %v, want one mentioning %q", err, tt.wantErr)
@@ -242,7 +244,7 @@ func TestSidecarAndOptions(t *testing.T) {
 				strings.Join(got.Classes, ",") != strings.Join(tt.want.Classes, ",") || got.TestAccuracy != tt.want.TestAccuracy {
 				t.Errorf("Info = %+v, want %+v", got, tt.want)
 			}
-			if got.Arch != "onnx" || got.Source != path || len(got.SHA256) != 64 {
+			if got.Arch != "onnx" || got.Source != "m.onnx" || len(got.SHA256) != 64 {
 				t.Errorf("Arch %q Source %q SHA256 %q", got.Arch, got.Source, got.SHA256)
 			}
 		})
@@ -279,7 +281,7 @@ func TestFixedBatchReshape(t *testing.T) {
 }
 
 func TestConcurrentPredict(t *testing.T) {
-	m, err := Open(filepath.Join(fixtureDir, "ops13.onnx"), Options{})
+	m, err := decodeFile(filepath.Join(fixtureDir, "ops13.onnx"), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,10 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"strconv"
 
 	"github.com/fashion-classifier/fashion/internal/infer"
@@ -31,12 +28,18 @@ const maxChunk = 256
 // chunkBudget bounds the buffer memory of one run, in float32s.
 const chunkBudget = 1 << 26
 
-// Options overrides what the model file and its sidecar say about the
-// model; zero fields leave them alone.
+// Options overrides what the model file says about the model; zero fields
+// leave it alone.
 type Options struct {
 	Name      string
 	Classes   []string
 	Mean, Std float32
+	// Sidecar is what the model's sidecar file says, if it has one: it
+	// overrides the model's metadata, and the fields above override it.
+	Sidecar *Sidecar
+	// Source is the file the model came from, for Info.Source; default
+	// "memory".
+	Source string
 }
 
 // Sidecar is the JSON file next to a model (model.onnx.json for
@@ -59,53 +62,25 @@ type Model struct {
 	*infer.Predictor
 }
 
-// Open loads the ONNX model at path, with the sidecar path+".json" if it
-// exists; opts override both.
-func Open(path string, opts Options) (*Model, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading ONNX model: %w", err)
-	}
-	side, err := ReadSidecar(path + ".json")
-	if err != nil {
-		return nil, err
-	}
-	m, err := decode(data, side, opts)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	m.info.Source = path
-	return m, nil
-}
-
-// ReadSidecar reads a model's sidecar JSON; a missing file yields nil and
-// no error.
-func ReadSidecar(path string) (*Sidecar, error) {
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading sidecar: %w", err)
-	}
+// ParseSidecar parses a model's sidecar JSON (see Sidecar). Unknown keys
+// are refused: a misspelt one would otherwise silently leave the defaults
+// in place.
+func ParseSidecar(data []byte) (*Sidecar, error) {
 	var s Sidecar
 	dec := json.NewDecoder(bytes.NewReader(data))
-	// A misspelt key would otherwise silently leave the defaults in place.
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&s); err != nil {
-		return nil, fmt.Errorf("sidecar %s: %w", path, err)
+		return nil, fmt.Errorf("sidecar: %w", err)
 	}
 	return &s, nil
 }
 
 // Decode compiles an ONNX model from its bytes; opts (and else the model's
 // metadata, and else the Fashion-MNIST defaults) give its class names and
-// normalisation.
+// normalisation, which are checked (modelfile.CheckClasses,
+// modelfile.CheckNormalization) before the graph is compiled. Files are
+// opened by package predictor, which reads the sidecar.
 func Decode(data []byte, opts Options) (*Model, error) {
-	return decode(data, nil, opts)
-}
-
-func decode(data []byte, side *Sidecar, opts Options) (*Model, error) {
 	var mp onnxpb.ModelProto
 	if err := proto.Unmarshal(data, &mp); err != nil {
 		return nil, fmt.Errorf("not an ONNX model (protobuf decoding failed): %w", err)
@@ -125,11 +100,11 @@ func decode(data []byte, side *Sidecar, opts Options) (*Model, error) {
 	if opset < MinOpset || opset > MaxOpset {
 		return nil, fmt.Errorf("model uses opset %d; supported are %d to %d (re-export with opset_version=%d)", opset, MinOpset, MaxOpset, MaxOpset)
 	}
-	prog, err := compile(mp.GetGraph(), opset)
+	info, err := describe(&mp, opts)
 	if err != nil {
 		return nil, err
 	}
-	info, err := describe(&mp, side, opts)
+	prog, err := compile(mp.GetGraph(), opset)
 	if err != nil {
 		return nil, err
 	}
@@ -144,15 +119,18 @@ func decode(data []byte, side *Sidecar, opts Options) (*Model, error) {
 
 // describe gathers the model's Info from opts, the sidecar, the model's
 // metadata_props (as Export writes them) and the defaults, in that order.
-func describe(mp *onnxpb.ModelProto, side *Sidecar, opts Options) (modelfile.Info, error) {
+func describe(mp *onnxpb.ModelProto, opts Options) (modelfile.Info, error) {
 	info := modelfile.Info{Name: modelfile.DefaultName, Arch: "onnx", Classes: modelfile.FashionClasses,
 		Mean: modelfile.DefaultMean, Std: modelfile.DefaultStd, Source: "memory"}
+	if opts.Source != "" {
+		info.Source = opts.Source
+	}
 	for _, p := range mp.GetMetadataProps() {
 		switch p.GetKey() {
 		case "classes":
-			var cl []string
-			if err := json.Unmarshal([]byte(p.GetValue()), &cl); err != nil {
-				return info, fmt.Errorf("metadata \"classes\" is not a JSON list of names: %w", err)
+			cl, err := modelfile.ParseClasses(p.GetValue())
+			if err != nil {
+				return info, fmt.Errorf("metadata \"classes\": %w", err)
 			}
 			info.Classes = cl
 		case "mean", "std":
@@ -169,7 +147,7 @@ func describe(mp *onnxpb.ModelProto, side *Sidecar, opts Options) (modelfile.Inf
 			info.TestAccuracy, _ = strconv.ParseFloat(p.GetValue(), 64)
 		}
 	}
-	if side != nil {
+	if side := opts.Sidecar; side != nil {
 		if side.Name != "" {
 			info.Name = side.Name
 		}
@@ -198,11 +176,11 @@ func describe(mp *onnxpb.ModelProto, side *Sidecar, opts Options) (modelfile.Inf
 	if opts.Std != 0 {
 		info.Std = opts.Std
 	}
-	if len(info.Classes) < 2 {
-		return info, fmt.Errorf("need at least two class names, have %d", len(info.Classes))
+	if err := modelfile.CheckClasses(info.Classes); err != nil {
+		return info, err
 	}
-	if !(info.Std > 0) {
-		return info, fmt.Errorf("normalisation std must be positive, got %v", info.Std)
+	if err := modelfile.CheckNormalization(info.Mean, info.Std); err != nil {
+		return info, err
 	}
 	for _, t := range mp.GetGraph().GetInitializer() {
 		if dt := onnxpb.TensorProto_DataType(t.GetDataType()); dt == onnxpb.TensorProto_FLOAT || dt == onnxpb.TensorProto_FLOAT16 || dt == onnxpb.TensorProto_DOUBLE {
@@ -224,7 +202,7 @@ func (m *Model) Info() modelfile.Info { return m.info }
 // convolutions and matrix products (twice that is its FLOPs per image).
 func (m *Model) MACs() int { return m.Program().MACs() }
 
-// MarshalSidecar encodes s as the indented JSON that ReadSidecar reads.
+// MarshalSidecar encodes s as the indented JSON that ParseSidecar reads.
 func MarshalSidecar(s Sidecar) ([]byte, error) {
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {

@@ -46,7 +46,7 @@ type vggRef struct {
 func loadVGG(t testing.TB) (*Model, vggRef) {
 	t.Helper()
 	dir := sharedModels(t)
-	m, err := Open(filepath.Join(dir, "vgg_w32_fmnist.onnx"), Options{})
+	m, err := decodeFile(filepath.Join(dir, "vgg_w32_fmnist.onnx"), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,38 +1,28 @@
 package repository
 
 import (
-	"fmt"
-	"strings"
+	"context"
 
-	"github.com/fashion-classifier/fashion/internal/modelfile"
-	"github.com/fashion-classifier/fashion/internal/onnx"
+	"github.com/fashion-classifier/fashion/internal/predictor"
 )
 
 // Predictor is a loaded model file: its description and a batched forward
 // pass. It is what Open returns and what a server's LoadFunc prepares.
-type Predictor interface {
-	Info() modelfile.Info
-	Predict(x []float32, n int) ([]float32, error)
-}
+type Predictor = predictor.Predictor
 
-// Open loads the model file of s: an ONNX file with the normalisation and
-// class names of its config.json (else its sidecar, else Fashion-MNIST's),
-// or one of our safetensors files, which record their own and so refuse
-// config.json overrides. The model is named s.Name.
-func Open(s Spec) (Predictor, error) {
+// Open loads the model file of s through predictor.Open, the one opener of
+// model files: an ONNX file with the normalisation and class names of its
+// config.json (else its sidecar, else Fashion-MNIST's), or one of our
+// safetensors files, which record their own and so refuse config.json
+// overrides. The model is named s.Name.
+func Open(ctx context.Context, s Spec) (Predictor, error) {
 	c := s.Config
-	if strings.HasSuffix(strings.ToLower(s.Path), ".onnx") {
-		opts := onnx.Options{Name: s.Name, Classes: c.Classes}
-		if c.Mean != nil {
-			opts.Mean = *c.Mean
-		}
-		if c.Std != nil {
-			opts.Std = *c.Std
-		}
-		return onnx.Open(s.Path, opts)
+	opts := predictor.Options{Name: s.Name, Classes: c.Classes}
+	if c.Mean != nil {
+		opts.Mean = *c.Mean
 	}
-	if c.Mean != nil || c.Std != nil || c.Classes != nil {
-		return nil, fmt.Errorf("%s records its own normalisation and classes; config.json may not set mean, std or classes for it", s.Path)
+	if c.Std != nil {
+		opts.Std = *c.Std
 	}
-	return modelfile.Open(s.Path, nil)
+	return predictor.Open(ctx, s.Path, opts)
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"image"
@@ -14,6 +15,7 @@ import (
 	"github.com/fashion-classifier/fashion/internal/eval"
 	"github.com/fashion-classifier/fashion/internal/idx"
 	"github.com/fashion-classifier/fashion/internal/modelfile"
+	"github.com/fashion-classifier/fashion/internal/predictor"
 )
 
 // accuracyImages is how many test-set images the HTTP accuracy test sends.
@@ -24,7 +26,7 @@ const accuracyImages = 200
 // /v1/classify and as UINT8 tensors to the v2 protocol — gives the same
 // accuracy as calling Predict directly on the same images.
 func TestAccuracyThroughHTTP(t *testing.T) {
-	clf, err := modelfile.Open("", os.Getenv)
+	clf, err := predictor.Open(context.Background(), os.Getenv("WEIGHT_PATH"), predictor.Options{})
 	if err != nil {
 		t.Skipf("skipping: the real model is not available yet: %v", err)
 	}

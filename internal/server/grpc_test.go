@@ -280,7 +280,7 @@ func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 // metadata, and ModelInfer of four test images with the right classes, in
 // typed and raw contents; a token is needed when configured.
 func TestGRPCurl(t *testing.T) {
-	clf, err := modelfile.Open("", nil)
+	clf, err := modelfile.Embedded()
 	if err != nil {
 		t.Fatal(err)
 	}

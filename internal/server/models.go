@@ -92,7 +92,7 @@ func warmUp(ctx context.Context, p Predictor, classes, maxBatch int) error {
 // loadVersion is the repository's LoadFunc: open the file, start its
 // batcher, warm it up.
 func (s *Server) loadVersion(ctx context.Context, spec repository.Spec) (*servedModel, error) {
-	p, err := s.cfg.OpenModel(spec)
+	p, err := s.cfg.OpenModel(ctx, spec)
 	if err != nil {
 		return nil, err
 	}

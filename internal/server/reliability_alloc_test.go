@@ -22,7 +22,7 @@ func BenchmarkUploadHandler(b *testing.B) {
 	}{
 		{"fake", func(*testing.B) Predictor { return newFake() }},
 		{"model", func(b *testing.B) Predictor {
-			m, err := modelfile.Open("", nil)
+			m, err := modelfile.Embedded()
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -264,7 +265,7 @@ func TestRepositoryTwoModels(t *testing.T) {
 func TestReadinessWaitsForDefaultModel(t *testing.T) {
 	dir := t.TempDir()
 	gate := make(chan struct{})
-	open := func(s repository.Spec) (repository.Predictor, error) {
+	open := func(_ context.Context, s repository.Spec) (repository.Predictor, error) {
 		<-gate
 		return newFake(), nil
 	}

@@ -158,7 +158,7 @@ type Config struct {
 	// and POST /v2/repository/* still work).
 	RepositoryPoll time.Duration
 	// OpenModel opens a repository version's file; default repository.Open.
-	OpenModel func(repository.Spec) (repository.Predictor, error)
+	OpenModel func(context.Context, repository.Spec) (repository.Predictor, error)
 	// WarmUp runs a forward pass at each batch size the batcher uses
 	// (see warmUpSizes) before a model version is served. The zero value
 	// skips it, for tests; fashion serve turns it on.

@@ -2,6 +2,7 @@ package train_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -15,7 +16,7 @@ import (
 	"time"
 
 	"github.com/fashion-classifier/fashion/internal/idx"
-	"github.com/fashion-classifier/fashion/internal/modelfile"
+	"github.com/fashion-classifier/fashion/internal/predictor"
 	"github.com/fashion-classifier/fashion/internal/safetensors"
 )
 
@@ -173,7 +174,7 @@ poll:
 	if !strings.Contains(stderr.String(), want) {
 		t.Errorf("rerun did not say %q; stderr:\n%s", want, stderr.String())
 	}
-	if _, err := modelfile.Open(out, nil); err != nil {
+	if _, err := predictor.Open(context.Background(), out, predictor.Options{}); err != nil {
 		t.Errorf("the resumed run's model does not load: %v", err)
 	}
 	if _, err := os.Stat(ckpt); !os.IsNotExist(err) {
