@@ -2,13 +2,14 @@ package repository
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"os"
 	"slices"
+
+	"github.com/fashion-classifier/fashion/internal/safefile"
 )
 
 // maxConfigBytes bounds a model's config.json: it holds a few names and
@@ -100,20 +101,13 @@ func (p *VersionPolicy) choose(present []int64) []int64 {
 // than a silently ignored setting.
 func readConfig(path string) (ModelConfig, error) {
 	var c ModelConfig
-	f, err := os.Open(path)
+	// safefile, not os.Open: a FIFO named config.json would block the scan.
+	data, err := safefile.ReadFile(context.Background(), path, maxConfigBytes)
 	if errors.Is(err, fs.ErrNotExist) {
 		return c, nil
 	}
 	if err != nil {
 		return c, fmt.Errorf("reading model config: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxConfigBytes+1))
-	if err != nil {
-		return c, fmt.Errorf("reading model config %s: %w", path, err)
-	}
-	if len(data) > maxConfigBytes {
-		return c, fmt.Errorf("model config %s is larger than %d bytes", path, maxConfigBytes)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
