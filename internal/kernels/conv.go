@@ -2,7 +2,6 @@ package kernels
 
 import (
 	"fmt"
-	"sync/atomic"
 
 	"github.com/fashion-classifier/fashion/internal/blas"
 	"github.com/fashion-classifier/fashion/internal/parallel"
@@ -189,18 +188,12 @@ func chunks(n, step int, sc *Scratch, ran []bool, fn chunkFunc) {
 	// leave little idle time.
 	step = min(step, (n+4*procs-1)/(4*procs))
 	sc.Reserve(procs)
-	var next atomic.Int64
-	parallel.Run(procs, procs, func(w, _ int) {
-		for {
-			n0 := int(next.Add(int64(step))) - step
-			if n0 >= n {
-				return
-			}
-			first := ran != nil && !ran[w]
-			fn(w, blas.GemmSerial, n0, min(n0+step, n), first)
-			if ran != nil {
-				ran[w] = true
-			}
+	parallel.Run(procs, (n+step-1)/step, func(w, t int) {
+		n0 := t * step
+		first := ran != nil && !ran[w]
+		fn(w, blas.GemmSerial, n0, min(n0+step, n), first)
+		if ran != nil {
+			ran[w] = true
 		}
 	})
 }

@@ -90,6 +90,13 @@ func convGradRef(x, dy []float32, n int, s ConvShape, w []float32) (dw, dx []flo
 	return dw, dx
 }
 
+// gradTol is the tolerance of gradients against the float64 reference.
+// Inputs have a standard deviation of 3, so a weight gradient sums
+// hundreds of float32 products of magnitude ~9 that largely cancel; the
+// order of that sum (split between workers as they come) moves the result
+// by up to ~1e-4 of its size, while a wrong index moves it by O(1).
+const gradTol = 1e-3
+
 func assertClose(t *testing.T, what string, got, want []float32, tol float64) {
 	t.Helper()
 	if len(got) != len(want) {
@@ -148,10 +155,10 @@ func TestConvMatchesReference(t *testing.T) {
 						for range 2 { // a second pass must not accumulate
 							dw, dx := make([]float32, len(w)), make([]float32, len(x))
 							c.Backward(dx, dw, x, dy, n, w, &sc)
-							assertClose(t, "weight gradient", dw, wantDW, 1e-4)
-							assertClose(t, "input gradient", dx, wantDX, 1e-4)
+							assertClose(t, "weight gradient", dw, wantDW, gradTol)
+							assertClose(t, "input gradient", dx, wantDX, gradTol)
 							c.Backward(nil, dw, x, dy, n, w, &sc)
-							assertClose(t, "weight gradient without input gradient", dw, wantDW, 1e-4)
+							assertClose(t, "weight gradient without input gradient", dw, wantDW, gradTol)
 						}
 					})
 				}
@@ -178,8 +185,8 @@ func TestConvBatchSplitBetweenWorkers(t *testing.T) {
 		wantDW, wantDX := convGradRef(x, dy, n, s, w)
 		gw, gx := make([]float32, len(w)), make([]float32, len(x))
 		c.Backward(gx, gw, x, dy, n, w, &sc)
-		assertClose(t, fmt.Sprintf("%+v weight gradient", s), gw, wantDW, 1e-4)
-		assertClose(t, fmt.Sprintf("%+v input gradient", s), gx, wantDX, 1e-4)
+		assertClose(t, fmt.Sprintf("%+v weight gradient", s), gw, wantDW, gradTol)
+		assertClose(t, fmt.Sprintf("%+v input gradient", s), gx, wantDX, gradTol)
 	}
 }
 
@@ -206,8 +213,8 @@ func TestDepthwiseBackwardManyProcs(t *testing.T) {
 		t.Fatal("DepthwiseBackward at GOMAXPROCS=128 with a batch of 128 did not return")
 	}
 	wantDW, wantDX := convGradRef(x, dy, n, s, w)
-	assertClose(t, "weight gradient", dw, wantDW, 1e-4)
-	assertClose(t, "input gradient", dx, wantDX, 1e-4)
+	assertClose(t, "weight gradient", dw, wantDW, gradTol)
+	assertClose(t, "input gradient", dx, wantDX, gradTol)
 }
 
 // TestPadLayoutRoundTrip checks that unpad(pad(x)) = x and that padding
