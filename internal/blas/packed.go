@@ -109,7 +109,12 @@ const gemvMaxRows = 2
 // of B at a time.
 func (pb *PackedB) gemvRows(m, j0, j1 int, a []float32, lda int, c []float32, ldc int) {
 	nr, k := pb.kern.nr, pb.k
-	var tile [16]float32
+	var tile []float32 // for a partial last panel (a stack array would escape to the kernel)
+	if (j1-j0)%16 != 0 {
+		ws := getWorkspace(0)
+		defer putWorkspace(ws)
+		tile = ws.tile[:16]
+	}
 	for i := range m {
 		x := a[i*lda : i*lda+k]
 		for j := j0; j < j1; j += 16 {
@@ -119,7 +124,7 @@ func (pb *PackedB) gemvRows(m, j0, j1 int, a []float32, lda int, c []float32, ld
 				pb.kern.gemv(k, x, panel, nr, c[i*ldc+j:i*ldc+j+16])
 				continue
 			}
-			pb.kern.gemv(k, x, panel, nr, tile[:])
+			pb.kern.gemv(k, x, panel, nr, tile)
 			copy(c[i*ldc+j:i*ldc+j1], tile[:w])
 		}
 	}

@@ -97,14 +97,14 @@ func newWinoForm(g [][3]float64, wt []float32, c, m int) winoForm {
 const winoColBlock = 32
 
 // winoTiles returns how many tiles one task transforms and multiplies at
-// once: about 128k/(a²·(C+M)), so that its a² transformed tiles and
-// products stay within half of a 1 MiB L2 cache, but small enough that a
-// small batch still gives every worker a task. It is a multiple of 12
-// where it can be, so that the products' rows fill whole slivers of the 6-
-// and 12-row GEMM kernels.
+// once: about 64k/(a²·(C+M)), so that its a² transformed tiles and
+// products (256 KiB) and the transformed weights stay in a 512 KiB L2
+// cache (Zen 3's), but small enough that a small batch still gives every
+// worker a task. It is a multiple of 12 where it can be, so that the
+// products' rows fill whole slivers of the 6- and 12-row GEMM kernels.
 func (w *Winograd3x3) winoTiles(f *winoForm, tiles, workers int) int {
 	const unit = 12
-	t := max(unit, (1<<17)/(f.a*f.a*(w.C+w.M))/unit*unit)
+	t := max(unit, (1<<16)/(f.a*f.a*(w.C+w.M))/unit*unit)
 	if per := (tiles + 2*workers - 1) / (2 * workers); per < t {
 		t = max(unit, (per+unit-1)/unit*unit)
 	}
