@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 
 	"github.com/fashion-classifier/fashion/internal/kernels"
 	"github.com/fashion-classifier/fashion/internal/nn"
@@ -48,15 +49,22 @@ func (n *native) layer(l nn.Layer, v value, name string) (value, error) {
 	switch l := l.(type) {
 	case *nn.Sequential:
 		for i, sub := range l.Layers {
+			part := strconv.Itoa(i)
+			if i < len(l.Names) && l.Names[i] != "" {
+				part = l.Names[i]
+			}
+			if name != "" {
+				part = name + "." + part
+			}
 			var err error
-			if v, err = n.layer(sub, v, fmt.Sprintf("%s/%d", name, i)); err != nil {
+			if v, err = n.layer(sub, v, part); err != nil {
 				return v, err
 			}
 		}
 		return v, nil
 	case *nn.Conv2D:
 		if v.c != l.In {
-			return v, fmt.Errorf("infer: layer %s: Conv2D over %d channels got %d", name, l.In, v.c)
+			return v, fmt.Errorf("infer: layer %q: Conv2D over %d channels got %d", name, l.In, v.c)
 		}
 		sh := kernels.SquareConv(l.In, v.h, v.w, l.Out, l.K, l.Stride, l.Pad)
 		var bias []float32
@@ -70,7 +78,7 @@ func (n *native) layer(l nn.Layer, v value, name string) (value, error) {
 		return n.conv(v, sh, slices.Clone(l.W.Value), bias, act, name)
 	case *nn.DepthwiseConv:
 		if v.c != l.C {
-			return v, fmt.Errorf("infer: layer %s: DepthwiseConv over %d channels got %d", name, l.C, v.c)
+			return v, fmt.Errorf("infer: layer %q: DepthwiseConv over %d channels got %d", name, l.C, v.c)
 		}
 		sh := kernels.SquareConv(l.C, v.h, v.w, l.C, l.K, l.Stride, l.Pad)
 		sh.Groups = l.C
@@ -95,7 +103,7 @@ func (n *native) layer(l nn.Layer, v value, name string) (value, error) {
 	case *nn.MaxPool:
 		sh := kernels.SquarePool(v.c, v.h, v.w, l.K, l.Stride)
 		if sh.OH < 1 || sh.OW < 1 {
-			return v, fmt.Errorf("infer: layer %s: %d×%d pool over %d×%d maps", name, l.K, l.K, v.h, v.w)
+			return v, fmt.Errorf("infer: layer %q: %d×%d pool over %d×%d maps", name, l.K, l.K, v.h, v.w)
 		}
 		out := n.b.Slot()
 		n.b.Add(&Pool{In: v.slot, Out: out, Shape: sh, Max: true})
@@ -111,7 +119,7 @@ func (n *native) layer(l nn.Layer, v value, name string) (value, error) {
 		return v, nil // the identity in inference
 	case *nn.Linear:
 		if v.size() != l.In {
-			return v, fmt.Errorf("infer: layer %s: Linear with %d inputs got %d×%d×%d", name, l.In, v.h, v.w, v.c)
+			return v, fmt.Errorf("infer: layer %q: Linear with %d inputs got %d×%d×%d", name, l.In, v.h, v.w, v.c)
 		}
 		out := n.b.Slot()
 		g := &Gemm{In: v.slot, Out: out, K: l.In, M: l.Out, W: slices.Clone(l.W.Value), Bias: slices.Clone(l.B.Value)}
@@ -120,39 +128,39 @@ func (n *native) layer(l nn.Layer, v value, name string) (value, error) {
 		return value{slot: out, h: 1, w: 1, c: l.Out, prod: g}, nil
 	case *nn.SqueezeExcite:
 		in := value{slot: v.slot, h: v.h, w: v.w, c: v.c}
-		g, err := n.layer(l.Gate(), in, name+"/gate")
+		g, err := n.layer(l.Gate(), in, name+".gate")
 		if err != nil {
 			return v, err
 		}
 		if g.size() != v.c {
-			return v, fmt.Errorf("infer: layer %s: gate of %d values for %d channels", name, g.size(), v.c)
+			return v, fmt.Errorf("infer: layer %q: gate of %d values for %d channels", name, g.size(), v.c)
 		}
 		out := n.b.Slot()
 		n.b.Add(&Binary{A: v.slot, BSlot: g.slot, Out: out, Op: OpMul, Size: v.size(), BSize: v.c})
 		return value{slot: out, h: v.h, w: v.w, c: v.c}, nil
 	case *nn.Residual:
 		in := value{slot: v.slot, h: v.h, w: v.w, c: v.c}
-		y, err := n.layer(l.Body, in, name+"/body")
+		y, err := n.layer(l.Body, in, name+".body")
 		if err != nil {
 			return v, err
 		}
 		if y.h != v.h || y.w != v.w || y.c != v.c {
-			return v, fmt.Errorf("infer: layer %s: residual body maps %d×%d×%d to %d×%d×%d", name, v.h, v.w, v.c, y.h, y.w, y.c)
+			return v, fmt.Errorf("infer: layer %q: residual body maps %d×%d×%d to %d×%d×%d", name, v.h, v.w, v.c, y.h, y.w, y.c)
 		}
 		out := n.b.Slot()
 		n.b.Add(&Binary{A: v.slot, BSlot: y.slot, Out: out, Op: OpAdd, Size: v.size(), BSize: v.size()})
 		return value{slot: out, h: v.h, w: v.w, c: v.c}, nil
 	}
-	return v, fmt.Errorf("infer: layer %s: %T has no inference form", name, l)
+	return v, fmt.Errorf("infer: layer %q: %T has no inference form", name, l)
 }
 
 // conv adds a convolution step.
 func (n *native) conv(v value, sh kernels.ConvShape, w, bias []float32, act kernels.Act, name string) (value, error) {
 	if err := sh.Check(); err != nil {
-		return v, fmt.Errorf("infer: layer %s: %w", name, err)
+		return v, fmt.Errorf("infer: layer %q: %w", name, err)
 	}
 	if len(w) != sh.WeightLen() {
-		return v, fmt.Errorf("infer: layer %s: %d weights for a convolution that needs %d", name, len(w), sh.WeightLen())
+		return v, fmt.Errorf("infer: layer %q: %d weights for a convolution that needs %d", name, len(w), sh.WeightLen())
 	}
 	out := n.b.Slot()
 	s := &Conv{In: v.slot, Out: out, Shape: sh, W: w, Bias: bias, Act: act}
@@ -165,7 +173,7 @@ func (n *native) conv(v value, sh kernels.ConvShape, w, bias []float32, act kern
 // adds it as a per-channel affine step.
 func (n *native) batchNorm(l *nn.BatchNorm, v value, name string) (value, error) {
 	if v.c != l.C {
-		return v, fmt.Errorf("infer: layer %s: BatchNorm over %d channels got %d", name, l.C, v.c)
+		return v, fmt.Errorf("infer: layer %q: BatchNorm over %d channels got %d", name, l.C, v.c)
 	}
 	scale, shift := make([]float32, l.C), make([]float32, l.C)
 	for i := range l.C {
