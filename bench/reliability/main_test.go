@@ -32,13 +32,14 @@ func TestRender(t *testing.T) {
 		{pkg: "./a", pattern: "X", pass: true, rows: []Row{
 			{Scenario: "good", Sent: "s", Got: "g", Pass: true},
 			{Scenario: "gap", Sent: "s", Got: "NaN", KnownGap: true},
+			{Scenario: "hostile input: big", Sent: "png", Limit: "256 MiB", Got: "413", Resources: "peak RSS 9 MiB", Pass: true},
 		}},
 	}
 	doc, ok := render(tests, nil, nil, options{}, 0)
 	if !ok {
 		t.Error("all rows passed (a known gap does not count) but render reported failure")
 	}
-	for _, want := range []string{"| good | s | g |", "## Known gaps", "| gap | s | NaN |"} {
+	for _, want := range []string{"| good | s | g |", "## Known gaps", "| gap | s | NaN |", "## Hostile inputs", "| big: png | 256 MiB | 413 | peak RSS 9 MiB |"} {
 		if !strings.Contains(doc, want) {
 			t.Errorf("document lacks %q:\n%s", want, doc)
 		}

@@ -188,6 +188,7 @@ func itemPNG(t *testing.T) []byte {
 type reliabilityLine struct {
 	Scenario  string  `json:"scenario"`
 	Sent      string  `json:"sent"`
+	Limit     string  `json:"limit,omitempty"` // the limits the server ran under
 	Got       string  `json:"got"`
 	ElapsedMs float64 `json:"elapsed_ms"`
 	Resources string  `json:"resources"`
