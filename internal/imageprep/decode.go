@@ -229,7 +229,9 @@ func decodeBytes(format string, cfg image.Config, data []byte) int64 {
 	case "jpeg":
 		return n + jpegBytes(data, w, h)
 	case "gif":
-		return n + px // *image.Paletted, the size of the logical screen at most
+		// *image.Paletted, the size of the logical screen at most, and
+		// for an interlaced frame a second one to put its rows in order.
+		return n + 2*px
 	case "webp":
 		switch cfg.ColorModel {
 		case color.YCbCrModel: // lossy: 4:2:0 YCbCr of whole 16×16 macroblocks

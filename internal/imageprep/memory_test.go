@@ -172,6 +172,7 @@ func TestDecodeBytesCoversAllocations(t *testing.T) {
 		input{"jpeg gray", encode(t, "jpeg", gray)},
 		input{"jpeg 4:2:0", encode(t, "jpeg", colour)},
 		input{"gif", encode(t, "gif", pal)},
+		input{"gif interlaced", interlacedGIF(t, encode(t, "gif", pal))},
 		input{"bmp 8-bit", encode(t, "bmp", pal)},
 		input{"bmp 24-bit", encode(t, "bmp", colour)},
 	)
@@ -205,6 +206,30 @@ func TestDecodeBytesCoversAllocations(t *testing.T) {
 			}
 		})
 	}
+}
+
+// interlacedGIF sets the interlace flag of a GIF's first image descriptor:
+// the decoder then reorders the rows into a second buffer (the picture
+// comes out scrambled, which does not matter here).
+func interlacedGIF(t *testing.T, data []byte) []byte {
+	t.Helper()
+	data = bytes.Clone(data)
+	i := 13
+	if data[10]&0x80 != 0 {
+		i += 3 << (data[10]&7 + 1) // the global colour table
+	}
+	for data[i] == 0x21 { // extensions: label, then sub-blocks up to a 0
+		i += 2
+		for data[i] != 0 {
+			i += int(data[i]) + 1
+		}
+		i++
+	}
+	if data[i] != 0x2c {
+		t.Fatalf("no image descriptor at %d", i)
+	}
+	data[i+9] |= 0x40
+	return data
 }
 
 // opaque hides an image's concrete type, so that toGray takes its generic
