@@ -28,8 +28,9 @@ type Conv2D struct {
 	x, out, dx *Tensor
 	dmask      *Tensor
 	scratch    kernels.Scratch
-	path       kernels.ConvPath // forces a method, for tests and benchmarks
-	maxChunk   int              // if > 0, caps the images per chunk, for tests
+	ep         *kernels.Epilogue // see epilogue
+	path       kernels.ConvPath  // forces a method, for tests and benchmarks
+	maxChunk   int               // if > 0, caps the images per chunk, for tests
 }
 
 // NewConv2D returns a convolution with He-normal initial weights, the
@@ -68,6 +69,13 @@ func (c *Conv2D) Forward(x *Tensor, train bool) *Tensor {
 	c.x = x
 	k := c.shape(x.H, x.W)
 	out := reuse(&c.out, x.N, k.OH, k.OW, c.Out)
+	k.Forward(out.Data, x.Data, x.N, c.W.Value, c.epilogue(), &c.scratch)
+	return out
+}
+
+// epilogue returns the bias and ReLU as the kernels apply them, made once:
+// it refers to the bias's storage, which the optimiser updates in place.
+func (c *Conv2D) epilogue() *kernels.Epilogue {
 	var bias []float32
 	if c.B != nil {
 		bias = c.B.Value
@@ -76,8 +84,10 @@ func (c *Conv2D) Forward(x *Tensor, train bool) *Tensor {
 	if c.ReLU {
 		act = kernels.ReLU
 	}
-	k.Forward(out.Data, x.Data, x.N, c.W.Value, kernels.NewEpilogue(bias, act), &c.scratch)
-	return out
+	if e := c.ep; e == nil || e.Act != act || len(e.Bias) != len(bias) || (bias != nil && &e.Bias[0] != &bias[0]) {
+		c.ep = kernels.NewEpilogue(bias, act)
+	}
+	return c.ep
 }
 
 // Backward computes the weight (and bias) gradients and, unless
