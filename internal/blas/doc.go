@@ -1,6 +1,8 @@
-// Package tensor provides the dense float32 kernels that training and
+// Package blas provides the dense float32 kernels that training and
 // inference spend almost all of their time in: a blocked matrix multiply
-// ([Gemm]) and a few vector helpers ([Dot], [Axpy]).
+// ([Gemm]), the same product with a right-hand side packed once for
+// repeated use ([PackB], [GemmPacked]: the weights of a layer at inference
+// time) and a few vector helpers ([Dot], [Axpy]).
 //
 // # Blocking scheme
 //

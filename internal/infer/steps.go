@@ -151,7 +151,17 @@ func (s *Gemm) prepare() {
 func (s *Gemm) run(st *State, n int) {
 	x, y := st.bufs[s.In][:n*s.K], st.get(s.Out, n*s.M)
 	if n <= 2 && s.packed != nil {
-		blas.GemmPacked(n, 1, x, s.K, s.packed, 0, y, s.M)
+		// One or two images: a matrix-vector product bound by reading the
+		// weights, so large layers (VGG's first linear layer, 1.2 MB)
+		// split their columns between the workers.
+		const cols = 64 // a multiple of every kernel's panel width
+		if tasks, w := (s.M+cols-1)/cols, parallel.Workers(); w > 1 && tasks > 1 && s.K*s.M >= 1<<17 {
+			parallel.Run(w, tasks, func(_, t int) {
+				blas.GemmPackedCols(n, t*cols, min((t+1)*cols, s.M), 1, x, s.K, s.packed, 0, y, s.M)
+			})
+		} else {
+			blas.GemmPacked(n, 1, x, s.K, s.packed, 0, y, s.M)
+		}
 		s.ep.Rows(y)
 		return
 	}
