@@ -4,6 +4,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fashion-classifier/fashion/internal/idx"
 )
 
 // specialFiles are the model "files" that are not files: a device that
@@ -74,5 +77,21 @@ func TestBinaryRefusesDevZeroAndFIFO(t *testing.T) {
 				t.Fatal("still running 10 s after SIGTERM")
 			}
 		})
+	}
+}
+
+// TestTrainInitRefusesDevZero checks that train -init opens its model the
+// way every other command does.
+func TestTrainInitRefusesDevZero(t *testing.T) {
+	dir, err := idx.FindDir("", os.Getenv)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal(err)
+		}
+		t.Skipf("no dataset: %v", err)
+	}
+	code, _, stderr := runCmd(context.Background(), "train", "-data", dir, "-init", "/dev/zero", "-out", filepath.Join(t.TempDir(), "m.safetensors"))
+	if code == 0 || !strings.Contains(stderr, "-init: reading model: /dev/zero is a device, FIFO or socket") {
+		t.Errorf("train -init /dev/zero: exit %d, %q", code, stderr)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/fashion-classifier/fashion/internal/imagefolder"
 	"github.com/fashion-classifier/fashion/internal/imageprep"
 	"github.com/fashion-classifier/fashion/internal/modelfile"
+	"github.com/fashion-classifier/fashion/internal/predictor"
 	"github.com/fashion-classifier/fashion/internal/train"
 )
 
@@ -76,14 +77,15 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if *initPath != "" {
-		raw, err := os.ReadFile(*initPath)
+		p, err := predictor.Open(ctx, *initPath, predictor.Options{})
 		if err != nil {
 			return fmt.Errorf("-init: %w", err)
 		}
-		d, err := modelfile.Decode(raw)
-		if err != nil {
-			return fmt.Errorf("-init %s: %w", *initPath, err)
+		c, ok := p.(*modelfile.Classifier)
+		if !ok {
+			return fmt.Errorf("-init %s is an ONNX model; training starts from one of ours", *initPath)
 		}
+		d := c.Decoded()
 		if d.Meta.Arch != cfg.Arch {
 			return fmt.Errorf("-init %s is a %q model; pass -arch %s", *initPath, d.Meta.Arch, d.Meta.Arch)
 		}

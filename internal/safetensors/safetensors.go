@@ -9,15 +9,16 @@ package safetensors
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"sort"
 
 	"github.com/fashion-classifier/fashion/internal/atomicfile"
+	"github.com/fashion-classifier/fashion/internal/safefile"
 )
 
 // MaxHeader bounds the JSON header. Real headers of our models are a few
@@ -184,9 +185,15 @@ func WriteFile(path string, f *File) error {
 	return nil
 }
 
-// ReadFile reads and decodes the safetensors file at path.
+// MaxFile bounds the files ReadFile reads: far above any model or
+// training checkpoint of ours (a few MB), far below what would exhaust
+// memory by accident.
+const MaxFile = 1 << 30
+
+// ReadFile reads and decodes the safetensors file at path, which must be a
+// regular file of at most MaxFile bytes (see package safefile).
 func ReadFile(path string) (*File, error) {
-	data, err := os.ReadFile(path)
+	data, err := safefile.ReadFile(context.Background(), path, MaxFile)
 	if err != nil {
 		return nil, err
 	}
