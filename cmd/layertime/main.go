@@ -1,7 +1,9 @@
 // Command layertime times each layer of a network's training step
 // (forward and backward) on a random batch, in wall-clock and process CPU
 // time. The ratio of the two shows how well a layer uses the cores: a
-// layer whose CPU time is close to its wall time runs on one core.
+// layer whose CPU time is close to its wall time runs on one core. With
+// -infer it times the steps of the compiled inference program instead
+// (package infer: batch norms folded, activations fused), as served.
 //
 // Usage:
 //
@@ -18,6 +20,7 @@ import (
 	"time"
 
 	"github.com/fashion-classifier/fashion/internal/arch"
+	"github.com/fashion-classifier/fashion/internal/infer"
 	"github.com/fashion-classifier/fashion/internal/modelfile"
 	"github.com/fashion-classifier/fashion/internal/nn"
 	"github.com/fashion-classifier/fashion/internal/optim"
@@ -29,9 +32,13 @@ func main() {
 	arch := flag.String("arch", "vgg", "architecture (see fashion train -h)")
 	batch := flag.Int("batch", 128, "images per batch")
 	steps := flag.Int("steps", 20, "timed steps, after one warm-up step")
-	infer := flag.Bool("infer", false, "time inference (forward only, batch norm folded) instead of training")
+	inference := flag.Bool("infer", false, "time the compiled inference program's steps instead of training")
 	flag.Parse()
-	if err := run(*arch, *batch, *steps, *infer); err != nil {
+	run := runTraining
+	if *inference {
+		run = runInference
+	}
+	if err := run(*arch, *batch, *steps); err != nil {
 		fmt.Fprintln(os.Stderr, "layertime:", err)
 		os.Exit(1)
 	}
@@ -45,7 +52,7 @@ func (t *timing) add(w0 time.Time, c0 time.Duration) {
 	t.cpu += cpuTime() - c0
 }
 
-func run(archName string, batch, steps int, infer bool) error {
+func runTraining(archName string, batch, steps int) error {
 	if batch < 1 || steps < 1 {
 		return fmt.Errorf("batch (%d) and steps (%d) must be positive", batch, steps)
 	}
@@ -56,9 +63,6 @@ func run(archName string, batch, steps int, infer bool) error {
 	rng := rand.New(rand.NewPCG(1, 2))
 	net := a.Build(rng, len(modelfile.FashionClasses))
 	params := net.Params()
-	if infer {
-		net = nn.FoldBatchNorm(net)
-	}
 	x := nn.NewTensor(batch, modelfile.Side, modelfile.Side, 1)
 	for i := range x.Data {
 		x.Data[i] = float32(rng.NormFloat64())
@@ -84,10 +88,10 @@ func run(archName string, batch, steps int, infer bool) error {
 		y := x
 		for i, l := range layers {
 			w0, c0 := time.Now(), cpuTime()
-			y = l.Forward(y, !infer)
+			y = l.Forward(y, true)
 			fwd[i].add(w0, c0)
 		}
-		if !infer {
+		{
 			w0, c0 := time.Now(), cpuTime()
 			_, g, _ := ce.Loss(y, labels)
 			loss.add(w0, c0)
@@ -116,14 +120,70 @@ func run(archName string, batch, steps int, infer bool) error {
 		bw, br := per(bwd[i])
 		fmt.Fprintf(tw, "%s\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t\n", layerName(net, i), reflect.TypeOf(l).Elem().Name(), fw, fr, bw, br)
 	}
-	if !infer {
-		lw, lr := per(loss)
-		sw, sr := per(step)
-		fmt.Fprintf(tw, "loss\t\t%.2f\t%.2f\t\t\t\n", lw, lr)
-		fmt.Fprintf(tw, "optimizer\t\t\t\t%.2f\t%.2f\t\n", sw, sr)
-	}
+	lw, lr := per(loss)
+	sw, sr := per(step)
+	fmt.Fprintf(tw, "loss\t\t%.2f\t%.2f\t\t\t\n", lw, lr)
+	fmt.Fprintf(tw, "optimizer\t\t\t\t%.2f\t%.2f\t\n", sw, sr)
 	totw, totr := per(total)
 	fmt.Fprintf(tw, "step\t\t%.2f\t%.2f\t\t\t\n", totw, totr)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Printf("%.0f images/s\n", float64(batch)/(totw/1e3))
+	return nil
+}
+
+// runInference times each step of the network's compiled inference
+// program on random images.
+func runInference(archName string, batch, steps int) error {
+	if batch < 1 || steps < 1 {
+		return fmt.Errorf("batch (%d) and steps (%d) must be positive", batch, steps)
+	}
+	a, err := arch.LookupArch(archName)
+	if err != nil {
+		return err
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	prog, err := infer.Compile(a.Build(rng, len(modelfile.FashionClasses)), modelfile.Side, modelfile.Side, 1)
+	if err != nil {
+		return err
+	}
+	x := make([]float32, batch*prog.InSize())
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	st := prog.NewState()
+	times := make([]timing, prog.Steps())
+	var total timing
+	for s := 0; s <= steps; s++ {
+		if s == 1 {
+			// The first run allocates every buffer; it is not timed.
+			clear(times)
+			total = timing{}
+		}
+		tw, tc := time.Now(), cpuTime()
+		w0, c0 := tw, tc
+		prog.RunObserved(st, x, batch, func(i int) {
+			times[i].add(w0, c0)
+			w0, c0 = time.Now(), cpuTime()
+		})
+		total.add(tw, tc)
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "step\ttype\tms\tcpu/wall\t")
+	per := func(t timing) (float64, float64) {
+		ms := t.wall.Seconds() * 1e3 / float64(steps)
+		if t.wall == 0 {
+			return ms, 0
+		}
+		return ms, t.cpu.Seconds() / t.wall.Seconds()
+	}
+	for i, t := range times {
+		ms, r := per(t)
+		fmt.Fprintf(tw, "%d\t%s\t%.2f\t%.2f\t\n", i, reflect.TypeOf(prog.Step(i)).Elem().Name(), ms, r)
+	}
+	totw, totr := per(total)
+	fmt.Fprintf(tw, "run\t\t%.2f\t%.2f\t\n", totw, totr)
 	if err := tw.Flush(); err != nil {
 		return err
 	}

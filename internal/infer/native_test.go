@@ -149,3 +149,47 @@ func TestCompileRejects(t *testing.T) {
 		}
 	}
 }
+
+// TestCompileFoldsAndFuses checks a network with every folding case
+// against the training layers: batch norms after convolutions (with and
+// without a fused ReLU, inside a residual body), after a pool (nothing to
+// fold into: a per-channel affine step) and activations with nothing to
+// fuse into.
+func TestCompileFoldsAndFuses(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	bnrelu := nn.NewBatchNorm(6)
+	bnrelu.ReLU = true
+	net := nn.NewSequential(
+		nn.NewConv2D(rng, 1, 6, 3, 1, 1, false), bnrelu,
+		nn.NewResidual(nn.NewSequential(nn.NewConv2D(rng, 6, 6, 1, 1, 0, false), nn.NewBatchNorm(6))),
+		nn.NewConv2D(rng, 6, 8, 3, 2, 1, true), nn.NewBatchNorm(8), nn.NewActivation(nn.HardSwish),
+		nn.NewMaxPool(2, 2), nn.NewBatchNorm(8), nn.NewActivation(nn.HardSigmoid),
+		nn.NewActivation(nn.ReLU),
+		&nn.Flatten{}, nn.NewLinear(rng, 8*3*3, 5), nn.NewBatchNorm(5),
+	)
+	randomise(rng, net)
+	prog, err := infer.Compile(net, 13, 11, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 3
+	x := make([]float32, n*13*11)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	want := net.Forward(&nn.Tensor{N: n, H: 13, W: 11, C: 1, Data: x}, false).Data
+	got, err := infer.NewPredictor(prog).Logits(x, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if d := math.Abs(float64(got[i] - want[i])); !(d <= 1e-4*math.Max(1, math.Abs(float64(want[i])))) {
+			t.Fatalf("output %d = %v, training layers give %v", i, got[i], want[i])
+		}
+	}
+	// conv+bn+relu, residual conv+bn, add, conv+bn+hard-swish, pool, the
+	// batch norm after the pool (affine), its two activations, linear+bn.
+	if got, want := prog.Steps(), 9; got != want {
+		t.Errorf("%d steps, want %d", got, want)
+	}
+}

@@ -124,6 +124,21 @@ func (p *Program) Run(st *State, x []float32, n int) []float32 {
 	return st.bufs[p.out][:n*p.outSize]
 }
 
+// RunObserved is Run that calls after(i) once step i has finished, for
+// tools that time each step (cmd/layertime).
+func (p *Program) RunObserved(st *State, x []float32, n int, after func(step int)) []float32 {
+	st.bufs[p.in] = x[:n*p.inSize]
+	for i, s := range p.steps {
+		s.run(st, n)
+		after(i)
+	}
+	st.bufs[p.in] = nil
+	return st.bufs[p.out][:n*p.outSize]
+}
+
+// Step returns step i, for tools that describe a program.
+func (p *Program) Step(i int) Step { return p.steps[i] }
+
 // Memory is the number of float32s a state holds after a run: the slots'
 // buffers (the kernels' scratch is bounded apart, per worker).
 func (st *State) Memory() int {

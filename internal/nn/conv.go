@@ -19,8 +19,7 @@ type Conv2D struct {
 	// NoInputGrad skips the input gradient, for the first layer of a
 	// network where nobody needs it.
 	NoInputGrad bool
-	// ReLU applies max(·, 0) to the output, in the same pass as the bias;
-	// FoldBatchNorm sets it when it folds a batch norm with a fused ReLU.
+	// ReLU applies max(·, 0) to the output, in the same pass as the bias.
 	ReLU bool
 
 	W, B *Param // B is nil when the layer has no bias
