@@ -59,6 +59,9 @@ func TestServeHonoursPORTAndStops(t *testing.T) {
 func TestServeRejectsBadFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"serve", "-max-batch", "0"},
+		{"serve", "-request-timeout", "0s"},
+		{"serve", "-max-conns", "-1"},
+		{"serve", "-body-budget", "1000"}, // less than two max-size bodies
 		{"serve", "-allow-fetch-cidr", "not-a-range"},
 		{"serve", "-log-format", "xml"},
 		{"serve", "extra"},
@@ -66,5 +69,20 @@ func TestServeRejectsBadFlags(t *testing.T) {
 		if code := run(context.Background(), args, io.Discard, io.Discard); code == 0 {
 			t.Errorf("%q: exit 0, want an error", args)
 		}
+	}
+}
+
+// TestServePortInUse checks that a taken port is reported with a hint on
+// how to choose another.
+func TestServePortInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var stderr strings.Builder
+	code := run(context.Background(), []string{"serve", "-log-level", "error", "-grpc-addr", "", "-addr", ln.Addr().String()}, io.Discard, &stderr)
+	if code == 0 || !strings.Contains(stderr.String(), "address already in use") || !strings.Contains(stderr.String(), "-addr") || !strings.Contains(stderr.String(), "PORT") {
+		t.Errorf("serve on a taken port: exit %d, stderr %q; want an error with a hint about -addr and PORT", code, stderr.String())
 	}
 }

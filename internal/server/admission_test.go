@@ -184,12 +184,14 @@ func TestLeaseRead(t *testing.T) {
 	}
 }
 
-// trickle opens a connection to addr and sends a request whose body
-// arrives one byte per interval until ctx ends; it returns the status the
-// server answered (0 if none).
-func trickle(ctx context.Context, addr, path string, declared int, interval time.Duration) int {
+// Trickle opens a connection to addr and sends a POST to path declaring a
+// body of declared bytes that arrive one byte per interval until the server
+// answers or ctx ends; it returns the status (0 if none). It is exported for
+// the hostile-input suite in package server_test (test files only).
+func Trickle(ctx context.Context, addr, path string, declared int, interval time.Duration) int {
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
+		time.Sleep(interval)
 		return 0
 	}
 	defer c.Close()
@@ -231,7 +233,7 @@ func TestSlowBodiesHoldNoInferenceSlot(t *testing.T) {
 	defer cancel()
 	codes := make(chan int, 8)
 	for range 8 {
-		go func() { codes <- trickle(ctx, addr, "/v1/classify", 1000, 50*time.Millisecond) }()
+		go func() { codes <- Trickle(ctx, addr, "/v1/classify", 1000, 50*time.Millisecond) }()
 	}
 	waitFor(t, "the trickling bodies to be in progress", func() bool { return ts.budget.held.Load() >= 8*leaseOverhead })
 	for i := range 5 {

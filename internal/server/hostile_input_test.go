@@ -25,6 +25,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fashion-classifier/fashion/internal/server"
 )
 
 // The hostile-input suite runs the real "fashion serve" binary inside a
@@ -77,14 +79,18 @@ func newMemCgroup(t *testing.T, limit int64) *memCgroup {
 		return true
 	}
 	lim := strconv.FormatInt(limit, 10)
-	// cgroup v2: the unified hierarchy at /sys/fs/cgroup with the memory
-	// controller enabled for children of the root.
+	// cgroup v2: the unified hierarchy at /sys/fs/cgroup, a child of the
+	// root with the memory controller enabled for the root's children, else
+	// a sibling of our own cgroup (whose parent already delegates memory
+	// when ours has it; a root holding processes cannot enable it).
 	if b, err := os.ReadFile("/sys/fs/cgroup/cgroup.controllers"); err == nil && strings.Contains(string(b), "memory") {
 		os.WriteFile("/sys/fs/cgroup/cgroup.subtree_control", []byte("+memory"), 0o644)
-		cg := &memCgroup{dir: filepath.Join("/sys/fs/cgroup", name), v2: true}
-		if try(cg, map[string]string{"memory.max": lim, "memory.swap.max": "0"}, []string{"memory.max", "memory.swap.max"}) {
-			t.Cleanup(cg.remove)
-			return cg
+		for _, parent := range v2Parents() {
+			cg := &memCgroup{dir: filepath.Join(parent, name), v2: true}
+			if try(cg, map[string]string{"memory.max": lim, "memory.swap.max": "0"}, []string{"memory.max", "memory.swap.max"}) {
+				t.Cleanup(cg.remove)
+				return cg
+			}
 		}
 	} else {
 		tried = append(tried, "no cgroup v2 memory controller at /sys/fs/cgroup")
@@ -104,6 +110,20 @@ func newMemCgroup(t *testing.T, limit int64) *memCgroup {
 	}
 	t.Skip(msg)
 	return nil
+}
+
+// v2Parents lists where a v2 memory cgroup may go: the root, then the
+// parent of this process's own cgroup.
+func v2Parents() []string {
+	out := []string{"/sys/fs/cgroup"}
+	if b, err := os.ReadFile("/proc/self/cgroup"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if own, ok := strings.CutPrefix(line, "0::"); ok && own != "/" && own != "" {
+				out = append(out, filepath.Dir(filepath.Join("/sys/fs/cgroup", own)))
+			}
+		}
+	}
+	return out
 }
 
 // v1Parents lists where a v1 memory cgroup may go: under this process's own
@@ -455,7 +475,7 @@ func TestHostileInputs(t *testing.T) {
 		for range 32 {
 			wg.Go(func() {
 				for ctx.Err() == nil {
-					code := trickleBody(ctx, srv.addr, time.Second)
+					code := server.Trickle(ctx, srv.addr, "/v1/classify", 100_000, time.Second)
 					if code != 0 {
 						n, _ := trickleAnswers.LoadOrStore(code, new(atomic.Int64))
 						n.(*atomic.Int64).Add(1)
@@ -763,41 +783,6 @@ func TestIdleConnHelper(t *testing.T) {
 	io.Copy(io.Discard, os.Stdin)
 	for _, c := range conns {
 		c.Close()
-	}
-}
-
-// trickleBody sends a request whose 100,000-byte body arrives one byte per
-// interval until the server answers or ctx ends; it returns the status (0
-// if none).
-func trickleBody(ctx context.Context, addr string, interval time.Duration) int {
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		time.Sleep(interval)
-		return 0
-	}
-	defer c.Close()
-	fmt.Fprintf(c, "POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n")
-	status := make(chan int, 1)
-	go func() {
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			status <- 0
-			return
-		}
-		resp.Body.Close()
-		status <- resp.StatusCode
-	}()
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		select {
-		case code := <-status:
-			return code
-		case <-ctx.Done():
-			return 0
-		case <-tick.C:
-			c.Write([]byte{0})
-		}
 	}
 }
 
