@@ -228,6 +228,26 @@ func ScaleChannels(y, x, g []float32, n, hw, c int) {
 	})
 }
 
+// ScaleChannelsBackward is the gradient of ScaleChannels: dx = dy·g and
+// dg (n×c, overwritten) = Σ over positions of dy·x, images split between
+// workers.
+func ScaleChannelsBackward(dx, dg, dy, x, g []float32, n, hw, c int) {
+	parallel.For(n, max(1, (1<<15)/max(hw*c, 1)), func(lo, hi int) {
+		for b := lo; b < hi; b++ {
+			gb, gd := g[b*c:(b+1)*c], dg[b*c:(b+1)*c]
+			clear(gd)
+			for p := range hw {
+				o := (b*hw + p) * c
+				d, src, dst := dy[o:o+c], x[o:o+c], dx[o:o+c]
+				for j := range d {
+					dst[j] = d[j] * gb[j]
+					gd[j] += d[j] * src[j]
+				}
+			}
+		}
+	})
+}
+
 // Add sets y = a + b element-wise.
 func Add(y, a, b []float32) {
 	parallel.For(len(y), actMinPer, func(lo, hi int) {

@@ -104,16 +104,24 @@ func TestGlobalPoolScaleAdd(t *testing.T) {
 		scaled, sum := make([]float32, len(x)), make([]float32, len(x))
 		ScaleChannels(scaled, x, g, tc.n, tc.hw, tc.c)
 		Add(sum, x, scaled)
+		// The gradient of ScaleChannels for an output gradient of x itself:
+		// dx = x·g, dg = Σ x².
+		sdx, sdg := make([]float32, len(x)), randVec(rng, len(g))
+		ScaleChannelsBackward(sdx, sdg, x, x, g, tc.n, tc.hw, tc.c)
 		for b := range tc.n {
 			for ch := range tc.c {
-				var s float64
+				var s, sq float64
 				for p := range tc.hw {
 					i := (b*tc.hw+p)*tc.c + ch
 					s += float64(x[i])
 					gv := g[b*tc.c+ch]
-					if !near(float64(dx[i]), float64(gv)/float64(tc.hw), 1e-6) || scaled[i] != x[i]*gv || sum[i] != x[i]+scaled[i] {
-						t.Fatalf("%+v: value %d: dx %v, scaled %v, sum %v", tc, i, dx[i], scaled[i], sum[i])
+					if !near(float64(dx[i]), float64(gv)/float64(tc.hw), 1e-6) || scaled[i] != x[i]*gv || sum[i] != x[i]+scaled[i] || sdx[i] != scaled[i] {
+						t.Fatalf("%+v: value %d: dx %v, scaled %v, sum %v, scale gradient %v", tc, i, dx[i], scaled[i], sum[i], sdx[i])
 					}
+					sq += float64(x[i]) * float64(x[i])
+				}
+				if got := sdg[b*tc.c+ch]; !near(float64(got), sq, 1e-5) {
+					t.Fatalf("%+v: gate gradient [%d,%d] = %v, want %v", tc, b, ch, got, sq)
 				}
 				if got := y[b*tc.c+ch]; !near(float64(got), s/float64(tc.hw), 1e-5) {
 					t.Fatalf("%+v: mean [%d,%d] = %v, want %v", tc, b, ch, got, s/float64(tc.hw))

@@ -104,23 +104,10 @@ func (s *SqueezeExcite) Backward(dy *Tensor) *Tensor {
 	x := s.x
 	hw, c := x.H*x.W, x.C
 	dg := reuse(&s.dg, x.N, 1, 1, c)
-	clear(dg.Data)
 	dx := reuse(&s.dx, x.N, x.H, x.W, c)
-	for n := range x.N {
-		g, gd := s.g.Data[n*c:(n+1)*c], dg.Data[n*c:(n+1)*c]
-		for p := range hw {
-			o := (n*hw + p) * c
-			d, src, dst := dy.Data[o:o+c], x.Data[o:o+c], dx.Data[o:o+c]
-			for j := range d {
-				dst[j] = d[j] * g[j]
-				gd[j] += d[j] * src[j]
-			}
-		}
-	}
+	kernels.ScaleChannelsBackward(dx.Data, dg.Data, dy.Data, x.Data, s.g.Data, x.N, hw, c)
 	through := s.gate.Backward(dg)
-	for i, v := range through.Data {
-		dx.Data[i] += v
-	}
+	kernels.Add(dx.Data, dx.Data, through.Data)
 	return dx
 }
 
