@@ -22,6 +22,11 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	confusion := fs.String("confusion", "", "also write the confusion matrix as a PNG to this file")
 	limit := fs.Int("limit", 0, "evaluate only the first N test images (0: all 10,000)")
+	var extra extraEval
+	fs.StringVar(&extra.photos, "photos", "", "also report per-folder accuracy and out-of-distribution answers on this photo split (e.g. clothing-photos/test; MAPPING.tsv beside it)")
+	fs.StringVar(&extra.mnist, "mnist", "", "also report the out-of-distribution detector on this MNIST test directory")
+	fs.StringVar(&extra.reliability, "reliability", "", "write the reliability diagram (before and after temperature scaling) as a PNG to this file")
+	fs.StringVar(&extra.cacheDir, "photo-cache-dir", "", "directory for caches of converted photos")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -77,5 +82,8 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fmt.Fprintf(stdout, "model %s (%s, %s, sha256 %.12s…) on %s\n", info.Name, info.Arch, info.Source, info.SHA256, dir)
 	fmt.Fprintf(stdout, "accuracy %.4f (%d of %d), %.0f images/s\n\n", rep.Accuracy, rep.Correct, rep.N, float64(rep.N)/elapsed.Seconds())
-	return rep.WriteText(stdout)
+	if err := rep.WriteText(stdout); err != nil {
+		return err
+	}
+	return extra.run(ctx, m, test, stdout)
 }

@@ -28,13 +28,14 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"data":    {"check or download the Fashion-MNIST IDX files (data verify|fetch)", runData},
-		"train":   {"train a model and write it as safetensors", runTrain},
-		"eval":    {"measure a model's accuracy on the official test set", runEval},
-		"export":  {"write a model in another format (-format onnx)", runExport},
-		"predict": {"classify image files", runPredict},
-		"serve":   {"run the HTTP classification service", runServe},
-		"version": {"print version, commit and embedded model information", runVersion},
+		"data":      {"check or download the Fashion-MNIST IDX files (data verify|fetch)", runData},
+		"train":     {"train a model and write it as safetensors", runTrain},
+		"eval":      {"measure a model's accuracy on the official test set", runEval},
+		"calibrate": {"fit temperature scaling and the out-of-distribution threshold on held-out data into a model file", runCalibrate},
+		"export":    {"write a model in another format (-format onnx)", runExport},
+		"predict":   {"classify image files", runPredict},
+		"serve":     {"run the HTTP classification service", runServe},
+		"version":   {"print version, commit and embedded model information", runVersion},
 	}
 }
 

@@ -31,7 +31,13 @@ type prediction struct {
 	ClassID    int     `json:"class_id"`
 	Confidence float32 `json:"confidence"`
 	Top        []topK  `json:"top,omitempty"`
-	Error      string  `json:"error,omitempty"`
+	// InDistribution and OODScore are the model's out-of-distribution
+	// answer (absent for models without a detector): whether the image
+	// looks like the training data, and the score behind it (higher is
+	// less like it; the threshold is in the model file).
+	InDistribution *bool    `json:"in_distribution,omitempty"`
+	OODScore       *float64 `json:"ood_score,omitempty"`
+	Error          string   `json:"error,omitempty"`
 }
 
 type topK struct {
@@ -248,7 +254,17 @@ func classifyInputs(ctx context.Context, m predictor.Predictor, src *imageSource
 	if len(ok) == 0 {
 		return results, nil
 	}
-	probs, err := m.Predict(x, len(ok))
+	var (
+		probs  []float32
+		scores []float64
+		err    error
+	)
+	det, hasOOD := m.(oodScorer)
+	if hasOOD {
+		probs, scores, err = det.Scores(x, len(ok))
+	} else {
+		probs, err = m.Predict(x, len(ok))
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -256,12 +272,25 @@ func classifyInputs(ctx context.Context, m predictor.Predictor, src *imageSource
 	for j, i := range ok {
 		row := probs[j*k : (j+1)*k]
 		r := &results[i]
+		if scores != nil {
+			if in, known := det.InDistribution(scores[j]); known {
+				s := scores[j]
+				r.InDistribution, r.OODScore = &in, &s
+			}
+		}
 		for _, c := range eval.TopK(row, top) {
 			r.Top = append(r.Top, topK{Label: info.Classes[c], ClassID: c, Probability: row[c]})
 		}
 		r.Label, r.ClassID, r.Confidence = r.Top[0].Label, r.Top[0].ClassID, r.Top[0].Probability
 	}
 	return results, nil
+}
+
+// oodScorer is a model with an out-of-distribution detector
+// (modelfile.Classifier).
+type oodScorer interface {
+	Scores(x []float32, n int) ([]float32, []float64, error)
+	InDistribution(score float64) (in, ok bool)
 }
 
 // prepareInput reads an input and converts it to the model's input.

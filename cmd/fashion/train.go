@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 
@@ -45,6 +44,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	initPath := fs.String("init", "", "start from this model file's weights and classes (fine-tuning) instead of random weights")
 	photos := fs.String("photos", "", "also train on this ImageFolder-style directory of photos (one folder per label, converted as predict converts)")
 	mapping := fs.String("mapping", "", "the photo folders' mapping file (MAPPING.tsv format; default: MAPPING.tsv in -photos' parent)")
+	photoCache := fs.String("photo-cache", "", "cache of the converted -photos (read if it matches, else written)")
 	var mix imagefolder.MixConfig
 	fs.Float64Var(&mix.Ratio, "photo-ratio", 0.3, "share of photo copies among the training images (with -photos)")
 	fs.Float64Var(&mix.ConvertProb, "convert-prob", 0.3, "with -photos: probability that a Fashion-MNIST image is made to look like a converted photo (smaller, off-centre, low contrast, residual background, blur)")
@@ -93,7 +93,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *photos != "" {
 		if *mapping == "" {
-			*mapping = filepath.Join(filepath.Dir(filepath.Clean(*photos)), "MAPPING.tsv")
+			*mapping = mappingBeside(*photos)
 		}
 		classes := cfg.Classes
 		if classes == nil {
@@ -106,7 +106,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if len(m.Classes) != len(classes) && cfg.Init != nil {
 			return fmt.Errorf("%s adds classes %q that the -init model lacks", *mapping, m.Classes[len(classes):])
 		}
-		set, err := imagefolder.Load(ctx, *photos, m, imageprep.Limits{})
+		set, err := imagefolder.LoadCached(ctx, *photos, m, imageprep.Limits{}, *photoCache)
 		if err != nil {
 			return err
 		}

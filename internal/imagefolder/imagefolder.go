@@ -23,6 +23,7 @@ package imagefolder
 import (
 	"bufio"
 	"context"
+	"encoding/gob"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +35,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/fashion-classifier/fashion/internal/atomicfile"
 	"github.com/fashion-classifier/fashion/internal/imageprep"
 )
 
@@ -274,4 +276,48 @@ func (s *Set) Labels() (labels []uint8, ok []bool, sets [][]int) {
 		ok[i] = true
 	}
 	return labels, ok, sets
+}
+
+// cacheVersion changes whenever the conversion changes what a cached set
+// would hold.
+const cacheVersion = "imagefolder-cache/1 imageprep-object/1"
+
+type cached struct {
+	Version string
+	Dir     string
+	Folders []Folder
+	Files   []string
+	Folder  []int
+	Pix     []uint8
+}
+
+// LoadCached is Load with a cache file: when cache holds the conversion of
+// the same files and folders by the same conversion version it is read
+// instead; otherwise Load runs and the cache is (re)written. An empty cache
+// path is plain Load.
+func LoadCached(ctx context.Context, dir string, m *Mapping, lim imageprep.Limits, cache string) (*Set, error) {
+	if cache == "" {
+		return Load(ctx, dir, m, lim)
+	}
+	if f, err := os.Open(cache); err == nil {
+		var c cached
+		err := gob.NewDecoder(f).Decode(&c)
+		f.Close()
+		if err == nil && c.Version == cacheVersion && c.Dir == dir && slices.EqualFunc(c.Folders, m.Folders, func(a, b Folder) bool {
+			return a.Name == b.Name && slices.Equal(a.Classes, b.Classes)
+		}) && len(c.Pix) == len(c.Files)*imageprep.Side*imageprep.Side && len(c.Folder) == len(c.Files) {
+			return &Set{Mapping: m, Pix: c.Pix, Folder: c.Folder, Files: c.Files}, nil
+		}
+	}
+	s, err := Load(ctx, dir, m, lim)
+	if err != nil {
+		return nil, err
+	}
+	err = atomicfile.Write(cache, func(w io.Writer) error {
+		return gob.NewEncoder(w).Encode(cached{Version: cacheVersion, Dir: dir, Folders: m.Folders, Files: s.Files, Folder: s.Folder, Pix: s.Pix})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("writing photo cache: %w", err)
+	}
+	return s, nil
 }

@@ -2,11 +2,14 @@ package modelfile
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 
 	"github.com/fashion-classifier/fashion/internal/arch"
+	"github.com/fashion-classifier/fashion/internal/eval"
 	"github.com/fashion-classifier/fashion/internal/infer"
 	"github.com/fashion-classifier/fashion/internal/nn"
+	"github.com/fashion-classifier/fashion/internal/ood"
 	shipped "github.com/fashion-classifier/fashion/model"
 )
 
@@ -18,6 +21,7 @@ type Classifier struct {
 	info Info
 	dec  *Decoded
 	*infer.Predictor
+	detector *ood.Detector // nil when the model file has none
 }
 
 // New builds a classifier from a decoded model file.
@@ -44,6 +48,15 @@ func New(d *Decoded, name, source string) (*Classifier, error) {
 		return nil, fmt.Errorf("model: network gives %d scores for %d classes", prog.OutSize(), len(d.Meta.Classes))
 	}
 	c := &Classifier{dec: d, Predictor: infer.NewPredictor(prog)}
+	if d.Meta.OOD != "" {
+		norm, err := ood.UnmarshalNorm(d.Meta.OOD)
+		if err != nil {
+			return nil, err
+		}
+		if c.detector, err = ood.FromTensors(d.Extra, norm, len(d.Meta.Classes)); err != nil {
+			return nil, err
+		}
+	}
 	c.info = Info{
 		Name: name, Arch: d.Meta.Arch, Classes: d.Meta.Classes,
 		Mean: d.Meta.Mean, Std: d.Meta.Std, SHA256: d.SHA256, Source: source,
@@ -72,12 +85,56 @@ func (c *Classifier) Logits(x []float32, n int) ([]float32, error) {
 }
 
 // Predict returns n×classes probabilities (row-major) for n normalised
-// images x laid out as [n,1,28,28].
+// images x laid out as [n,1,28,28], at the model's calibrated temperature.
 func (c *Classifier) Predict(x []float32, n int) ([]float32, error) {
-	if n < 0 || len(x) != n*Pixels {
-		return nil, fmt.Errorf("model: got %d input values for %d images of %d pixels", len(x), n, Pixels)
+	probs, _, err := c.Scores(x, n)
+	return probs, err
+}
+
+// Scores returns Predict's probabilities and, when the model has an
+// out-of-distribution detector, each image's score (higher: less like the
+// training data; see InDistribution); ood is nil otherwise.
+func (c *Classifier) Scores(x []float32, n int) (probs []float32, oodScores []float64, err error) {
+	logits, err := c.Logits(x, n)
+	if err != nil {
+		return nil, nil, err
 	}
-	return c.Predictor.Predict(x, n)
+	k := len(c.info.Classes)
+	if c.detector != nil {
+		oodScores = make([]float64, n)
+		pix := make([]uint8, Pixels)
+		for r := range n {
+			// The detector wants the 8-bit input: undo Normalize.
+			for i, v := range x[r*Pixels : (r+1)*Pixels] {
+				pix[i] = uint8(math.Round(min(max((float64(v)*float64(c.info.Std)+float64(c.info.Mean))*255, 0), 255)))
+			}
+			oodScores[r] = c.detector.Score(pix, logits[r*k:(r+1)*k])
+		}
+	}
+	t := float32(1)
+	if c.dec.Meta.Temperature > 0 {
+		t = float32(c.dec.Meta.Temperature)
+	}
+	for r := range n {
+		row := logits[r*k : (r+1)*k]
+		if t != 1 {
+			for i := range row {
+				row[i] /= t
+			}
+		}
+		eval.Softmax(row, row)
+	}
+	return logits, oodScores, nil
+}
+
+// InDistribution reports whether an out-of-distribution score from Scores
+// is within the model's threshold, and whether the model has a detector
+// at all (ok false: no answer).
+func (c *Classifier) InDistribution(score float64) (in, ok bool) {
+	if c.detector == nil {
+		return false, false
+	}
+	return c.detector.InDistribution(score), true
 }
 
 // DefaultName is the serving name of the embedded model.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/fashion-classifier/fashion/internal/arch"
 	"github.com/fashion-classifier/fashion/internal/nn"
@@ -23,6 +24,13 @@ type Meta struct {
 	Command      string  // the training command line
 	Seed         uint64
 	Epochs       int
+	// Temperature divides the logits before the softmax (calibration,
+	// fitted by fashion calibrate on held-out data); 0 or 1 means none.
+	Temperature float64
+	// OOD is the out-of-distribution detector's normalisation and
+	// threshold (ood.Norm as JSON; its arrays are the file's "ood/…"
+	// tensors), or "" when the model has none.
+	OOD string
 }
 
 func (m Meta) encode() map[string]string {
@@ -39,6 +47,12 @@ func (m Meta) encode() map[string]string {
 	}
 	if m.TestAccuracy > 0 {
 		md["test_accuracy"] = strconv.FormatFloat(m.TestAccuracy, 'f', 4, 64)
+	}
+	if m.Temperature > 0 {
+		md["temperature"] = strconv.FormatFloat(m.Temperature, 'g', -1, 64)
+	}
+	if m.OOD != "" {
+		md["ood"] = m.OOD
 	}
 	return md
 }
@@ -69,6 +83,14 @@ func decodeMeta(md map[string]string) (Meta, error) {
 	if s := md["test_accuracy"]; s != "" {
 		m.TestAccuracy, _ = strconv.ParseFloat(s, 64)
 	}
+	if s := md["temperature"]; s != "" {
+		t, err := strconv.ParseFloat(s, 64)
+		if err != nil || !(t >= 0.01 && t <= 100) {
+			return m, fmt.Errorf("metadata \"temperature\" must be a number in [0.01, 100], got %q", s)
+		}
+		m.Temperature = t
+	}
+	m.OOD = md["ood"]
 	m.Seed, _ = strconv.ParseUint(md["seed"], 10, 64)
 	m.Epochs, _ = strconv.Atoi(md["epochs"])
 	return m, nil
@@ -93,8 +115,15 @@ func Save(path string, net *nn.Sequential, meta Meta) error {
 type Decoded struct {
 	Meta    Meta
 	Weights map[string][]float32
-	SHA256  string
+	// Extra holds the tensors that are not the network's: the
+	// out-of-distribution detector's, named "ood/…".
+	Extra  map[string][]float32
+	SHA256 string
 }
+
+// ExtraPrefix starts the names of tensors a model file may hold besides
+// the network's weights.
+const ExtraPrefix = "ood/"
 
 // Decode parses model file bytes and checks that they hold exactly the
 // tensors, with exactly the shapes, that the named architecture needs for
@@ -133,9 +162,17 @@ func Decode(data []byte) (*Decoded, error) {
 		}
 		d.Weights[p.name] = t.Data
 	}
-	if len(f.Tensors) != len(d.Weights) {
+	for _, t := range f.Tensors {
+		if strings.HasPrefix(t.Name, ExtraPrefix) {
+			if d.Extra == nil {
+				d.Extra = map[string][]float32{}
+			}
+			d.Extra[t.Name] = t.Data
+		}
+	}
+	if len(f.Tensors) != len(d.Weights)+len(d.Extra) {
 		for _, t := range f.Tensors {
-			if _, ok := d.Weights[t.Name]; !ok {
+			if _, ok := d.Weights[t.Name]; !ok && !strings.HasPrefix(t.Name, ExtraPrefix) {
 				return nil, fmt.Errorf("model file has tensor %q that architecture %q does not use", t.Name, meta.Arch)
 			}
 		}
