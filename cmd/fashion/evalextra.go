@@ -15,6 +15,7 @@ import (
 	"github.com/fashion-classifier/fashion/internal/imageprep"
 	"github.com/fashion-classifier/fashion/internal/modelfile"
 	"github.com/fashion-classifier/fashion/internal/ood"
+	"github.com/fashion-classifier/fashion/internal/predictor"
 )
 
 // extraEval are eval's reports beyond accuracy on the test set.
@@ -35,7 +36,7 @@ type logitModel interface {
 
 // run prints the extra reports for the images of test from index
 // calibrationSplit on (the first are held out for calibration).
-func (e extraEval) run(ctx context.Context, p predictor, test idx.Set, w io.Writer) error {
+func (e extraEval) run(ctx context.Context, p predictor.Predictor, test idx.Set, w io.Writer) error {
 	if e.photos == "" && e.mnist == "" && e.reliability == "" {
 		return nil
 	}
