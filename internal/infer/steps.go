@@ -59,17 +59,26 @@ type Conv struct {
 	// wino is the Winograd form of a 3×3 stride-1 padding-1 convolution
 	// (see prepare), or nil.
 	wino *kernels.Winograd3x3
+	// direct selects kernels.Conv3x3Direct (see prepare).
+	direct bool
 }
 
 // prepare builds the epilogue and, for a 3×3, stride-1, padding-1
-// convolution without groups and with at least 8 channels in and out,
-// the Winograd weights, which make it about twice as fast as im2col and a
-// product.
+// convolution without groups, the fast path: with at least 8 channels in
+// and out the Winograd weights, which make it about twice as fast as
+// im2col and a product; with fewer input channels and a multiple of 32
+// out, the direct kernel.
 func (s *Conv) prepare() {
 	s.ep = kernels.NewEpilogue(s.Bias, s.Act)
 	sh := s.Shape
-	if sh.KH == 3 && sh.KW == 3 && sh.Same() && sh.C >= 8 && sh.M >= 8 {
+	switch {
+	case sh.KH != 3 || sh.KW != 3 || !sh.Same():
+	case sh.C >= 8 && sh.M >= 8:
 		s.wino = kernels.NewWinograd3x3(s.W, sh.C, sh.M)
+	case kernels.DirectSupported(sh.M):
+		// Few input channels (a first layer): the direct kernel is 2.5×
+		// im2col and a product of K = 9·C.
+		s.direct = true
 	}
 }
 
@@ -77,8 +86,12 @@ func (s *Conv) run(st *State, n int) {
 	sh := s.Shape
 	x := st.bufs[s.In][:n*sh.H*sh.W*sh.C]
 	y := st.get(s.Out, n*sh.OH*sh.OW*sh.M)
-	if s.wino != nil {
+	switch {
+	case s.wino != nil:
 		s.wino.Forward(y, x, n, sh.H, sh.W, s.ep, &st.scratch)
+		return
+	case s.direct:
+		kernels.Conv3x3Direct(y, x, n, sh.H, sh.W, sh.C, sh.M, s.W, s.ep, &st.scratch)
 		return
 	}
 	kernels.Conv{ConvShape: sh}.Forward(y, x, n, s.W, s.ep, &st.scratch)

@@ -28,3 +28,9 @@ func wino4InputAVX2(p *float32, rs, ps int, out *float32, ds int, tmp *float32, 
 //
 //go:noescape
 func wino4OutputAVX2(src *float32, ss int, bias *float32, relu bool, d *[16]*float32, off int, tmp *float32, chunks int)
+
+// conv3x3RowAVX2 is conv3x3RowGo on raw pointers (direct3x3_amd64.s),
+// with c3 = 3c; the caller checks the lengths.
+//
+//go:noescape
+func conv3x3RowAVX2(in *float32, prs, c3 int, wt *float32, m int, bias *float32, relu bool, out *float32, w, c int)

@@ -20,3 +20,7 @@ func wino4InputAVX2(p *float32, rs, ps int, out *float32, ds int, tmp *float32, 
 func wino4OutputAVX2(src *float32, ss int, bias *float32, relu bool, d *[16]*float32, off int, tmp *float32, chunks int) {
 	panic("kernels: no assembly Winograd transforms on this architecture")
 }
+
+func conv3x3RowAVX2(in *float32, prs, c3 int, wt *float32, m int, bias *float32, relu bool, out *float32, w, c int) {
+	panic("kernels: no assembly direct convolution on this architecture")
+}
