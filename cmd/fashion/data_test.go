@@ -13,17 +13,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fashion-classifier/fashion/internal/datatest"
 	"github.com/fashion-classifier/fashion/internal/idx"
 )
 
 func TestDataVerify(t *testing.T) {
-	dir, err := idx.FindDir("", os.Getenv)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal(err)
-		}
-		t.Skipf("no dataset: %v", err)
-	}
+	dir := datatest.FashionMNISTDir(t)
 	var out, errb bytes.Buffer
 	if code := run(context.Background(), []string{"data", "verify", "-data", dir}, &out, &errb); code != 0 {
 		t.Fatalf("verify of the real data exited %d: %s%s", code, out.String(), errb.String())

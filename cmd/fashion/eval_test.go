@@ -9,17 +9,11 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/fashion-classifier/fashion/internal/idx"
+	"github.com/fashion-classifier/fashion/internal/datatest"
 )
 
 func TestEvalJSONAndConfusionPNG(t *testing.T) {
-	dir, err := idx.FindDir("", os.Getenv)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal(err)
-		}
-		t.Skipf("no dataset: %v", err)
-	}
+	dir := datatest.FashionMNISTDir(t)
 	conf := filepath.Join(t.TempDir(), "confusion.png")
 	var out, errb bytes.Buffer
 	if code := run(context.Background(), []string{"eval", "-data", dir, "-limit", "500", "-json", "-confusion", conf}, &out, &errb); code != 0 {

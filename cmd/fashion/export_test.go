@@ -4,24 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"testing"
 
-	"github.com/fashion-classifier/fashion/internal/idx"
+	"github.com/fashion-classifier/fashion/internal/datatest"
 )
 
 // TestExportONNXThenEval exports the embedded model to ONNX and checks that
 // evaluating the ONNX file, directly and through WEIGHT_PATH, gives the
 // embedded model's accuracy.
 func TestExportONNXThenEval(t *testing.T) {
-	dir, err := idx.FindDir("", os.Getenv)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal(err)
-		}
-		t.Skipf("no dataset: %v", err)
-	}
+	dir := datatest.FashionMNISTDir(t)
 	out := filepath.Join(t.TempDir(), "fashion.onnx")
 	var stdout, stderr bytes.Buffer
 	if code := run(context.Background(), []string{"export", "-format", "onnx", "-out", out}, &stdout, &stderr); code != 0 {

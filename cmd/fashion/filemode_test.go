@@ -17,7 +17,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/fashion-classifier/fashion/internal/idx"
+	"github.com/fashion-classifier/fashion/internal/datatest"
 )
 
 // imageUID is the image's non-root user (Dockerfile USER, deploy/rootfs).
@@ -32,10 +32,7 @@ func TestWrittenModelsServeAsAnotherUser(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to run predict as uid 65532 (CI runs as root)")
 	}
-	data, err := idx.FindDir("", os.Getenv)
-	if err != nil {
-		t.Fatalf("no dataset (see the README's data lookup): %v", err)
-	}
+	data := datatest.FashionMNISTDir(t)
 	old := syscall.Umask(0o022)
 	defer syscall.Umask(old)
 

@@ -21,6 +21,7 @@ import (
 
 	"golang.org/x/image/draw"
 
+	"github.com/fashion-classifier/fashion/internal/datatest"
 	"github.com/fashion-classifier/fashion/internal/idx"
 )
 
@@ -75,13 +76,7 @@ func predictJSON(t *testing.T, args ...string) []prediction {
 // a dataset image dressed up as a product photo (large, dark on light,
 // margins, JPEG) gets the same class as the dataset image itself.
 func TestPredictProductPhotos(t *testing.T) {
-	dir, err := idx.FindDir("", os.Getenv)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal(err)
-		}
-		t.Skipf("no dataset: %v", err)
-	}
+	dir := datatest.FashionMNISTDir(t)
 	test, err := idx.LoadTest(dir)
 	if err != nil {
 		t.Fatal(err)

@@ -2,17 +2,13 @@ package imageprep
 
 import (
 	"bytes"
-	"compress/gzip"
-	"encoding/binary"
 	"image"
 	"image/color"
 	"image/jpeg"
-	"io"
 	"math"
-	"os"
-	"path/filepath"
 	"testing"
 
+	"github.com/fashion-classifier/fashion/internal/datatest"
 	"golang.org/x/image/draw"
 )
 
@@ -291,38 +287,15 @@ func ascii(g *image.Gray) string {
 	return b.String()
 }
 
-// datasetImages reads the first n Fashion-MNIST test images from the shared
-// data directory next to the repository, skipping the test when it is absent
-// (the data is never copied into the repository).
+// datasetImages returns the first n Fashion-MNIST test images, found by
+// the README's data lookup (the data is never copied into the repository).
 func datasetImages(t *testing.T, n int) []*image.Gray {
 	t.Helper()
-	path := filepath.Join("..", "..", "..", "shared", "data", "fashion-mnist", "t10k-images-idx3-ubyte.gz")
-	if dir := os.Getenv("FASHION_DATA"); dir != "" {
-		path = filepath.Join(dir, "t10k-images-idx3-ubyte.gz")
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Skipf("Fashion-MNIST test set not available: %v", err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatalf("reading %s: %v", path, err)
-	}
-	var hdr [4]uint32
-	if err := binary.Read(zr, binary.BigEndian, &hdr); err != nil {
-		t.Fatalf("reading %s header: %v", path, err)
-	}
-	if hdr[0] != 0x803 || hdr[2] != Side || hdr[3] != Side {
-		t.Fatalf("%s: unexpected IDX header %v", path, hdr)
-	}
-	n = min(n, int(hdr[1]))
+	test := datatest.FashionMNISTTest(t)
+	n = min(n, test.Images.N)
 	out := make([]*image.Gray, n)
 	for i := range out {
-		out[i] = image.NewGray(image.Rect(0, 0, Side, Side))
-		if _, err := io.ReadFull(zr, out[i].Pix); err != nil {
-			t.Fatalf("reading image %d of %s: %v", i, path, err)
-		}
+		out[i] = &image.Gray{Pix: test.Images.Image(i), Stride: Side, Rect: image.Rect(0, 0, Side, Side)}
 	}
 	return out
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/fashion-classifier/fashion/internal/arch"
+	"github.com/fashion-classifier/fashion/internal/datatest"
 	"github.com/fashion-classifier/fashion/internal/eval"
 	"github.com/fashion-classifier/fashion/internal/idx"
 	"github.com/fashion-classifier/fashion/internal/nn"
@@ -22,13 +23,7 @@ import (
 // installed (CI always provides one through FASHION_DATA).
 func testSet(t *testing.T) idx.Set {
 	t.Helper()
-	dir, err := idx.FindDir("", os.Getenv)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("CI must provide the dataset: %v", err)
-		}
-		t.Skipf("no Fashion-MNIST data, so the shipped model's accuracy is not checked: %v", err)
-	}
+	dir := datatest.FashionMNISTDir(t)
 	set, err := idx.LoadTest(dir)
 	if err != nil {
 		t.Fatal(err)

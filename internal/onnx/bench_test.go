@@ -2,9 +2,9 @@ package onnx
 
 import (
 	"fmt"
-	"path/filepath"
 	"testing"
 
+	"github.com/fashion-classifier/fashion/internal/datatest"
 	"github.com/fashion-classifier/fashion/internal/modelfile"
 )
 
@@ -34,8 +34,8 @@ func BenchmarkONNXvsNative(b *testing.B) {
 		name string
 		m    predictor
 	}{{"native", native}, {"onnx-export", exported}}
-	if dir := sharedModelsIfAny(); dir != "" {
-		if m, err := decodeFile(filepath.Join(dir, "vgg_w32_fmnist.onnx"), Options{}); err == nil {
+	if path, ok := datatest.LookupShared("models/vgg_w32_fmnist.onnx"); ok {
+		if m, err := decodeFile(path, Options{}); err == nil {
 			runs = append(runs, struct {
 				name string
 				m    predictor

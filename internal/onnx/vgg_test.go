@@ -7,33 +7,15 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/fashion-classifier/fashion/internal/idx"
+	"github.com/fashion-classifier/fashion/internal/datatest"
 	"github.com/fashion-classifier/fashion/internal/modelfile"
 )
 
-// sharedModels finds the shared model directory: $FASHION_MODELS_DIR, or
-// shared/models beside the repository (as on the developers' machines and
-// in CI).
+// sharedModels returns the shared reference-model directory (shared/models
+// beside the repository), skipping the test when it is absent (CI has it).
 func sharedModels(t testing.TB) string {
 	t.Helper()
-	dir := sharedModelsIfAny()
-	if dir == "" {
-		t.Skip("shared models not found: set FASHION_MODELS_DIR or put shared/ beside the repository")
-	}
-	return dir
-}
-
-// sharedModelsIfAny is sharedModels without skipping: "" when absent.
-func sharedModelsIfAny() string {
-	for _, dir := range []string{os.Getenv("FASHION_MODELS_DIR"), filepath.Join("..", "..", "..", "shared", "models")} {
-		if dir == "" {
-			continue
-		}
-		if _, err := os.Stat(filepath.Join(dir, "vgg_w32_fmnist.onnx")); err == nil {
-			return dir
-		}
-	}
-	return ""
+	return filepath.Dir(datatest.SharedPath(t, "models/vgg_w32_fmnist.onnx"))
 }
 
 // vggRef is the part of vgg_w32_fmnist.ref.json the tests use.
@@ -65,14 +47,7 @@ func loadVGG(t testing.TB) (*Model, vggRef) {
 // shared copy beside the repository), normalised for info.
 func testSet(t testing.TB, info modelfile.Info) ([]float32, []uint8, int) {
 	t.Helper()
-	dir := os.Getenv("FASHION_DATA")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "..", "shared", "data", "fashion-mnist")
-	}
-	test, err := idx.LoadTest(dir)
-	if err != nil {
-		t.Skipf("Fashion-MNIST test set not available (set FASHION_DATA): %v", err)
-	}
+	test := datatest.FashionMNISTTest(t)
 	x := make([]float32, len(test.Images.Pix))
 	info.Normalize(x, test.Images.Pix)
 	return x, test.Labels, test.Images.N

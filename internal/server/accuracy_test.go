@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/fashion-classifier/fashion/internal/datatest"
 	"github.com/fashion-classifier/fashion/internal/eval"
 	"github.com/fashion-classifier/fashion/internal/idx"
 	"github.com/fashion-classifier/fashion/internal/modelfile"
@@ -30,10 +31,7 @@ func TestAccuracyThroughHTTP(t *testing.T) {
 	if err != nil {
 		t.Skipf("skipping: the real model is not available yet: %v", err)
 	}
-	dir, err := idx.FindDir("", os.Getenv)
-	if err != nil {
-		t.Skipf("skipping: Fashion-MNIST test set not found (set FASHION_DATA): %v", err)
-	}
+	dir := datatest.FashionMNISTDir(t)
 	test, err := idx.LoadTest(dir)
 	if err != nil {
 		t.Fatal(err)

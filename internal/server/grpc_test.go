@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/fashion-classifier/fashion/internal/datatest"
 	"github.com/fashion-classifier/fashion/internal/eval"
 	"github.com/fashion-classifier/fashion/internal/modelfile"
 	"github.com/fashion-classifier/fashion/internal/oipgrpc/pb"
@@ -240,8 +241,14 @@ func protoDir(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if official, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "protocols", "oip", "open_inference_grpc.proto")); err == nil && string(official) != string(ours) {
-		t.Fatal("internal/oipgrpc/pb/open_inference_grpc.proto differs from the official copy in ../shared/protocols/oip")
+	if path, ok := datatest.LookupShared("protocols/oip/open_inference_grpc.proto"); ok {
+		official, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(official) != string(ours) {
+			t.Fatal("internal/oipgrpc/pb/open_inference_grpc.proto differs from the official copy in ../shared/protocols/oip")
+		}
 	}
 	return dir
 }

@@ -15,25 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fashion-classifier/fashion/internal/datatest"
 	"github.com/fashion-classifier/fashion/internal/eval"
 	"github.com/fashion-classifier/fashion/internal/idx"
 	"github.com/fashion-classifier/fashion/internal/modelfile"
 	"github.com/fashion-classifier/fashion/internal/repository"
 )
-
-// sharedFile finds a file under the repository's sibling ../shared; in CI
-// (CI=true) it must exist.
-func sharedFile(t testing.TB, rel string) string {
-	t.Helper()
-	p := filepath.Join("..", "..", "..", "shared", rel)
-	if _, err := os.Stat(p); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s missing in CI: %v", p, err)
-		}
-		t.Skipf("skipping: %s not found (../shared beside the repository): %v", p, err)
-	}
-	return p
-}
 
 // copyFile copies src to dst, creating dst's directory.
 func copyFile(t testing.TB, src, dst string) {
@@ -53,13 +40,7 @@ func copyFile(t testing.TB, src, dst string) {
 // testSet returns the first n Fashion-MNIST test images and labels.
 func testSet(t testing.TB, n int) ([][]uint8, []int) {
 	t.Helper()
-	dir, err := idx.FindDir("", os.Getenv)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("Fashion-MNIST test set missing in CI: %v", err)
-		}
-		t.Skipf("skipping: Fashion-MNIST test set not found (set FASHION_DATA): %v", err)
-	}
+	dir := datatest.FashionMNISTDir(t)
 	set, err := idx.LoadTest(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -135,7 +116,7 @@ func TestRepositoryTwoModels(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping in -short: loads and warms up two real models (the repository's swap logic has its own race-tested unit tests)")
 	}
-	onnxPath := sharedFile(t, "models/vgg_w32_fmnist.onnx")
+	onnxPath := datatest.SharedPath(t, "models/vgg_w32_fmnist.onnx")
 	imgs, labels := testSet(t, 4)
 	dir := t.TempDir()
 	copyFile(t, filepath.Join("..", "..", "model", "fashion-mnist.safetensors"), filepath.Join(dir, "ours", "1", "model.safetensors"))

@@ -7,19 +7,14 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/fashion-classifier/fashion/internal/datatest"
 	"github.com/fashion-classifier/fashion/internal/idx"
 	"github.com/fashion-classifier/fashion/internal/nn"
 )
 
 func dataset(t *testing.T) *idx.Dataset {
 	t.Helper()
-	dir, err := idx.FindDir("", os.Getenv)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("CI must provide the dataset: %v", err)
-		}
-		t.Skipf("no Fashion-MNIST data, training is not exercised: %v", err)
-	}
+	dir := datatest.FashionMNISTDir(t)
 	d, err := idx.Load(dir)
 	if err != nil {
 		t.Fatal(err)
