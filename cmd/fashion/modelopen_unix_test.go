@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fashion-classifier/fashion/internal/idx"
+	"github.com/fashion-classifier/fashion/internal/datatest"
 )
 
 // specialFiles are the model "files" that are not files: a device that
@@ -83,13 +83,7 @@ func TestBinaryRefusesDevZeroAndFIFO(t *testing.T) {
 // TestTrainInitRefusesDevZero checks that train -init opens its model the
 // way every other command does.
 func TestTrainInitRefusesDevZero(t *testing.T) {
-	dir, err := idx.FindDir("", os.Getenv)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal(err)
-		}
-		t.Skipf("no dataset: %v", err)
-	}
+	dir := datatest.FashionMNISTDir(t)
 	code, _, stderr := runCmd(context.Background(), "train", "-data", dir, "-init", "/dev/zero", "-out", filepath.Join(t.TempDir(), "m.safetensors"))
 	if code == 0 || !strings.Contains(stderr, "-init: reading model: /dev/zero is a device, FIFO or socket") {
 		t.Errorf("train -init /dev/zero: exit %d, %q", code, stderr)
