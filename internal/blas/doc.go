@@ -4,6 +4,12 @@
 // repeated use ([PackB], [GemmPacked]: the weights of a layer at inference
 // time) and a few vector helpers ([Dot], [Axpy]).
 //
+// Int8 products ([PackInt8B], [GemmInt8S32], [GemmInt8F32], [GemmInt8U8]:
+// uint8 activations with a zero point times int8 per-column-symmetric
+// weights, int32 sums, a fused requantization epilogue) are described in
+// gemm_int8.go; they run an AVX2 kernel or a pure-Go one, with the same
+// bits.
+//
 // # Blocking scheme
 //
 // [Gemm] follows the Goto/BLIS design. The product C = alpha·op(A)·op(B) +
