@@ -6,7 +6,8 @@
 // ONNX path (package onnx on the same file) and our native path (the
 // embedded model, the same VGG-w32 architecture). Each measures batch-1
 // latency (milliseconds per call) and batch-256 throughput (images per
-// second) with the same number of threads. It prints the CPU, its
+// second) with the same number of threads, after a pause that lets the
+// previous contender's threads go idle. It prints the CPU, its
 // features, the measured FP32 FMA peak, a table of medians and, as its
 // last line, the medians as JSON:
 //
@@ -52,6 +53,9 @@ import (
 
 //go:embed ort.js
 var ortScript []byte
+
+// settle is the pause before each measurement.
+const settle = 300 * time.Millisecond
 
 // ortVersion is the ONNX Runtime release measured against.
 const ortVersion = "1.30.0"
@@ -188,6 +192,10 @@ func run() error {
 			c := contenders[(i+r)%len(contenders)]
 			var row []string
 			for _, b := range cfg.batches {
+				// Let the previous contender's threads go idle first: ONNX
+				// Runtime's intra-op threads spin for a while after a run,
+				// which would slow whoever comes next.
+				time.Sleep(settle)
 				calls, el, err := c.measure(b, cfg.seconds)
 				if err != nil {
 					return fmt.Errorf("%s, batch %d: %w", c.name, b, err)
