@@ -132,11 +132,20 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if err := atomicfile.Write(*curves, func(w io.Writer) error {
-		return chart.CurvesPNG(w, res.History, fmt.Sprintf("%s, %d epochs, seed %d", cfg.Arch, cfg.Epochs, cfg.Seed))
+		return chart.CurvesPNG(w, chartEpochs(res.History), fmt.Sprintf("%s, %d epochs, seed %d", cfg.Arch, cfg.Epochs, cfg.Seed))
 	}); err != nil {
 		return err
 	}
 	os.Remove(cfg.Checkpoint) // the finished model supersedes it
 	fmt.Fprintf(stdout, "wrote %s (test accuracy %.4f, training time %s) and %s\n", *out, res.Meta.TestAccuracy, res.Elapsed.Round(1e9), *curves)
 	return nil
+}
+
+// chartEpochs converts the training history for the curves chart.
+func chartEpochs(h []train.EpochStats) []chart.Epoch {
+	out := make([]chart.Epoch, len(h))
+	for i, e := range h {
+		out[i] = chart.Epoch{Epoch: e.Epoch, TrainLoss: e.TrainLoss, TrainAcc: e.TrainAcc, TestAcc: e.TestAcc, LR: e.LR}
+	}
+	return out
 }

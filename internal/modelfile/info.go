@@ -2,8 +2,11 @@
 // files and the default model embedded in the binary.
 package modelfile
 
-// Side is the height and width, in pixels, of the model's grayscale input.
-const Side = 28
+import "github.com/fashion-classifier/fashion/internal/imageprep"
+
+// Side is the height and width, in pixels, of the model's grayscale input:
+// the image the conversion pipeline makes (defined once, in imageprep).
+const Side = imageprep.Side
 
 // Pixels is the number of input values per image (Side×Side, one channel).
 const Pixels = Side * Side

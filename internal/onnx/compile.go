@@ -5,11 +5,9 @@ import (
 	"slices"
 
 	"github.com/fashion-classifier/fashion/internal/infer"
+	"github.com/fashion-classifier/fashion/internal/modelfile"
 	"github.com/fashion-classifier/fashion/internal/onnx/onnxpb"
 )
-
-// Side is the height and width of the images the models are fed.
-const Side = 28
 
 // maxImage bounds the values per image of any tensor computed from the
 // input, and of a convolution's unfolded patches, so that a model cannot
@@ -102,7 +100,7 @@ func (c *compiler) add(s infer.Step) { c.b.Add(s) }
 // compile builds the program of g, a graph of the given opset, node by node
 // (ONNX graphs list nodes in an order where inputs come first).
 func compile(g *onnxpb.GraphProto, opset int) (*infer.Program, error) {
-	c := &compiler{opset: opset, vals: map[string]*value{}, uses: map[string]int{}, b: infer.NewBuilder(Side * Side), handlers: handlers()}
+	c := &compiler{opset: opset, vals: map[string]*value{}, uses: map[string]int{}, b: infer.NewBuilder(modelfile.Pixels), handlers: handlers()}
 	for _, t := range g.GetInitializer() {
 		k, err := decodeTensor(t)
 		if err != nil {
@@ -178,7 +176,7 @@ func (c *compiler) input(g *onnxpb.GraphProto) error {
 	}
 	dims := tt.GetShape().GetDim()
 	if len(dims) != 4 {
-		return fmt.Errorf("input %q has rank %d; want [N,C,%d,%d] images", in.GetName(), len(dims), Side, Side)
+		return fmt.Errorf("input %q has rank %d; want [N,C,%d,%d] images", in.GetName(), len(dims), modelfile.Side, modelfile.Side)
 	}
 	// known returns the dimension's value, or -1 when it is symbolic.
 	known := func(k int) int64 {
@@ -195,19 +193,19 @@ func (c *compiler) input(g *onnxpb.GraphProto) error {
 		return fmt.Errorf("input %q has %d channels; want 1 (grayscale) or 3 (grayscale repeated)", in.GetName(), ch)
 	}
 	for _, k := range []int{2, 3} {
-		if v := known(k); v != -1 && v != Side {
-			return fmt.Errorf("input %q is %d pixels along axis %d; this server feeds %d×%d images", in.GetName(), v, k, Side, Side)
+		if v := known(k); v != -1 && v != modelfile.Side {
+			return fmt.Errorf("input %q is %d pixels along axis %d; this server feeds %d×%d images", in.GetName(), v, k, modelfile.Side, modelfile.Side)
 		}
 	}
 	slot := c.b.Input()
-	d := &dynamic{slot: slot, shape: []int{1, Side, Side}}
+	d := &dynamic{slot: slot, shape: []int{1, modelfile.Side, modelfile.Side}}
 	if ch == 3 {
 		if c.onlyConvs(g, in.GetName()) {
 			d.shape[0], d.grey = 3, true
 		} else {
 			out := c.newSlot()
-			c.add(&infer.Repeat{In: slot, Out: out, Size: Side * Side, Times: 3})
-			d = &dynamic{slot: out, shape: []int{3, Side, Side}}
+			c.add(&infer.Repeat{In: slot, Out: out, Size: modelfile.Pixels, Times: 3})
+			d = &dynamic{slot: out, shape: []int{3, modelfile.Side, modelfile.Side}}
 		}
 	}
 	c.vals[in.GetName()] = &value{d: d}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/fashion-classifier/fashion/internal/modelfile"
 	"github.com/fashion-classifier/fashion/internal/nn"
 	"github.com/fashion-classifier/fashion/internal/onnx/onnxpb"
 	"google.golang.org/protobuf/proto"
@@ -29,7 +30,7 @@ type ExportMeta struct {
 // Class names and normalisation go into the model's metadata_props, where
 // the loader reads them back.
 func Export(net *nn.Sequential, meta ExportMeta) ([]byte, error) {
-	e := &exporter{g: &onnxpb.GraphProto{Name: proto.String(meta.Name)}, shape: []int{1, Side, Side}}
+	e := &exporter{g: &onnxpb.GraphProto{Name: proto.String(meta.Name)}, shape: []int{1, modelfile.Side, modelfile.Side}}
 	x, err := e.seq(net, "", "input")
 	if err != nil {
 		return nil, err
@@ -38,7 +39,7 @@ func Export(net *nn.Sequential, meta ExportMeta) ([]byte, error) {
 		return nil, fmt.Errorf("network ends in per-image shape %v; want %d class scores", e.shape, len(meta.Classes))
 	}
 	e.node("Identity", "logits", []string{x}, "logits")
-	e.g.Input = []*onnxpb.ValueInfoProto{valueInfo("input", []int{1, Side, Side})}
+	e.g.Input = []*onnxpb.ValueInfoProto{valueInfo("input", []int{1, modelfile.Side, modelfile.Side})}
 	e.g.Output = []*onnxpb.ValueInfoProto{valueInfo("logits", []int{len(meta.Classes)})}
 	classes, err := json.Marshal(meta.Classes)
 	if err != nil {

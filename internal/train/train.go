@@ -18,7 +18,6 @@ import (
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/fashion-classifier/fashion/internal/arch"
-	"github.com/fashion-classifier/fashion/internal/chart"
 	"github.com/fashion-classifier/fashion/internal/eval"
 	"github.com/fashion-classifier/fashion/internal/idx"
 	"github.com/fashion-classifier/fashion/internal/modelfile"
@@ -81,11 +80,23 @@ func (c *Config) defaults() {
 	}
 }
 
+// EpochStats is one completed epoch as training records it, in Result and
+// in checkpoints. It is this package's own record, with its JSON names
+// fixed (the names checkpoints have always used), so a change to the
+// plotting code (internal/chart) cannot break resuming from a checkpoint.
+type EpochStats struct {
+	Epoch     int     `json:"Epoch"`     // 1-based
+	TrainLoss float64 `json:"TrainLoss"` // mean training loss over the epoch
+	TrainAcc  float64 `json:"TrainAcc"`  // training accuracy over the epoch (augmented images)
+	TestAcc   float64 `json:"TestAcc"`   // test accuracy after the epoch
+	LR        float64 `json:"LR"`        // learning rate at the epoch's last step
+}
+
 // Result is a trained network with its training history.
 type Result struct {
 	Net     *nn.Sequential
 	Meta    modelfile.Meta
-	History []chart.Epoch
+	History []EpochStats
 	Elapsed time.Duration // training time of this run (not of earlier, resumed runs)
 }
 
@@ -204,7 +215,7 @@ func Run(ctx context.Context, cfg Config, data *idx.Dataset) (*Result, error) {
 			return net.Forward(&nn.Tensor{N: n, H: side, W: side, C: 1, Data: x}, false).Data
 		}, info, testSet, meta.Classes)
 		rep := testConf.Report()
-		ep := chart.Epoch{Epoch: epoch + 1, TrainLoss: lossSum / float64(seen), TrainAcc: float64(correct) / float64(seen),
+		ep := EpochStats{Epoch: epoch + 1, TrainLoss: lossSum / float64(seen), TrainAcc: float64(correct) / float64(seen),
 			TestAcc: rep.Accuracy, LR: float64(sched.LR((epoch+1)*stepsPerEpoch - 1))}
 		res.History = append(res.History, ep)
 		progressf(cfg.Log, "epoch %d/%d: train loss %.4f, train acc %.4f, test acc %.4f (%d images), %.0f img/s, %s\n",
@@ -278,7 +289,7 @@ func progressf(w io.Writer, format string, args ...any) {
 // training history in the metadata.
 const optimPrefix = "optim/"
 
-func saveCheckpoint(path string, net *nn.Sequential, meta modelfile.Meta, opt optim.Optimizer, params []*nn.Param, hist []chart.Epoch) error {
+func saveCheckpoint(path string, net *nn.Sequential, meta modelfile.Meta, opt optim.Optimizer, params []*nn.Param, hist []EpochStats) error {
 	f := modelfile.Encode(net, meta)
 	for name, v := range opt.State(params) {
 		f.Tensors = append(f.Tensors, safetensors.Tensor{Name: optimPrefix + name, Shape: []int{len(v)}, Data: v})
@@ -298,7 +309,7 @@ func saveCheckpoint(path string, net *nn.Sequential, meta modelfile.Meta, opt op
 // resume restores params and the optimiser from the checkpoint at path and
 // returns the number of completed epochs; a missing file means a fresh
 // start.
-func resume(path string, cfg Config, params []*nn.Param, opt optim.Optimizer) (int, []chart.Epoch, error) {
+func resume(path string, cfg Config, params []*nn.Param, opt optim.Optimizer) (int, []EpochStats, error) {
 	f, err := safetensors.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, nil, nil
@@ -316,7 +327,7 @@ func resume(path string, cfg Config, params []*nn.Param, opt optim.Optimizer) (i
 	if err != nil {
 		return 0, nil, fmt.Errorf("checkpoint %s has no epoch count", path)
 	}
-	var hist []chart.Epoch
+	var hist []EpochStats
 	if err := json.Unmarshal([]byte(f.Metadata["history"]), &hist); err != nil {
 		return 0, nil, fmt.Errorf("checkpoint %s: bad history: %w", path, err)
 	}
