@@ -1,45 +1,8 @@
 package blas
 
 import (
-	"math"
 	"testing"
 )
-
-func TestDot(t *testing.T) {
-	tests := []struct {
-		name string
-		a, b []float32
-		want float32
-	}{
-		{"empty", nil, nil, 0},
-		{"one", []float32{3}, []float32{-2}, -6},
-		{"five", []float32{1, 2, 3, 4, 5}, []float32{5, 4, 3, 2, 1}, 35},
-		{"nine", []float32{1, 1, 1, 1, 1, 1, 1, 1, 1}, []float32{1, 2, 3, 4, 5, 6, 7, 8, 9}, 45},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := Dot(tt.a, tt.b); got != tt.want {
-				t.Errorf("Dot = %v, want %v", got, tt.want)
-			}
-		})
-	}
-}
-
-func TestDotRandom(t *testing.T) {
-	rng := newRand(1)
-	for _, n := range []int{1, 3, 4, 17, 1000} {
-		a, b := randSlice(rng, n), randSlice(rng, n)
-		var want, mag float64
-		for i := range a {
-			want += float64(a[i]) * float64(b[i])
-			mag += math.Abs(float64(a[i]) * float64(b[i]))
-		}
-		got := Dot(a, b)
-		if d := math.Abs(float64(got) - want); d > 1e-5*mag+1e-6 {
-			t.Errorf("n=%d: Dot = %v, want %v (|diff| %g)", n, got, want, d)
-		}
-	}
-}
 
 func TestAxpy(t *testing.T) {
 	tests := []struct {
@@ -68,7 +31,6 @@ func TestAxpy(t *testing.T) {
 
 func TestBLAS1LengthMismatchPanics(t *testing.T) {
 	for name, f := range map[string]func(){
-		"Dot":  func() { Dot(make([]float32, 2), make([]float32, 3)) },
 		"Axpy": func() { Axpy(1, make([]float32, 3), make([]float32, 2)) },
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -2,7 +2,8 @@
 // inference spend almost all of their time in: a blocked matrix multiply
 // ([Gemm]), the same product with a right-hand side packed once for
 // repeated use ([PackB], [GemmPacked]: the weights of a layer at inference
-// time) and a few vector helpers ([Dot], [Axpy]).
+// time) and [Axpy], the vector update the convolution kernels accumulate
+// gradients with.
 //
 // Int8 products ([PackInt8B], [GemmInt8S32], [GemmInt8F32], [GemmInt8U8]:
 // uint8 activations with a zero point times int8 per-column-symmetric

@@ -81,13 +81,3 @@ func reportGFLOPS(b *testing.B, m, n, k int) {
 	flops := 2 * float64(m) * float64(n) * float64(k) * float64(b.N)
 	b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 }
-
-func BenchmarkDot(b *testing.B) {
-	rng := newRand(10)
-	x, y := randSlice(rng, 1152), randSlice(rng, 1152)
-	var s float32
-	for b.Loop() {
-		s += Dot(x, y)
-	}
-	_ = s
-}
