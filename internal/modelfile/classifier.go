@@ -127,6 +127,9 @@ func (c *Classifier) Scores(x []float32, n int) (probs []float32, oodScores []fl
 	return logits, oodScores, nil
 }
 
+// HasOOD reports whether the model has an out-of-distribution detector.
+func (c *Classifier) HasOOD() bool { return c.detector != nil }
+
 // InDistribution reports whether an out-of-distribution score from Scores
 // is within the model's threshold, and whether the model has a detector
 // at all (ok false: no answer).

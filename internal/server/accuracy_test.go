@@ -78,7 +78,13 @@ func TestAccuracyThroughHTTP(t *testing.T) {
 					viaPNG[i] = -1
 					continue
 				}
-				viaPNG[i] = decode[Result](t, r).ClassID
+				res := decode[Result](t, r)
+				viaPNG[i] = res.ClassID
+				if res.InDistribution == nil || res.OODScore == nil {
+					t.Errorf("image %d: no in_distribution/ood_score in %s", i, r.body)
+				} else if in, _ := clf.(oodPredictor).InDistribution(*res.OODScore); in != *res.InDistribution {
+					t.Errorf("image %d: in_distribution %v for score %v", i, *res.InDistribution, *res.OODScore)
+				}
 			}
 		})
 	}
@@ -107,8 +113,13 @@ func TestAccuracyThroughHTTP(t *testing.T) {
 			t.Fatalf("v2 infer: status %d: %.300s", r.code, r.body)
 		}
 		var resp V2InferResponse
-		if err := json.Unmarshal(r.body, &resp); err != nil || len(resp.Outputs) != 1 {
-			t.Fatalf("v2 infer answer: %v", err)
+		if err := json.Unmarshal(r.body, &resp); err != nil || len(resp.Outputs) != 2 || resp.Outputs[0].Name != v2Output {
+			t.Fatalf("v2 infer answer: %v, %d outputs", err, len(resp.Outputs))
+		}
+		// The embedded model has an out-of-distribution detector: its
+		// score is the second output, one value per image.
+		if o := resp.Outputs[1]; o.Name != v2OODOutput || len(o.Data) != end-start {
+			t.Fatalf("v2 extra output %q with %d values for %d images", o.Name, len(o.Data), end-start)
 		}
 		out := resp.Outputs[0].Data
 		for i := range end - start {

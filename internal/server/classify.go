@@ -36,6 +36,13 @@ type Result struct {
 	ClassID    int     `json:"class_id"`
 	Confidence float32 `json:"confidence"`
 	Top        []Class `json:"top"`
+	// InDistribution says whether the image looks like the model's
+	// training data (false: probably not clothing, or not one of these
+	// classes), and OODScore is the score behind it (higher is less like
+	// the training data; the threshold is recorded in the model file).
+	// Both are absent for models without a detector.
+	InDistribution *bool    `json:"in_distribution,omitempty"`
+	OODScore       *float64 `json:"ood_score,omitempty"`
 	// InputImage is the 28×28 image the model saw, as a PNG data URL; only
 	// present when the request asked for it (include_input=1).
 	InputImage string `json:"input_image,omitempty"`
@@ -216,7 +223,7 @@ func (s *Server) classify(ctx context.Context, t *ticket, imgs []*image.Gray, o 
 	for i, g := range imgs {
 		m.info.Normalize(x[i*modelfile.Pixels:(i+1)*modelfile.Pixels], grayPixels(g))
 	}
-	probs, err := s.infer(ctx, t, x, len(imgs))
+	probs, scores, err := s.inferOOD(ctx, t, x, len(imgs))
 	if err != nil {
 		return nil, err
 	}
@@ -224,6 +231,12 @@ func (s *Server) classify(ctx context.Context, t *ticket, imgs []*image.Gray, o 
 	res := make([]Result, len(imgs))
 	for i := range imgs {
 		res[i] = result(m.info.Classes, probs[i*nc:(i+1)*nc], o.topK)
+		if scores != nil {
+			if in, ok := m.ood.InDistribution(scores[i]); ok {
+				score := scores[i]
+				res[i].InDistribution, res[i].OODScore = &in, &score
+			}
+		}
 		if o.includeInput {
 			res[i].InputImage = pngDataURL(imgs[i])
 		}

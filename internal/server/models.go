@@ -19,6 +19,9 @@ type servedModel struct {
 	pred          Predictor
 	info          modelfile.Info
 	batch         *batcher
+	// ood is the model's out-of-distribution detector when it has one:
+	// the batcher's rows then carry its score after the probabilities.
+	ood oodPredictor
 	onClose       func()
 }
 
@@ -51,7 +54,12 @@ func (s *Server) newServedModel(ctx context.Context, name string, version int64,
 			return nil, fmt.Errorf("server: warming up model %q version %d: %w", name, version, err)
 		}
 	}
-	m.batch = newBatcher(p, len(info.Classes), s.cfg, s.metrics, s.log)
+	width := len(info.Classes)
+	var bp Predictor = p
+	if o, ok := p.(oodPredictor); ok && o.HasOOD() {
+		m.ood, bp, width = o, oodColumn{o}, width+1
+	}
+	m.batch = newBatcher(bp, width, s.cfg, s.metrics, s.log)
 	m.onClose = func() { s.metrics.forgetModel(m.name, m.version) }
 	return m, nil
 }
@@ -160,4 +168,34 @@ func (s *Server) queueTotals() (queued, pending int64) {
 		pending += m.batch.pending.Load()
 	})
 	return queued, pending
+}
+
+// oodPredictor is a model with an out-of-distribution detector
+// (modelfile.Classifier with a calibrated file).
+type oodPredictor interface {
+	Predictor
+	HasOOD() bool
+	Scores(x []float32, n int) ([]float32, []float64, error)
+	InDistribution(score float64) (in, ok bool)
+}
+
+// oodColumn is what the batcher runs for a model with a detector: each
+// row is the probabilities followed by the image's out-of-distribution
+// score, so one forward pass answers both (infer splits them again).
+type oodColumn struct{ p oodPredictor }
+
+func (o oodColumn) Info() modelfile.Info { return o.p.Info() }
+
+func (o oodColumn) Predict(x []float32, n int) ([]float32, error) {
+	probs, scores, err := o.p.Scores(x, n)
+	if err != nil {
+		return nil, err
+	}
+	k := len(probs) / max(n, 1)
+	out := make([]float32, 0, n*(k+1))
+	for i := range n {
+		out = append(out, probs[i*k:(i+1)*k]...)
+		out = append(out, float32(scores[i]))
+	}
+	return out, nil
 }

@@ -113,14 +113,31 @@ func (s *Server) newInference(ctx context.Context, ref *modelRef, protocol strin
 // infer runs n normalised images through the request's model version,
 // recording queue time and, for the request log, the answer.
 func (s *Server) infer(ctx context.Context, t *ticket, x []float32, n int) ([]float32, error) {
+	probs, _, err := s.inferOOD(ctx, t, x, n)
+	return probs, err
+}
+
+// inferOOD is infer that also returns each image's out-of-distribution
+// score when the model has a detector (nil otherwise).
+func (s *Server) inferOOD(ctx context.Context, t *ticket, x []float32, n int) ([]float32, []float64, error) {
 	rec := recordOf(ctx)
 	m := rec.ref.Model()
 	probs, wait, err := m.batch.submitTimed(ctx, t, x, n)
+	var scores []float64
+	if err == nil && m.ood != nil {
+		nc := len(m.info.Classes)
+		rows := probs
+		probs, scores = make([]float32, 0, n*nc), make([]float64, n)
+		for i := range n {
+			probs = append(probs, rows[i*(nc+1):i*(nc+1)+nc]...)
+			scores[i] = float64(rows[i*(nc+1)+nc])
+		}
+	}
 	rec.ran = true
 	rec.images += n
 	rec.queueWait += wait
 	if !rec.sampled {
-		return probs, err
+		return probs, scores, err
 	}
 	if rec.entry == nil {
 		rec.entry = &RequestLogEntry{}
@@ -128,7 +145,7 @@ func (s *Server) infer(ctx context.Context, t *ticket, x []float32, n int) ([]fl
 	e := rec.entry
 	if err != nil {
 		e.Error = err.Error()
-		return probs, err
+		return probs, scores, err
 	}
 	nc := len(m.info.Classes)
 	for i := range n {
@@ -140,7 +157,7 @@ func (s *Server) infer(ctx context.Context, t *ticket, x []float32, n int) ([]fl
 			e.Inputs = append(e.Inputs, pngDataURL(denormalize(x[i*modelfile.Pixels:(i+1)*modelfile.Pixels], m.info)))
 		}
 	}
-	return probs, nil
+	return probs, scores, nil
 }
 
 // denormalize turns one normalised model input back into the 8-bit image

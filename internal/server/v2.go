@@ -25,6 +25,10 @@ const (
 	v2InputFP32   = "input"
 	v2InputUINT8  = "input_uint8"
 	v2Output      = "probabilities"
+	// v2OODOutput is the extra output of models with an
+	// out-of-distribution detector: each image's score (FP32 [n]; above
+	// the model's threshold means "not like the training data").
+	v2OODOutput = "ood_score"
 	v2Platform    = "fashion-go"
 	v2HeaderLen   = "Inference-Header-Content-Length"
 	maxDataNested = 8 // deepest nesting accepted in a tensor's "data"
@@ -116,8 +120,8 @@ func decodeInferRequest(header, bin []byte, info modelfile.Info, maxImages int) 
 		return nil, errors.New("inference request JSON: unexpected data after the request object")
 	}
 	for _, o := range req.Outputs {
-		if o.Name != v2Output {
-			return nil, fmt.Errorf("unknown output %q: the model has one output, %q", o.Name, v2Output)
+		if o.Name != v2Output && o.Name != v2OODOutput {
+			return nil, fmt.Errorf("unknown output %q: the outputs are %q and, for models with an out-of-distribution detector, %q", o.Name, v2Output, v2OODOutput)
 		}
 	}
 	if len(req.Inputs) != 1 {
@@ -443,7 +447,7 @@ func (s *Server) handleV2ModelReady(w http.ResponseWriter, r *http.Request) {
 
 // v2Metadata is a model's v2 description; versions are its ready versions.
 func v2Metadata(m *servedModel, versions []string) V2ModelMetadata {
-	return V2ModelMetadata{
+	md := V2ModelMetadata{
 		Name:     m.name,
 		Versions: versions,
 		Platform: v2Platform,
@@ -455,6 +459,10 @@ func v2Metadata(m *servedModel, versions []string) V2ModelMetadata {
 			{Name: v2Output, Datatype: "FP32", Shape: []int64{-1, int64(len(m.info.Classes))}},
 		},
 	}
+	if m.ood != nil {
+		md.Outputs = append(md.Outputs, V2TensorMetadata{Name: v2OODOutput, Datatype: "FP32", Shape: []int64{-1}})
+	}
+	return md
 }
 
 func (s *Server) handleV2Model(w http.ResponseWriter, r *http.Request) {
@@ -486,13 +494,13 @@ func (s *Server) handleV2Infer(w http.ResponseWriter, r *http.Request, body []by
 		s.fail(w, r, withStatus(http.StatusBadRequest, err))
 		return
 	}
-	probs, err := s.infer(r.Context(), &t, in.x, in.n)
+	probs, scores, err := s.inferOOD(r.Context(), &t, in.x, in.n)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	s.metrics.images.Add(float64(in.n))
-	writeJSON(w, http.StatusOK, V2InferResponse{
+	resp := V2InferResponse{
 		ModelName:    m.name,
 		ModelVersion: m.version,
 		ID:           in.id,
@@ -501,5 +509,13 @@ func (s *Server) handleV2Infer(w http.ResponseWriter, r *http.Request, body []by
 			Shape: []int64{int64(in.n), int64(len(m.info.Classes))},
 			Data:  probs,
 		}},
-	})
+	}
+	if scores != nil {
+		out := V2InferOutput{Name: v2OODOutput, Datatype: "FP32", Shape: []int64{int64(in.n)}, Data: make([]float32, in.n)}
+		for i, sc := range scores {
+			out.Data[i] = float32(sc)
+		}
+		resp.Outputs = append(resp.Outputs, out)
+	}
+	writeJSON(w, http.StatusOK, resp)
 }
