@@ -21,8 +21,8 @@ type servedModel struct {
 	batch         *batcher
 	// ood is the model's out-of-distribution detector when it has one:
 	// the batcher's rows then carry its score after the probabilities.
-	ood oodPredictor
-	onClose       func()
+	ood     oodPredictor
+	onClose func()
 }
 
 // Close stops the version's batcher; the repository calls it once the

@@ -22,13 +22,13 @@ import (
 
 // Names of the tensors the model takes and gives under the v2 protocol.
 const (
-	v2InputFP32   = "input"
-	v2InputUINT8  = "input_uint8"
-	v2Output      = "probabilities"
+	v2InputFP32  = "input"
+	v2InputUINT8 = "input_uint8"
+	v2Output     = "probabilities"
 	// v2OODOutput is the extra output of models with an
 	// out-of-distribution detector: each image's score (FP32 [n]; above
 	// the model's threshold means "not like the training data").
-	v2OODOutput = "ood_score"
+	v2OODOutput   = "ood_score"
 	v2Platform    = "fashion-go"
 	v2HeaderLen   = "Inference-Header-Content-Length"
 	maxDataNested = 8 // deepest nesting accepted in a tensor's "data"
