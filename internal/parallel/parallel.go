@@ -4,14 +4,13 @@
 // atomic counter. Every kernel (GEMM, convolutions, pooling, batch norm,
 // optimiser updates) goes through it.
 //
-// Nothing here allocates per task or communicates through channels, so a
-// section can never block on a full buffer whatever GOMAXPROCS or the
-// amount of work is.
+// Nothing here allocates per task or sends on a channel (the one channel
+// of a section is only closed), so a section can never block on a full
+// buffer whatever GOMAXPROCS or the amount of work is.
 package parallel
 
 import (
 	"runtime"
-	"sync"
 	"sync/atomic"
 )
 
@@ -24,8 +23,12 @@ func Workers() int { return runtime.GOMAXPROCS(0) }
 // an atomic counter, so a worker slowed down by other load simply takes
 // fewer of them. worker is in [0, min(threads, tasks)) and identifies the
 // goroutine, so fn may use per-worker scratch space and partial sums
-// without locking. Run returns how many workers it used (at least 1 when
-// tasks > 0, else 0).
+// without locking; a worker may also take no task at all. Run returns
+// once every task has finished, without waiting for helper goroutines
+// that took none: on a busy machine a helper may start only after the
+// caller has done all the work, and waiting for it to start and leave
+// would add the scheduler's delay to every section. Run returns how many
+// workers it started (at least 1 when tasks > 0, else 0).
 func Run(threads, tasks int, fn func(worker, task int)) int {
 	threads = min(threads, tasks)
 	if threads <= 1 {
@@ -34,7 +37,8 @@ func Run(threads, tasks int, fn func(worker, task int)) int {
 		}
 		return min(tasks, 1)
 	}
-	var next atomic.Int64
+	var next, done atomic.Int64
+	finished := make(chan struct{})
 	run := func(w int) {
 		for {
 			t := int(next.Add(1) - 1)
@@ -42,18 +46,16 @@ func Run(threads, tasks int, fn func(worker, task int)) int {
 				return
 			}
 			fn(w, t)
+			if int(done.Add(1)) == tasks {
+				close(finished)
+			}
 		}
 	}
-	var wg sync.WaitGroup
-	wg.Add(threads - 1)
 	for w := 1; w < threads; w++ {
-		go func() {
-			defer wg.Done()
-			run(w)
-		}()
+		go run(w)
 	}
 	run(0)
-	wg.Wait()
+	<-finished
 	return threads
 }
 
