@@ -37,6 +37,8 @@ type manifests struct {
 	hpas        []*autoscalingv2.HorizontalPodAutoscaler
 	pdbs        []*policyv1.PodDisruptionBudget
 	ingresses   []*networkingv1.Ingress
+	pvcs        []*corev1.PersistentVolumeClaim
+	pods        []*corev1.Pod
 }
 
 // decodeDocument decodes one YAML document strictly into the k8s.io/api type
@@ -65,6 +67,12 @@ func decodeDocument(doc []byte, m *manifests) error {
 	case "policy/v1 PodDisruptionBudget":
 		p := &policyv1.PodDisruptionBudget{}
 		m.pdbs, obj = append(m.pdbs, p), p
+	case "v1 PersistentVolumeClaim":
+		c := &corev1.PersistentVolumeClaim{}
+		m.pvcs, obj = append(m.pvcs, c), c
+	case "v1 Pod":
+		p := &corev1.Pod{}
+		m.pods, obj = append(m.pods, p), p
 	case "networking.k8s.io/v1 Ingress":
 		i := &networkingv1.Ingress{}
 		m.ingresses, obj = append(m.ingresses, i), i
@@ -129,7 +137,7 @@ func TestDecodeDocumentStrict(t *testing.T) {
 		{name: "misplaced field", doc: "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec: {template: {spec: {containers: [{name: a, readOnlyRootFilesystem: true}]}}}\n", wantErr: "unknown field"},
 		{name: "duplicate field", doc: "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata: {A: '1'}\ndata: {B: '2'}\n", wantErr: "already set"},
 		{name: "wrong type", doc: "apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec: {ports: [{port: eighty}]}\n", wantErr: "port"},
-		{name: "unknown kind", doc: "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n", wantErr: "not a type this test knows"},
+		{name: "unknown kind", doc: "apiVersion: batch/v1\nkind: Job\nmetadata: {name: x}\n", wantErr: "not a type this test knows"},
 		{name: "old API version", doc: "apiVersion: autoscaling/v1\nkind: HorizontalPodAutoscaler\n", wantErr: "not a type this test knows"},
 	}
 	for _, tt := range tests {
@@ -522,4 +530,40 @@ func mapKeys(m map[string]string) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// TestModelVolumeManifests checks the recipe for serving a model from a
+// volume (deploy/k8s/model): the loader pod mounts the claim writable as
+// the service's user and group with that fsGroup, and carries the tar that
+// kubectl cp needs; the Deployment's pods have the same fsGroup.
+func TestModelVolumeManifests(t *testing.T) {
+	m := loadManifests(t, "model")
+	if len(m.pvcs) != 1 || len(m.pods) != 1 {
+		t.Fatalf("deploy/k8s/model holds %d claims and %d pods, want 1 and 1", len(m.pvcs), len(m.pods))
+	}
+	pvc, pod := m.pvcs[0], m.pods[0]
+	sc := pod.Spec.SecurityContext
+	if sc == nil || sc.RunAsUser == nil || *sc.RunAsUser != 65532 || sc.FSGroup == nil || *sc.FSGroup != 65532 {
+		t.Errorf("loader pod security context %+v, want uid 65532 and fsGroup 65532", sc)
+	}
+	if len(pod.Spec.Volumes) != 1 || pod.Spec.Volumes[0].PersistentVolumeClaim == nil ||
+		pod.Spec.Volumes[0].PersistentVolumeClaim.ClaimName != pvc.Name || pod.Spec.Volumes[0].PersistentVolumeClaim.ReadOnly {
+		t.Errorf("loader pod volumes %+v, want claim %s writable", pod.Spec.Volumes, pvc.Name)
+	}
+	if c := pod.Spec.Containers; len(c) != 1 || !strings.HasPrefix(c[0].Image, "busybox:") || len(c[0].VolumeMounts) != 1 || c[0].VolumeMounts[0].MountPath != "/models" {
+		t.Errorf("loader container %+v, want busybox mounting /models", c)
+	}
+	dep := loadManifests(t, ".").deployments[0]
+	if fs := dep.Spec.Template.Spec.SecurityContext.FSGroup; fs == nil || *fs != 65532 {
+		t.Errorf("Deployment fsGroup %v, want 65532 so a mounted model is readable", fs)
+	}
+	doc, err := os.ReadFile("../../docs/kubernetes.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"claimName: " + pvc.Name, "kubectl apply -f deploy/k8s/model/pvc.yaml", "kubectl cp model.safetensors " + pod.Name + ":/models/model.safetensors"} {
+		if !strings.Contains(string(doc), want) {
+			t.Errorf("docs/kubernetes.md does not say %q", want)
+		}
+	}
 }
