@@ -61,7 +61,7 @@ func run(conc int, dur time.Duration, rounds, images int, maxDiff float64) error
 	if conc < 1 || rounds < 1 || images < 1 || images > 256 || dur <= 0 {
 		return fmt.Errorf("want -concurrency, -rounds ≥ 1, -images 1..256, -duration > 0")
 	}
-	clf, err := modelfile.Open("", nil)
+	clf, err := modelfile.Embedded()
 	if err != nil {
 		return err
 	}
