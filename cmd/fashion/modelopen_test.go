@@ -49,7 +49,7 @@ func serveLine(t *testing.T, args ...string) string {
 	done := make(chan int, 1)
 	var stderr bytes.Buffer
 	go func() {
-		done <- run(ctx, append([]string{"serve", "-addr", "127.0.0.1:0", "-log-level", "error"}, args...), w, &stderr)
+		done <- run(ctx, append([]string{"serve", "-addr", "127.0.0.1:0", "-grpc-addr", "", "-log-level", "error"}, args...), w, &stderr)
 		w.Close()
 	}()
 	line, err := bufio.NewReader(out).ReadString('\n')
@@ -168,7 +168,7 @@ func TestCommandsRefuseHostileModelFiles(t *testing.T) {
 	}
 	files = append(files, specialFiles(t, dir)...)
 	commands := [][]string{
-		{"version"}, {"eval"}, {"predict", "x.png"}, {"serve", "-addr", "127.0.0.1:0"}, {"export", "-out", filepath.Join(dir, "out.onnx")},
+		{"version"}, {"eval"}, {"predict", "x.png"}, {"serve", "-addr", "127.0.0.1:0", "-grpc-addr", ""}, {"export", "-out", filepath.Join(dir, "out.onnx")},
 	}
 	for _, file := range files {
 		for _, cmd := range commands {

@@ -48,8 +48,8 @@ func TestBinaryRefusesDevZeroAndFIFO(t *testing.T) {
 		args []string
 		env  string
 	}{
-		{"serve -model /dev/zero", []string{"serve", "-addr", "127.0.0.1:0", "-model", "/dev/zero"}, ""},
-		{"serve -model FIFO", []string{"serve", "-addr", "127.0.0.1:0", "-model", fifo}, ""},
+		{"serve -model /dev/zero", []string{"serve", "-addr", "127.0.0.1:0", "-grpc-addr", "", "-model", "/dev/zero"}, ""},
+		{"serve -model FIFO", []string{"serve", "-addr", "127.0.0.1:0", "-grpc-addr", "", "-model", fifo}, ""},
 		{"eval WEIGHT_PATH=FIFO", []string{"eval"}, "WEIGHT_PATH=" + fifo},
 		{"version WEIGHT_PATH=/dev/zero", []string{"version"}, "WEIGHT_PATH=/dev/zero"},
 	} {

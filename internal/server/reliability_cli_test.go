@@ -117,7 +117,7 @@ func TestCLIRefusesBadModelFiles(t *testing.T) {
 			t.Run(cmd+"/"+tc.name, func(t *testing.T) {
 				args := []string{cmd, "-model", tc.path}
 				if cmd == "serve" {
-					args = append(args, "-addr", "127.0.0.1:0")
+					args = append(args, "-addr", "127.0.0.1:0", "-grpc-addr", "")
 				} else {
 					args = append(args, "-data", filepath.Join(dir, "no-dataset-needed"))
 				}

@@ -48,7 +48,8 @@ type ServerProcess struct {
 	log    *tailBuffer
 }
 
-// StartServer launches bin ("fashion") as "serve -addr <free loopback port>"
+// StartServer launches bin ("fashion") as "serve -addr <free loopback port>
+// -grpc-addr ''" (no gRPC listener, so runs never contend for :8081)
 // followed by args. It returns as soon as the process runs; use WaitAnswer
 // to wait for the first successful request.
 func StartServer(bin string, args ...string) (*ServerProcess, error) {
@@ -57,7 +58,7 @@ func StartServer(bin string, args ...string) (*ServerProcess, error) {
 		return nil, err
 	}
 	p := &ServerProcess{URL: "http://" + addr, exited: make(chan struct{}), log: &tailBuffer{max: 64 << 10}}
-	p.cmd = exec.Command(bin, append([]string{"serve", "-addr", addr}, args...)...)
+	p.cmd = exec.Command(bin, append([]string{"serve", "-addr", addr, "-grpc-addr", ""}, args...)...)
 	p.cmd.Stdout = p.log
 	p.cmd.Stderr = p.log
 	p.Started = time.Now()
