@@ -48,8 +48,8 @@ type ServerProcess struct {
 	log    *tailBuffer
 }
 
-// StartServer launches bin ("fashion") as "serve -addr <free loopback port>
-// -grpc-addr ''" (no gRPC listener, so runs never contend for :8081)
+// StartServer launches bin ("fashion") as serve -addr <free loopback port>
+// -grpc-addr "" (no gRPC listener, so runs never contend for :8081)
 // followed by args. It returns as soon as the process runs; use WaitAnswer
 // to wait for the first successful request.
 func StartServer(bin string, args ...string) (*ServerProcess, error) {
