@@ -27,6 +27,8 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.StringVar(&extra.mnist, "mnist", "", "also report the out-of-distribution detector on this MNIST test directory")
 	fs.StringVar(&extra.reliability, "reliability", "", "write the reliability diagram (before and after temperature scaling) as a PNG to this file")
 	fs.StringVar(&extra.cacheDir, "photo-cache-dir", "", "directory for caches of converted photos")
+	fs.StringVar(&extra.grid, "grid", "", "with -photos: write a PNG grid of photos, what the model saw and what it said")
+	fs.IntVar(&extra.gridEach, "grid-each", 2, "photos per folder in the -grid")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

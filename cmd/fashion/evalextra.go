@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"image"
 	"io"
+	"os"
 	"slices"
 	"strings"
 
@@ -24,6 +26,8 @@ type extraEval struct {
 	mnist       string // MNIST directory for the out-of-distribution report
 	reliability string // reliability-diagram PNG
 	cacheDir    string
+	grid        string // photo-grid PNG (with photos)
+	gridEach    int    // photos per folder in the grid
 }
 
 // logitModel is a model that exposes raw logits and its calibration
@@ -37,7 +41,7 @@ type logitModel interface {
 // run prints the extra reports for the images of test from index
 // calibrationSplit on (the first are held out for calibration).
 func (e extraEval) run(ctx context.Context, p predictor.Predictor, test idx.Set, w io.Writer) error {
-	if e.photos == "" && e.mnist == "" && e.reliability == "" {
+	if e.photos == "" && e.mnist == "" && e.reliability == "" && e.grid == "" {
 		return nil
 	}
 	m, ok := p.(logitModel)
@@ -49,6 +53,7 @@ func (e extraEval) run(ctx context.Context, p predictor.Predictor, test idx.Set,
 	const px = modelfile.Pixels
 	from := min(calibrationSplit, test.Images.N/2)
 	rep := idx.Set{Images: idx.Images{N: test.Images.N - from, Rows: 28, Cols: 28, Pix: test.Images.Pix[from*px:]}, Labels: test.Labels[from:]}
+	var probs []float32 // of the last score call
 	score := func(pix []uint8) (logits []float32, scores []float64, err error) {
 		n := len(pix) / px
 		x := make([]float32, n*px)
@@ -56,7 +61,7 @@ func (e extraEval) run(ctx context.Context, p predictor.Predictor, test idx.Set,
 		if logits, err = m.Logits(x, n); err != nil {
 			return nil, nil, err
 		}
-		_, scores, err = m.Scores(x, n)
+		probs, scores, err = m.Scores(x, n)
 		return logits, scores, err
 	}
 	fmLogits, fmScores, err := score(rep.Images.Pix)
@@ -184,6 +189,40 @@ func (e extraEval) run(ctx context.Context, p predictor.Predictor, test idx.Set,
 			}
 		}
 		fmt.Fprintf(w, "  one-class folders together: %d/%d = %.1f%%\n", exactRight, exactN, 100*float64(exactRight)/float64(max(exactN, 1)))
+		if e.grid != "" {
+			var cells []chart.GridCell
+			for fi, f := range mp.Folders {
+				taken := 0
+				for i := 0; i < s.Len() && taken < max(e.gridEach, 1); i++ {
+					if s.Folder[i] != fi {
+						continue
+					}
+					taken++
+					data, err := os.ReadFile(s.Files[i])
+					if err != nil {
+						return err
+					}
+					photo, _, err := imageprep.Decode(data, imageprep.Limits{})
+					if err != nil {
+						return err
+					}
+					row := probs[i*k : (i+1)*k]
+					c := eval.Argmax(row)
+					caption := []string{"folder: " + f.Name, fmt.Sprintf("said: %s %.0f%%", info.Classes[c], 100*row[c])}
+					if scores != nil {
+						caption = append(caption, fmt.Sprintf("%s clothing (ood %.2f)", map[string]string{"in": "looks like", "out": "not like"}[threshold(scores[i])], scores[i]))
+					}
+					g := &image.Gray{Pix: s.Image(i), Stride: imageprep.Side, Rect: image.Rect(0, 0, imageprep.Side, imageprep.Side)}
+					cells = append(cells, chart.GridCell{Photo: photo, Input: g, Caption: caption})
+				}
+			}
+			if err := atomicfile.Write(e.grid, func(wr io.Writer) error { return chart.PhotoGridPNG(wr, cells, 4) }); err != nil {
+				return err
+			}
+			fmt.Fprintf(w, "  photo grid (photo, what the model saw, what it said): %s\n", e.grid)
+		}
+	} else if e.grid != "" {
+		return fmt.Errorf("-grid needs -photos")
 	}
 	return nil
 }
