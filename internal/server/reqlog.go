@@ -34,6 +34,9 @@ type RequestLogEntry struct {
 	// its probability.
 	TopClass   []string  `json:"top_class"`
 	Confidence []float32 `json:"confidence"`
+	// InDistribution says, per image, whether it looks like the model's
+	// training data; only for models with an out-of-distribution detector.
+	InDistribution []bool `json:"in_distribution,omitempty"`
 	// Inputs are the 28×28 model inputs as PNG data URLs, only with
 	// Config.RequestLogInputs.
 	Inputs []string `json:"inputs,omitempty"`
@@ -153,6 +156,11 @@ func (s *Server) inferOOD(ctx context.Context, t *ticket, x []float32, n int) ([
 		best := eval.Argmax(row)
 		e.TopClass = append(e.TopClass, m.info.Classes[best])
 		e.Confidence = append(e.Confidence, row[best])
+		if scores != nil {
+			if in, ok := m.ood.InDistribution(scores[i]); ok {
+				e.InDistribution = append(e.InDistribution, in)
+			}
+		}
 		if s.reqlog.inputs {
 			e.Inputs = append(e.Inputs, pngDataURL(denormalize(x[i*modelfile.Pixels:(i+1)*modelfile.Pixels], m.info)))
 		}

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/fashion-classifier/fashion/internal/modelfile"
 )
 
 // readLog parses a request log file.
@@ -113,5 +115,41 @@ func TestRequestLogSampleAndInputs(t *testing.T) {
 		if _, err := New(Config{RequestLog: path, RequestLogSample: bad}, newFake(), nil); err == nil {
 			t.Errorf("sample %v accepted", bad)
 		}
+	}
+}
+
+// oodFake is the fake model with an out-of-distribution detector: an image
+// is in distribution when its first pixel is dark.
+type oodFake struct{ *fakePredictor }
+
+func (oodFake) HasOOD() bool { return true }
+
+func (o oodFake) Scores(x []float32, n int) ([]float32, []float64, error) {
+	p, err := o.Predict(x, n)
+	scores := make([]float64, n)
+	for i := range n {
+		scores[i] = float64(x[i*modelfile.Pixels])
+	}
+	return p, scores, err
+}
+
+func (oodFake) InDistribution(score float64) (bool, bool) { return score < 0, true }
+
+func TestRequestLogInDistribution(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "requests.jsonl")
+	ts := startServer(t, Config{RequestLog: path}, oodFake{newFake()})
+	_, dark := testImage(t, 200) // black border: first pixel 0, in distribution
+	light := make([]uint8, modelfile.Pixels)
+	for i := range light {
+		light[i] = 255
+	}
+	r := do(t, "POST", ts.url+"/v2/models/fashion-mnist/infer", "application/json", v2UINT8Body([][]uint8{dark, light}))
+	if r.code != http.StatusOK {
+		t.Fatal(r.code, string(r.body))
+	}
+	ts.stop(t)
+	log := readLog(t, path)
+	if len(log) != 1 || len(log[0].InDistribution) != 2 || !log[0].InDistribution[0] || log[0].InDistribution[1] {
+		t.Errorf("in_distribution in the log: %+v, want [true false]", log)
 	}
 }
