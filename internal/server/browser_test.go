@@ -6,12 +6,7 @@ import (
 	"image"
 	"image/color"
 	"image/png"
-	"io"
-	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
 	"net/netip"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -21,7 +16,11 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/fashion-classifier/fashion/internal/datatest"
 	"github.com/fashion-classifier/fashion/internal/fetch"
+	"github.com/fashion-classifier/fashion/internal/idx"
+	"github.com/fashion-classifier/fashion/internal/modelfile"
+	"github.com/fashion-classifier/fashion/internal/predictor"
 )
 
 // chromiumPath is where Debian's chromium package installs the browser.
@@ -303,48 +302,56 @@ func TestPageInBrowser(t *testing.T) {
 	t.Logf("screenshot: %s (label %q)", path, api.Label)
 }
 
-// TestPageShowsOutOfDistribution checks the page's "not sure" state. The
-// server does not yet put in_distribution in its answers, so this test
-// (only this one) serves the real page and API through a stub that
-// answers POST /v1/classify with a canned result carrying
-// "in_distribution": false and an ood_score; everything else is the real
-// server. When the server produces the field, the stub can go.
+// TestPageShowsOutOfDistribution checks the page's "not sure" state with
+// the real embedded model: a handwritten digit (MNIST, from the shared
+// directory) is not clothing, and for the first digit the API marks
+// "in_distribution": false, the page must say "Not sure" and name the
+// best guess instead of presenting it as the answer.
 func TestPageShowsOutOfDistribution(t *testing.T) {
 	ctx := newBrowser(t)
-	ts := startServer(t, Config{}, newFake())
-	target, err := url.Parse(ts.url)
+	clf, err := predictor.Open(context.Background(), "", predictor.Options{}) // the embedded model
 	if err != nil {
 		t.Fatal(err)
 	}
-	real := httputil.NewSingleHostReverseProxy(target)
-	stub := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost && r.URL.Path == "/v1/classify" {
-			io.Copy(io.Discard, r.Body)
-			w.Header().Set("Content-Type", "application/json")
-			io.WriteString(w, `{"label":"Bag","class_id":8,"confidence":0.41,"in_distribution":false,"ood_score":0.93,`+
-				`"top":[{"label":"Bag","class_id":8,"probability":0.41},{"label":"Sandal","class_id":5,"probability":0.2}]}`)
-			return
+	digits, err := idx.LoadTest(filepath.Dir(datatest.SharedPath(t, "data/mnist-test/t10k-images-idx3-ubyte.gz")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := startServer(t, Config{}, clf)
+	var photo []byte
+	var api Result
+	for i := range min(50, digits.Images.N) {
+		g := &image.Gray{Pix: digits.Images.Image(i), Stride: modelfile.Side, Rect: image.Rect(0, 0, modelfile.Side, modelfile.Side)}
+		var buf bytes.Buffer
+		if err := png.Encode(&buf, g); err != nil {
+			t.Fatal(err)
 		}
-		real.ServeHTTP(w, r)
-	}))
-	defer stub.Close()
-	photo := filepath.Join(t.TempDir(), "cat.png")
-	if err := os.WriteFile(photo, productPhoto(t), 0o644); err != nil {
+		api = decode[Result](t, do(t, "POST", ts.url+"/v1/classify", "image/png", buf.Bytes()))
+		if api.InDistribution != nil && !*api.InDistribution {
+			photo = buf.Bytes()
+			break
+		}
+	}
+	if photo == nil {
+		t.Fatal("the API marks none of the first 50 MNIST digits out of distribution")
+	}
+	path := filepath.Join(t.TempDir(), "digit.png")
+	if err := os.WriteFile(path, photo, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	err = chromedp.Do(ctx,
-		chromedp.Navigate(stub.URL+"/"),
-		chromedp.WaitVisible(`//span[@id="model" and contains(text(), "fake")]`),
-		chromedp.SetUploadFiles(chromedp.ID("file"), []string{photo}),
+		chromedp.Navigate(ts.url+"/"),
+		chromedp.WaitVisible(chromedp.ID("drop")),
+		chromedp.SetUploadFiles(chromedp.ID("file"), []string{path}),
 	)
 	if err != nil {
 		t.Fatal(err)
 	}
 	st := waitState(t, ctx, "out-of-distribution answer")
 	if st.State != "done" || st.Verdict != "ood" || st.Label != "Not sure" {
-		t.Errorf("page shows %+v; want the \"Not sure\" state", st)
+		t.Errorf("page shows %+v; the API says in_distribution false (best guess %s), want the \"Not sure\" state", st, api.Label)
 	}
-	if !strings.Contains(st.Confidence, "doesn't look like clothing") || !strings.Contains(st.Confidence, "Bag") {
-		t.Errorf("explanation %q, want it to say it doesn't look like clothing and name the best guess", st.Confidence)
+	if !strings.Contains(st.Confidence, "doesn't look like clothing") || !strings.Contains(st.Confidence, api.Label) {
+		t.Errorf("explanation %q, want it to say it doesn't look like clothing and name the best guess %q", st.Confidence, api.Label)
 	}
 }
