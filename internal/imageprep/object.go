@@ -489,12 +489,7 @@ func objectInput(img image.Image, g *image.Gray) *image.Gray {
 	}
 	box := obj.box
 	cw, ch := box.Dx(), box.Dy()
-	tw, th := Side, Side
-	if cw >= ch {
-		th = max(1, int(math.Round(float64(ch)*Side/float64(cw))))
-	} else {
-		tw = max(1, int(math.Round(float64(cw)*Side/float64(ch))))
-	}
+	tw, th := fitSide(cw, ch)
 	small := image.NewGray(image.Rect(0, 0, tw, th))
 	draw.BiLinear.Scale(small, small.Rect, vimg, box, draw.Src, nil)
 	sharp := unsharp(small)
@@ -506,4 +501,13 @@ func objectInput(img image.Image, g *image.Gray) *image.Gray {
 		}
 	}
 	return out
+}
+
+// fitSide returns the size of a w×h image scaled so its longest side is
+// Side, keeping the aspect ratio (each side at least 1).
+func fitSide(w, h int) (tw, th int) {
+	if w >= h {
+		return Side, max(1, int(math.Round(float64(h)*Side/float64(w))))
+	}
+	return max(1, int(math.Round(float64(w)*Side/float64(h)))), Side
 }

@@ -319,12 +319,7 @@ func convert(g *image.Gray) *image.Gray {
 
 	// 3. Resize the longest edge to Side.
 	cw, ch := crop.Dx(), crop.Dy()
-	tw, th := Side, Side
-	if cw >= ch {
-		th = max(1, int(math.Round(float64(ch)*Side/float64(cw))))
-	} else {
-		tw = max(1, int(math.Round(float64(cw)*Side/float64(ch))))
-	}
+	tw, th := fitSide(cw, ch)
 	small := image.NewGray(image.Rect(0, 0, tw, th))
 	draw.BiLinear.Scale(small, small.Rect, g, crop, draw.Src, nil)
 
