@@ -145,13 +145,15 @@ func TestGRPCInfer(t *testing.T) {
 
 func nan() float64 { var z float64; return z / z }
 
-// TestGRPCAdmission checks ModelInfer passes the same admission control as
-// REST: with MaxInFlight requests in flight, the next is Unavailable at once.
-func TestGRPCAdmission(t *testing.T) {
+// heldInfer starts a server on a fake whose forward passes wait for the
+// returned gate, sends one ModelInfer and returns once its forward pass has
+// begun, with the channel its result arrives on.
+func heldInfer(t *testing.T, cfg Config) (*testServer, pb.GRPCInferenceServiceClient, chan struct{}, <-chan error) {
+	t.Helper()
 	fake := newFake()
 	fake.started = make(chan int, 1)
 	fake.gate = make(chan struct{})
-	ts := startServer(t, Config{MaxInFlight: 1}, fake)
+	ts := startServer(t, cfg, fake)
 	c, _ := grpcClient(t, ts)
 	_, img := testImage(t, 100)
 	errc := make(chan error, 1)
@@ -160,10 +162,18 @@ func TestGRPCAdmission(t *testing.T) {
 		errc <- err
 	}()
 	<-fake.started
+	return ts, c, fake.gate, errc
+}
+
+// TestGRPCAdmission checks ModelInfer passes the same admission control as
+// REST: with MaxInFlight requests in flight, the next is Unavailable at once.
+func TestGRPCAdmission(t *testing.T) {
+	_, c, gate, errc := heldInfer(t, Config{MaxInFlight: 1})
+	_, img := testImage(t, 100)
 	if _, err := c.ModelInfer(context.Background(), uint8Infer("fashion-mnist", [][]uint8{img})); status.Code(err) != codes.Unavailable {
 		t.Errorf("second call over MaxInFlight 1: %v, want Unavailable", err)
 	}
-	close(fake.gate)
+	close(gate)
 	if err := <-errc; err != nil {
 		t.Errorf("admitted call: %v", err)
 	}
@@ -208,22 +218,11 @@ func TestGRPCAuth(t *testing.T) {
 // TestGRPCGracefulStop checks a call in flight when shutdown begins still
 // gets its answer.
 func TestGRPCGracefulStop(t *testing.T) {
-	fake := newFake()
-	fake.started = make(chan int, 1)
-	fake.gate = make(chan struct{})
-	ts := startServer(t, Config{}, fake)
-	c, _ := grpcClient(t, ts)
-	_, img := testImage(t, 100)
-	errc := make(chan error, 1)
-	go func() {
-		_, err := c.ModelInfer(context.Background(), uint8Infer("fashion-mnist", [][]uint8{img}))
-		errc <- err
-	}()
-	<-fake.started
+	ts, _, gate, errc := heldInfer(t, Config{})
 	stopped := make(chan error, 1)
 	go func() { stopped <- ts.stop(t) }()
 	time.Sleep(50 * time.Millisecond)
-	close(fake.gate)
+	close(gate)
 	if err := <-errc; err != nil {
 		t.Errorf("call in flight at shutdown: %v", err)
 	}
