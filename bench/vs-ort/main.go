@@ -1,8 +1,8 @@
 // Command vs-ort measures this project's inference against ONNX Runtime on
 // the same ONNX file, on this machine, in one run.
 //
-// Three contenders run in turn, several rounds, their order rotating from
-// round to round: ONNX Runtime (onnxruntime-node driven by ort.js), our
+// Three contenders run in turn, several rounds, in a different order each
+// round (all six orders over six rounds): ONNX Runtime (onnxruntime-node driven by ort.js), our
 // ONNX path (package onnx on the same file) and our native path (the
 // embedded model, the same VGG-w32 architecture). Each measures batch-1
 // latency (milliseconds per call) and batch-256 throughput (images per
@@ -54,6 +54,12 @@ import (
 //go:embed ort.js
 var ortScript []byte
 
+// orders are the six orders of the three contenders, one per round in
+// turn, so that over six rounds each contender follows each other one
+// equally often: whatever a run leaves behind (ONNX Runtime's threads
+// winding down, caches) weighs on all alike.
+var orders = [][3]int{{0, 1, 2}, {1, 2, 0}, {2, 0, 1}, {0, 2, 1}, {2, 1, 0}, {1, 0, 2}}
+
 // settle is the pause before each measurement.
 const settle = 300 * time.Millisecond
 
@@ -85,7 +91,7 @@ func parseFlags() (config, error) {
 	}
 	flag.StringVar(&c.model, "model", defaultModel(), "ONNX model file")
 	flag.IntVar(&c.threads, "threads", 2, "threads for each contender (ONNX Runtime intra-op threads, our GOMAXPROCS)")
-	flag.IntVar(&c.rounds, "rounds", 5, "rounds; the figures are medians over rounds")
+	flag.IntVar(&c.rounds, "rounds", 6, "rounds; the figures are medians over rounds (6 runs every order once)")
 	flag.Float64Var(&c.seconds, "seconds", 1, "seconds of each measurement")
 	flag.StringVar(&c.cache, "cache", filepath.Join(cacheDir, "fashion-vs-ort"), "folder where onnxruntime-node is installed")
 	flag.Parse()
@@ -189,7 +195,7 @@ func run() error {
 	fmt.Fprintln(tw, "round\tcontender\tbatch 1 ms\tbatch 256 img/s\t")
 	for r := range cfg.rounds {
 		for i := range contenders {
-			c := contenders[(i+r)%len(contenders)]
+			c := contenders[orders[r%len(orders)][i]]
 			var row []string
 			for _, b := range cfg.batches {
 				// Let the previous contender's threads go idle first: ONNX

@@ -50,3 +50,35 @@ func TestPeakLoopComputes(t *testing.T) {
 		t.Fatalf("fmaLoop(1000) = %v, want about 12", v)
 	}
 }
+
+// TestOrdersAreBalanced checks that the round orders are the six
+// permutations, so each contender directly follows each other one equally
+// often within rounds.
+func TestOrdersAreBalanced(t *testing.T) {
+	seen := map[[3]int]bool{}
+	follows := map[[2]int]int{}
+	for _, o := range orders {
+		if seen[o] {
+			t.Fatalf("order %v twice", o)
+		}
+		seen[o] = true
+		var in [3]bool
+		for i, c := range o {
+			in[c] = true
+			if i > 0 {
+				follows[[2]int{o[i-1], c}]++
+			}
+		}
+		if in != [3]bool{true, true, true} {
+			t.Fatalf("order %v is not a permutation", o)
+		}
+	}
+	if len(seen) != 6 {
+		t.Fatalf("%d orders, want 6", len(seen))
+	}
+	for pair, n := range follows {
+		if n != 2 {
+			t.Errorf("%d follows %d in %d orders, want 2", pair[1], pair[0], n)
+		}
+	}
+}
