@@ -34,19 +34,13 @@ import (
 
 	"github.com/fashion-classifier/fashion/internal/fetch"
 	"github.com/fashion-classifier/fashion/internal/imageprep"
-	"github.com/fashion-classifier/fashion/internal/modelfile"
+	"github.com/fashion-classifier/fashion/internal/predictor"
 	"github.com/fashion-classifier/fashion/internal/repository"
 )
 
 // Predictor is the model as the server sees it: a description and a batched
-// forward pass. *modelfile.Classifier satisfies it; tests use small fakes.
-type Predictor interface {
-	// Info describes the model, including its labels and normalisation.
-	Info() modelfile.Info
-	// Predict returns n×len(Info().Classes) probabilities, row-major, for n
-	// normalised images x laid out as [n,1,28,28].
-	Predict(x []float32, n int) ([]float32, error)
-}
+// forward pass, as predictor.Open returns it; tests use small fakes.
+type Predictor = predictor.Predictor
 
 // Config holds everything that tunes the server. DefaultConfig gives every
 // field its default; New fills the fields left at zero from it, except
