@@ -31,6 +31,7 @@ func commands() map[string]command {
 		"data":      {"check or download the Fashion-MNIST IDX files (data verify|fetch)", runData},
 		"train":     {"train a model and write it as safetensors", runTrain},
 		"eval":      {"measure a model's accuracy on the official test set", runEval},
+		"quantize":  {"write an int8 (post-training quantized) copy of a model file", runQuantize},
 		"calibrate": {"fit temperature scaling and the out-of-distribution threshold on held-out data into a model file", runCalibrate},
 		"export":    {"write a model in another format (-format onnx)", runExport},
 		"predict":   {"classify image files", runPredict},

@@ -44,6 +44,9 @@ func New(d *Decoded, name, source string) (*Classifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model: compiling %s: %w", d.Meta.Arch, err)
 	}
+	if prog, err = withInt8(prog, d); err != nil {
+		return nil, fmt.Errorf("model: %w", err)
+	}
 	if prog.OutSize() != len(d.Meta.Classes) {
 		return nil, fmt.Errorf("model: network gives %d scores for %d classes", prog.OutSize(), len(d.Meta.Classes))
 	}
@@ -60,7 +63,10 @@ func New(d *Decoded, name, source string) (*Classifier, error) {
 	c.info = Info{
 		Name: name, Arch: d.Meta.Arch, Classes: d.Meta.Classes,
 		Mean: d.Meta.Mean, Std: d.Meta.Std, SHA256: d.SHA256, Source: source,
-		TestAccuracy: d.Meta.TestAccuracy, Params: params,
+		TestAccuracy: d.Meta.TestAccuracy, Params: params, Precision: PrecisionFloat32,
+	}
+	if d.Meta.Precision != "" {
+		c.info.Precision = d.Meta.Precision
 	}
 	return c, nil
 }

@@ -36,6 +36,7 @@ type Info struct {
 	Source       string   `json:"source"`        // "embedded" or the file path
 	TestAccuracy float64  `json:"test_accuracy"` // on the official 10k test set, 0 if unknown
 	Params       int      `json:"params"`        // number of trainable parameters
+	Precision    string   `json:"precision"`     // "float32" or "int8" (quantized layers)
 }
 
 // Normalize converts 8-bit pixels to the model's float input, writing

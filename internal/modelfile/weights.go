@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/fashion-classifier/fashion/internal/arch"
+	"github.com/fashion-classifier/fashion/internal/infer"
 	"github.com/fashion-classifier/fashion/internal/nn"
 	"github.com/fashion-classifier/fashion/internal/safetensors"
 )
@@ -31,6 +32,9 @@ type Meta struct {
 	// threshold (ood.Norm as JSON; its arrays are the file's "ood/…"
 	// tensors), or "" when the model has none.
 	OOD string
+	// Precision is PrecisionInt8 for a quantized model (see quant.go),
+	// "" for float32.
+	Precision string
 }
 
 func (m Meta) encode() map[string]string {
@@ -53,6 +57,9 @@ func (m Meta) encode() map[string]string {
 	}
 	if m.OOD != "" {
 		md["ood"] = m.OOD
+	}
+	if m.Precision != "" {
+		md["precision"] = m.Precision
 	}
 	return md
 }
@@ -91,6 +98,13 @@ func decodeMeta(md map[string]string) (Meta, error) {
 		m.Temperature = t
 	}
 	m.OOD = md["ood"]
+	switch p := md["precision"]; p {
+	case "", PrecisionFloat32:
+	case PrecisionInt8:
+		m.Precision = p
+	default:
+		return m, fmt.Errorf("metadata \"precision\" must be %q or %q, got %q", PrecisionFloat32, PrecisionInt8, p)
+	}
 	m.Seed, _ = strconv.ParseUint(md["seed"], 10, 64)
 	m.Epochs, _ = strconv.Atoi(md["epochs"])
 	return m, nil
@@ -117,7 +131,10 @@ type Decoded struct {
 	Weights map[string][]float32
 	// Extra holds the tensors that are not the network's: the
 	// out-of-distribution detector's, named "ood/…".
-	Extra  map[string][]float32
+	Extra map[string][]float32
+	// Int8 holds a quantized model's int8 layers by layer number (see
+	// quant.go), or nil.
+	Int8   map[int]infer.Int8Layer
 	SHA256 string
 }
 
@@ -157,6 +174,9 @@ func Decode(data []byte) (*Decoded, error) {
 		if !slices.Equal(t.Shape, p.shape) {
 			return nil, fmt.Errorf("tensor %q has shape %v, architecture %q with %d classes needs %v", p.name, t.Shape, meta.Arch, len(meta.Classes), p.shape)
 		}
+		if t.Int8 != nil {
+			return nil, fmt.Errorf("tensor %q is int8; the network's weights are float32", p.name)
+		}
 		if i := finite(t.Data); i >= 0 {
 			return nil, fmt.Errorf("tensor %q holds %v at index %d: the file is damaged (a model never has non-finite weights)", p.name, t.Data[i], i)
 		}
@@ -164,15 +184,25 @@ func Decode(data []byte) (*Decoded, error) {
 	}
 	for _, t := range f.Tensors {
 		if strings.HasPrefix(t.Name, ExtraPrefix) {
+			if t.Int8 != nil {
+				return nil, fmt.Errorf("tensor %q is int8; it must be float32", t.Name)
+			}
 			if d.Extra == nil {
 				d.Extra = map[string][]float32{}
 			}
 			d.Extra[t.Name] = t.Data
 		}
 	}
-	if len(f.Tensors) != len(d.Weights)+len(d.Extra) {
+	int8Layers, int8Tensors, err := decodeInt8(f)
+	if err != nil {
+		return nil, err
+	}
+	if len(int8Layers) > 0 {
+		d.Int8 = int8Layers
+	}
+	if len(f.Tensors) != len(d.Weights)+len(d.Extra)+int8Tensors {
 		for _, t := range f.Tensors {
-			if _, ok := d.Weights[t.Name]; !ok && !strings.HasPrefix(t.Name, ExtraPrefix) {
+			if _, ok := d.Weights[t.Name]; !ok && !strings.HasPrefix(t.Name, ExtraPrefix) && !strings.HasPrefix(t.Name, Int8Prefix) {
 				return nil, fmt.Errorf("model file has tensor %q that architecture %q does not use", t.Name, meta.Arch)
 			}
 		}

@@ -4,7 +4,8 @@
 // format Hugging Face tools use, safe to load from untrusted sources because
 // it holds no code, only numbers.
 //
-// Only float32 ("F32") tensors are supported; that is all our models use.
+// Float32 ("F32") and int8 ("I8", quantized weights) tensors are
+// supported; that is all our models use.
 package safetensors
 
 import (
@@ -25,11 +26,13 @@ import (
 // kilobytes; the cap stops a corrupt length from causing a huge allocation.
 const MaxHeader = 16 << 20
 
-// Tensor is one named float32 array.
+// Tensor is one named array: float32 (Data) or, when Int8 is non-nil,
+// int8 (Int8, and Data is nil).
 type Tensor struct {
 	Name  string
 	Shape []int
 	Data  []float32
+	Int8  []int8
 }
 
 // File is the decoded content of a safetensors file.
@@ -90,8 +93,13 @@ func Decode(data []byte) (*File, error) {
 		if err := d.Decode(&e); err != nil {
 			return nil, fmt.Errorf("safetensors: tensor %q: bad header entry: %w", name, err)
 		}
-		if e.DType != "F32" {
-			return nil, fmt.Errorf("safetensors: tensor %q has dtype %q; only F32 is supported", name, e.DType)
+		size := int64(4)
+		switch e.DType {
+		case "F32":
+		case "I8":
+			size = 1
+		default:
+			return nil, fmt.Errorf("safetensors: tensor %q has dtype %q; only F32 and I8 are supported", name, e.DType)
 		}
 		count := int64(1)
 		for _, d := range e.Shape {
@@ -104,14 +112,22 @@ func Decode(data []byte) (*File, error) {
 		if b < 0 || end < b || end > int64(len(body)) {
 			return nil, fmt.Errorf("safetensors: tensor %q byte range [%d,%d) is outside the %d data bytes (truncated file?)", name, b, end, len(body))
 		}
-		if end-b != 4*count {
-			return nil, fmt.Errorf("safetensors: tensor %q of shape %v needs %d bytes, header gives %d", name, e.Shape, 4*count, end-b)
+		if end-b != size*count {
+			return nil, fmt.Errorf("safetensors: tensor %q of shape %v needs %d bytes, header gives %d", name, e.Shape, size*count, end-b)
 		}
-		vals := make([]float32, count)
-		for i := range vals {
-			vals[i] = math.Float32frombits(binary.LittleEndian.Uint32(body[b+4*int64(i):]))
+		t := Tensor{Name: name, Shape: e.Shape}
+		if size == 1 {
+			t.Int8 = make([]int8, count)
+			for i := range t.Int8 {
+				t.Int8[i] = int8(body[b+int64(i)])
+			}
+		} else {
+			t.Data = make([]float32, count)
+			for i := range t.Data {
+				t.Data[i] = math.Float32frombits(binary.LittleEndian.Uint32(body[b+4*int64(i):]))
+			}
 		}
-		f.Tensors = append(f.Tensors, Tensor{Name: name, Shape: e.Shape, Data: vals})
+		f.Tensors = append(f.Tensors, t)
 		spans = append(spans, span{name, b, end})
 	}
 	sort.Slice(spans, func(i, j int) bool { return spans[i].begin < spans[j].begin })
@@ -144,15 +160,22 @@ func Encode(w io.Writer, f *File) error {
 		for _, d := range t.Shape {
 			count *= d
 		}
-		if count != len(t.Data) {
-			return fmt.Errorf("safetensors: tensor %q has shape %v but %d values", t.Name, t.Shape, len(t.Data))
+		dtype, size, have := "F32", int64(4), len(t.Data)
+		if t.Int8 != nil {
+			dtype, size, have = "I8", 1, len(t.Int8)
+			if t.Data != nil {
+				return fmt.Errorf("safetensors: tensor %q has both float32 and int8 data", t.Name)
+			}
+		}
+		if count != have {
+			return fmt.Errorf("safetensors: tensor %q has shape %v but %d values", t.Name, t.Shape, have)
 		}
 		shape := t.Shape
 		if shape == nil {
 			shape = []int{}
 		}
-		header[t.Name] = entry{DType: "F32", Shape: shape, Offsets: [2]int64{off, off + 4*int64(count)}}
-		off += 4 * int64(count)
+		header[t.Name] = entry{DType: dtype, Shape: shape, Offsets: [2]int64{off, off + size*int64(count)}}
+		off += size * int64(count)
 	}
 	h, err := json.Marshal(header)
 	if err != nil {
@@ -169,6 +192,9 @@ func Encode(w io.Writer, f *File) error {
 	for _, t := range f.Tensors {
 		for _, v := range t.Data {
 			buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(v))
+		}
+		for _, v := range t.Int8 {
+			buf = append(buf, byte(v))
 		}
 	}
 	_, err = w.Write(buf)

@@ -17,6 +17,7 @@ func sample() *File {
 			{Name: "conv1.weight", Shape: []int{9, 4}, Data: make([]float32, 36)},
 			{Name: "fc.bias", Shape: []int{3}, Data: []float32{1.5, -2, 3.25}},
 			{Name: "scalar", Shape: []int{}, Data: []float32{7}},
+			{Name: "q.weight", Shape: []int{2, 3}, Int8: []int8{-128, -1, 0, 1, 127, 5}},
 		},
 	}
 }
@@ -54,6 +55,13 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+func TestEncodeRejectsTwoKindsOfData(t *testing.T) {
+	f := &File{Tensors: []Tensor{{Name: "x", Shape: []int{1}, Data: []float32{1}, Int8: []int8{1}}}}
+	if err := Encode(&bytes.Buffer{}, f); err == nil || !strings.Contains(err.Error(), "both") {
+		t.Errorf("tensor with float32 and int8 data: %v", err)
+	}
+}
+
 func TestDecodeRejects(t *testing.T) {
 	good := encode(t, sample())
 	hdrLen := binary.LittleEndian.Uint64(good)
@@ -72,6 +80,7 @@ func TestDecodeRejects(t *testing.T) {
 		{"truncated data", "outside", good[:len(good)-4]},
 		{"huge header length", "does not fit", flipped},
 		{"not json", "not valid JSON", withHeader("{nope")},
+		{"int8 size", "needs 8 bytes, header gives 6", withHeader(strings.Replace(header, `"shape":[2,3]`, `"shape":[2,4]`, 1))},
 		{"wrong dtype", "only F32", withHeader(strings.Replace(header, `"F32"`, `"F16"`, 1))},
 		{"shape mismatch", "needs", withHeader(strings.Replace(header, `[9,4]`, `[9,5]`, 1))},
 		{"negative dim", "invalid shape", withHeader(strings.Replace(header, `[9,4]`, `[-9,4]`, 1))},

@@ -48,6 +48,9 @@ type V2ModelMetadata struct {
 	Platform string             `json:"platform"`
 	Inputs   []V2TensorMetadata `json:"inputs"`
 	Outputs  []V2TensorMetadata `json:"outputs"`
+	// Parameters carries what the protocol has no field for: "precision"
+	// ("float32", or "int8" for a quantized model).
+	Parameters map[string]any `json:"parameters,omitempty"`
 }
 
 // V2ServerMetadata answers GET /v2.
@@ -458,6 +461,9 @@ func v2Metadata(m *servedModel, versions []string) V2ModelMetadata {
 		Outputs: []V2TensorMetadata{
 			{Name: v2Output, Datatype: "FP32", Shape: []int64{-1, int64(len(m.info.Classes))}},
 		},
+	}
+	if m.info.Precision != "" {
+		md.Parameters = map[string]any{"precision": m.info.Precision}
 	}
 	if m.ood != nil {
 		md.Outputs = append(md.Outputs, V2TensorMetadata{Name: v2OODOutput, Datatype: "FP32", Shape: []int64{-1}})

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"math"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/fashion-classifier/fashion/internal/datatest"
+)
+
+// evalAccuracy runs eval -json on the whole official test set.
+func evalAccuracy(t *testing.T, dir string, model ...string) (acc float64, precision string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), append([]string{"eval", "-data", dir, "-json"}, model...), &out, &errb); code != 0 {
+		t.Fatalf("eval %v exited %d: %s", model, code, errb.String())
+	}
+	var rep struct {
+		Accuracy float64 `json:"accuracy"`
+		N        int     `json:"n"`
+		Model    struct {
+			Precision string `json:"precision"`
+		} `json:"model"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("eval -json printed %q: %v", out.String(), err)
+	}
+	if rep.N != 10000 {
+		t.Fatalf("eval measured %d images, want the 10000 of the test set", rep.N)
+	}
+	return rep.Accuracy, rep.Model.Precision
+}
+
+// TestQuantizeKeepsAccuracy is issue 13's acceptance test: the default
+// model quantized to int8 on training images is within 0.2 points of the
+// float32 model on the official test set.
+func TestQuantizeKeepsAccuracy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("evaluates the whole test set twice")
+	}
+	dir := datatest.FashionMNISTDir(t)
+	q := filepath.Join(t.TempDir(), "q.safetensors")
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"quantize", "-data", dir, "-calib", "1000", "-out", q}, &out, &errb); code != 0 {
+		t.Fatalf("quantize exited %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "layers int8") {
+		t.Errorf("quantize printed %q", out.String())
+	}
+	fp, fpPrec := evalAccuracy(t, dir)
+	i8, i8Prec := evalAccuracy(t, dir, "-model", q)
+	t.Logf("test accuracy: float32 %.4f, int8 %.4f", fp, i8)
+	if fpPrec != "float32" || i8Prec != "int8" {
+		t.Errorf("precisions %q and %q, want float32 and int8", fpPrec, i8Prec)
+	}
+	if math.Abs(fp-i8) > 0.002 {
+		t.Errorf("int8 accuracy %.4f is more than 0.2 points from float32's %.4f", i8, fp)
+	}
+	out.Reset()
+	if code := run(context.Background(), []string{"version", "-model", q}, &out, &errb); code != 0 || !strings.Contains(out.String(), "int8") {
+		t.Errorf("version -model q exited %d and printed %q", code, out.String())
+	}
+	// An int8 file is not quantized again.
+	if code := run(context.Background(), []string{"quantize", "-data", dir, "-model", q, "-out", q + "2"}, &out, &errb); code == 0 {
+		t.Error("quantizing an int8 model succeeded")
+	}
+}
+
+func TestQuantizeRejectsBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"quantize"},
+		{"quantize", "-out", "x", "-calib", "0"},
+		{"quantize", "-out", "x", "-calib", "1000000"},
+		{"quantize", "-out", "x", "-float", "middle", "-data", "/nonexistent"},
+	} {
+		var out, errb bytes.Buffer
+		if code := run(context.Background(), args, &out, &errb); code == 0 {
+			t.Errorf("%v succeeded", args)
+		}
+	}
+}
+
+func TestParseLayerList(t *testing.T) {
+	got, err := parseLayerList("first, last,2", 7)
+	if err != nil || len(got) != 3 || !got[0] || !got[6] || !got[2] {
+		t.Errorf("parseLayerList = %v, %v", got, err)
+	}
+	for _, bad := range []string{"7", "-1", "x", "1.5", "01"} {
+		if _, err := parseLayerList(bad, 7); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

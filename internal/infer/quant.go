@@ -1,0 +1,322 @@
+package infer
+
+import (
+	"fmt"
+	"math"
+	"sync"
+
+	"github.com/fashion-classifier/fashion/internal/blas"
+	"github.com/fashion-classifier/fashion/internal/kernels"
+	"github.com/fashion-classifier/fashion/internal/parallel"
+)
+
+// Int8 inference (post-training static quantization). A quantized layer
+// is a convolution without groups or a fully connected layer whose
+// activation is none or ReLU: its input is quantized to uint8 with one
+// calibrated scale and zero point per tensor, its (batch-norm-folded)
+// weights are int8 with one symmetric scale per output channel, and
+// blas.GemmInt8F32 multiplies them with bias and ReLU fused, writing
+// float32 for the steps after it. Other steps stay float32.
+
+// Int8Layer is one quantized layer of a program: the int8 weights
+// ([K, M] row-major, as the float32 step's W) with their per-column
+// scales, and the input's quantization.
+type Int8Layer struct {
+	K, M    int
+	W       []int8
+	WScale  []float32 // M values: weight = W·WScale
+	InScale float32   // input value = (code − InZero)·InScale
+	InZero  uint8
+}
+
+// Range is the smallest and largest value a quantized layer's input took
+// during calibration.
+type Range struct{ Min, Max float32 }
+
+// quantizable reports whether step s can run in int8, and its weights.
+func quantizable(s Step) (in, k, m int, w []float32, ok bool) {
+	switch s := s.(type) {
+	case *Conv:
+		sh := s.Shape
+		if sh.Groups != 1 || (s.Act.Kind != kernels.ActNone && s.Act.Kind != kernels.ActReLU) {
+			return 0, 0, 0, nil, false
+		}
+		return s.In, sh.KH * sh.KW * sh.C, sh.M, s.W, true
+	case *Gemm:
+		if s.Act.Kind != kernels.ActNone && s.Act.Kind != kernels.ActReLU {
+			return 0, 0, 0, nil, false
+		}
+		return s.In, s.K, s.M, s.W, true
+	}
+	return 0, 0, 0, nil, false
+}
+
+// Quantizable is the number of layers of p that can run in int8, in
+// program order: the layers Calibrate, QuantizeWeights and WithInt8 number.
+func (p *Program) Quantizable() int {
+	n := 0
+	for _, s := range p.steps {
+		if _, _, _, _, ok := quantizable(s); ok {
+			n++
+		}
+	}
+	return n
+}
+
+// Calibrate runs p on n images x in batches of at most batch and returns
+// the range of every quantizable layer's input.
+func (p *Program) Calibrate(x []float32, n, batch int) ([]Range, error) {
+	if n < 1 || len(x) < n*p.inSize || batch < 1 {
+		return nil, fmt.Errorf("infer: calibrating on %d images of %d values (have %d)", n, p.inSize, len(x))
+	}
+	ranges := make([]Range, p.Quantizable())
+	for i := range ranges {
+		ranges[i] = Range{Min: float32(math.Inf(1)), Max: float32(math.Inf(-1))}
+	}
+	st := p.NewState()
+	for b0 := 0; b0 < n; b0 += batch {
+		nb := min(batch, n-b0)
+		st.bufs[p.in] = x[b0*p.inSize : (b0+nb)*p.inSize]
+		q := 0
+		for _, s := range p.steps {
+			if in, k, _, _, ok := quantizable(s); ok {
+				size := nb * k
+				if c, isConv := s.(*Conv); isConv {
+					size = nb * c.Shape.H * c.Shape.W * c.Shape.C
+				}
+				r := &ranges[q]
+				for _, v := range st.bufs[in][:size] {
+					r.Min, r.Max = min(r.Min, v), max(r.Max, v)
+				}
+				q++
+			}
+			s.run(st, nb)
+		}
+	}
+	st.bufs[p.in] = nil
+	for i, r := range ranges {
+		if !(r.Min <= r.Max) || math.IsInf(float64(r.Max-r.Min), 0) {
+			return nil, fmt.Errorf("infer: layer %d's input range [%v, %v] cannot be quantized", i, r.Min, r.Max)
+		}
+	}
+	return ranges, nil
+}
+
+// UInt8Params are the uint8 scale and zero point that cover r (widened to
+// include 0, so that zero padding and ReLU's zero are exact).
+func UInt8Params(r Range) (scale float32, zero uint8) {
+	lo, hi := min(float64(r.Min), 0), max(float64(r.Max), 0)
+	if hi-lo < 1e-8 {
+		return 1, 0
+	}
+	s := (hi - lo) / 255
+	z := math.Round(-lo / s)
+	return float32(s), uint8(min(max(z, 0), 255))
+}
+
+// QuantizeWeights makes the int8 layers of p from its (folded) float32
+// weights and the calibrated input ranges: per output column, symmetric
+// scale max|w|/127.
+func (p *Program) QuantizeWeights(ranges []Range) ([]Int8Layer, error) {
+	if len(ranges) != p.Quantizable() {
+		return nil, fmt.Errorf("infer: %d input ranges for %d quantizable layers", len(ranges), p.Quantizable())
+	}
+	var layers []Int8Layer
+	for _, s := range p.steps {
+		_, k, m, w, ok := quantizable(s)
+		if !ok {
+			continue
+		}
+		l := Int8Layer{K: k, M: m, W: make([]int8, k*m), WScale: make([]float32, m)}
+		l.InScale, l.InZero = UInt8Params(ranges[len(layers)])
+		for j := range m {
+			amax := 0.0
+			for kk := range k {
+				amax = math.Max(amax, math.Abs(float64(w[kk*m+j])))
+			}
+			sc := amax / 127
+			if sc == 0 {
+				sc = 1
+			}
+			l.WScale[j] = float32(sc)
+			for kk := range k {
+				l.W[kk*m+j] = int8(math.Round(float64(w[kk*m+j]) / sc))
+			}
+		}
+		layers = append(layers, l)
+	}
+	return layers, nil
+}
+
+// WithInt8 returns a program that runs quantizable layer i of p in int8
+// with layers[i] where use(i) is true (nil: every layer), and everything
+// else as p does. p is not changed; the two share their float32 steps.
+func (p *Program) WithInt8(layers []Int8Layer, use func(i int) bool) (*Program, error) {
+	if len(layers) != p.Quantizable() {
+		return nil, fmt.Errorf("infer: %d int8 layers for a program with %d quantizable layers", len(layers), p.Quantizable())
+	}
+	q := *p
+	q.steps = append([]Step(nil), p.steps...)
+	i := 0
+	for si, s := range q.steps {
+		_, k, m, _, ok := quantizable(s)
+		if !ok {
+			continue
+		}
+		l := layers[i]
+		i++
+		if use != nil && !use(i-1) {
+			continue
+		}
+		if err := l.check(k, m); err != nil {
+			return nil, fmt.Errorf("infer: int8 layer %d: %w", i-1, err)
+		}
+		qs, err := newInt8Step(s, l)
+		if err != nil {
+			return nil, fmt.Errorf("infer: int8 layer %d: %w", i-1, err)
+		}
+		q.steps[si] = qs
+	}
+	return &q, nil
+}
+
+func (l Int8Layer) check(k, m int) error {
+	if l.K != k || l.M != m || len(l.W) != k*m || len(l.WScale) != m {
+		return fmt.Errorf("weights %d×%d (%d values, %d scales) for a layer of %d×%d", l.K, l.M, len(l.W), len(l.WScale), k, m)
+	}
+	if !(l.InScale > 0) || math.IsInf(float64(l.InScale), 0) {
+		return fmt.Errorf("input scale %v is not a positive number", l.InScale)
+	}
+	for j, s := range l.WScale {
+		if !(s > 0) || math.IsInf(float64(s), 0) {
+			return fmt.Errorf("weight scale %d is %v, not a positive number", j, s)
+		}
+	}
+	return nil
+}
+
+// Int8Conv is a convolution (no groups) or, with a 1×1 shape over one
+// pixel, a fully connected layer, run in int8: its input is quantized,
+// unfolded (im2col) in uint8 and multiplied by the packed int8 weights
+// with the requantization epilogue fused.
+type Int8Conv struct {
+	In, Out int
+	Shape   kernels.ConvShape
+	Layer   Int8Layer
+	b       *blas.Int8B
+	rq      *blas.Requant
+	bufs    sync.Pool // *int8Bufs
+}
+
+// int8Bufs are one run's uint8 buffers: the quantized input and its
+// unfolded rows.
+type int8Bufs struct{ x, col []uint8 }
+
+func newInt8Step(s Step, l Int8Layer) (*Int8Conv, error) {
+	q := &Int8Conv{Layer: l}
+	var bias []float32
+	var relu bool
+	switch s := s.(type) {
+	case *Conv:
+		q.In, q.Out, q.Shape, bias, relu = s.In, s.Out, s.Shape, s.Bias, s.Act.Kind == kernels.ActReLU
+	case *Gemm:
+		q.In, q.Out, bias, relu = s.In, s.Out, s.Bias, s.Act.Kind == kernels.ActReLU
+		q.Shape = kernels.SquareConv(s.K, 1, 1, s.M, 1, 1, 0)
+	}
+	b, err := blas.PackInt8B(l.K, l.M, l.W, l.M)
+	if err != nil {
+		return nil, err
+	}
+	q.b = b
+	q.rq = &blas.Requant{Scale: make([]float32, l.M), Bias: bias, ReLU: relu}
+	for j := range l.M {
+		q.rq.Scale[j] = l.InScale * l.WScale[j]
+	}
+	return q, nil
+}
+
+func (s *Int8Conv) prepare() {}
+
+// int8ColBytes bounds the unfolded rows of one chunk of images.
+const int8ColBytes = 4 << 20
+
+func (s *Int8Conv) run(st *State, n int) {
+	sh := s.Shape
+	in := sh.H * sh.W * sh.C
+	x := st.bufs[s.In][:n*in]
+	y := st.get(s.Out, n*sh.OH*sh.OW*sh.M)
+	bufs, _ := s.bufs.Get().(*int8Bufs)
+	if bufs == nil {
+		bufs = &int8Bufs{}
+	}
+	defer s.bufs.Put(bufs)
+	xq := grow(&bufs.x, len(x))
+	inv, z := 1/s.Layer.InScale, s.Layer.InZero
+	parallel.For(len(x), 1<<15, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			xq[i] = blas.QuantizeU8(x[i], inv, z)
+		}
+	})
+	k, rows := s.Layer.K, sh.OH*sh.OW
+	if sh.KH == 1 && sh.KW == 1 && sh.SH == 1 && sh.SW == 1 && sh.PT == 0 && sh.PL == 0 && sh.OH == sh.H && sh.OW == sh.W {
+		// Pointwise or fully connected: the input rows are the product's.
+		must(blas.GemmInt8F32(n*rows, xq, k, z, s.b, s.rq, y, sh.M))
+		return
+	}
+	chunk := max(1, min(n, int8ColBytes/(rows*k)))
+	col := grow(&bufs.col, chunk*rows*k)
+	for n0 := 0; n0 < n; n0 += chunk {
+		nc := min(chunk, n-n0)
+		parallel.For(nc*sh.OH, 1, func(lo, hi int) {
+			im2colU8(col, xq, n0, lo, hi, z, sh)
+		})
+		must(blas.GemmInt8F32(nc*rows, col, k, z, s.b, s.rq, y[n0*rows*sh.M:], sh.M))
+	}
+}
+
+// must panics on an error that the checks made when the step was built
+// rule out: a bug, not bad input.
+func must(err error) {
+	if err != nil {
+		panic(err)
+	}
+}
+
+// grow returns (*buf)[:n], reallocating only when it is too small.
+func grow(buf *[]uint8, n int) []uint8 {
+	if cap(*buf) < n {
+		*buf = make([]uint8, n)
+	}
+	return (*buf)[:n]
+}
+
+// im2colU8 unfolds output rows [lo, hi) of the images from n0 of the
+// uint8 input x into col (rows of KH·KW·C codes: kernel row, kernel
+// column, channel, as kernels.Im2col), with the zero point z where the
+// kernel overhangs the border (the code of 0).
+func im2colU8(col, x []uint8, n0, lo, hi int, z uint8, s kernels.ConvShape) {
+	kdim := s.KH * s.KW * s.C
+	for r := lo; r < hi; r++ {
+		n, oy := n0+r/s.OH, r%s.OH
+		img := x[n*s.H*s.W*s.C : (n+1)*s.H*s.W*s.C]
+		for ox := range s.OW {
+			row := col[((r/s.OH)*s.OH*s.OW+oy*s.OW+ox)*kdim:][:kdim]
+			iy0, ix0 := oy*s.SH-s.PT, ox*s.SW-s.PL
+			for ky := range s.KH {
+				iy := iy0 + ky*s.DH
+				for kx := range s.KW {
+					ix := ix0 + kx*s.DW
+					dst := row[(ky*s.KW+kx)*s.C : (ky*s.KW+kx+1)*s.C]
+					if iy < 0 || iy >= s.H || ix < 0 || ix >= s.W {
+						for i := range dst {
+							dst[i] = z
+						}
+						continue
+					}
+					p := (iy*s.W + ix) * s.C
+					copy(dst, img[p:p+s.C])
+				}
+			}
+		}
+	}
+}

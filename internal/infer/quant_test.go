@@ -1,0 +1,138 @@
+package infer
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/fashion-classifier/fashion/internal/blas"
+	"github.com/fashion-classifier/fashion/internal/kernels"
+)
+
+func randFloats(rng *rand.Rand, n int, scale float64) []float32 {
+	x := make([]float32, n)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64() * scale)
+	}
+	return x
+}
+
+// oneStep is a program of the single step s over inputs of in values.
+func oneStep(t *testing.T, s Step, in, out int) *Program {
+	t.Helper()
+	b := NewBuilder(in)
+	b.Slot()
+	b.Add(s)
+	p, err := b.Finish(1, out, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestInt8StepsMatchDequantizedFloat runs a convolution and a fully
+// connected layer in int8 and compares them with the float32 steps given
+// the dequantized weights and the dequantized (rounded) input: the int8
+// path must compute exactly that product, up to float32 rounding.
+func TestInt8StepsMatchDequantizedFloat(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 13))
+	conv := kernels.ConvShape{C: 3, H: 7, W: 9, M: 21, KH: 3, KW: 2, SH: 2, SW: 1, DH: 1, DW: 2, PT: 1, PL: 1, Groups: 1}
+	conv.OH = (conv.H+2-3)/2 + 1
+	conv.OW = (conv.W + 2 - (2-1)*2 - 1) + 1
+	cases := []struct {
+		name    string
+		step    func(w, bias []float32) Step
+		in, out int
+		k, m    int
+	}{
+		{"conv", func(w, bias []float32) Step {
+			return &Conv{In: 0, Out: 1, Shape: conv, W: w, Bias: bias, Act: kernels.ReLU}
+		}, conv.H * conv.W * conv.C, conv.OH * conv.OW * conv.M, conv.KH * conv.KW * conv.C, conv.M},
+		{"gemm", func(w, bias []float32) Step {
+			return &Gemm{In: 0, Out: 1, K: 37, M: 11, W: w, Bias: bias}
+		}, 37, 11, 37, 11},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			w, bias := randFloats(rng, tc.k*tc.m, 0.2), randFloats(rng, tc.m, 0.1)
+			fp := oneStep(t, tc.step(append([]float32(nil), w...), bias), tc.in, tc.out)
+			n := 5
+			x := randFloats(rng, n*tc.in, 1)
+			ranges, err := fp.Calibrate(x, n, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			layers, err := fp.QuantizeWeights(ranges)
+			if err != nil {
+				t.Fatal(err)
+			}
+			q, err := fp.WithInt8(layers, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := q.steps[0].(*Int8Conv); !ok {
+				t.Fatalf("step is %T, want *Int8Conv", q.steps[0])
+			}
+			l := layers[0]
+			deq := make([]float32, len(w))
+			for i, c := range l.W {
+				deq[i] = float32(c) * l.WScale[i%tc.m]
+				if d := math.Abs(float64(deq[i] - w[i])); d > float64(l.WScale[i%tc.m])/2*1.0001 {
+					t.Fatalf("weight %d: %v quantized to %v", i, w[i], deq[i])
+				}
+			}
+			xd := make([]float32, len(x))
+			for i, v := range x {
+				xd[i] = (float32(blas.QuantizeU8(v, 1/l.InScale, l.InZero)) - float32(l.InZero)) * l.InScale
+			}
+			ref := oneStep(t, tc.step(deq, bias), tc.in, tc.out)
+			want := ref.Run(ref.NewState(), xd, n)
+			got := q.Run(q.NewState(), x, n)
+			for i := range want {
+				if d := math.Abs(float64(got[i] - want[i])); d > 1e-4*(1+math.Abs(float64(want[i]))) {
+					t.Fatalf("output %d: int8 %v, dequantized float %v", i, got[i], want[i])
+				}
+			}
+			// The float program is unchanged.
+			if _, ok := fp.steps[0].(*Int8Conv); ok {
+				t.Fatal("WithInt8 changed the float program")
+			}
+		})
+	}
+}
+
+func TestWithInt8RejectsBadLayers(t *testing.T) {
+	p := oneStep(t, &Gemm{In: 0, Out: 1, K: 4, M: 3, W: make([]float32, 12)}, 4, 3)
+	good := Int8Layer{K: 4, M: 3, W: make([]int8, 12), WScale: []float32{1, 1, 1}, InScale: 0.1}
+	for name, l := range map[string]Int8Layer{
+		"shape":        {K: 3, M: 4, W: make([]int8, 12), WScale: []float32{1, 1, 1, 1}, InScale: 0.1},
+		"short scales": {K: 4, M: 3, W: make([]int8, 12), WScale: []float32{1, 1}, InScale: 0.1},
+		"zero scale":   {K: 4, M: 3, W: make([]int8, 12), WScale: []float32{1, 0, 1}, InScale: 0.1},
+		"nan input":    {K: 4, M: 3, W: make([]int8, 12), WScale: []float32{1, 1, 1}, InScale: float32(math.NaN())},
+	} {
+		if _, err := p.WithInt8([]Int8Layer{l}, nil); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	if _, err := p.WithInt8(nil, nil); err == nil {
+		t.Error("missing layers accepted")
+	}
+	if _, err := p.WithInt8([]Int8Layer{good}, nil); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestUInt8Params(t *testing.T) {
+	for _, r := range []Range{{0, 6}, {-1, 3}, {-2, -1}, {0, 0}, {0.5, 2}} {
+		s, z := UInt8Params(r)
+		for _, v := range []float32{r.Min, r.Max, 0} {
+			q := blas.QuantizeU8(v, 1/s, z)
+			if back := (float32(q) - float32(z)) * s; math.Abs(float64(back-v)) > float64(s)/2*1.001 {
+				t.Errorf("range %v: %v → %d → %v", r, v, q, back)
+			}
+		}
+		if q := blas.QuantizeU8(0, 1/s, z); q != z {
+			t.Errorf("range %v: 0 is not exact", r)
+		}
+	}
+}
