@@ -290,3 +290,36 @@ func TestWarmUpSizes(t *testing.T) {
 		t.Errorf("forward passes before serving: %s, want [1 2 4 8]", got)
 	}
 }
+
+// TestRepositoryPoll checks -repository-poll picks up a new version and a
+// new model without any request, and drops a model whose directory went.
+func TestRepositoryPoll(t *testing.T) {
+	dir := t.TempDir()
+	open := func(context.Context, repository.Spec) (repository.Predictor, error) { return newFake(), nil }
+	file := filepath.Join("..", "..", "model", "README.md") // any file: open ignores it
+	copyFile(t, file, filepath.Join(dir, "m", "1", "model.safetensors"))
+	ts := startServer(t, Config{ModelRepository: dir, ModelName: "m", OpenModel: open, RepositoryPoll: 20 * time.Millisecond}, nil)
+	waitReady(t, ts.url)
+	copyFile(t, file, filepath.Join(dir, "m", "2", "model.safetensors"))
+	copyFile(t, file, filepath.Join(dir, "other", "1", "model.onnx"))
+	index := func() string {
+		return fmt.Sprint(decode[[]repository.IndexEntry](t, do(t, "POST", ts.url+"/v2/repository/index", "", nil)))
+	}
+	want := fmt.Sprint([]repository.IndexEntry{{Name: "m", Version: "2", State: "READY"}, {Name: "other", Version: "1", State: "READY"}})
+	for deadline := time.Now().Add(10 * time.Second); index() != want && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := index(); got != want {
+		t.Fatalf("index after polling = %s, want %s", got, want)
+	}
+	if err := os.RemoveAll(filepath.Join(dir, "other")); err != nil {
+		t.Fatal(err)
+	}
+	want = fmt.Sprint([]repository.IndexEntry{{Name: "m", Version: "2", State: "READY"}})
+	for deadline := time.Now().Add(10 * time.Second); index() != want && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := index(); got != want {
+		t.Errorf("index after removing a model = %s, want %s", got, want)
+	}
+}
