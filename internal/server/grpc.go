@@ -199,7 +199,7 @@ func (g *grpcService) ModelInfer(ctx context.Context, req *pb.ModelInferRequest)
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	probs, err := s.infer(ctx, &t, in.x, in.n)
+	probs, scores, err := s.inferOOD(ctx, &t, in.x, in.n)
 	s.finish(rec)
 	if err != nil {
 		return nil, grpcError(err)
@@ -215,6 +215,20 @@ func (g *grpcService) ModelInfer(ctx context.Context, req *pb.ModelInferRequest)
 	} else {
 		out.Contents = &pb.InferTensorContents{Fp32Contents: probs}
 	}
+	if scores != nil {
+		// The out-of-distribution score, as in the REST answer.
+		data := make([]float32, in.n)
+		for i, sc := range scores {
+			data[i] = float32(sc)
+		}
+		o := &pb.ModelInferResponse_InferOutputTensor{Name: v2OODOutput, Datatype: "FP32", Shape: []int64{int64(in.n)}}
+		if raw {
+			resp.RawOutputContents = append(resp.RawOutputContents, encodeFP32LE(data))
+		} else {
+			o.Contents = &pb.InferTensorContents{Fp32Contents: data}
+		}
+		resp.Outputs = append(resp.Outputs, o)
+	}
 	return resp, nil
 }
 
@@ -223,8 +237,8 @@ func (g *grpcService) ModelInfer(ctx context.Context, req *pb.ModelInferRequest)
 // input came as raw_input_contents.
 func decodeGRPCInfer(req *pb.ModelInferRequest, info modelfile.Info, maxImages int) (*v2Input, bool, error) {
 	for _, o := range req.GetOutputs() {
-		if o.GetName() != v2Output {
-			return nil, false, fmt.Errorf("unknown output %q: the model has one output, %q", o.GetName(), v2Output)
+		if o.GetName() != v2Output && o.GetName() != v2OODOutput {
+			return nil, false, fmt.Errorf("unknown output %q: the outputs are %q and, for models with an out-of-distribution detector, %q", o.GetName(), v2Output, v2OODOutput)
 		}
 	}
 	if len(req.GetInputs()) != 1 {

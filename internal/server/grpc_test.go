@@ -353,7 +353,9 @@ func TestGRPCurl(t *testing.T) {
 		t.Fatalf("raw ModelInfer: %v: %s", err, out)
 	}
 	res.RawOutputContents = nil
-	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.RawOutputContents) != 1 {
+	// Probabilities, then the embedded model's out-of-distribution score
+	// (4 FP32 values).
+	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.RawOutputContents) != 2 || len(res.RawOutputContents[1]) != 4*4 {
 		t.Fatalf("raw grpcurl output: %v: %s", err, out)
 	}
 	probs := make([]float32, 40)
