@@ -17,9 +17,11 @@ import (
 // (int16×int16 pairs → int32), not vpmaddubsw (uint8×int8 pairs → int16
 // with signed saturation): a pair 255·127 + 255·127 = 64770 overflows
 // int16, so vpmaddubsw would need 7-bit weights or saturate silently and
-// differ from the reference. A is widened while it is packed, with the
-// zero point subtracted ((a − za) ∈ [−255, 255] fits int16), so no
-// column-sum correction is needed; B is widened once, when packed.
+// differ from the reference. B is widened once, when packed; the kernels
+// read A's uint8 rows in place (two bytes broadcast, then vpmovzxbw) and
+// compute Σ a·b, and the zero point is applied in the epilogue as
+// −za·Σ_k b[k][j] (column sums kept with the packed B). Rows of A are
+// copied only for a partial last block of rows or an odd K (zero-padded).
 //
 // An AVX-512 VNNI kernel (vpdpbusd: uint8×int8 quads accumulated straight
 // into int32, no saturation) would be a third int8Kernel entry in
@@ -46,6 +48,7 @@ type Int8B struct {
 	k, n   int
 	kp     int     // k rounded up to even
 	panels []int16 // ceil(n/16) panels of kp·16 values
+	colsum []int32 // Σ_k b[k][j], for the zero point of A
 }
 
 // K is the number of rows (the inner dimension).
@@ -67,7 +70,12 @@ func PackInt8B(k, n int, b []int8, ldb int) (*Int8B, error) {
 	}
 	kp := k + k&1
 	np := (n + int8NR - 1) / int8NR
-	p := &Int8B{k: k, n: n, kp: kp, panels: make([]int16, np*kp*int8NR)}
+	p := &Int8B{k: k, n: n, kp: kp, panels: make([]int16, np*kp*int8NR), colsum: make([]int32, n)}
+	for kk := range k {
+		for j, v := range b[kk*ldb : kk*ldb+n] {
+			p.colsum[j] += int32(v)
+		}
+	}
 	for pi := range np {
 		panel := p.panels[pi*kp*int8NR:]
 		for kk := range k {
@@ -87,16 +95,17 @@ func PackInt8B(k, n int, b []int8, ldb int) (*Int8B, error) {
 
 // int8Kernel is an int8 micro-kernel: fn computes the 6×16 int32 tile
 // c (row stride 16) = a·panel over kp2 pairs of k, where a holds 6 rows of
-// kp int16 values (row stride lda) and panel is one panel of an Int8B.
+// at least 2·kp2 uint8 values (row stride lda) and panel is one panel of
+// an Int8B.
 type int8Kernel struct {
 	name string
-	fn   func(kp2 int, a []int16, lda int, panel []int16, c []int32)
+	fn   func(kp2 int, a []uint8, lda int, panel []int16, c []int32)
 }
 
 // int8GoKernel is the portable kernel, and the definition of the others.
 var int8GoKernel = int8Kernel{name: "go-6x16", fn: int8KernGo}
 
-func int8KernGo(kp2 int, a []int16, lda int, panel []int16, c []int32) {
+func int8KernGo(kp2 int, a []uint8, lda int, panel []int16, c []int32) {
 	var acc [int8MR][int8NR]int32
 	for q := range kp2 {
 		bq := panel[q*2*int8NR : (q+1)*2*int8NR]
@@ -244,9 +253,9 @@ func checkInt8(m int, a []uint8, lda int, b *Int8B, lc, ldc int) error {
 const int8ParallelMACs = 1 << 20
 
 // gemmInt8 runs kern over every 6×16 tile of C and hands each row of the
-// tile's int32 sums to store(i, j0, cols, sums). Blocks of 6 rows are
-// shared out between workers; each packs its rows of A (widened to int16,
-// za subtracted, zero-padded) once and meets every panel of B with them.
+// tile's int32 sums, zero point applied, to store(i, j0, cols, sums).
+// Blocks of 6 rows are shared out between workers; each meets every panel
+// of B.
 func gemmInt8(kern *int8Kernel, m int, a []uint8, lda int, za uint8, b *Int8B, store func(i, j0, cols int, s []int32)) {
 	if m == 0 {
 		return
@@ -257,26 +266,40 @@ func gemmInt8(kern *int8Kernel, m int, a []uint8, lda int, za uint8, b *Int8B, s
 	if m*b.k*b.n >= int8ParallelMACs {
 		minPer = 4
 	}
+	zsum := make([]int32, np*int8NR) // za·colsum, per column
+	for j, cs := range b.colsum {
+		zsum[j] = int32(za) * cs
+	}
 	parallel.For(blocks, minPer, func(lo, hi int) {
-		ap := make([]int16, int8MR*b.kp)
+		var ap []uint8
 		var tile [int8MR * int8NR]int32
 		for blk := lo; blk < hi; blk++ {
 			i0 := blk * int8MR
 			rows := min(int8MR, m-i0)
-			clear(ap)
-			for r := range rows {
-				src := a[(i0+r)*lda : (i0+r)*lda+b.k]
-				dst := ap[r*b.kp:]
-				for kk, v := range src {
-					dst[kk] = int16(v) - int16(za)
+			src, ld := a[i0*lda:], lda
+			if rows < int8MR || b.k != b.kp {
+				// A partial block, or an odd K whose last pair would read
+				// past the row: a zero-padded copy.
+				if ap == nil {
+					ap = make([]uint8, int8MR*b.kp)
 				}
+				clear(ap)
+				for r := range rows {
+					copy(ap[r*b.kp:], a[(i0+r)*lda:(i0+r)*lda+b.k])
+				}
+				src, ld = ap, b.kp
 			}
 			for pi := range np {
-				kern.fn(b.kp/2, ap, b.kp, b.panels[pi*b.kp*int8NR:(pi+1)*b.kp*int8NR], tile[:])
+				kern.fn(b.kp/2, src, ld, b.panels[pi*b.kp*int8NR:(pi+1)*b.kp*int8NR], tile[:])
 				j0 := pi * int8NR
 				cols := min(int8NR, b.n-j0)
+				zs := zsum[j0 : j0+int8NR]
 				for r := range rows {
-					store(i0+r, j0, cols, tile[r*int8NR:])
+					row := tile[r*int8NR : (r+1)*int8NR]
+					for j := range row {
+						row[j] -= zs[j]
+					}
+					store(i0+r, j0, cols, row)
 				}
 			}
 		}

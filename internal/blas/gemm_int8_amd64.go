@@ -7,14 +7,14 @@ import "golang.org/x/sys/cpu"
 // the lengths.
 //
 //go:noescape
-func int8Kern6x16AVX2(kp2 int, a *int16, lda int, panel *int16, c *int32)
+func int8Kern6x16AVX2(kp2 int, a *uint8, lda int, panel *int16, c *int32)
 
 // int8AVX2Kernel is the 6×16 AVX2 int8 kernel: per pair of k, two loads
-// of the B panel, six broadcasts of an A pair and twelve vpmaddwd into
-// twelve int32 accumulators.
+// of the B panel, six broadcasts of an A byte pair widened to int16, and
+// twelve vpmaddwd into twelve int32 accumulators.
 var int8AVX2Kernel = int8Kernel{
 	name: "avx2-6x16",
-	fn: func(kp2 int, a []int16, lda int, panel []int16, c []int32) {
+	fn: func(kp2 int, a []uint8, lda int, panel []int16, c []int32) {
 		if kp2 < 1 {
 			clear(c[:int8MR*int8NR])
 			return

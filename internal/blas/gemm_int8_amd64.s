@@ -1,11 +1,11 @@
 #include "textflag.h"
 
-// func int8Kern6x16AVX2(kp2 int, a *int16, lda int, panel *int16, c *int32)
+// func int8Kern6x16AVX2(kp2 int, a *uint8, lda int, panel *int16, c *int32)
 //
 // Requires AVX2. Y0..Y11 accumulate the 6×16 int32 tile, row r in Y(2r) and
 // Y(2r+1); Y12, Y13 hold the panel's 16 column pairs for the current pair of k;
-// Y14 broadcasts one row's pair of A values (two int16 in 32 bits); Y15 is the
-// product. VPMADDWD multiplies int16 pairs and adds them into int32 exactly.
+// Y14 broadcasts one row's pair of A bytes (VPBROADCASTW) widened to two int16
+// per 32-bit lane (VPMOVZXBW); Y15 is the product. VPMADDWD multiplies int16 pairs and adds them into int32 exactly.
 TEXT ·int8Kern6x16AVX2(SB), NOSPLIT, $0-40
 	MOVQ kp2+0(FP), CX
 	MOVQ a+8(FP), SI
@@ -13,7 +13,6 @@ TEXT ·int8Kern6x16AVX2(SB), NOSPLIT, $0-40
 	MOVQ panel+24(FP), DI
 	MOVQ c+32(FP), DX
 	// R8, R9, R10 = 1, 3 and 5 rows of A in bytes.
-	SHLQ $1, R8
 	LEAQ (R8)(R8*2), R9
 	LEAQ (R8)(R8*4), R10
 	VPXOR Y0, Y0, Y0
@@ -31,37 +30,43 @@ TEXT ·int8Kern6x16AVX2(SB), NOSPLIT, $0-40
 loop:
 	VMOVDQU (DI), Y12
 	VMOVDQU 32(DI), Y13
-	VPBROADCASTD (SI), Y14
+	VPBROADCASTW (SI), X14
+	VPMOVZXBW X14, Y14
 	VPMADDWD Y12, Y14, Y15
 	VPADDD Y15, Y0, Y0
 	VPMADDWD Y13, Y14, Y15
 	VPADDD Y15, Y1, Y1
-	VPBROADCASTD (SI)(R8*1), Y14
+	VPBROADCASTW (SI)(R8*1), X14
+	VPMOVZXBW X14, Y14
 	VPMADDWD Y12, Y14, Y15
 	VPADDD Y15, Y2, Y2
 	VPMADDWD Y13, Y14, Y15
 	VPADDD Y15, Y3, Y3
-	VPBROADCASTD (SI)(R8*2), Y14
+	VPBROADCASTW (SI)(R8*2), X14
+	VPMOVZXBW X14, Y14
 	VPMADDWD Y12, Y14, Y15
 	VPADDD Y15, Y4, Y4
 	VPMADDWD Y13, Y14, Y15
 	VPADDD Y15, Y5, Y5
-	VPBROADCASTD (SI)(R9*1), Y14
+	VPBROADCASTW (SI)(R9*1), X14
+	VPMOVZXBW X14, Y14
 	VPMADDWD Y12, Y14, Y15
 	VPADDD Y15, Y6, Y6
 	VPMADDWD Y13, Y14, Y15
 	VPADDD Y15, Y7, Y7
-	VPBROADCASTD (SI)(R8*4), Y14
+	VPBROADCASTW (SI)(R8*4), X14
+	VPMOVZXBW X14, Y14
 	VPMADDWD Y12, Y14, Y15
 	VPADDD Y15, Y8, Y8
 	VPMADDWD Y13, Y14, Y15
 	VPADDD Y15, Y9, Y9
-	VPBROADCASTD (SI)(R10*1), Y14
+	VPBROADCASTW (SI)(R10*1), X14
+	VPMOVZXBW X14, Y14
 	VPMADDWD Y12, Y14, Y15
 	VPADDD Y15, Y10, Y10
 	VPMADDWD Y13, Y14, Y15
 	VPADDD Y15, Y11, Y11
-	ADDQ $4, SI
+	ADDQ $2, SI
 	ADDQ $64, DI
 	DECQ CX
 	JNZ loop
