@@ -204,12 +204,36 @@ func gemmInt8F32With(kern *int8Kernel, m int, a []uint8, lda int, za uint8, b *I
 		return err
 	}
 	gemmInt8(kern, m, a, lda, za, b, func(i, j0, cols int, s []int32) {
-		out := c[i*ldc+j0 : i*ldc+j0+cols]
+		rq.rowF32(c[i*ldc+j0:i*ldc+j0+cols], s[:cols], j0)
+	})
+	return nil
+}
+
+// rowF32 is value over one row of a tile (columns j0 …), with the loop
+// specialised for a bias and ReLU: out[j] = value(s[j], j0+j).
+func (rq *Requant) rowF32(out []float32, s []int32, j0 int) {
+	scale := rq.Scale[j0 : j0+len(out)]
+	s = s[:len(out)]
+	if rq.Bias == nil {
 		for j := range out {
 			out[j] = rq.value(s[j], j0+j)
 		}
-	})
-	return nil
+		return
+	}
+	bias := rq.Bias[j0 : j0+len(out)]
+	if !rq.ReLU {
+		for j := range out {
+			out[j] = float32(s[j])*scale[j] + bias[j]
+		}
+		return
+	}
+	for j := range out {
+		f := float32(s[j])*scale[j] + bias[j]
+		if !(f > 0) {
+			f = 0
+		}
+		out[j] = f
+	}
 }
 
 // GemmInt8U8 is GemmInt8F32 with the result requantized to uint8 with
