@@ -58,7 +58,7 @@ func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	models := addModelFlags(fs)
 	top := fs.Int("top", 3, "how many classes to list per image: 1 to the model's number of classes")
 	asJSON := fs.Bool("json", false, "print JSON lines instead of a table")
-	asCSV := fs.Bool("csv", false, "print CSV (file,rank,label,class_id,probability,error; one row per listed class) instead of a table")
+	asCSV := fs.Bool("csv", false, "print CSV (file,rank,label,class_id,probability,in_distribution,error; one row per listed class) instead of a table")
 	showDir := fs.String("save-input", "", "write the 28×28 image the model saw for each file into this directory (enlarged ×8)")
 	maxPixels := fs.Int("max-pixels", imageprep.DefaultMaxPixels, "refuse images with more pixels than this")
 	maxBytes := fs.Int64("max-bytes", imageprep.DefaultMaxBytes, "refuse files, downloads and standard input larger than this many bytes")
@@ -341,15 +341,19 @@ func (p *predictionWriter) write(r prediction) error {
 	case p.csv != nil:
 		if !p.header {
 			p.header = true
-			if err := p.csv.Write([]string{"file", "rank", "label", "class_id", "probability", "error"}); err != nil {
+			if err := p.csv.Write([]string{"file", "rank", "label", "class_id", "probability", "in_distribution", "error"}); err != nil {
 				return err
 			}
 		}
 		if r.Error != "" {
-			return p.csv.Write([]string{r.File, "", "", "", "", r.Error})
+			return p.csv.Write([]string{r.File, "", "", "", "", "", r.Error})
 		}
 		for i, t := range r.Top {
-			row := []string{r.File, strconv.Itoa(i + 1), t.Label, strconv.Itoa(t.ClassID), strconv.FormatFloat(float64(t.Probability), 'f', 6, 32), ""}
+			in := "" // unknown: the model has no out-of-distribution detector
+			if r.InDistribution != nil {
+				in = strconv.FormatBool(*r.InDistribution)
+			}
+			row := []string{r.File, strconv.Itoa(i + 1), t.Label, strconv.Itoa(t.ClassID), strconv.FormatFloat(float64(t.Probability), 'f', 6, 32), in, ""}
 			if err := p.csv.Write(row); err != nil {
 				return err
 			}
@@ -364,7 +368,11 @@ func (p *predictionWriter) write(r prediction) error {
 	for i, t := range r.Top {
 		parts[i] = fmt.Sprintf("%s %.1f%%", t.Label, 100*t.Probability)
 	}
-	_, err := fmt.Fprintf(p.w, "%s\t%s\n", r.File, strings.Join(parts, ", "))
+	verdict := ""
+	if r.InDistribution != nil && !*r.InDistribution {
+		verdict = "\tnot sure: doesn't look like clothing"
+	}
+	_, err := fmt.Fprintf(p.w, "%s\t%s%s\n", r.File, strings.Join(parts, ", "), verdict)
 	return err
 }
 

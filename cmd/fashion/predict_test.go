@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"fmt"
 	"image"
 	"image/color"
 	"image/jpeg"
@@ -173,13 +174,13 @@ func TestPredictDirectoryURLAndCSV(t *testing.T) {
 	if err != nil {
 		t.Fatalf("output is not CSV: %v\n%s", err, out.String())
 	}
-	if len(rows) != 1+3*2 || strings.Join(rows[0], ",") != "file,rank,label,class_id,probability,error" {
+	if len(rows) != 1+3*2 || strings.Join(rows[0], ",") != "file,rank,label,class_id,probability,in_distribution,error" {
 		t.Fatalf("want a header and 2 rows for each of 3 images, got:\n%s", out.String())
 	}
 	wantFiles := []string{filepath.Join(dir, "A.PNG"), filepath.Join(dir, "b.png"), url}
 	for i, row := range rows[1:] {
-		if row[0] != wantFiles[i/2] || row[1] != strconv.Itoa(i%2+1) || row[5] != "" {
-			t.Errorf("row %d = %q, want file %s rank %d and no error", i+1, row, wantFiles[i/2], i%2+1)
+		if row[0] != wantFiles[i/2] || row[1] != strconv.Itoa(i%2+1) || (row[5] != "true" && row[5] != "false") || row[6] != "" {
+			t.Errorf("row %d = %q, want file %s rank %d, in_distribution true or false (the embedded model has a detector) and no error", i+1, row, wantFiles[i/2], i%2+1)
 		}
 		if p, err := strconv.ParseFloat(row[4], 64); err != nil || p <= 0 || p > 1 {
 			t.Errorf("row %d probability %q", i+1, row[4])
@@ -248,5 +249,43 @@ func TestPredictStdin(t *testing.T) {
 	var p prediction
 	if err := json.Unmarshal(out, &p); err != nil || p.File != "-" || p.Label == "" || p.Error != "" {
 		t.Errorf("predict - printed %q (%v), want one classification of file \"-\"", out, err)
+	}
+}
+
+// TestPredictSaysNotSure: a handwritten digit the embedded model's detector
+// marks out of distribution is flagged in the table, not just in -json.
+func TestPredictSaysNotSure(t *testing.T) {
+	digits, err := idx.LoadTest(filepath.Dir(datatest.SharedPath(t, "data/mnist-test/t10k-images-idx3-ubyte.gz")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var files []string
+	for i := range 20 {
+		g := &image.Gray{Pix: digits.Images.Image(i), Stride: 28, Rect: image.Rect(0, 0, 28, 28)}
+		var buf bytes.Buffer
+		png.Encode(&buf, g)
+		f := filepath.Join(dir, fmt.Sprintf("digit%02d.png", i))
+		os.WriteFile(f, buf.Bytes(), 0o644)
+		files = append(files, f)
+	}
+	res := predictJSON(t, files...)
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), append([]string{"predict"}, files...), &out, &errb); code != 0 {
+		t.Fatalf("predict exited %d: %s", code, errb.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	flagged := 0
+	for i, r := range res {
+		ood := r.InDistribution != nil && !*r.InDistribution
+		if ood {
+			flagged++
+		}
+		if says := strings.Contains(lines[i], "not sure"); says != ood {
+			t.Errorf("%s: in_distribution %v, table line %q", filepath.Base(r.File), r.InDistribution != nil && *r.InDistribution, lines[i])
+		}
+	}
+	if flagged == 0 {
+		t.Error("the detector flags none of 20 handwritten digits")
 	}
 }
