@@ -41,6 +41,7 @@ func newFake() *fakePredictor {
 	return &fakePredictor{info: modelfile.Info{
 		Name: "fake", Arch: "fake", Classes: modelfile.FashionClasses,
 		Mean: modelfile.DefaultMean, Std: modelfile.DefaultStd, Source: "test",
+		Precision: modelfile.PrecisionInt8, // as a quantized model reports it
 	}}
 }
 

@@ -43,6 +43,8 @@ func TestEndpoints(t *testing.T) {
 		{"GET", "/v2/health/live", 200, "application/json", `"live":true`},
 		{"GET", "/v2/health/ready", 200, "application/json", `"ready":true`},
 		{"GET", "/v2/models/fashion-mnist", 200, "application/json", `"UINT8"`},
+		{"GET", "/v2/models/fashion-mnist", 200, "application/json", `"parameters":{"precision":"int8"}`},
+		{"GET", "/v1/model", 200, "application/json", `"precision":"int8"`},
 		{"GET", "/v2/models/fashion-mnist/versions/1", 200, "application/json", `"probabilities"`},
 		{"GET", "/v2/models/fashion-mnist/ready", 200, "application/json", `"ready":true`},
 		{"GET", "/v2/models/fashion-mnist/versions/1/ready", 200, "application/json", `"ready":true`},
