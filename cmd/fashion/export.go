@@ -67,11 +67,12 @@ func exportONNX(d *modelfile.Decoded) ([]byte, []byte, error) {
 		return nil, nil, err
 	}
 	b, err := onnx.Export(net, onnx.ExportMeta{Name: modelfile.DefaultName, Arch: d.Meta.Arch, Classes: d.Meta.Classes,
-		Mean: d.Meta.Mean, Std: d.Meta.Std, TestAccuracy: d.Meta.TestAccuracy})
+		Mean: d.Meta.Mean, Std: d.Meta.Std, TestAccuracy: d.Meta.TestAccuracy, Temperature: d.Meta.Temperature})
 	if err != nil {
 		return nil, nil, err
 	}
-	side, err := onnx.MarshalSidecar(onnx.Sidecar{Classes: d.Meta.Classes, Mean: &d.Meta.Mean, Std: &d.Meta.Std, TestAccuracy: d.Meta.TestAccuracy})
+	side, err := onnx.MarshalSidecar(onnx.Sidecar{Classes: d.Meta.Classes, Mean: &d.Meta.Mean, Std: &d.Meta.Std,
+		TestAccuracy: d.Meta.TestAccuracy, Temperature: d.Meta.Temperature})
 	if err != nil {
 		return nil, nil, err
 	}

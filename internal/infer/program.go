@@ -167,18 +167,32 @@ type Predictor struct {
 	// garbage collection, and reallocating a batch's buffers under load
 	// costs more than keeping a few.
 	free chan *State
+	// temp divides the logits before Predict's softmax (calibration by
+	// temperature scaling); 1 leaves them as they are.
+	temp float32
 }
 
 // NewPredictor returns a predictor running p. It runs one image of zeros
 // through p to size the buffers, which fixes how many images fit in one
 // run's memory budget.
 func NewPredictor(p *Program) *Predictor {
-	pr := &Predictor{prog: p, free: make(chan *State, max(2, parallel.Workers()))}
+	pr := &Predictor{prog: p, free: make(chan *State, max(2, parallel.Workers())), temp: 1}
 	st := p.NewState()
 	p.Run(st, make([]float32, p.inSize), 1)
 	pr.chunk = min(MaxChunk, max(1, chunkBudget/max(st.Memory(), 1)))
 	pr.put(st)
 	return pr
+}
+
+// SetTemperature makes Predict divide the logits by t before the softmax:
+// the temperature fitted by `fashion calibrate`, recorded in the model
+// file. t ≤ 0 means 1. Call it before the predictor is shared; it has no
+// effect on a program that ends in its own softmax.
+func (pr *Predictor) SetTemperature(t float64) {
+	pr.temp = 1
+	if t > 0 {
+		pr.temp = float32(t)
+	}
 }
 
 // Program returns the program the predictor runs.
@@ -225,10 +239,21 @@ func (pr *Predictor) Predict(x []float32, n int) ([]float32, error) {
 	if err != nil || pr.prog.probs {
 		return out, err
 	}
+	pr.Softmax(out, n)
+	return out, nil
+}
+
+// Softmax turns n rows of logits, as Logits returns them, into
+// probabilities in place at the predictor's temperature.
+func (pr *Predictor) Softmax(logits []float32, n int) {
 	k := pr.prog.outSize
 	for r := range n {
-		row := out[r*k : (r+1)*k]
+		row := logits[r*k : (r+1)*k]
+		if pr.temp != 1 {
+			for i := range row {
+				row[i] /= pr.temp
+			}
+		}
 		eval.Softmax(row, row)
 	}
-	return out, nil
 }

@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 
 	"github.com/fashion-classifier/fashion/internal/arch"
-	"github.com/fashion-classifier/fashion/internal/eval"
 	"github.com/fashion-classifier/fashion/internal/infer"
 	"github.com/fashion-classifier/fashion/internal/nn"
 	"github.com/fashion-classifier/fashion/internal/ood"
@@ -51,6 +50,7 @@ func New(d *Decoded, name, source string) (*Classifier, error) {
 		return nil, fmt.Errorf("model: network gives %d scores for %d classes", prog.OutSize(), len(d.Meta.Classes))
 	}
 	c := &Classifier{dec: d, Predictor: infer.NewPredictor(prog)}
+	c.Predictor.SetTemperature(d.Meta.Temperature)
 	if d.Meta.OOD != "" {
 		norm, err := ood.UnmarshalNorm(d.Meta.OOD)
 		if err != nil {
@@ -64,6 +64,7 @@ func New(d *Decoded, name, source string) (*Classifier, error) {
 		Name: name, Arch: d.Meta.Arch, Classes: d.Meta.Classes,
 		Mean: d.Meta.Mean, Std: d.Meta.Std, SHA256: d.SHA256, Source: source,
 		TestAccuracy: d.Meta.TestAccuracy, Params: params, Precision: PrecisionFloat32,
+		Temperature: d.Meta.Temperature,
 	}
 	if d.Meta.Precision != "" {
 		c.info.Precision = d.Meta.Precision
@@ -117,19 +118,7 @@ func (c *Classifier) Scores(x []float32, n int) (probs []float32, oodScores []fl
 			oodScores[r] = c.detector.Score(pix, logits[r*k:(r+1)*k])
 		}
 	}
-	t := float32(1)
-	if c.dec.Meta.Temperature > 0 {
-		t = float32(c.dec.Meta.Temperature)
-	}
-	for r := range n {
-		row := logits[r*k : (r+1)*k]
-		if t != 1 {
-			for i := range row {
-				row[i] /= t
-			}
-		}
-		eval.Softmax(row, row)
-	}
+	c.Predictor.Softmax(logits, n)
 	return logits, oodScores, nil
 }
 

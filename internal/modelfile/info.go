@@ -37,6 +37,9 @@ type Info struct {
 	TestAccuracy float64  `json:"test_accuracy"` // on the official 10k test set, 0 if unknown
 	Params       int      `json:"params"`        // number of trainable parameters
 	Precision    string   `json:"precision"`     // "float32" or "int8" (quantized layers)
+	// Temperature divides the logits before the softmax (fitted by
+	// `fashion calibrate`); 0 when the model is not calibrated.
+	Temperature float64 `json:"temperature,omitempty"`
 }
 
 // Normalize converts 8-bit pixels to the model's float input, writing

@@ -91,9 +91,9 @@ func decodeMeta(md map[string]string) (Meta, error) {
 		m.TestAccuracy, _ = strconv.ParseFloat(s, 64)
 	}
 	if s := md["temperature"]; s != "" {
-		t, err := strconv.ParseFloat(s, 64)
-		if err != nil || !(t >= 0.01 && t <= 100) {
-			return m, fmt.Errorf("metadata \"temperature\" must be a number in [0.01, 100], got %q", s)
+		t, err := ParseTemperature(s)
+		if err != nil {
+			return m, err
 		}
 		m.Temperature = t
 	}
@@ -122,6 +122,17 @@ func Encode(net *nn.Sequential, meta Meta) *safetensors.File {
 // Save writes the network to path atomically.
 func Save(path string, net *nn.Sequential, meta Meta) error {
 	return safetensors.WriteFile(path, Encode(net, meta))
+}
+
+// ParseTemperature reads a calibration temperature as model metadata
+// stores it (ours and exported ONNX files), refusing values outside
+// [0.01, 100], where a softmax is either a hard argmax or uniform.
+func ParseTemperature(s string) (float64, error) {
+	t, err := strconv.ParseFloat(s, 64)
+	if err != nil || !(t >= 0.01 && t <= 100) {
+		return 0, fmt.Errorf("metadata \"temperature\" must be a number in [0.01, 100], got %q", s)
+	}
+	return t, nil
 }
 
 // Decoded is a model file checked against its architecture: the metadata

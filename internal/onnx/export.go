@@ -23,6 +23,10 @@ type ExportMeta struct {
 	Mean, Std float32
 	// TestAccuracy is stored when positive.
 	TestAccuracy float64
+	// Temperature, the model's calibration, is stored when positive; the
+	// graph's "logits" stay uncalibrated, so other runtimes get the
+	// network's own outputs and our loader divides them as for our files.
+	Temperature float64
 }
 
 // Export writes net, which takes [N,1,28,28] images, as a standard NCHW
@@ -54,6 +58,10 @@ func Export(net *nn.Sequential, meta ExportMeta) ([]byte, error) {
 	if meta.TestAccuracy > 0 {
 		props = append(props, &onnxpb.StringStringEntryProto{Key: proto.String("test_accuracy"),
 			Value: proto.String(strconv.FormatFloat(meta.TestAccuracy, 'f', 4, 64))})
+	}
+	if meta.Temperature > 0 {
+		props = append(props, &onnxpb.StringStringEntryProto{Key: proto.String("temperature"),
+			Value: proto.String(strconv.FormatFloat(meta.Temperature, 'g', -1, 64))})
 	}
 	m := &onnxpb.ModelProto{
 		IrVersion:     proto.Int64(7), // the IR version of opset 13

@@ -110,7 +110,7 @@ func TestExportRoundTrip(t *testing.T) {
 
 func TestExportMatchesClassifier(t *testing.T) {
 	net, meta := embeddedNet(t)
-	data, err := Export(net, ExportMeta{Arch: meta.Arch, Classes: meta.Classes, Mean: meta.Mean, Std: meta.Std})
+	data, err := Export(net, ExportMeta{Arch: meta.Arch, Classes: meta.Classes, Mean: meta.Mean, Std: meta.Std, Temperature: meta.Temperature})
 	if err != nil {
 		t.Fatal(err)
 	}

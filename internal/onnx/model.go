@@ -51,6 +51,7 @@ type Sidecar struct {
 	Mean         *float32 `json:"mean,omitempty"`
 	Std          *float32 `json:"std,omitempty"`
 	TestAccuracy float64  `json:"test_accuracy,omitempty"`
+	Temperature  float64  `json:"temperature,omitempty"`
 }
 
 // Model is an ONNX image classifier compiled to an inference program
@@ -114,6 +115,7 @@ func Decode(data []byte, opts Options) (*Model, error) {
 	sum := sha256.Sum256(data)
 	info.SHA256 = hex.EncodeToString(sum[:])
 	m := &Model{info: info, Predictor: infer.NewPredictor(prog)}
+	m.Predictor.SetTemperature(info.Temperature)
 	return m, nil
 }
 
@@ -145,6 +147,12 @@ func describe(mp *onnxpb.ModelProto, opts Options) (modelfile.Info, error) {
 			}
 		case "test_accuracy":
 			info.TestAccuracy, _ = strconv.ParseFloat(p.GetValue(), 64)
+		case "temperature":
+			t, err := modelfile.ParseTemperature(p.GetValue())
+			if err != nil {
+				return info, err
+			}
+			info.Temperature = t
 		}
 	}
 	if side := opts.Sidecar; side != nil {
@@ -162,6 +170,13 @@ func describe(mp *onnxpb.ModelProto, opts Options) (modelfile.Info, error) {
 		}
 		if side.TestAccuracy > 0 {
 			info.TestAccuracy = side.TestAccuracy
+		}
+		if side.Temperature != 0 {
+			t, err := modelfile.ParseTemperature(strconv.FormatFloat(side.Temperature, 'g', -1, 64))
+			if err != nil {
+				return info, fmt.Errorf("sidecar: %w", err)
+			}
+			info.Temperature = t
 		}
 	}
 	if opts.Name != "" {
