@@ -34,6 +34,66 @@ type Detector struct {
 	Means     [][]float32 // per class, the mean reduced input
 	Precision []float32   // dim×dim inverse of the shared covariance
 	Norm      Norm
+
+	// white is Uᵀ of the Cholesky factorisation Precision = U·Uᵀ stored
+	// row-major as the upper triangle, and whiteMeans holds white·mean per
+	// class: the squared distance (v−m)ᵀ·Precision·(v−m) is then
+	// |white·v − whiteMeans[c]|², one triangular product per image instead
+	// of a dim² quadratic form per class (≈18× less work for 10 classes,
+	// which made the detector cost as much as the network at batch 256).
+	white      []float64
+	whiteMeans [][]float64
+}
+
+// whiten prepares white and whiteMeans from Precision and Means; Fit and
+// FromTensors call it.
+func (d *Detector) whiten() error {
+	l := make([]float64, dim*dim) // lower Cholesky factor, row-major
+	for i := range dim {
+		for j := 0; j <= i; j++ {
+			s := float64(d.Precision[i*dim+j])
+			for k := range j {
+				s -= l[i*dim+k] * l[j*dim+k]
+			}
+			if i == j {
+				if !(s > 0) {
+					return errors.New("ood: precision matrix is not positive definite")
+				}
+				l[i*dim+i] = math.Sqrt(s)
+			} else {
+				l[i*dim+j] = s / l[j*dim+j]
+			}
+		}
+	}
+	// white = Lᵀ (upper triangular): (Lᵀv)_i = Σ_{j≥i} L[j][i]·v_j.
+	d.white = make([]float64, dim*dim)
+	for i := range dim {
+		for j := i; j < dim; j++ {
+			d.white[i*dim+j] = l[j*dim+i]
+		}
+	}
+	d.whiteMeans = make([][]float64, len(d.Means))
+	for c, m := range d.Means {
+		var mv [dim]float64
+		for j, x := range m {
+			mv[j] = float64(x)
+		}
+		d.whiteMeans[c] = make([]float64, dim)
+		d.whiteProduct(d.whiteMeans[c], mv[:])
+	}
+	return nil
+}
+
+// whiteProduct sets dst = white·v.
+func (d *Detector) whiteProduct(dst, v []float64) {
+	for i := range dim {
+		row := d.white[i*dim : (i+1)*dim]
+		var s float64
+		for j := i; j < dim; j++ {
+			s += row[j] * v[j]
+		}
+		dst[i] = s
+	}
 }
 
 // Norm holds the standardisation and the threshold, all fitted on held-out
@@ -135,27 +195,20 @@ func Fit(pix []uint8, labels []uint8, k int) (*Detector, error) {
 			d.Means[c][j] = float32(m)
 		}
 	}
-	return d, nil
+	return d, d.whiten()
 }
 
 // parts returns the two raw views of one image: log(1 + distance to the
 // nearest class mean) and the energy of its logits.
 func (d *Detector) parts(pix []uint8, logits []float32) (dist, energy float64) {
-	var v, diff [dim]float64
+	var v, w [dim]float64
 	reduce(v[:], pix)
+	d.whiteProduct(w[:], v[:])
 	best := math.Inf(1)
-	for _, m := range d.Means {
-		for j := range diff {
-			diff[j] = v[j] - float64(m[j])
-		}
+	for _, m := range d.whiteMeans {
 		var s float64
-		for a := range dim {
-			row := d.Precision[a*dim : (a+1)*dim]
-			var r float64
-			for b, p := range row {
-				r += float64(p) * diff[b]
-			}
-			s += diff[a] * r
+		for j, x := range m {
+			s += (w[j] - x) * (w[j] - x)
 		}
 		best = min(best, s)
 	}
@@ -276,7 +329,7 @@ func FromTensors(t map[string][]float32, norm Norm, k int) (*Detector, error) {
 	for c := range k {
 		d.Means = append(d.Means, means[c*dim:(c+1)*dim])
 	}
-	return d, nil
+	return d, d.whiten()
 }
 
 // AUROC is the probability that a random out-of-distribution score is

@@ -110,3 +110,61 @@ func TestAUROC(t *testing.T) {
 		t.Errorf("energy of two zeros %v, want −ln 2", e)
 	}
 }
+
+// TestWhitenedDistanceMatchesQuadraticForm checks the Cholesky path that
+// parts uses against the plain (v−m)ᵀ·P·(v−m) on a random positive
+// definite precision matrix.
+func TestWhitenedDistanceMatchesQuadraticForm(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	a := make([]float64, dim*dim)
+	for i := range a {
+		a[i] = rng.NormFloat64() / dim
+	}
+	d := &Detector{Precision: make([]float32, dim*dim)}
+	for i := range dim {
+		for j := range dim {
+			var s float64
+			for k := range dim {
+				s += a[k*dim+i] * a[k*dim+j]
+			}
+			if i == j {
+				s += 0.5
+			}
+			d.Precision[i*dim+j] = float32(s)
+		}
+	}
+	for range 3 {
+		m := make([]float32, dim)
+		for j := range m {
+			m[j] = float32(rng.Float64() * 255)
+		}
+		d.Means = append(d.Means, m)
+	}
+	if err := d.whiten(); err != nil {
+		t.Fatal(err)
+	}
+	pix := make([]uint8, 784)
+	for i := range pix {
+		pix[i] = uint8(rng.IntN(256))
+	}
+	var v [dim]float64
+	reduce(v[:], pix)
+	best := math.Inf(1)
+	for _, m := range d.Means {
+		var s float64
+		for i := range dim {
+			for j := range dim {
+				s += (v[i] - float64(m[i])) * float64(d.Precision[i*dim+j]) * (v[j] - float64(m[j]))
+			}
+		}
+		best = min(best, s)
+	}
+	got, _ := d.parts(pix, []float32{1, 2, 3})
+	if want := math.Log1p(best); math.Abs(got-want) > 1e-9*max(1, math.Abs(want)) {
+		t.Fatalf("whitened log distance %v, quadratic form gives %v", got, want)
+	}
+	bad := &Detector{Precision: make([]float32, dim*dim)}
+	if err := bad.whiten(); err == nil {
+		t.Fatal("a zero precision matrix was accepted")
+	}
+}
