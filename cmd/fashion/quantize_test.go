@@ -48,7 +48,7 @@ func TestQuantizeKeepsAccuracy(t *testing.T) {
 	if code := run(context.Background(), []string{"quantize", "-data", dir, "-calib", "1000", "-out", q}, &out, &errb); code != 0 {
 		t.Fatalf("quantize exited %d: %s", code, errb.String())
 	}
-	if !strings.Contains(out.String(), "layers int8") {
+	if !strings.Contains(out.String(), "layer 0: float32") || !strings.Contains(out.String(), "layer 1: int8") {
 		t.Errorf("quantize printed %q", out.String())
 	}
 	fp, fpPrec := evalAccuracy(t, dir)
@@ -88,6 +88,9 @@ func TestParseLayerList(t *testing.T) {
 	got, err := parseLayerList("first, last,2", 7)
 	if err != nil || len(got) != 3 || !got[0] || !got[6] || !got[2] {
 		t.Errorf("parseLayerList = %v, %v", got, err)
+	}
+	if got, err := parseLayerList("none", 7); err != nil || len(got) != 0 {
+		t.Errorf("parseLayerList(none) = %v, %v", got, err)
 	}
 	for _, bad := range []string{"7", "-1", "x", "1.5", "01"} {
 		if _, err := parseLayerList(bad, 7); err == nil {
