@@ -144,12 +144,18 @@ func (n *native) layer(l nn.Layer, v value, name string) (value, error) {
 		if err != nil {
 			return v, err
 		}
-		if y.h != v.h || y.w != v.w || y.c != v.c {
-			return v, fmt.Errorf("infer: layer %q: residual body maps %d×%d×%d to %d×%d×%d", name, v.h, v.w, v.c, y.h, y.w, y.c)
+		s := in
+		if l.Shortcut != nil {
+			if s, err = n.layer(l.Shortcut, in, name+".shortcut"); err != nil {
+				return v, err
+			}
+		}
+		if y.h != s.h || y.w != s.w || y.c != s.c {
+			return v, fmt.Errorf("infer: layer %q: residual body maps %d×%d×%d to %d×%d×%d, its shortcut to %d×%d×%d", name, v.h, v.w, v.c, y.h, y.w, y.c, s.h, s.w, s.c)
 		}
 		out := n.b.Slot()
-		n.b.Add(&Binary{A: v.slot, BSlot: y.slot, Out: out, Op: OpAdd, Size: v.size(), BSize: v.size()})
-		return value{slot: out, h: v.h, w: v.w, c: v.c}, nil
+		n.b.Add(&Binary{A: s.slot, BSlot: y.slot, Out: out, Op: OpAdd, Size: s.size(), BSize: s.size()})
+		return value{slot: out, h: s.h, w: s.w, c: s.c}, nil
 	}
 	return v, fmt.Errorf("infer: layer %q: %T has no inference form", name, l)
 }

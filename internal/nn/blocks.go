@@ -111,39 +111,64 @@ func (s *SqueezeExcite) Backward(dy *Tensor) *Tensor {
 	return dx
 }
 
-// Residual adds its input to its body's output: y = x + body(x).
+// Residual adds its input, or its Shortcut's output, to its body's output:
+// y = x + body(x), or y = shortcut(x) + body(x) when Shortcut is set (a
+// ResNet block that changes the shape, with a 1×1 strided convolution on
+// the shortcut).
 type Residual struct {
-	Body    *Sequential
-	out, dx *Tensor
+	Body     *Sequential
+	Shortcut *Sequential // nil: the identity
+	out, dx  *Tensor
 }
 
 // NewResidual wraps body, which must keep the input's shape.
 func NewResidual(body *Sequential) *Residual { return &Residual{Body: body} }
 
-// Params returns the body's parameters, prefixed "body.".
+// NewProjection returns a residual block whose shortcut is a layer chain of
+// its own: body and shortcut must map the input to the same shape.
+func NewProjection(body, shortcut *Sequential) *Residual {
+	return &Residual{Body: body, Shortcut: shortcut}
+}
+
+// Params returns the body's parameters, prefixed "body.", then the
+// shortcut's, prefixed "shortcut.".
 func (r *Residual) Params() []*Param {
 	ps := r.Body.Params()
 	for _, p := range ps {
 		p.Name = "body." + p.Name
 	}
+	if r.Shortcut != nil {
+		for _, p := range r.Shortcut.Params() {
+			p.Name = "shortcut." + p.Name
+			ps = append(ps, p)
+		}
+	}
 	return ps
 }
 
-// Forward returns x + body(x).
+// Forward returns shortcut(x) + body(x).
 func (r *Residual) Forward(x *Tensor, train bool) *Tensor {
 	y := r.Body.Forward(x, train)
-	if y.Shape() != x.Shape() {
-		panic(fmt.Sprintf("nn: residual body maps %v to %v", x, y))
+	s := x
+	if r.Shortcut != nil {
+		s = r.Shortcut.Forward(x, train)
 	}
-	out := reuse(&r.out, x.N, x.H, x.W, x.C)
-	kernels.Add(out.Data, x.Data, y.Data)
+	if y.Shape() != s.Shape() {
+		panic(fmt.Sprintf("nn: residual body maps %v to %v, its shortcut to %v", x, y, s))
+	}
+	out := reuse(&r.out, s.N, s.H, s.W, s.C)
+	kernels.Add(out.Data, s.Data, y.Data)
 	return out
 }
 
-// Backward returns dy + body'(dy).
+// Backward returns shortcut'(dy) + body'(dy).
 func (r *Residual) Backward(dy *Tensor) *Tensor {
 	db := r.Body.Backward(dy)
-	dx := reuse(&r.dx, dy.N, dy.H, dy.W, dy.C)
-	kernels.Add(dx.Data, dy.Data, db.Data)
+	ds := dy
+	if r.Shortcut != nil {
+		ds = r.Shortcut.Backward(dy)
+	}
+	dx := reuse(&r.dx, db.N, db.H, db.W, db.C)
+	kernels.Add(dx.Data, ds.Data, db.Data)
 	return dx
 }

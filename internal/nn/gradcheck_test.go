@@ -142,6 +142,9 @@ func TestGradients(t *testing.T) {
 		{"depthwise5x5 stride2", NewDepthwiseConv(rng, 2, 5, 2, 2), 2, 9, 8, 2},
 		{"squeeze-excite", NewSqueezeExcite(rng, 6, 3), 2, 4, 3, 6},
 		{"residual", NewResidual(NewSequential(NewConv2D(rng, 3, 3, 3, 1, 1, false), NewBatchNorm(3), NewActivation(HardSwish))), 2, 5, 4, 3},
+		{"residual projection stride2", NewProjection(
+			NewSequential(NewConv2D(rng, 3, 4, 3, 2, 1, false), NewBatchNorm(4), NewActivation(ReLU), NewConv2D(rng, 4, 4, 3, 1, 1, false)),
+			NewSequential(NewConv2D(rng, 3, 4, 1, 2, 0, false), NewBatchNorm(4))), 2, 6, 5, 3},
 		{"vgg-ish block", NewSequential(NewConv2D(rng, 2, 4, 3, 1, 1, false), NewBatchNorm(4), NewActivation(ReLU), NewMaxPool(2, 2)), 3, 6, 6, 2},
 	}
 	for _, tc := range cases {

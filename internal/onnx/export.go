@@ -259,10 +259,17 @@ func (e *exporter) layer(l nn.Layer, name, x string) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		if fmt.Sprint(in) != fmt.Sprint(e.shape) {
-			return "", fmt.Errorf("residual body maps %v to %v", in, e.shape)
+		out, short := e.shape, x
+		if l.Shortcut != nil {
+			e.shape = in
+			if short, err = e.seq(l.Shortcut, name+".shortcut", x); err != nil {
+				return "", err
+			}
 		}
-		return e.node("Add", name, []string{x, y}, ""), nil
+		if fmt.Sprint(out) != fmt.Sprint(e.shape) {
+			return "", fmt.Errorf("residual body maps %v to %v, its shortcut to %v", in, out, e.shape)
+		}
+		return e.node("Add", name, []string{short, y}, ""), nil
 	}
 	return "", fmt.Errorf("layer type %T has no ONNX export", l)
 }

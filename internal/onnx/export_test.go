@@ -49,11 +49,12 @@ func embeddedNet(t testing.TB) (*nn.Sequential, modelfile.Meta) {
 
 func TestExportRoundTrip(t *testing.T) {
 	net, meta := embeddedNet(t)
-	mnv3 := arch.MobileNetV3Small(rand.New(rand.NewPCG(3, 4)), 10)
+	mnv3 := arch.MobileNetV3Small(rand.New(rand.NewPCG(3, 4)), 10, arch.Strides224)
+	resnet := arch.ResNet(rand.New(rand.NewPCG(3, 4)), 1, 8, 10)
 	// Non-trivial batch-norm statistics, so that folding them is checked.
 	rng := rand.New(rand.NewPCG(5, 6))
-	for _, p := range mnv3.Params() {
-		if p.Name == "fc2.weight" || p.Name == "fc2.bias" {
+	for _, p := range append(mnv3.Params(), resnet.Params()...) {
+		if p.Name == "fc2.weight" || p.Name == "fc2.bias" || p.Name == "fc.weight" {
 			// Random features are small; spread the logits over ±2 or so.
 			for i := range p.Value {
 				p.Value[i] *= 50
@@ -77,6 +78,7 @@ func TestExportRoundTrip(t *testing.T) {
 	}{
 		{"embedded " + meta.Arch, net, ExportMeta{Name: "embedded", Arch: meta.Arch, Classes: meta.Classes, Mean: meta.Mean, Std: meta.Std, TestAccuracy: meta.TestAccuracy}},
 		{"random mobilenetv3-small", mnv3, ExportMeta{Name: "mnv3", Arch: "mobilenetv3-small", Classes: modelfile.FashionClasses, Mean: 0.5, Std: 0.25}},
+		{"random resnet with projection shortcuts", resnet, ExportMeta{Name: "resnet", Arch: "resnet8", Classes: modelfile.FashionClasses, Mean: 0.5, Std: 0.25}},
 	}
 	const n = 33
 	x := randomImages(n)

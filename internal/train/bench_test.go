@@ -13,7 +13,7 @@ import (
 // update) of each architecture on a batch of 128 random images, reporting
 // images per second.
 func BenchmarkTrainStep(b *testing.B) {
-	for _, name := range []string{"vgg", "mobilenetv3-small"} {
+	for _, name := range []string{"vgg", "resnet20", "mobilenetv3-small", "mobilenetv3-small-28"} {
 		b.Run(name, func(b *testing.B) {
 			a, err := arch.LookupArch(name)
 			if err != nil {

@@ -15,7 +15,10 @@ func TestCheckpointHistoryFormat(t *testing.T) {
 	if err := json.Unmarshal([]byte(stored), &h); err != nil {
 		t.Fatal(err)
 	}
-	want := []EpochStats{{1, 0.5, 0.8, 0.75, 0.1}, {2, 0.25, 0.9, 0.85, 0.05}}
+	want := []EpochStats{
+		{Epoch: 1, TrainLoss: 0.5, TrainAcc: 0.8, TestAcc: 0.75, LR: 0.1},
+		{Epoch: 2, TrainLoss: 0.25, TrainAcc: 0.9, TestAcc: 0.85, LR: 0.05},
+	}
 	if !reflect.DeepEqual(h, want) {
 		t.Errorf("decoded %+v, want %+v", h, want)
 	}

@@ -12,7 +12,11 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"reflect"
+	"runtime"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -38,7 +42,11 @@ type Config struct {
 	WeightDecay float32 // default 5e-4 (SGD) or 5e-2 (AdamW)
 	Smoothing   float32 // label smoothing
 	Augment     Augment
-	Seed        uint64
+	// EMA is the per-step decay of an exponential moving average of the
+	// weights (0: none). When set, the average is what is evaluated after
+	// each epoch and returned.
+	EMA  float32
+	Seed uint64
 
 	// Classes names the classes (default modelfile.FashionClasses); labels
 	// at or above len(Classes) stand for LabelSets (nn.CrossEntropy.Sets).
@@ -88,21 +96,54 @@ type EpochStats struct {
 	Epoch     int     `json:"Epoch"`     // 1-based
 	TrainLoss float64 `json:"TrainLoss"` // mean training loss over the epoch
 	TrainAcc  float64 `json:"TrainAcc"`  // training accuracy over the epoch (augmented images)
-	TestAcc   float64 `json:"TestAcc"`   // test accuracy after the epoch
+	TestAcc   float64 `json:"TestAcc"`   // test accuracy after the epoch of the weights returned: the moving average when Config.EMA is set
 	LR        float64 `json:"LR"`        // learning rate at the epoch's last step
+	// RawTestAcc is, when Config.EMA is set, the test accuracy of the last
+	// step's weights.
+	RawTestAcc float64 `json:"RawTestAcc,omitempty"`
 }
 
 // Result is a trained network with its training history.
 type Result struct {
-	Net     *nn.Sequential
+	Net     *nn.Sequential // with the averaged weights when Config.EMA is set
 	Meta    modelfile.Meta
 	History []EpochStats
-	Elapsed time.Duration // training time of this run (not of earlier, resumed runs)
+	// Segments are the runs that trained the network: one, or more when
+	// training resumed from a checkpoint.
+	Segments []Segment
+	Elapsed  time.Duration // training time of all segments
 }
 
+// Segment is one uninterrupted run of training: when it started, which
+// epochs it trained, how long it took and on what machine.
+type Segment struct {
+	Started     time.Time
+	FirstEpoch  int // 1-based, inclusive
+	LastEpoch   int
+	WallSeconds float64
+	Machine     string // GOOS/GOARCH, CPU model, threads
+}
+
+// Interrupted is the error of a run stopped by its context. Checkpoint,
+// when not empty, holds the Epoch completed epochs of Epochs.
+type Interrupted struct {
+	Checkpoint    string
+	Epoch, Epochs int
+	Err           error
+}
+
+func (e *Interrupted) Error() string {
+	if e.Checkpoint == "" || e.Epoch == 0 {
+		return fmt.Sprintf("training stopped (%v) before any checkpoint was written", e.Err)
+	}
+	return fmt.Sprintf("training stopped (%v); checkpoint %s keeps epoch %d of %d", e.Err, e.Checkpoint, e.Epoch, e.Epochs)
+}
+
+func (e *Interrupted) Unwrap() error { return e.Err }
+
 // Run trains a network on data according to cfg. It stops early, returning
-// ctx's error, when ctx is cancelled; the last checkpoint then holds the
-// last completed epoch.
+// an *Interrupted wrapping ctx's error, when ctx is cancelled; the last
+// checkpoint then holds the last completed epoch.
 func Run(ctx context.Context, cfg Config, data *idx.Dataset) (*Result, error) {
 	cfg.defaults()
 	a, err := arch.LookupArch(cfg.Arch)
@@ -111,6 +152,9 @@ func Run(ctx context.Context, cfg Config, data *idx.Dataset) (*Result, error) {
 	}
 	if cfg.Epochs < 1 {
 		return nil, fmt.Errorf("epochs must be at least 1, got %d", cfg.Epochs)
+	}
+	if cfg.EMA < 0 || cfg.EMA >= 1 {
+		return nil, fmt.Errorf("EMA decay must be in [0, 1), got %v", cfg.EMA)
 	}
 	trainSet, testSet := limit(data.Train, cfg.TrainLimit), limit(data.Test, cfg.TestLimit)
 	if trainSet.Images.N < cfg.BatchSize {
@@ -141,6 +185,14 @@ func Run(ctx context.Context, cfg Config, data *idx.Dataset) (*Result, error) {
 	default:
 		return nil, fmt.Errorf("unknown optimizer %q (want sgd or adamw)", cfg.Optimizer)
 	}
+	var ema *optim.EMA
+	evalNet := net
+	if cfg.EMA > 0 {
+		ema = optim.NewEMA(cfg.EMA)
+		// A second network holds the average for evaluation; its own
+		// generator keeps the training network's initialisation unchanged.
+		evalNet = a.Build(rand.New(rand.NewPCG(cfg.Seed, 0xe3a)), len(modelfile.FashionClasses))
+	}
 	stepsPerEpoch := trainSet.Images.N / cfg.BatchSize
 	var sched optim.Schedule
 	switch total := cfg.Epochs * stepsPerEpoch; cfg.Schedule {
@@ -155,17 +207,24 @@ func Run(ctx context.Context, cfg Config, data *idx.Dataset) (*Result, error) {
 		Command: cfg.Command, Seed: cfg.Seed, Epochs: cfg.Epochs}
 	info := modelfile.Info{Mean: meta.Mean, Std: meta.Std}
 
-	res := &Result{Net: net, Meta: meta}
+	res := &Result{Net: evalNet, Meta: meta}
 	start := 0
+	var earlier time.Duration
 	if cfg.Checkpoint != "" {
-		start, res.History, err = resume(cfg.Checkpoint, cfg, params, opt)
+		var ck *checkpoint
+		ck, err = resume(cfg.Checkpoint, cfg, params, opt, ema)
 		if err != nil {
 			return nil, err
 		}
-		if start > 0 {
-			progressf(cfg.Log, "resuming from %s after epoch %d of %d\n", cfg.Checkpoint, start, cfg.Epochs)
+		if ck != nil {
+			start, res.History, res.Segments = ck.epoch, ck.history, ck.segments
+			for _, sg := range ck.segments {
+				earlier += time.Duration(sg.WallSeconds * float64(time.Second))
+			}
+			progressf(cfg.Log, "resuming from %s after epoch %d of %d (%s of training so far)\n", cfg.Checkpoint, start, cfg.Epochs, earlier.Round(time.Second))
 		}
 	}
+	seg := Segment{Started: time.Now().UTC(), FirstEpoch: start + 1, Machine: machine()}
 
 	ce := &nn.CrossEntropy{Smoothing: cfg.Smoothing, Sets: cfg.LabelSets}
 	bs := cfg.BatchSize
@@ -184,7 +243,14 @@ func Run(ctx context.Context, cfg Config, data *idx.Dataset) (*Result, error) {
 		t0 := time.Now()
 		for step := range stepsPerEpoch {
 			if err := ctx.Err(); err != nil {
-				return nil, err
+				if bar != nil {
+					bar.Exit()
+				}
+				ir := &Interrupted{Epoch: epoch, Epochs: cfg.Epochs, Err: err}
+				if epoch > 0 {
+					ir.Checkpoint = cfg.Checkpoint
+				}
+				return nil, ir
 			}
 			for i := range bs {
 				j := perm[step*bs+i]
@@ -199,6 +265,9 @@ func Run(ctx context.Context, cfg Config, data *idx.Dataset) (*Result, error) {
 			}
 			net.Backward(grad)
 			opt.Step(params, sched.LR(epoch*stepsPerEpoch+step))
+			if ema != nil {
+				ema.Update(params)
+			}
 			lossSum += loss * float64(bs)
 			correct += ok
 			seen += bs
@@ -211,26 +280,54 @@ func Run(ctx context.Context, cfg Config, data *idx.Dataset) (*Result, error) {
 		if bar != nil {
 			bar.Finish()
 		}
-		testConf := Evaluate(func(x []float32, n int) []float32 {
-			return net.Forward(&nn.Tensor{N: n, H: side, W: side, C: 1, Data: x}, false).Data
-		}, info, testSet, meta.Classes)
-		rep := testConf.Report()
+		trainTime := time.Since(t0)
+		accuracy := func(n *nn.Sequential) float64 {
+			return Evaluate(func(x []float32, k int) []float32 {
+				return n.Forward(&nn.Tensor{N: k, H: side, W: side, C: 1, Data: x}, false).Data
+			}, info, testSet, meta.Classes).Report().Accuracy
+		}
 		ep := EpochStats{Epoch: epoch + 1, TrainLoss: lossSum / float64(seen), TrainAcc: float64(correct) / float64(seen),
-			TestAcc: rep.Accuracy, LR: float64(sched.LR((epoch+1)*stepsPerEpoch - 1))}
+			TestAcc: accuracy(net), LR: float64(sched.LR((epoch+1)*stepsPerEpoch - 1))}
+		emaNote := ""
+		if ema != nil {
+			ema.CopyTo(evalNet.Params())
+			ep.RawTestAcc, ep.TestAcc = ep.TestAcc, accuracy(evalNet)
+			emaNote = fmt.Sprintf(" (last step's weights %.4f)", ep.RawTestAcc)
+		}
 		res.History = append(res.History, ep)
-		progressf(cfg.Log, "epoch %d/%d: train loss %.4f, train acc %.4f, test acc %.4f (%d images), %.0f img/s, %s\n",
-			epoch+1, cfg.Epochs, ep.TrainLoss, ep.TrainAcc, ep.TestAcc, rep.N, float64(seen)/time.Since(t0).Seconds(), time.Since(t0).Round(time.Second))
+		progressf(cfg.Log, "epoch %d/%d: train loss %.4f, train acc %.4f, test acc %.4f%s (%d images), %.0f img/s, %s\n",
+			epoch+1, cfg.Epochs, ep.TrainLoss, ep.TrainAcc, ep.TestAcc, emaNote, testSet.Images.N, float64(seen)/trainTime.Seconds(), trainTime.Round(time.Second))
+		seg.LastEpoch, seg.WallSeconds = epoch+1, time.Since(began).Seconds()
 		if cfg.Checkpoint != "" {
-			if err := saveCheckpoint(cfg.Checkpoint, net, meta, opt, params, res.History); err != nil {
+			ck := &checkpoint{epoch: epoch + 1, history: res.History, segments: append(slices.Clip(res.Segments), seg)}
+			if err := saveCheckpoint(cfg.Checkpoint, cfg, net, meta, opt, ema, params, ck); err != nil {
 				return nil, err
 			}
 		}
 	}
-	res.Elapsed = time.Since(began)
+	seg.LastEpoch, seg.WallSeconds = cfg.Epochs, time.Since(began).Seconds()
+	res.Segments = append(res.Segments, seg)
+	res.Elapsed = earlier + time.Since(began)
 	if n := len(res.History); n > 0 {
 		res.Meta.TestAccuracy = res.History[n-1].TestAcc
 	}
 	return res, nil
+}
+
+// machine describes the computer training runs on, for the record of
+// segments: OS, architecture, CPU model and thread count.
+func machine() string {
+	cpu := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				cpu = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s/%s, %s, %d threads, host %s", runtime.GOOS, runtime.GOARCH, cpu, runtime.GOMAXPROCS(0), host)
 }
 
 // Evaluate runs forward (which maps n normalised images to n×classes
@@ -284,52 +381,121 @@ func progressf(w io.Writer, format string, args ...any) {
 	}
 }
 
-// Checkpoints are model files with three extra kinds of content: the
-// optimiser's slots as tensors named "optim/…", and the completed epoch and
-// training history in the metadata.
-const optimPrefix = "optim/"
+// Checkpoints are model files with extra content: the optimiser's slots
+// as tensors named "optim/…", the weight average's as "ema/…", and in the
+// metadata the completed epoch, the history, the segments so far and the
+// recipe, so that a resumed run can refuse a changed one.
+const (
+	optimPrefix = "optim/"
+	emaPrefix   = "ema/"
+)
 
-func saveCheckpoint(path string, net *nn.Sequential, meta modelfile.Meta, opt optim.Optimizer, params []*nn.Param, hist []EpochStats) error {
+// checkpoint is the training state beside the weights.
+type checkpoint struct {
+	epoch    int
+	history  []EpochStats
+	segments []Segment
+}
+
+// recipe is what must not change between the segments of one run, with
+// the flag of `fashion train` that sets each field.
+type recipe struct {
+	Arch        string  `flag:"arch"`
+	Epochs      int     `flag:"epochs"`
+	BatchSize   int     `flag:"batch"`
+	LR          float32 `flag:"lr"`
+	Optimizer   string  `flag:"opt"`
+	Schedule    string  `flag:"schedule"`
+	WeightDecay float32 `flag:"wd"`
+	Smoothing   float32 `flag:"smoothing"`
+	Pad         int     `flag:"pad"`
+	Flip        bool    `flag:"flip"`
+	EraseProb   float64 `flag:"erase"`
+	EMA         float32 `flag:"ema"`
+	Seed        uint64  `flag:"seed"`
+	TrainLimit  int     `flag:"train-limit"`
+}
+
+func recipeOf(c Config) recipe {
+	sched := c.Schedule
+	if sched == "" {
+		sched = "onecycle"
+	}
+	return recipe{c.Arch, c.Epochs, c.BatchSize, c.LR, c.Optimizer, sched, c.WeightDecay, c.Smoothing,
+		c.Augment.Pad, c.Augment.Flip, c.Augment.EraseProb, c.EMA, c.Seed, c.TrainLimit}
+}
+
+// differences lists the fields in which want differs from got as
+// "-flag was X, now Y".
+func (got recipe) differences(want recipe) []string {
+	var out []string
+	g, w := reflect.ValueOf(got), reflect.ValueOf(want)
+	for i := range g.NumField() {
+		if a, b := fmt.Sprint(g.Field(i)), fmt.Sprint(w.Field(i)); a != b {
+			out = append(out, fmt.Sprintf("-%s was %s, now %s", g.Type().Field(i).Tag.Get("flag"), a, b))
+		}
+	}
+	return out
+}
+
+func saveCheckpoint(path string, cfg Config, net *nn.Sequential, meta modelfile.Meta, opt optim.Optimizer, ema *optim.EMA, params []*nn.Param, ck *checkpoint) error {
 	f := modelfile.Encode(net, meta)
 	for name, v := range opt.State(params) {
 		f.Tensors = append(f.Tensors, safetensors.Tensor{Name: optimPrefix + name, Shape: []int{len(v)}, Data: v})
 	}
-	h, err := json.Marshal(hist)
-	if err != nil {
-		return err
+	if ema != nil {
+		for name, v := range ema.State(params) {
+			f.Tensors = append(f.Tensors, safetensors.Tensor{Name: emaPrefix + name, Shape: []int{len(v)}, Data: v})
+		}
 	}
-	f.Metadata["checkpoint_epoch"] = strconv.Itoa(len(hist))
-	f.Metadata["history"] = string(h)
+	for key, v := range map[string]any{"history": ck.history, "segments": ck.segments, "recipe": recipeOf(cfg)} {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		f.Metadata[key] = string(b)
+	}
+	f.Metadata["checkpoint_epoch"] = strconv.Itoa(ck.epoch)
 	if err := safetensors.WriteFile(path, f); err != nil {
 		return fmt.Errorf("writing checkpoint: %w", err)
 	}
 	return nil
 }
 
-// resume restores params and the optimiser from the checkpoint at path and
-// returns the number of completed epochs; a missing file means a fresh
-// start.
-func resume(path string, cfg Config, params []*nn.Param, opt optim.Optimizer) (int, []EpochStats, error) {
+// resume restores params, the optimiser and the average from the
+// checkpoint at path; a missing file means a fresh start (nil, nil).
+func resume(path string, cfg Config, params []*nn.Param, opt optim.Optimizer, ema *optim.EMA) (*checkpoint, error) {
 	f, err := safetensors.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return 0, nil, nil
+		return nil, nil
 	}
 	if err != nil {
-		return 0, nil, fmt.Errorf("checkpoint: %w (delete it to start afresh)", err)
+		return nil, fmt.Errorf("checkpoint: %w (delete it to start afresh)", err)
 	}
-	if f.Metadata["arch"] != cfg.Arch {
-		return 0, nil, fmt.Errorf("checkpoint %s is for architecture %q, not %q", path, f.Metadata["arch"], cfg.Arch)
+	afresh := fmt.Sprintf("resume with the flags it was made with, or delete %s (or name another -checkpoint) to start afresh", path)
+	if s, ok := f.Metadata["recipe"]; ok {
+		var was recipe
+		if err := json.Unmarshal([]byte(s), &was); err != nil {
+			return nil, fmt.Errorf("checkpoint %s: bad recipe: %w", path, err)
+		}
+		if d := was.differences(recipeOf(cfg)); len(d) > 0 {
+			return nil, fmt.Errorf("checkpoint %s was made with another recipe (%s): %s", path, strings.Join(d, "; "), afresh)
+		}
+	} else if f.Metadata["arch"] != cfg.Arch || f.Metadata["seed"] != strconv.FormatUint(cfg.Seed, 10) || f.Metadata["epochs"] != strconv.Itoa(cfg.Epochs) {
+		// Checkpoints from before the recipe was recorded.
+		return nil, fmt.Errorf("checkpoint %s was made with -arch %s -seed %s -epochs %s: %s", path, f.Metadata["arch"], f.Metadata["seed"], f.Metadata["epochs"], afresh)
 	}
-	if f.Metadata["seed"] != strconv.FormatUint(cfg.Seed, 10) || f.Metadata["epochs"] != strconv.Itoa(cfg.Epochs) {
-		return 0, nil, fmt.Errorf("checkpoint %s was made with seed %s and %s epochs; resume with the same -seed and -epochs, or delete it", path, f.Metadata["seed"], f.Metadata["epochs"])
+	ck := &checkpoint{}
+	if ck.epoch, err = strconv.Atoi(f.Metadata["checkpoint_epoch"]); err != nil {
+		return nil, fmt.Errorf("checkpoint %s has no epoch count", path)
 	}
-	epoch, err := strconv.Atoi(f.Metadata["checkpoint_epoch"])
-	if err != nil {
-		return 0, nil, fmt.Errorf("checkpoint %s has no epoch count", path)
+	if err := json.Unmarshal([]byte(f.Metadata["history"]), &ck.history); err != nil {
+		return nil, fmt.Errorf("checkpoint %s: bad history: %w", path, err)
 	}
-	var hist []EpochStats
-	if err := json.Unmarshal([]byte(f.Metadata["history"]), &hist); err != nil {
-		return 0, nil, fmt.Errorf("checkpoint %s: bad history: %w", path, err)
+	if s, ok := f.Metadata["segments"]; ok {
+		if err := json.Unmarshal([]byte(s), &ck.segments); err != nil {
+			return nil, fmt.Errorf("checkpoint %s: bad segments: %w", path, err)
+		}
 	}
 	restore := func(name string, dst []float32) error {
 		t, ok := f.Lookup(name)
@@ -341,12 +507,12 @@ func resume(path string, cfg Config, params []*nn.Param, opt optim.Optimizer) (i
 	}
 	for _, p := range params {
 		if err := restore(p.Name, p.Value); err != nil {
-			return 0, nil, err
+			return nil, err
 		}
 	}
 	for name, slot := range opt.State(params) {
 		if err := restore(optimPrefix+name, slot); err != nil {
-			return 0, nil, err
+			return nil, err
 		}
 	}
 	if a, ok := opt.(*optim.AdamW); ok {
@@ -354,5 +520,15 @@ func resume(path string, cfg Config, params []*nn.Param, opt optim.Optimizer) (i
 			a.SetStep(int(t.Data[0]))
 		}
 	}
-	return epoch, hist, nil
+	if ema != nil {
+		for name, slot := range ema.State(params) {
+			if err := restore(emaPrefix+name, slot); err != nil {
+				return nil, err
+			}
+		}
+		if t, ok := f.Lookup(emaPrefix + "ema.steps"); ok && len(t.Data) == 1 {
+			ema.SetSteps(int(t.Data[0]))
+		}
+	}
+	return ck, nil
 }
