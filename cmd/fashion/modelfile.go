@@ -16,14 +16,16 @@ type modelFlags struct {
 	path      string
 	mean, std float64
 	classes   string
+	tta       bool
 }
 
-// addModelFlags registers -model, -mean, -std and -classes on fs.
+// addModelFlags registers -model, -mean, -std, -classes and -tta on fs.
 func addModelFlags(fs *flag.FlagSet) *modelFlags {
 	m := &modelFlags{}
 	fs.StringVar(&m.path, "model", "", "model `file`: ours (safetensors) or ONNX, told apart by content (default: $WEIGHT_PATH, else the model embedded in the binary)")
 	fs.Float64Var(&m.mean, "mean", 0, "ONNX models: input normalisation mean on pixel/255 (default: the model's sidecar JSON, else 0.2860)")
 	fs.Float64Var(&m.std, "std", 0, "ONNX models: input normalisation std on pixel/255 (default: the sidecar, else 0.3530)")
+	fs.BoolVar(&m.tta, "tta", false, "flip test-time augmentation: average each image's answer with its mirror image's (twice the computation)")
 	fs.StringVar(&m.classes, "classes", "", "ONNX models: comma-separated class names in class-id order (default: the sidecar, else Fashion-MNIST's)")
 	return m
 }
@@ -38,8 +40,9 @@ func (m *modelFlags) modelPath() string {
 }
 
 // open loads the chosen model through predictor.Open, the one opener of
-// every command. The ONNX flags are refused for our own model files, which
-// carry their normalisation and classes.
+// every command, wrapped in predictor.FlipTTA under -tta. The ONNX flags
+// are refused for our own model files, which carry their normalisation and
+// classes.
 func (m *modelFlags) open(ctx context.Context) (predictor.Predictor, error) {
 	var opts predictor.Options
 	if m.classes != "" {
@@ -52,5 +55,9 @@ func (m *modelFlags) open(ctx context.Context) (predictor.Predictor, error) {
 	if m.std < 0 {
 		return nil, fmt.Errorf("-std must be positive, got %v", m.std)
 	}
-	return predictor.Open(ctx, m.modelPath(), opts)
+	p, err := predictor.Open(ctx, m.modelPath(), opts)
+	if err != nil || !m.tta {
+		return p, err
+	}
+	return predictor.FlipTTA(p), nil
 }

@@ -2,13 +2,17 @@ package train
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/fashion-classifier/fashion/internal/datatest"
 	"github.com/fashion-classifier/fashion/internal/idx"
+	"github.com/fashion-classifier/fashion/internal/modelfile"
 	"github.com/fashion-classifier/fashion/internal/nn"
 )
 
@@ -116,11 +120,104 @@ func TestResumeAfterInterruption(t *testing.T) {
 		t.Errorf("resumed weights differ from an unbroken run by %.3g of their norm", diff/norm)
 	}
 
-	wrong := cfg
-	wrong.Checkpoint = ckpt
-	wrong.Seed = 4
-	if _, err := Run(context.Background(), wrong, d); err == nil {
-		t.Error("resuming with another seed was accepted")
+	for _, tc := range []struct {
+		flag   string
+		change func(*Config)
+	}{
+		{"-seed", func(c *Config) { c.Seed = 4 }},
+		{"-lr", func(c *Config) { c.LR = 0.05 }},
+		{"-arch", func(c *Config) { c.Arch = "resnet20" }},
+		{"-erase", func(c *Config) { c.Augment.EraseProb = 0.5 }},
+	} {
+		wrong := cfg
+		wrong.Checkpoint = ckpt
+		tc.change(&wrong)
+		_, err := Run(context.Background(), wrong, d)
+		if err == nil {
+			t.Errorf("resuming with another %s was accepted", tc.flag)
+			continue
+		}
+		// The message names the flag and how to get going again.
+		if msg := err.Error(); !strings.Contains(msg, tc.flag+" was ") || !strings.Contains(msg, "delete") {
+			t.Errorf("changed %s: unhelpful error %q", tc.flag, msg)
+		}
+	}
+}
+
+// TestInterruptedRunSaysWhatWasKept checks the error of a cancelled run
+// and that the training time of a resumed run counts every segment.
+func TestInterruptedRunSaysWhatWasKept(t *testing.T) {
+	d := tiny(256)
+	ckpt := filepath.Join(t.TempDir(), "run.ckpt")
+	cfg := Config{Arch: "vgg", Epochs: 2, BatchSize: 64, Seed: 3, Checkpoint: ckpt}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := Run(ctx, cfg, d)
+	var stopped *Interrupted
+	if !errors.As(err, &stopped) || !errors.Is(err, context.Canceled) || stopped.Checkpoint != "" {
+		t.Fatalf("run cancelled before the first epoch: got %v, want an Interrupted with no checkpoint", err)
+	}
+
+	ctx, cancel = context.WithCancel(context.Background())
+	first := cfg
+	first.Log = cancelAfterEpochs(cancel, 1)
+	_, err = Run(ctx, first, d)
+	if !errors.As(err, &stopped) || stopped.Checkpoint != ckpt || stopped.Epoch != 1 || stopped.Epochs != 2 {
+		t.Fatalf("run cancelled after epoch 1: got %#v", err)
+	}
+	if !strings.Contains(err.Error(), ckpt) || !strings.Contains(err.Error(), "epoch 1 of 2") {
+		t.Errorf("message %q does not say which checkpoint keeps what", err)
+	}
+	res, err := Run(context.Background(), cfg, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Segments) != 2 || res.Segments[0].LastEpoch != 1 || res.Segments[1].FirstEpoch != 2 {
+		t.Fatalf("segments %+v, want epochs 1–1 and 2–2", res.Segments)
+	}
+	sum := time.Duration((res.Segments[0].WallSeconds + res.Segments[1].WallSeconds) * float64(time.Second))
+	if d := res.Elapsed - sum; d < -time.Millisecond || d > time.Millisecond || res.Segments[0].WallSeconds <= 0 {
+		t.Errorf("training time %v, want the sum of both segments %v", res.Elapsed, sum)
+	}
+}
+
+// TestArchitecturesAndEMALearn trains each architecture briefly on the
+// synthetic data, with the weight average on, and checks that the
+// returned (averaged) network learned: far above the 10% of guessing.
+func TestArchitecturesAndEMALearn(t *testing.T) {
+	for _, tc := range []struct {
+		arch   string
+		epochs int
+		lr     float32
+	}{
+		{"resnet20", 3, 0.1},
+		{"mobilenetv3-small-28", 3, 0.1},
+	} {
+		t.Run(tc.arch, func(t *testing.T) {
+			d := tiny(384)
+			res, err := Run(context.Background(), Config{Arch: tc.arch, Epochs: tc.epochs, BatchSize: 32, LR: tc.lr, Seed: 5, EMA: 0.9}, d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := res.History
+			for _, e := range h {
+				t.Logf("epoch %d: loss %.4f train %.4f test %.4f (last step %.4f)", e.Epoch, e.TrainLoss, e.TrainAcc, e.TestAcc, e.RawTestAcc)
+			}
+			if acc := res.Meta.TestAccuracy; acc < 0.6 {
+				t.Errorf("averaged weights reach %.3f on the synthetic test set, want ≥ 0.6", acc)
+			}
+			if h[len(h)-1].TrainLoss >= h[0].TrainLoss {
+				t.Errorf("training loss did not fall: %v → %v", h[0].TrainLoss, h[len(h)-1].TrainLoss)
+			}
+			// The returned network is the average, not the last step.
+			got := Evaluate(func(x []float32, n int) []float32 {
+				return res.Net.Forward(&nn.Tensor{N: n, H: 28, W: 28, C: 1, Data: x}, false).Data
+			}, modelfile.Info{Mean: res.Meta.Mean, Std: res.Meta.Std}, d.Test, res.Meta.Classes).Report().Accuracy
+			if got != res.Meta.TestAccuracy {
+				t.Errorf("returned network scores %.4f, the recorded accuracy is %.4f", got, res.Meta.TestAccuracy)
+			}
+		})
 	}
 }
 
