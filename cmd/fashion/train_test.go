@@ -1,0 +1,128 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/fashion-classifier/fashion/internal/idx"
+)
+
+func trainData(t *testing.T) string {
+	t.Helper()
+	dir, err := idx.FindDir("", os.Getenv)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal(err)
+		}
+		t.Skipf("no dataset: %v", err)
+	}
+	return dir
+}
+
+// TestFastRecipeLearns is the CI smoke test of `-recipe fast`: the recipe
+// (shortened to two epochs of a subset) must learn, and the written model
+// must evaluate, with and without -tta, near the accuracy it recorded.
+// Nothing about time is asserted.
+func TestFastRecipeLearns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains for a minute or so; run without -short")
+	}
+	data := trainData(t)
+	out := filepath.Join(t.TempDir(), "fast.safetensors")
+	var stdout, stderr bytes.Buffer
+	args := []string{"train", "-recipe", "fast", "-data", data, "-epochs", "2", "-train-limit", "6144", "-test-limit", "1000", "-quiet", "-out", out}
+	if code := run(context.Background(), args, &stdout, &stderr); code != 0 {
+		t.Fatalf("train exited %d: %s", code, stderr.String())
+	}
+	t.Log(stderr.String())
+	if !strings.Contains(stderr.String(), "on 6144 images") {
+		t.Errorf("header does not give the limited image count: %q", stderr.String())
+	}
+	for _, tta := range []bool{false, true} {
+		args := []string{"eval", "-data", data, "-model", out, "-limit", "1000", "-json"}
+		if tta {
+			args = append(args, "-tta")
+		}
+		stdout.Reset()
+		if code := run(context.Background(), args, &stdout, &stderr); code != 0 {
+			t.Fatalf("eval exited %d: %s", code, stderr.String())
+		}
+		var rep struct {
+			Accuracy float64 `json:"accuracy"`
+		}
+		if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("tta %v: accuracy %.4f", tta, rep.Accuracy)
+		if rep.Accuracy < 0.75 {
+			t.Errorf("fast recipe on 6,144 images for 2 epochs (tta %v): test accuracy %.4f, want ≥ 0.75", tta, rep.Accuracy)
+		}
+	}
+}
+
+// cancelOnLine cancels a context when a line starting with prefix is
+// written, standing in for Ctrl-C at the end of an epoch.
+type cancelOnLine struct {
+	mu     sync.Mutex
+	buf    bytes.Buffer
+	prefix string
+	cancel func()
+}
+
+func (c *cancelOnLine) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if bytes.HasPrefix(p, []byte(c.prefix)) {
+		c.cancel()
+	}
+	return c.buf.Write(p)
+}
+
+// TestTrainInterruptAndResume walks through issue 15's complaints: Ctrl-C
+// says the checkpoint was kept and how to resume, a changed -lr or -arch is
+// refused naming the flag, and the finished run's training time and
+// segments cover both runs.
+func TestTrainInterruptAndResume(t *testing.T) {
+	data := trainData(t)
+	out := filepath.Join(t.TempDir(), "m.safetensors")
+	args := []string{"train", "-data", data, "-epochs", "2", "-batch", "64", "-train-limit", "256", "-test-limit", "100", "-quiet", "-out", out}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stderr := &cancelOnLine{prefix: "epoch 1/2:", cancel: cancel}
+	var stdout bytes.Buffer
+	if code := run(ctx, args, &stdout, stderr); code == 0 {
+		t.Fatal("interrupted training exited 0")
+	}
+	msg := stderr.buf.String()
+	for _, want := range []string{"on 256 images", "checkpoint " + out + ".ckpt keeps epoch 1 of 2", "to resume, run the same command again: fashion train -data"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("output lacks %q:\n%s", want, msg)
+		}
+	}
+	for _, change := range [][]string{{"-lr", "0.05"}, {"-arch", "resnet20"}} {
+		var e bytes.Buffer
+		if code := run(context.Background(), append(append([]string{}, args...), change...), &stdout, &e); code == 0 {
+			t.Errorf("resume with %v accepted", change)
+		} else if !strings.Contains(e.String(), change[0]+" was ") || !strings.Contains(e.String(), "delete") {
+			t.Errorf("resume with %v: unhelpful error %q", change, e.String())
+		}
+	}
+	stdout.Reset()
+	var e bytes.Buffer
+	if code := run(context.Background(), args, &stdout, &e); code != 0 {
+		t.Fatalf("resume exited %d: %s", code, e.String())
+	}
+	if s := stdout.String(); !strings.Contains(s, "training time") || !strings.Contains(s, "epochs 1–1: started") || !strings.Contains(s, "epochs 2–2: started") {
+		t.Errorf("finished output does not list both segments:\n%s", s)
+	}
+	if _, err := os.Stat(out + ".ckpt"); !os.IsNotExist(err) {
+		t.Errorf("checkpoint left behind after the finished run: %v", err)
+	}
+}
