@@ -191,7 +191,7 @@ func Run(ctx context.Context, cfg Config, data *idx.Dataset) (*Result, error) {
 		ema = optim.NewEMA(cfg.EMA)
 		// A second network holds the average for evaluation; its own
 		// generator keeps the training network's initialisation unchanged.
-		evalNet = a.Build(rand.New(rand.NewPCG(cfg.Seed, 0xe3a)), len(modelfile.FashionClasses))
+		evalNet = a.Build(rand.New(rand.NewPCG(cfg.Seed, 0xe3a)), len(classes))
 	}
 	stepsPerEpoch := trainSet.Images.N / cfg.BatchSize
 	var sched optim.Schedule
