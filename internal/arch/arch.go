@@ -26,13 +26,13 @@ func Archs() map[string]Arch {
 			func(rng *rand.Rand, classes int) *nn.Sequential { return VGG(rng, 32, classes) }},
 		"vgg64": {"vgg64", "the same VGG-style CNN at width 64 (≈1.15M parameters)",
 			func(rng *rand.Rand, classes int) *nn.Sequential { return VGG(rng, 64, classes) }},
-		"resnet20": {"resnet20", "ResNet-20 (He et al. 2016, CIFAR layout) at widths 16-32-64 on 28×28 input (≈272k parameters, ≈66 MFLOP/image)",
+		"resnet20": {"resnet20", "ResNet-20 (He et al. 2016, CIFAR layout) at widths 16-32-64 on 28×28 input (272k parameters, ≈62 MFLOP/image)",
 			func(rng *rand.Rand, classes int) *nn.Sequential { return ResNet(rng, 3, 16, classes) }},
-		"resnet20x2": {"resnet20x2", "ResNet-20 at twice the width, 32-64-128 (≈1.1M parameters, ≈260 MFLOP/image)",
+		"resnet20x2": {"resnet20x2", "ResNet-20 at twice the width, 32-64-128 (1.08M parameters, ≈248 MFLOP/image)",
 			func(rng *rand.Rand, classes int) *nn.Sequential { return ResNet(rng, 3, 32, classes) }},
 		"mobilenetv3-small": {"mobilenetv3-small", "MobileNetV3-small (Howard et al. 2019), the replaced report's architecture, on 1-channel 28×28 input with the strides of 224×224 input",
 			func(rng *rand.Rand, classes int) *nn.Sequential { return MobileNetV3Small(rng, classes, Strides224) }},
-		"mobilenetv3-small-28": {"mobilenetv3-small-28", "MobileNetV3-small with strides adapted to 28×28: feature maps 28-28-14-7-7 instead of 14-7-4-2-1",
+		"mobilenetv3-small-28": {"mobilenetv3-small-28", "MobileNetV3-small with strides adapted to 28×28 (maps 28, 14, 7 instead of 14 down to 1×1; ≈52 MFLOP/image instead of ≈4)",
 			func(rng *rand.Rand, classes int) *nn.Sequential { return MobileNetV3Small(rng, classes, Strides28) }},
 	}
 }
