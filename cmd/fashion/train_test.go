@@ -26,7 +26,7 @@ func trainData(t *testing.T) string {
 }
 
 // TestFastRecipeLearns is the CI smoke test of `-recipe fast`: the recipe
-// (shortened to two epochs of a subset) must learn, and the written model
+// (shortened to three epochs of a sixth of the data) must learn, and the written model
 // must evaluate, with and without -tta, near the accuracy it recorded.
 // Nothing about time is asserted.
 func TestFastRecipeLearns(t *testing.T) {
@@ -36,12 +36,12 @@ func TestFastRecipeLearns(t *testing.T) {
 	data := trainData(t)
 	out := filepath.Join(t.TempDir(), "fast.safetensors")
 	var stdout, stderr bytes.Buffer
-	args := []string{"train", "-recipe", "fast", "-data", data, "-epochs", "2", "-train-limit", "6144", "-test-limit", "1000", "-quiet", "-out", out}
+	args := []string{"train", "-recipe", "fast", "-data", data, "-epochs", "3", "-train-limit", "10240", "-test-limit", "1000", "-quiet", "-out", out}
 	if code := run(context.Background(), args, &stdout, &stderr); code != 0 {
 		t.Fatalf("train exited %d: %s", code, stderr.String())
 	}
 	t.Log(stderr.String())
-	if !strings.Contains(stderr.String(), "on 6144 images") {
+	if !strings.Contains(stderr.String(), "on 10240 images") {
 		t.Errorf("header does not give the limited image count: %q", stderr.String())
 	}
 	for _, tta := range []bool{false, true} {
@@ -61,7 +61,7 @@ func TestFastRecipeLearns(t *testing.T) {
 		}
 		t.Logf("tta %v: accuracy %.4f", tta, rep.Accuracy)
 		if rep.Accuracy < 0.75 {
-			t.Errorf("fast recipe on 6,144 images for 2 epochs (tta %v): test accuracy %.4f, want ≥ 0.75", tta, rep.Accuracy)
+			t.Errorf("fast recipe on 10,240 images for 3 epochs (tta %v): test accuracy %.4f, want ≥ 0.75", tta, rep.Accuracy)
 		}
 	}
 }
