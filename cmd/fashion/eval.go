@@ -17,7 +17,7 @@ import (
 
 func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("eval", stderr)
-	models := addModelFlags(fs)
+	models := addModelFlags(fs).addTTAFlag(fs)
 	dataFlag := fs.String("data", "", "Fashion-MNIST directory (default: $FASHION_DATA, ./data/fashion-mnist, /usr/share/datasets/fashion-mnist)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	confusion := fs.String("confusion", "", "also write the confusion matrix as a PNG to this file")

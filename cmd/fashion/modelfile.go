@@ -19,14 +19,20 @@ type modelFlags struct {
 	tta       bool
 }
 
-// addModelFlags registers -model, -mean, -std, -classes and -tta on fs.
+// addModelFlags registers -model, -mean, -std and -classes on fs.
 func addModelFlags(fs *flag.FlagSet) *modelFlags {
 	m := &modelFlags{}
 	fs.StringVar(&m.path, "model", "", "model `file`: ours (safetensors) or ONNX, told apart by content (default: $WEIGHT_PATH, else the model embedded in the binary)")
 	fs.Float64Var(&m.mean, "mean", 0, "ONNX models: input normalisation mean on pixel/255 (default: the model's sidecar JSON, else 0.2860)")
 	fs.Float64Var(&m.std, "std", 0, "ONNX models: input normalisation std on pixel/255 (default: the sidecar, else 0.3530)")
-	fs.BoolVar(&m.tta, "tta", false, "flip test-time augmentation: average each image's answer with its mirror image's (twice the computation)")
 	fs.StringVar(&m.classes, "classes", "", "ONNX models: comma-separated class names in class-id order (default: the sidecar, else Fashion-MNIST's)")
+	return m
+}
+
+// addTTAFlag registers -tta, for the commands that classify (eval,
+// predict, serve).
+func (m *modelFlags) addTTAFlag(fs *flag.FlagSet) *modelFlags {
+	fs.BoolVar(&m.tta, "tta", false, "flip test-time augmentation: average each image's answer with its mirror image's (twice the computation)")
 	return m
 }
 

@@ -55,7 +55,7 @@ var imageExts = []string{".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp"}
 
 func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("predict", stderr)
-	models := addModelFlags(fs)
+	models := addModelFlags(fs).addTTAFlag(fs)
 	top := fs.Int("top", 3, "how many classes to list per image: 1 to the model's number of classes")
 	asJSON := fs.Bool("json", false, "print JSON lines instead of a table")
 	asCSV := fs.Bool("csv", false, "print CSV (file,rank,label,class_id,probability,in_distribution,error; one row per listed class) instead of a table")

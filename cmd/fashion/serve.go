@@ -60,7 +60,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var (
 		cidrs          prefixList
 		hosts, origins stringList
-		models         = addModelFlags(fs)
+		models         = addModelFlags(fs).addTTAFlag(fs)
 		logFormat      = fs.String("log-format", "text", "log format: text or json")
 		logLevel       = fs.String("log-level", "info", "log level: debug, info, warn or error")
 	)
