@@ -40,7 +40,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -48,6 +47,7 @@ import (
 
 	"golang.org/x/sys/cpu"
 
+	"github.com/fashion-classifier/fashion/bench/load/loadgen"
 	"github.com/fashion-classifier/fashion/internal/blas"
 	"github.com/fashion-classifier/fashion/internal/modelfile"
 	"github.com/fashion-classifier/fashion/internal/onnx"
@@ -223,7 +223,7 @@ func run() error {
 	out := make(map[string]float64)
 	flops := float64(flopsPerImage(onnxModel))
 	for _, c := range contenders {
-		b1, b256 := median(results[c.name][1]), median(results[c.name][256])
+		b1, b256 := loadgen.Median(results[c.name][1]), loadgen.Median(results[c.name][256])
 		out[c.name+"_batch1_ms"] = round3(b1)
 		out[c.name+"_batch256_img_s"] = round3(b256)
 		fmt.Fprintf(tw, "median\t%s\t%.3f\t%.0f\t\n", c.name, b1, b256)
@@ -279,18 +279,6 @@ func figure(b, calls int, el time.Duration) float64 {
 
 func round3(v float64) float64 {
 	return float64(int64(v*1000+0.5)) / 1000
-}
-
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // ourMeasure measures one of our predictors on a random batch, warming it

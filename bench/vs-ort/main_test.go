@@ -6,22 +6,6 @@ import (
 	"time"
 )
 
-func TestMedian(t *testing.T) {
-	for _, tc := range []struct {
-		in   []float64
-		want float64
-	}{
-		{nil, 0},
-		{[]float64{3}, 3},
-		{[]float64{5, 1, 3}, 3},
-		{[]float64{4, 1, 3, 2}, 2.5},
-	} {
-		if got := median(tc.in); got != tc.want {
-			t.Errorf("median(%v) = %v, want %v", tc.in, got, tc.want)
-		}
-	}
-}
-
 func TestFigure(t *testing.T) {
 	if got := figure(1, 4, 2*time.Millisecond); got != 0.5 {
 		t.Errorf("batch 1: %v ms per call, want 0.5", got)

@@ -52,6 +52,16 @@ func (t *timing) add(w0 time.Time, c0 time.Duration) {
 	t.cpu += cpuTime() - c0
 }
 
+// perStep returns the mean wall milliseconds per step over steps steps and
+// the ratio of CPU time to wall time (0 when nothing was timed).
+func (t timing) perStep(steps int) (ms, cpuPerWall float64) {
+	ms = t.wall.Seconds() * 1e3 / float64(steps)
+	if t.wall == 0 {
+		return ms, 0
+	}
+	return ms, t.cpu.Seconds() / t.wall.Seconds()
+}
+
 func runTraining(archName string, batch, steps int) error {
 	if batch < 1 || steps < 1 {
 		return fmt.Errorf("batch (%d) and steps (%d) must be positive", batch, steps)
@@ -108,13 +118,7 @@ func runTraining(archName string, batch, steps int) error {
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "layer\ttype\tfwd ms\tfwd cpu/wall\tbwd ms\tbwd cpu/wall\t")
-	per := func(t timing) (float64, float64) {
-		ms := t.wall.Seconds() * 1e3 / float64(steps)
-		if t.wall == 0 {
-			return ms, 0
-		}
-		return ms, t.cpu.Seconds() / t.wall.Seconds()
-	}
+	per := func(t timing) (float64, float64) { return t.perStep(steps) }
 	for i, l := range layers {
 		fw, fr := per(fwd[i])
 		bw, br := per(bwd[i])
@@ -171,13 +175,7 @@ func runInference(archName string, batch, steps int) error {
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "step\ttype\tms\tcpu/wall\t")
-	per := func(t timing) (float64, float64) {
-		ms := t.wall.Seconds() * 1e3 / float64(steps)
-		if t.wall == 0 {
-			return ms, 0
-		}
-		return ms, t.cpu.Seconds() / t.wall.Seconds()
-	}
+	per := func(t timing) (float64, float64) { return t.perStep(steps) }
 	for i, t := range times {
 		ms, r := per(t)
 		fmt.Fprintf(tw, "%d\t%s\t%.2f\t%.2f\t\n", i, reflect.TypeOf(prog.Step(i)).Elem().Name(), ms, r)
