@@ -1,12 +1,7 @@
 package server
 
 import (
-	"bytes"
-	"encoding/binary"
 	"encoding/json"
-	"hash/crc32"
-	"image"
-	"image/png"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -19,22 +14,6 @@ import (
 	"github.com/fashion-classifier/fashion/internal/fetch"
 )
 
-// hugePNG is a valid 1×1 PNG whose header claims w×h pixels: enough for
-// the decoder's size check, which reads only the header.
-func hugePNG(t *testing.T, w, h uint32) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	if err := png.Encode(&buf, image.NewGray(image.Rect(0, 0, 1, 1))); err != nil {
-		t.Fatal(err)
-	}
-	b := buf.Bytes()
-	// Signature (8), IHDR length (4) and type (4), then width and height.
-	binary.BigEndian.PutUint32(b[16:], w)
-	binary.BigEndian.PutUint32(b[20:], h)
-	binary.BigEndian.PutUint32(b[29:], crc32.ChecksumIEEE(b[12:29]))
-	return b
-}
-
 // TestOpenAPIErrorExamplesAreRealMessages makes every documented error
 // example happen on a real server and checks the document quotes the
 // message the server actually writes, so users can search for what they
@@ -45,7 +24,7 @@ func TestOpenAPIErrorExamplesAreRealMessages(t *testing.T) {
 	images := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/huge.png":
-			w.Write(hugePNG(t, 10000, 10000))
+			w.Write(pngBomb(t, 10000, 10000))
 		case "/notes.txt":
 			w.Write([]byte("just text, not an image"))
 		case "/slow.png": // headers at once, then a body that never comes
