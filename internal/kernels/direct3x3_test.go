@@ -2,7 +2,6 @@ package kernels
 
 import (
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"runtime/debug"
 	"testing"
@@ -15,35 +14,14 @@ func TestConv3x3DirectMatchesReference(t *testing.T) {
 		src := randVec(rng, sh.n*sh.h*sh.w*sh.c)
 		wt := randVec(rng, 9*sh.c*sh.m)
 		bias := randVec(rng, sh.m)
-		for ai, a := range []Act{{}, ReLU, HardSwish} {
-			b := bias
-			if ai == 0 {
-				b = nil
-			}
-			want, mag := conv3x3Ref(src, wt, b, a, sh.n, sh.h, sh.w, sh.c, sh.m)
-			var ep *Epilogue
-			if b != nil || a.Kind != ActNone {
-				ep = NewEpilogue(b, a)
-			}
+		for _, tc := range conv3x3Cases(src, wt, bias, sh.n, sh.h, sh.w, sh.c, sh.m) {
 			for _, asm := range []bool{false, winoAsm} {
 				for _, workers := range []int{1, 3} {
-					name := fmt.Sprintf("%+v/act%d/asm=%v/workers=%d", sh, a.Kind, asm, workers)
-					dst := make([]float32, len(want)+2)
-					for i := range dst {
-						dst[i] = float32(math.NaN())
-					}
+					name := fmt.Sprintf("%+v/act%d/asm=%v/workers=%d", sh, tc.act.Kind, asm, workers)
+					dst := guardedOutput(len(tc.want), 2)
 					var s Scratch
-					conv3x3Direct(dst, src, sh.n, sh.h, sh.w, sh.c, sh.m, wt, ep, &s, workers, asm)
-					for i := range want {
-						if d := math.Abs(float64(dst[i]) - want[i]); !(d <= 2e-6*mag[i]) {
-							t.Fatalf("%s: out[%d] = %v, want %v", name, i, dst[i], want[i])
-						}
-					}
-					for i := len(want); i < len(dst); i++ {
-						if !math.IsNaN(float64(dst[i])) {
-							t.Fatalf("%s: wrote past the output, at %d", name, i)
-						}
-					}
+					conv3x3Direct(dst, src, sh.n, sh.h, sh.w, sh.c, sh.m, wt, tc.ep, &s, workers, asm)
+					checkGuarded(t, name, dst, tc.want, tc.mag, 2e-6)
 				}
 			}
 		}

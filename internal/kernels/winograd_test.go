@@ -45,6 +45,58 @@ func conv3x3Ref(src, wt, bias []float32, a Act, n, h, w, c, m int) (out, mag []f
 	return out, mag
 }
 
+// conv3x3Case is one expected output of the 3×3 convolution tests.
+type conv3x3Case struct {
+	act       Act
+	ep        *Epilogue // nil without bias and activation: kernels accept a nil epilogue
+	want, mag []float64 // conv3x3Ref's output and error scale
+}
+
+// conv3x3Cases returns the reference outputs with no epilogue (nil) and
+// with bias followed by each activation.
+func conv3x3Cases(src, wt, bias []float32, n, h, w, c, m int) []conv3x3Case {
+	var cs []conv3x3Case
+	for ai, a := range []Act{{}, ReLU, HardSwish} {
+		b := bias
+		if ai == 0 {
+			b = nil
+		}
+		want, mag := conv3x3Ref(src, wt, b, a, n, h, w, c, m)
+		var ep *Epilogue
+		if b != nil || a.Kind != ActNone {
+			ep = NewEpilogue(b, a)
+		}
+		cs = append(cs, conv3x3Case{act: a, ep: ep, want: want, mag: mag})
+	}
+	return cs
+}
+
+// guardedOutput returns n+extra NaNs: an output of n values followed by
+// guards that checkGuarded expects untouched.
+func guardedOutput(n, extra int) []float32 {
+	dst := make([]float32, n+extra)
+	for i := range dst {
+		dst[i] = float32(math.NaN())
+	}
+	return dst
+}
+
+// checkGuarded fails the test unless dst's first len(want) values are
+// within tol×mag of want and the guards after them are still NaN.
+func checkGuarded(t *testing.T, name string, dst []float32, want, mag []float64, tol float64) {
+	t.Helper()
+	for i := range want {
+		if d := math.Abs(float64(dst[i]) - want[i]); !(d <= tol*mag[i]) {
+			t.Fatalf("%s: out[%d] = %v, want %v (±%v)", name, i, dst[i], want[i], tol*mag[i])
+		}
+	}
+	for i := len(want); i < len(dst); i++ {
+		if !math.IsNaN(float64(dst[i])) {
+			t.Fatalf("%s: wrote past the output, at %d", name, i)
+		}
+	}
+}
+
 func TestWinograd3x3MatchesDirect(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	type shape struct{ n, h, w, c, m int }
@@ -52,7 +104,6 @@ func TestWinograd3x3MatchesDirect(t *testing.T) {
 		{1, 1, 1, 8, 8}, {1, 2, 3, 1, 1}, {2, 5, 7, 3, 5}, {1, 7, 7, 16, 40}, {3, 6, 4, 8, 16},
 		{2, 14, 14, 32, 64}, {1, 13, 9, 24, 8}, {1, 28, 28, 8, 32}, {5, 3, 3, 64, 128}, {1, 4, 5, 72, 96},
 	}
-	acts := []Act{{}, ReLU, HardSwish}
 	workerCounts := []int{1, 2, 3}
 	if testing.Short() {
 		workerCounts = []int{1, 3} // one and more workers than tasks fit evenly
@@ -62,16 +113,7 @@ func TestWinograd3x3MatchesDirect(t *testing.T) {
 		wt := randVec(rng, 9*sh.c*sh.m)
 		bias := randVec(rng, sh.m)
 		wg := NewWinograd3x3(wt, sh.c, sh.m)
-		for ai, a := range acts {
-			b := bias
-			if ai == 0 {
-				b = nil
-			}
-			want, mag := conv3x3Ref(src, wt, b, a, sh.n, sh.h, sh.w, sh.c, sh.m)
-			var ep *Epilogue
-			if b != nil || a.Kind != ActNone {
-				ep = NewEpilogue(b, a)
-			}
+		for _, tc := range conv3x3Cases(src, wt, bias, sh.n, sh.h, sh.w, sh.c, sh.m) {
 			for _, f := range []*winoForm{&wg.f2, &wg.f4} {
 				tol := 2e-6
 				if f.r == 4 {
@@ -79,23 +121,11 @@ func TestWinograd3x3MatchesDirect(t *testing.T) {
 				}
 				for _, asm := range []bool{false, winoAsm} {
 					for _, workers := range workerCounts {
-						name := fmt.Sprintf("%+v/F%d/act%d/asm=%v/workers=%d", sh, f.r, a.Kind, asm, workers)
-						dst := make([]float32, len(want)+3)
-						for i := range dst {
-							dst[i] = float32(math.NaN())
-						}
+						name := fmt.Sprintf("%+v/F%d/act%d/asm=%v/workers=%d", sh, f.r, tc.act.Kind, asm, workers)
+						dst := guardedOutput(len(tc.want), 3)
 						var s Scratch
-						wg.forward(f, dst, src, sh.n, sh.h, sh.w, ep, &s, workers, asm)
-						for i := range want {
-							if d := math.Abs(float64(dst[i]) - want[i]); !(d <= tol*mag[i]) {
-								t.Fatalf("%s: out[%d] = %v, want %v (±%v)", name, i, dst[i], want[i], tol*mag[i])
-							}
-						}
-						for i := len(want); i < len(dst); i++ {
-							if !math.IsNaN(float64(dst[i])) {
-								t.Fatalf("%s: wrote past the output, at %d", name, i)
-							}
-						}
+						wg.forward(f, dst, src, sh.n, sh.h, sh.w, tc.ep, &s, workers, asm)
+						checkGuarded(t, name, dst, tc.want, tc.mag, tol)
 					}
 				}
 			}
