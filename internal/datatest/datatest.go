@@ -74,16 +74,6 @@ func FashionMNISTDir(t testing.TB) string {
 	return dir
 }
 
-// FashionMNIST loads the whole dataset found by FashionMNISTDir.
-func FashionMNIST(t testing.TB) *idx.Dataset {
-	t.Helper()
-	d, err := idx.Load(FashionMNISTDir(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
-
 // FashionMNISTTest loads the official test set found by FashionMNISTDir.
 func FashionMNISTTest(t testing.TB) idx.Set {
 	t.Helper()
