@@ -113,15 +113,10 @@ func (s *Server) newInference(ctx context.Context, ref *modelRef, protocol strin
 	return rec
 }
 
-// infer runs n normalised images through the request's model version,
-// recording queue time and, for the request log, the answer.
-func (s *Server) infer(ctx context.Context, t *ticket, x []float32, n int) ([]float32, error) {
-	probs, _, err := s.inferOOD(ctx, t, x, n)
-	return probs, err
-}
-
-// inferOOD is infer that also returns each image's out-of-distribution
-// score when the model has a detector (nil otherwise).
+// inferOOD runs n normalised images through the request's model version,
+// recording queue time and, for the request log, the answer; it also
+// returns each image's out-of-distribution score when the model has a
+// detector (nil otherwise).
 func (s *Server) inferOOD(ctx context.Context, t *ticket, x []float32, n int) ([]float32, []float64, error) {
 	rec := recordOf(ctx)
 	m := rec.ref.Model()
