@@ -13,6 +13,8 @@ import (
 	"github.com/fashion-classifier/fashion/internal/imageprep"
 	"github.com/fashion-classifier/fashion/internal/modelfile"
 	"github.com/fashion-classifier/fashion/internal/ood"
+	"github.com/fashion-classifier/fashion/internal/predictor"
+	"github.com/fashion-classifier/fashion/internal/safefile"
 	"github.com/fashion-classifier/fashion/internal/safetensors"
 )
 
@@ -46,9 +48,9 @@ func runCalibrate(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fs.Usage()
 		return fmt.Errorf("calibrate needs -model and -out")
 	}
-	raw, err := os.ReadFile(*in)
+	raw, err := safefile.ReadFile(ctx, *in, predictor.DefaultMaxBytes)
 	if err != nil {
-		return err
+		return fmt.Errorf("reading model: %w", err)
 	}
 	dec, err := modelfile.Decode(raw)
 	if err != nil {

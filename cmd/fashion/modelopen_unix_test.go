@@ -52,6 +52,8 @@ func TestBinaryRefusesDevZeroAndFIFO(t *testing.T) {
 		{"serve -model FIFO", []string{"serve", "-addr", "127.0.0.1:0", "-grpc-addr", "", "-model", fifo}, ""},
 		{"eval WEIGHT_PATH=FIFO", []string{"eval"}, "WEIGHT_PATH=" + fifo},
 		{"version WEIGHT_PATH=/dev/zero", []string{"version"}, "WEIGHT_PATH=/dev/zero"},
+		{"calibrate -model /dev/zero", []string{"calibrate", "-model", "/dev/zero", "-out", filepath.Join(t.TempDir(), "out.safetensors")}, ""},
+		{"calibrate -model FIFO", []string{"calibrate", "-model", fifo, "-out", filepath.Join(t.TempDir(), "out.safetensors")}, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cmd := exec.Command(bin, tt.args...)
