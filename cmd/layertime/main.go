@@ -29,19 +29,33 @@ import (
 )
 
 func main() {
-	arch := flag.String("arch", "vgg", "architecture (see fashion train -h)")
+	archName := flag.String("arch", "vgg", "architecture (see fashion train -h)")
 	batch := flag.Int("batch", 128, "images per batch")
 	steps := flag.Int("steps", 20, "timed steps, after one warm-up step")
 	inference := flag.Bool("infer", false, "time the compiled inference program's steps instead of training")
 	flag.Parse()
-	run := runTraining
-	if *inference {
-		run = runInference
-	}
-	if err := run(*arch, *batch, *steps); err != nil {
+	if err := run(*archName, *batch, *steps, *inference); err != nil {
 		fmt.Fprintln(os.Stderr, "layertime:", err)
 		os.Exit(1)
 	}
+}
+
+// run builds the named network with a fixed seed and times its training
+// step, or with inference its compiled inference program.
+func run(archName string, batch, steps int, inference bool) error {
+	if batch < 1 || steps < 1 {
+		return fmt.Errorf("batch (%d) and steps (%d) must be positive", batch, steps)
+	}
+	a, err := arch.LookupArch(archName)
+	if err != nil {
+		return err
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	net := a.Build(rng, len(modelfile.FashionClasses))
+	if inference {
+		return runInference(net, rng, batch, steps)
+	}
+	return runTraining(net, rng, batch, steps)
 }
 
 // timing accumulates the wall and CPU time of one phase of one layer.
@@ -62,16 +76,9 @@ func (t timing) perStep(steps int) (ms, cpuPerWall float64) {
 	return ms, t.cpu.Seconds() / t.wall.Seconds()
 }
 
-func runTraining(archName string, batch, steps int) error {
-	if batch < 1 || steps < 1 {
-		return fmt.Errorf("batch (%d) and steps (%d) must be positive", batch, steps)
-	}
-	a, err := arch.LookupArch(archName)
-	if err != nil {
-		return err
-	}
-	rng := rand.New(rand.NewPCG(1, 2))
-	net := a.Build(rng, len(modelfile.FashionClasses))
+// runTraining times each layer's forward and backward pass, the loss and
+// the optimizer step of net, built from rng, on random images.
+func runTraining(net *nn.Sequential, rng *rand.Rand, batch, steps int) error {
 	params := net.Params()
 	x := nn.NewTensor(batch, modelfile.Side, modelfile.Side, 1)
 	for i := range x.Data {
@@ -137,18 +144,10 @@ func runTraining(archName string, batch, steps int) error {
 	return nil
 }
 
-// runInference times each step of the network's compiled inference
-// program on random images.
-func runInference(archName string, batch, steps int) error {
-	if batch < 1 || steps < 1 {
-		return fmt.Errorf("batch (%d) and steps (%d) must be positive", batch, steps)
-	}
-	a, err := arch.LookupArch(archName)
-	if err != nil {
-		return err
-	}
-	rng := rand.New(rand.NewPCG(1, 2))
-	prog, err := infer.Compile(a.Build(rng, len(modelfile.FashionClasses)), modelfile.Side, modelfile.Side, 1)
+// runInference times each step of net's compiled inference program on
+// random images from rng.
+func runInference(net *nn.Sequential, rng *rand.Rand, batch, steps int) error {
+	prog, err := infer.Compile(net, modelfile.Side, modelfile.Side, 1)
 	if err != nil {
 		return err
 	}
