@@ -120,6 +120,12 @@ func TestExportMatchesClassifier(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if got := m.Info().Precision; got != modelfile.PrecisionFloat32 {
+		t.Errorf("ONNX model's precision is %q, want %q", got, modelfile.PrecisionFloat32)
+	}
+	if got := m.Info().Temperature; got != meta.Temperature {
+		t.Errorf("ONNX model's temperature is %v, want the exported file's %v", got, meta.Temperature)
+	}
 	native, err := modelfile.Embedded()
 	if err != nil {
 		t.Fatal(err)

@@ -123,7 +123,7 @@ func Decode(data []byte, opts Options) (*Model, error) {
 // metadata_props (as Export writes them) and the defaults, in that order.
 func describe(mp *onnxpb.ModelProto, opts Options) (modelfile.Info, error) {
 	info := modelfile.Info{Name: modelfile.DefaultName, Arch: "onnx", Classes: modelfile.FashionClasses,
-		Mean: modelfile.DefaultMean, Std: modelfile.DefaultStd, Source: "memory"}
+		Mean: modelfile.DefaultMean, Std: modelfile.DefaultStd, Source: "memory", Precision: modelfile.PrecisionFloat32}
 	if opts.Source != "" {
 		info.Source = opts.Source
 	}
