@@ -11,6 +11,7 @@ import (
 	"github.com/fashion-classifier/fashion/internal/infer"
 	"github.com/fashion-classifier/fashion/internal/modelfile"
 	"github.com/fashion-classifier/fashion/internal/predictor"
+	"github.com/fashion-classifier/fashion/internal/safefile"
 	"github.com/fashion-classifier/fashion/internal/safetensors"
 	shipped "github.com/fashion-classifier/fashion/model"
 )
@@ -49,7 +50,7 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	source := "embedded"
 	if *in != "" {
 		var err error
-		if raw, err = os.ReadFile(*in); err != nil {
+		if raw, err = safefile.ReadFile(ctx, *in, predictor.DefaultMaxBytes); err != nil {
 			return err
 		}
 		source = *in
