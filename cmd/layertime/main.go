@@ -173,14 +173,14 @@ func runInference(net *nn.Sequential, rng *rand.Rand, batch, steps int) error {
 		total.add(tw, tc)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "step\ttype\tms\tcpu/wall\t")
+	fmt.Fprintln(tw, "step\tms\tcpu/wall\tstep (kernel)\t")
 	per := func(t timing) (float64, float64) { return t.perStep(steps) }
 	for i, t := range times {
 		ms, r := per(t)
-		fmt.Fprintf(tw, "%d\t%s\t%.2f\t%.2f\t\n", i, reflect.TypeOf(prog.Step(i)).Elem().Name(), ms, r)
+		fmt.Fprintf(tw, "%d\t%.2f\t%.2f\t%s\t\n", i, ms, r, prog.Step(i))
 	}
 	totw, totr := per(total)
-	fmt.Fprintf(tw, "run\t\t%.2f\t%.2f\t\n", totw, totr)
+	fmt.Fprintf(tw, "run\t%.2f\t%.2f\t\t\n", totw, totr)
 	if err := tw.Flush(); err != nil {
 		return err
 	}

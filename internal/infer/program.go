@@ -26,6 +26,9 @@ type Step interface {
 	// prepare finishes a step once the front end is done changing it
 	// (fusing scales and activations).
 	prepare()
+	// String says what the step computes and with which kernel, for
+	// tools and for tests that compare programs (Program.Describe).
+	String() string
 }
 
 // Program is a compiled network: steps that map the input slot to the
@@ -138,6 +141,18 @@ func (p *Program) RunObserved(st *State, x []float32, n int, after func(step int
 
 // Step returns step i, for tools that describe a program.
 func (p *Program) Step(i int) Step { return p.steps[i] }
+
+// Describe returns one line per step: the operation, its shapes, its
+// fused activation and the kernel it runs (after Finish), without slot
+// numbers. Two programs with equal descriptions run the same kernels on
+// the same shapes; only their weights differ.
+func (p *Program) Describe() []string {
+	out := make([]string, len(p.steps))
+	for i, s := range p.steps {
+		out[i] = s.String()
+	}
+	return out
+}
 
 // Memory is the number of float32s a state holds after a run: the slots'
 // buffers (the kernels' scratch is bounded apart, per worker).

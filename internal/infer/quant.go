@@ -237,6 +237,11 @@ func newInt8Step(s Step, l Int8Layer) (*Int8Conv, error) {
 
 func (s *Int8Conv) prepare() {}
 
+func (s *Int8Conv) String() string {
+	sh := s.Shape
+	return fmt.Sprintf("Int8Conv %dx%dx%d->%dx%dx%d k%dx%d s%dx%d relu=%v", sh.H, sh.W, sh.C, sh.OH, sh.OW, sh.M, sh.KH, sh.KW, sh.SH, sh.SW, s.rq.ReLU)
+}
+
 // int8ColBytes bounds the unfolded rows of one chunk of images.
 const int8ColBytes = 4 << 20
 

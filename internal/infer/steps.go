@@ -1,6 +1,8 @@
 package infer
 
 import (
+	"fmt"
+
 	"github.com/fashion-classifier/fashion/internal/blas"
 	"github.com/fashion-classifier/fashion/internal/eval"
 	"github.com/fashion-classifier/fashion/internal/kernels"
@@ -31,6 +33,8 @@ func (s *Unary) run(st *State, n int) {
 	kernels.ApplyActParallel(y, x, s.Act)
 }
 
+func (s *Unary) String() string { return fmt.Sprintf("Unary %d %v", s.Size, s.Act) }
+
 // Affine is y = x·Scale + Shift per channel over rows of len(Scale)
 // values (a batch norm that could not be folded), clamped at 0 with ReLU.
 type Affine struct {
@@ -44,6 +48,10 @@ func (s *Affine) prepare() {}
 func (s *Affine) run(st *State, n int) {
 	x, y := st.bufs[s.In][:n*s.Size], st.get(s.Out, n*s.Size)
 	kernels.AffineParallel(y, x, len(s.Scale), s.Scale, s.Shift, s.ReLU)
+}
+
+func (s *Affine) String() string {
+	return fmt.Sprintf("Affine %d/%d relu=%v", s.Size, len(s.Scale), s.ReLU)
 }
 
 // Conv is a 2-D convolution over NHWC data (kernels.Conv: groups, strides,
@@ -95,6 +103,20 @@ func (s *Conv) run(st *State, n int) {
 		return
 	}
 	kernels.Conv{ConvShape: sh}.Forward(y, x, n, s.W, s.ep, &st.scratch)
+}
+
+func (s *Conv) String() string {
+	sh := s.Shape
+	kernel := "im2col"
+	switch {
+	case s.wino != nil:
+		kernel = "winograd"
+	case s.direct:
+		kernel = "direct3x3"
+	}
+	return fmt.Sprintf("Conv %dx%dx%d->%dx%dx%d k%dx%d s%dx%d d%dx%d p%d,%d g%d bias=%v %v %s",
+		sh.H, sh.W, sh.C, sh.OH, sh.OW, sh.M, sh.KH, sh.KW, sh.SH, sh.SW, sh.DH, sh.DW, sh.PT, sh.PL, sh.Groups,
+		s.Bias != nil, s.Act, kernel)
 }
 
 // OutChannels is the number of output channels an absorbed affine map
@@ -182,6 +204,10 @@ func (s *Gemm) run(st *State, n int) {
 	s.ep.Apply(y)
 }
 
+func (s *Gemm) String() string {
+	return fmt.Sprintf("Gemm %d->%d bias=%v %v packed=%v", s.K, s.M, s.Bias != nil, s.Act, s.packed != nil)
+}
+
 // OutChannels is the number of outputs.
 func (s *Gemm) OutChannels() int { return s.M }
 
@@ -221,6 +247,16 @@ func (s *Pool) run(st *State, n int) {
 	}
 }
 
+func (s *Pool) String() string {
+	sh := s.Shape
+	op := "AvgPool"
+	if s.Max {
+		op = "MaxPool"
+	}
+	return fmt.Sprintf("%s %dx%dx%d->%dx%d k%dx%d s%dx%d d%dx%d p%d,%d,%d,%d includepad=%v",
+		op, sh.H, sh.W, sh.C, sh.OH, sh.OW, sh.KH, sh.KW, sh.SH, sh.SW, sh.DH, sh.DW, sh.PT, sh.PL, sh.PB, sh.PR, s.IncludePad)
+}
+
 // GlobalPool averages each of C channels over HW positions.
 type GlobalPool struct {
 	In, Out, C, HW int
@@ -232,6 +268,8 @@ func (s *GlobalPool) run(st *State, n int) {
 	x, y := st.bufs[s.In][:n*s.HW*s.C], st.get(s.Out, n*s.C)
 	kernels.GlobalAvgPool(y, x, n, s.HW, s.C)
 }
+
+func (s *GlobalPool) String() string { return fmt.Sprintf("GlobalPool %dx%d", s.HW, s.C) }
 
 // BinOp is an element-wise arithmetic operator.
 type BinOp uint8
@@ -316,6 +354,14 @@ func (s *Binary) run(st *State, n int) {
 	})
 }
 
+func (s *Binary) String() string {
+	b := "slot"
+	if s.BSlot < 0 {
+		b = "const"
+	}
+	return fmt.Sprintf("Binary op%d swap=%v %d by %s %d", s.Op, s.Swap, s.Size, b, s.BSize)
+}
+
 // Concat joins slots along the channel (innermost stored) axis: each image
 // is Rows rows of Widths[i] values from slot Ins[i].
 type Concat struct {
@@ -344,6 +390,8 @@ func (s *Concat) run(st *State, n int) {
 	}
 }
 
+func (s *Concat) String() string { return fmt.Sprintf("Concat %d rows of %v", s.Rows, s.Widths) }
+
 // Softmax normalises Rows rows of Width values per image into
 // probabilities.
 type Softmax struct {
@@ -358,6 +406,8 @@ func (s *Softmax) run(st *State, n int) {
 		eval.Softmax(y[r*s.Width:(r+1)*s.Width], x[r*s.Width:(r+1)*s.Width])
 	}
 }
+
+func (s *Softmax) String() string { return fmt.Sprintf("Softmax %dx%d", s.Rows, s.Width) }
 
 // Transpose reorders each image between H·W·C (stored) and C·H·W (ONNX's
 // logical flattening) order.
@@ -386,6 +436,10 @@ func (s *Transpose) run(st *State, n int) {
 	}
 }
 
+func (s *Transpose) String() string {
+	return fmt.Sprintf("Transpose %dx%d tochw=%v", s.HW, s.C, s.ToCHW)
+}
+
 // Repeat copies each value Times times: a grayscale image becomes the
 // three equal channels an RGB model expects.
 type Repeat struct {
@@ -402,6 +456,8 @@ func (s *Repeat) run(st *State, n int) {
 		}
 	}
 }
+
+func (s *Repeat) String() string { return fmt.Sprintf("Repeat %d x%d", s.Size, s.Times) }
 
 // Pad surrounds each H×W map of C channels with rows and columns of Fill.
 type Pad struct {
@@ -425,4 +481,8 @@ func (s *Pad) run(st *State, n int) {
 			copy(y[((b*oh+r+s.PT)*ow+s.PL)*c:], src)
 		}
 	}
+}
+
+func (s *Pad) String() string {
+	return fmt.Sprintf("Pad %dx%dx%d by %d,%d,%d,%d with %g", s.H, s.W, s.C, s.PT, s.PL, s.PB, s.PR, s.Fill)
 }

@@ -1,6 +1,7 @@
 package kernels
 
 import (
+	"fmt"
 	"math"
 
 	"github.com/fashion-classifier/fashion/internal/parallel"
@@ -33,6 +34,28 @@ var (
 	HardSigmoid = Act{Kind: ActHardSigmoid, A: 1.0 / 6, B: 0.5}
 	HardSwish   = Act{Kind: ActHardSwish}
 )
+
+// String names the function and its parameters, such as "relu" or
+// "clip(0,6)"; the identity is "none".
+func (a Act) String() string {
+	switch a.Kind {
+	case ActNone:
+		return "none"
+	case ActReLU:
+		return "relu"
+	case ActClip:
+		return fmt.Sprintf("clip(%g,%g)", a.A, a.B)
+	case ActSigmoid:
+		return "sigmoid"
+	case ActHardSigmoid:
+		return fmt.Sprintf("hardsigmoid(%g,%g)", a.A, a.B)
+	case ActHardSwish:
+		return "hardswish"
+	case ActLeakyReLU:
+		return fmt.Sprintf("leakyrelu(%g)", a.A)
+	}
+	return fmt.Sprintf("act%d", a.Kind)
+}
 
 // Eval applies the function to one value: the reference the slice kernels
 // are tested against.
