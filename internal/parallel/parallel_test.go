@@ -2,6 +2,7 @@ package parallel
 
 import (
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -78,5 +79,57 @@ func TestManyProcs(t *testing.T) {
 	case <-done:
 	case <-time.After(30 * time.Second):
 		t.Fatal("parallel sections at GOMAXPROCS=128 did not return")
+	}
+}
+
+// TestRunConcurrentAndNested runs sections from many goroutines at once,
+// each task starting a nested section, and checks that every task runs
+// once and that no worker number of a section is held by two goroutines
+// at the same time (per-worker scratch would be shared otherwise).
+func TestRunConcurrentAndNested(t *testing.T) {
+	const callers, tasks, inner = 8, 37, 5
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var wg sync.WaitGroup
+		for c := range callers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for round := range 20 {
+					threads := 2 + (c+round)%4
+					var busy [8]atomic.Bool
+					var ran [tasks]atomic.Int32
+					var innerRuns atomic.Int32
+					Run(threads, tasks, func(w, task int) {
+						if w < 0 || w >= threads {
+							t.Errorf("worker %d of %d", w, threads)
+							return
+						}
+						if !busy[w].CompareAndSwap(false, true) {
+							t.Errorf("worker %d of a section is running two tasks at once", w)
+						}
+						ran[task].Add(1)
+						time.Sleep(20 * time.Microsecond) // let other workers join
+						Run(2, inner, func(_, _ int) { innerRuns.Add(1) })
+						busy[w].Store(false)
+					})
+					for i := range ran {
+						if n := ran[i].Load(); n != 1 {
+							t.Errorf("task %d ran %d times", i, n)
+						}
+					}
+					if n := innerRuns.Load(); n != tasks*inner {
+						t.Errorf("nested sections ran %d tasks, want %d", n, tasks*inner)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	}()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("concurrent nested sections did not return")
 	}
 }
