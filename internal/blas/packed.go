@@ -40,6 +40,23 @@ func packBWith(kern *kernel, transB bool, k, n int, b []float32, ldb int) *Packe
 	return pb
 }
 
+// Repack packs a new op(B) of the same k×n shape into pb's storage, for a
+// right-hand side that changes between uses (weights during training)
+// without allocating. It must not run concurrently with a product that
+// reads pb.
+func (pb *PackedB) Repack(transB bool, b []float32, ldb int) {
+	br, bc := pb.k, pb.n
+	if transB {
+		br, bc = pb.n, pb.k
+	}
+	checkMatrix("b", b, br, bc, ldb, false)
+	if pb.k == 0 || pb.n == 0 {
+		return
+	}
+	p := gemmProblem{kern: pb.kern, transB: transB, k: pb.k, n: pb.n, b: b, ldb: ldb, bp: pb.data, nc: pb.n, bk: pb.k}
+	p.packB(0, len(pb.data)/(pb.kern.nr*pb.k))
+}
+
 // K is the number of rows of the packed matrix.
 func (pb *PackedB) K() int { return pb.k }
 

@@ -90,3 +90,39 @@ func TestGemmPackedOneRowDoesNotAllocate(t *testing.T) {
 		t.Fatalf("GemmPacked with one row allocated %v times per call", n)
 	}
 }
+
+// TestRepackMatchesPackB repacks a new matrix into an old packing, plain
+// and transposed, with a partial last panel, and checks that the result is
+// the fresh packing of the new matrix and multiplies like it.
+func TestRepackMatchesPackB(t *testing.T) {
+	rng := newRand(13)
+	for _, transB := range []bool{false, true} {
+		k, n := 37, 45
+		ldb := n
+		if transB {
+			ldb = k
+		}
+		b1, b2 := randSlice(rng, k*n), randSlice(rng, k*n)
+		pb := PackB(transB, k, n, b1, ldb)
+		pb.Repack(transB, b2, ldb)
+		fresh := PackB(transB, k, n, b2, ldb)
+		if len(pb.data) != len(fresh.data) {
+			t.Fatalf("transB=%v: %d packed values, want %d", transB, len(pb.data), len(fresh.data))
+		}
+		for i := range fresh.data {
+			if pb.data[i] != fresh.data[i] {
+				t.Fatalf("transB=%v: packed[%d] = %v, want %v", transB, i, pb.data[i], fresh.data[i])
+			}
+		}
+		m := 7
+		a := randSlice(rng, m*k)
+		got, want := make([]float32, m*n), make([]float32, m*n)
+		GemmPacked(m, 1, a, k, pb, 0, got, n)
+		Gemm(false, transB, m, n, k, 1, a, k, b2, ldb, 0, want, n)
+		for i := range want {
+			if d := got[i] - want[i]; d > 1e-4 || d < -1e-4 {
+				t.Fatalf("transB=%v: c[%d] = %v, want %v", transB, i, got[i], want[i])
+			}
+		}
+	}
+}

@@ -357,10 +357,11 @@ func col2im(dx, col []float32, n0, n1 int, s ConvShape) {
 	}
 }
 
-// flip rearranges w ([K·K·C, M]) for the input gradient of a Same
+// FlipWeights rearranges w ([K·K·C, M]) for the input gradient of a Same
 // convolution: [K·K·M, C] with the kernel turned by 180°, so that
-// dx = im2col(dy) · flipped.
-func flip(dst, w []float32, s ConvShape) {
+// dx = im2col(dy) · flipped, i.e. dx is the Same convolution of dy (M
+// channels) by dst.
+func FlipWeights(dst, w []float32, s ConvShape) {
 	k, in, out := s.KH, s.C, s.M
 	for ky := range k {
 		for kx := range k {
@@ -410,7 +411,7 @@ func (c Conv) Backward(dx, dw, x, dy []float32, n int, w []float32, sc *Scratch)
 	if dx != nil && s.Same() {
 		// Worker 0's flip slot is read by all workers and written by none.
 		flipped = sc.Floats(0, slotE, len(w))
-		flip(flipped, w, s)
+		FlipWeights(flipped, w, s)
 	}
 	ran := make([]bool, parallel.Workers())
 	if c.padded(n) {

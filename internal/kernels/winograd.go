@@ -25,6 +25,7 @@ import (
 type Winograd3x3 struct {
 	C, M   int
 	f2, f4 winoForm
+	raw    []float32 // Update's transformed weights before packing
 }
 
 // winoForm is one of the algorithms: output tiles of r×r pixels from input
@@ -33,6 +34,9 @@ type winoForm struct {
 	r, a int
 	// u[ξ] is the ξ-th of the a² transformed weight matrices (C×M).
 	u []*blas.PackedB
+	// stale says an Update has replaced the weights of the other form
+	// and not these.
+	stale bool
 }
 
 // winoG are the weight transforms G (a×3) of F(2×2, 3×3) and F(4×4, 3×3).
@@ -63,33 +67,78 @@ func NewWinograd3x3(wt []float32, c, m int) *Winograd3x3 {
 func newWinoForm(g [][3]float64, wt []float32, c, m int) winoForm {
 	a := len(g)
 	u := make([]float32, a*a*c*m)
-	var k [3][3]float64
-	t := make([][3]float64, a) // G·g
-	for ci := range c {
-		for mo := range m {
-			for ky := range 3 {
-				for kx := range 3 {
-					k[ky][kx] = float64(wt[((ky*3+kx)*c+ci)*m+mo])
-				}
-			}
-			for i := range a {
-				for j := range 3 {
-					t[i][j] = g[i][0]*k[0][j] + g[i][1]*k[1][j] + g[i][2]*k[2][j]
-				}
-			}
-			for i := range a {
-				for j := range a {
-					v := t[i][0]*g[j][0] + t[i][1]*g[j][1] + t[i][2]*g[j][2]
-					u[((i*a+j)*c+ci)*m+mo] = float32(v)
-				}
-			}
-		}
-	}
+	transformWeights(u, g, wt, c, m)
 	f := winoForm{r: a - 2, a: a, u: make([]*blas.PackedB, a*a)}
 	for xi := range a * a {
 		f.u[xi] = blas.PackB(false, c, m, u[xi*c*m:(xi+1)*c*m], m)
 	}
 	return f
+}
+
+// transformWeights writes U = G·g·Gᵀ of every (input, output) channel
+// pair of wt ([3·3·c, m]) into u, as a² matrices of c×m, computed in
+// float64.
+func transformWeights(u []float32, g [][3]float64, wt []float32, c, m int) {
+	for ci := range c {
+		transformChannel(u, g, wt, ci, c, m)
+	}
+}
+
+// transformChannel is transformWeights for the pairs of input channel ci.
+func transformChannel(u []float32, g [][3]float64, wt []float32, ci, c, m int) {
+	a := len(g)
+	var k [3][3]float64
+	var t [6][3]float64 // G·g (a ≤ 6)
+	for mo := range m {
+		for ky := range 3 {
+			for kx := range 3 {
+				k[ky][kx] = float64(wt[((ky*3+kx)*c+ci)*m+mo])
+			}
+		}
+		for i := range a {
+			for j := range 3 {
+				t[i][j] = g[i][0]*k[0][j] + g[i][1]*k[1][j] + g[i][2]*k[2][j]
+			}
+		}
+		for i := range a {
+			for j := range a {
+				v := t[i][0]*g[j][0] + t[i][1]*g[j][1] + t[i][2]*g[j][2]
+				u[((i*a+j)*c+ci)*m+mo] = float32(v)
+			}
+		}
+	}
+}
+
+// Update replaces the weights (the same [3·3·C, M] layout as
+// NewWinograd3x3's) in the storage of w, for training, where they change
+// every step: it transforms and packs only the algorithm Forward picks for
+// n images of h×wd, which Forward then requires (the other is marked out of
+// date until an Update for a shape that picks it). Update must not run
+// concurrently with Forward; after it, w is again safe for concurrent
+// Forwards on that shape.
+func (w *Winograd3x3) Update(wt []float32, n, h, wd int) {
+	if len(wt) != 9*w.C*w.M {
+		panic(fmt.Sprintf("kernels.Winograd3x3.Update: %d weights for %d→%d channels, want %d", len(wt), w.C, w.M, 9*w.C*w.M))
+	}
+	f, g, other := &w.f4, winoG4, &w.f2
+	if w.form(n, h, wd) == &w.f2 {
+		f, g, other = &w.f2, winoG2, &w.f4
+	}
+	c, m := w.C, w.M
+	a2 := f.a * f.a
+	u := Grow(&w.raw, a2*c*m)
+	// The pairs of input channels are independent; split them between
+	// workers (a 64→128 layer's F(4×4) is about 2.4 MFLOP in float64).
+	parallel.For(c, max(1, 4096/m), func(lo, hi int) {
+		for ci := lo; ci < hi; ci++ {
+			transformChannel(u, g, wt, ci, c, m)
+		}
+	})
+	for xi := range a2 {
+		f.u[xi].Repack(false, u[xi*c*m:(xi+1)*c*m], m)
+	}
+	f.stale = false
+	other.stale = true
 }
 
 // winoColBlock is the width of the output-channel blocks goroutines may
@@ -118,10 +167,18 @@ func (w *Winograd3x3) winoTiles(f *winoForm, tiles, workers int) int {
 // on 28×28 and on batches of 14×14 and 7×7, 0.8–1.0× on single 14×14 and
 // 7×7 images).
 func (w *Winograd3x3) form(n, h, wd int) *winoForm {
-	if n*((h+3)/4)*((wd+3)/4) < 48 {
+	if winoR(n, h, wd) == 2 {
 		return &w.f2
 	}
 	return &w.f4
+}
+
+// winoR is the output tile size form picks: 4 for F(4×4), 2 for F(2×2).
+func winoR(n, h, wd int) int {
+	if n*((h+3)/4)*((wd+3)/4) < 48 {
+		return 2
+	}
+	return 4
 }
 
 // Forward computes dst = conv(src) followed by ep (nil for none) for n
@@ -142,6 +199,9 @@ func (w *Winograd3x3) forward(f *winoForm, dst, src []float32, n, h, wd int, ep 
 	}
 	if n == 0 {
 		return
+	}
+	if f.stale {
+		panic(fmt.Sprintf("kernels.Winograd3x3: F(%d×%d) weights out of date: Update was last called for a batch shape that picks the other algorithm", f.r, f.r))
 	}
 	asm = asm && c%8 == 0 && m%8 == 0
 	th, tw := (h+f.r-1)/f.r, (wd+f.r-1)/f.r
@@ -216,19 +276,19 @@ func (w *Winograd3x3) task(job *winoJob, wk, t int) {
 	prod := job.s.Floats(wk, slotB, a2*nt*m+m)
 	spill := prod[a2*nt*m:]
 	prod = prod[:a2*nt*m]
-	w.inputTiles(f, v, patch, tmp, job.src, t0, nt, job.th, job.tw, job.h, job.wd, job.asm)
+	inputTiles(f, c, v, patch, tmp, job.src, t0, nt, job.th, job.tw, job.h, job.wd, job.asm)
 	for xi := range a2 {
 		blas.GemmPackedCols(nt, m0, m1, 1, v[xi*nt*c:], c, f.u[xi], 0, prod[xi*nt*m:], m)
 	}
 	w.outputTiles(f, job.dst, prod, spill, tmp, job.bias, job.relu, t0, nt, job.th, job.tw, job.h, job.wd, m0, m1, job.asm)
 }
 
-// inputTiles writes the transformed input tiles t0 … t0+nt−1 into v: the
-// a² matrices V[ξ] of nt×C, ξ-major. Tiles that overhang the image are
+// inputTiles writes the transformed input tiles t0 … t0+nt−1 of images
+// of c channels into v: the a² matrices V[ξ] of nt×c, ξ-major. Tiles that overhang the image are
 // first gathered, zero-padded, into patch (a²·C floats). tmp is the
 // assembly's temporary (36×8 floats).
-func (w *Winograd3x3) inputTiles(f *winoForm, v, patch, tmp, src []float32, t0, nt, th, tw, h, wd int, asm bool) {
-	c, a, r := w.C, f.a, f.r
+func inputTiles(f *winoForm, c int, v, patch, tmp, src []float32, t0, nt, th, tw, h, wd int, asm bool) {
+	a, r := f.a, f.r
 	ds := nt * c
 	for i := range nt {
 		t := t0 + i

@@ -79,3 +79,36 @@ func wino4OutputGo(src []float32, ss int, bias []float32, m0, m1 int, relu bool,
 		}
 	}
 }
+
+// winoA6 is A·x (A = (Aᵀ)ᵀ, 6×4), the adjoint of winoAT6, through the
+// factorisation the assembly uses.
+func winoA6(x *[4]float32) (y [6]float32) {
+	e, o := x[0]+x[2], x[1]+x[3]
+	E, O := x[0]+4*x[2], x[1]+4*x[3]
+	y[0], y[5] = x[0], x[3]
+	y[1], y[2] = e+o, e-o
+	y[3], y[4] = E+2*O, E-2*O
+	return y
+}
+
+// wino4GradOutputGo computes dM = A·dY·Aᵀ, the adjoint of the output
+// transform, for channels [0, m), where pixel (i, j) of the 4×4 output
+// gradient block dY is d[4i+j], writing dM[ξ] at out[ξ·ds:].
+func wino4GradOutputGo(d *[16][]float32, m int, out []float32, ds int) {
+	for k := range m {
+		var t [6][4]float32 // t = A·dY
+		for j := range 4 {
+			col := [4]float32{d[j][k], d[4+j][k], d[8+j][k], d[12+j][k]}
+			r := winoA6(&col)
+			for i := range 6 {
+				t[i][j] = r[i]
+			}
+		}
+		for i := range 6 {
+			r := winoA6(&t[i])
+			for kk := range 6 {
+				out[(i*6+kk)*ds+k] = r[kk]
+			}
+		}
+	}
+}

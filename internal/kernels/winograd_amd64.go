@@ -29,6 +29,13 @@ func wino4InputAVX2(p *float32, rs, ps int, out *float32, ds int, tmp *float32, 
 //go:noescape
 func wino4OutputAVX2(src *float32, ss int, bias *float32, relu bool, d *[16]*float32, off int, tmp *float32, chunks int)
 
+// wino4GradOutputAVX2 is wino4GradOutputGo for channels [off,
+// off+8·chunks) (winograd4_amd64.s), out pointing at channel off; tmp
+// holds 24×8 floats.
+//
+//go:noescape
+func wino4GradOutputAVX2(d *[16]*float32, off int, out *float32, ds int, tmp *float32, chunks int)
+
 // conv3x3RowAVX2 is conv3x3RowGo on raw pointers (direct3x3_amd64.s),
 // with c3 = 3c; the caller checks the lengths.
 //

@@ -21,6 +21,10 @@ func wino4OutputAVX2(src *float32, ss int, bias *float32, relu bool, d *[16]*flo
 	panic("kernels: no assembly Winograd transforms on this architecture")
 }
 
+func wino4GradOutputAVX2(d *[16]*float32, off int, out *float32, ds int, tmp *float32, chunks int) {
+	panic("kernels: no assembly Winograd transforms on this architecture")
+}
+
 func conv3x3RowAVX2(in *float32, prs, c3 int, wt *float32, m int, bias *float32, relu bool, out *float32, w, c int) {
 	panic("kernels: no assembly direct convolution on this architecture")
 }

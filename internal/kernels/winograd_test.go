@@ -269,3 +269,46 @@ func BenchmarkWinograd3x3(b *testing.B) {
 		}
 	}
 }
+
+// TestWinograd3x3Update replaces the weights of a Winograd3x3 for batch
+// shapes that pick each algorithm and checks that Forward then gives
+// exactly what a fresh one built from the new weights gives, within the
+// tolerance of the direct convolution, and that the algorithm Update did
+// not transform refuses to run on the old weights.
+func TestWinograd3x3Update(t *testing.T) {
+	rng := rand.New(rand.NewPCG(17, 18))
+	type shape struct{ n, h, w, c, m int }
+	for _, sh := range []shape{{1, 7, 9, 8, 16}, {5, 13, 11, 9, 13}, {4, 14, 14, 32, 24}} {
+		wg := NewWinograd3x3(randVec(rng, 9*sh.c*sh.m), sh.c, sh.m)
+		for round := range 2 {
+			wt := randVec(rng, 9*sh.c*sh.m)
+			src := randVec(rng, sh.n*sh.h*sh.w*sh.c)
+			wg.Update(wt, sh.n, sh.h, sh.w)
+			fresh := NewWinograd3x3(wt, sh.c, sh.m)
+			got, want := make([]float32, sh.n*sh.h*sh.w*sh.m), make([]float32, sh.n*sh.h*sh.w*sh.m)
+			var s1, s2 Scratch
+			wg.Forward(got, src, sh.n, sh.h, sh.w, nil, &s1)
+			fresh.Forward(want, src, sh.n, sh.h, sh.w, nil, &s2)
+			for i := range want {
+				if got[i] != want[i] {
+					t.Fatalf("%+v round %d: out[%d] = %v after Update, %v fresh", sh, round, i, got[i], want[i])
+				}
+			}
+			ref, mag := conv3x3Ref(src, wt, nil, Act{}, sh.n, sh.h, sh.w, sh.c, sh.m)
+			checkGuarded(t, fmt.Sprintf("%+v round %d", sh, round), got, ref, mag, 2e-5)
+			picked := wg.form(sh.n, sh.h, sh.w)
+			other := &wg.f2
+			if picked == &wg.f2 {
+				other = &wg.f4
+			}
+			func() {
+				defer func() {
+					if recover() == nil {
+						t.Fatalf("%+v: the algorithm Update skipped ran on the old weights", sh)
+					}
+				}()
+				wg.forward(other, got, src, sh.n, sh.h, sh.w, nil, &s1, 1, winoAsm)
+			}()
+		}
+	}
+}

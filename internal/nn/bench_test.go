@@ -58,17 +58,19 @@ func reportCPU(b *testing.B, cpu0 time.Duration, ok0 bool) {
 	}
 }
 
-// BenchmarkConvPaths compares the two ways of computing a stride-1 same
-// convolution (im2col and the padded layout) on the default network's
-// layers, forward plus backward, in CPU-milliseconds per step; it is what
-// padMinPixels and the other choices in Conv2D.padded are based on.
+// BenchmarkConvPaths compares the ways of computing a stride-1 same
+// convolution (im2col, the padded layout, and what Conv2D picks by
+// default: Winograd for 8 or more channels, the direct kernel's forward
+// pass for the first layer) on the default network's layers, forward plus
+// backward, in CPU-milliseconds per step; it is what padMinPixels and the
+// other choices in Conv2D.padded are based on.
 func BenchmarkConvPaths(b *testing.B) {
 	shapes := []struct{ side, in, out int }{{28, 1, 32}, {28, 32, 32}, {14, 32, 64}, {14, 64, 64}, {7, 64, 128}}
 	for _, s := range shapes {
 		for _, path := range []struct {
 			name string
 			p    kernels.ConvPath
-		}{{"im2col", kernels.ConvIm2col}, {"padded", kernels.ConvPadded}} {
+		}{{"im2col", kernels.ConvIm2col}, {"padded", kernels.ConvPadded}, {"auto", kernels.ConvAuto}} {
 			rng := rand.New(rand.NewPCG(1, 2))
 			c := NewConv2D(rng, s.in, s.out, 3, 1, 1, false)
 			c.NoInputGrad = s.in == 1

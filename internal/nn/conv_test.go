@@ -109,6 +109,13 @@ func TestConvPathsMatchReference(t *testing.T) {
 		{2, 1, 1, 3, 2, 3, 1, 1, false, false},   // every tap but the centre overhangs
 		{7, 13, 13, 2, 33, 3, 1, 1, true, false}, // more output channels than a register tile
 		{3, 9, 7, 2, 3, 3, 2, 1, true, false},    // strided: im2col only
+		// Winograd with ConvAuto: F(4×4) on odd channel counts (Go
+		// transforms) and on multiples of 8 (assembly), F(2×2) on a
+		// single image; the first layer's direct kernel.
+		{5, 13, 11, 9, 10, 3, 1, 1, true, true},
+		{4, 14, 14, 16, 8, 3, 1, 1, false, false},
+		{1, 7, 9, 16, 24, 3, 1, 1, true, false},
+		{3, 10, 9, 1, 32, 3, 1, 1, true, true},
 	}
 	for _, tc := range cases {
 		for _, path := range []kernels.ConvPath{kernels.ConvAuto, kernels.ConvIm2col, kernels.ConvPadded} {

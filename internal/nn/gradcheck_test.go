@@ -27,8 +27,9 @@ func probe(l Layer, x *Tensor, r []float32) float64 {
 }
 
 // checkGrad compares a layer's analytic gradients (input and parameters)
-// with central finite differences at up to 40 random coordinates each.
-func checkGrad(t *testing.T, l Layer, x *Tensor, wantInputGrad bool) {
+// with central finite differences at up to 40 random coordinates each, of
+// step h (0 for the default, 1e-3).
+func checkGrad(t *testing.T, l Layer, x *Tensor, wantInputGrad bool, h float64) {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(7, 8))
 	y := l.Forward(x, true)
@@ -51,8 +52,11 @@ func checkGrad(t *testing.T, l Layer, x *Tensor, wantInputGrad bool) {
 	}
 	// A small step keeps the chance of crossing a ReLU or max-pool kink
 	// low; the probe sums in float64, so float32 rounding stays well below
-	// the tolerance.
-	const h = 1e-3
+	// the tolerance. Winograd F(4×4) rounds ten times more than a direct
+	// sum: its linear layers take a larger step, exact for a linear map.
+	if h == 0 {
+		h = 1e-3
+	}
 	l0 := probe(l, x, r)
 	check := func(name string, vals []float32, analytic []float32) {
 		t.Helper()
@@ -61,9 +65,9 @@ func checkGrad(t *testing.T, l Layer, x *Tensor, wantInputGrad bool) {
 		for range trials {
 			i := rng.IntN(len(vals))
 			old := vals[i]
-			vals[i] = old + h
+			vals[i] = old + float32(h)
 			lp := probe(l, x, r)
-			vals[i] = old - h
+			vals[i] = old - float32(h)
 			lm := probe(l, x, r)
 			vals[i] = old
 			num := (lp - lm) / (2 * h)
@@ -123,6 +127,18 @@ func TestGradients(t *testing.T) {
 			return c
 		}(), 2, 6, 5, 2},
 		{"conv3x3 bias+relu", func() *Conv2D { c := withBias(NewConv2D(rng, 2, 3, 3, 1, 1, true)); c.ReLU = true; return c }(), 2, 5, 4, 2},
+		// 8 or more channels: Winograd forward and input gradient,
+		// F(2×2) for few tiles (odd channels: Go transforms), F(4×4) for
+		// 48 or more (multiples of 8: assembly); one input channel and
+		// 32 out: the direct first-layer kernel.
+		{"conv3x3 winograd F2 bias", withBias(NewConv2D(rng, 9, 10, 3, 1, 1, true)), 2, 5, 7, 9},
+		{"conv3x3 winograd F4", NewConv2D(rng, 8, 16, 3, 1, 1, false), 4, 13, 11, 8},
+		{"conv3x3 winograd F4 odd bias+relu", func() *Conv2D {
+			c := withBias(NewConv2D(rng, 11, 9, 3, 1, 1, true))
+			c.ReLU = true
+			return c
+		}(), 5, 12, 10, 11},
+		{"conv3x3 direct first layer", func() *Conv2D { c := withBias(NewConv2D(rng, 1, 32, 3, 1, 1, true)); c.ReLU = true; return c }(), 2, 6, 5, 1},
 		{"batchnorm", NewBatchNorm(3), 4, 3, 5, 3},
 		{"batchnorm+relu", func() *BatchNorm { b := NewBatchNorm(3); b.ReLU = true; return b }(), 4, 3, 5, 3},
 		// Multiples of 8 channels take the vector kernels on amd64.
@@ -147,10 +163,13 @@ func TestGradients(t *testing.T) {
 			NewSequential(NewConv2D(rng, 3, 4, 1, 2, 0, false), NewBatchNorm(4))), 2, 6, 5, 3},
 		{"vgg-ish block", NewSequential(NewConv2D(rng, 2, 4, 3, 1, 1, false), NewBatchNorm(4), NewActivation(ReLU), NewMaxPool(2, 2)), 3, 6, 6, 2},
 	}
+	// Finite-difference steps other than the default, for linear layers
+	// whose rounding needs a larger one.
+	steps := map[string]float64{"conv3x3 winograd F4": 1e-2}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			x := randTensor(rng, tc.n, tc.h, tc.w, tc.c)
-			checkGrad(t, tc.layer, x, true)
+			checkGrad(t, tc.layer, x, true, steps[tc.name])
 		})
 	}
 }
