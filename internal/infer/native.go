@@ -105,6 +105,9 @@ func (n *native) layer(l nn.Layer, v value, name string) (value, error) {
 		if sh.OH < 1 || sh.OW < 1 {
 			return v, fmt.Errorf("infer: layer %q: %d×%d pool over %d×%d maps", name, l.K, l.K, v.h, v.w)
 		}
+		if c, ok := v.prod.(*Conv); ok && c.FuseMaxPool(sh) {
+			return value{slot: v.slot, h: sh.OH, w: sh.OW, c: v.c}, nil
+		}
 		out := n.b.Slot()
 		n.b.Add(&Pool{In: v.slot, Out: out, Shape: sh, Max: true})
 		return value{slot: out, h: sh.OH, w: sh.OW, c: v.c}, nil

@@ -206,11 +206,17 @@ type Int8Conv struct {
 	b       *blas.Int8B
 	rq      *blas.Requant
 	bufs    sync.Pool // *int8Bufs
+	// pool is set when the float32 step had a max pool fused
+	// (Conv.FuseMaxPool): the output is pooled after the product.
+	pool *kernels.PoolShape
 }
 
-// int8Bufs are one run's uint8 buffers: the quantized input and its
-// unfolded rows.
-type int8Bufs struct{ x, col []uint8 }
+// int8Bufs are one run's buffers: the quantized input, its unfolded rows
+// and, for a pooled step, the output before the pool.
+type int8Bufs struct {
+	x, col []uint8
+	full   []float32
+}
 
 func newInt8Step(s Step, l Int8Layer) (*Int8Conv, error) {
 	q := &Int8Conv{Layer: l}
@@ -219,6 +225,10 @@ func newInt8Step(s Step, l Int8Layer) (*Int8Conv, error) {
 	switch s := s.(type) {
 	case *Conv:
 		q.In, q.Out, q.Shape, bias, relu = s.In, s.Out, s.Shape, s.Bias, s.Act.Kind == kernels.ActReLU
+		if s.Pool {
+			p := kernels.SquarePool(s.Shape.M, s.Shape.OH, s.Shape.OW, 2, 2)
+			q.pool = &p
+		}
 	case *Gemm:
 		q.In, q.Out, bias, relu = s.In, s.Out, s.Bias, s.Act.Kind == kernels.ActReLU
 		q.Shape = kernels.SquareConv(s.K, 1, 1, s.M, 1, 1, 0)
@@ -239,7 +249,7 @@ func (s *Int8Conv) prepare() {}
 
 func (s *Int8Conv) String() string {
 	sh := s.Shape
-	return fmt.Sprintf("Int8Conv %dx%dx%d->%dx%dx%d k%dx%d s%dx%d relu=%v", sh.H, sh.W, sh.C, sh.OH, sh.OW, sh.M, sh.KH, sh.KW, sh.SH, sh.SW, s.rq.ReLU)
+	return fmt.Sprintf("Int8Conv %dx%dx%d->%dx%dx%d k%dx%d s%dx%d relu=%v maxpool2x2=%v", sh.H, sh.W, sh.C, sh.OH, sh.OW, sh.M, sh.KH, sh.KW, sh.SH, sh.SW, s.rq.ReLU, s.pool != nil)
 }
 
 // int8ColBytes bounds the unfolded rows of one chunk of images.
@@ -249,12 +259,18 @@ func (s *Int8Conv) run(st *State, n int) {
 	sh := s.Shape
 	in := sh.H * sh.W * sh.C
 	x := st.bufs[s.In][:n*in]
-	y := st.get(s.Out, n*sh.OH*sh.OW*sh.M)
 	bufs, _ := s.bufs.Get().(*int8Bufs)
 	if bufs == nil {
 		bufs = &int8Bufs{}
 	}
 	defer s.bufs.Put(bufs)
+	var y []float32
+	if p := s.pool; p != nil {
+		y = kernels.Grow(&bufs.full, n*sh.OH*sh.OW*sh.M)
+		defer kernels.MaxPool(st.get(s.Out, n*p.OH*p.OW*p.C), nil, y, n, *p)
+	} else {
+		y = st.get(s.Out, n*sh.OH*sh.OW*sh.M)
+	}
 	xq := grow(&bufs.x, len(x))
 	inv, z := 1/s.Layer.InScale, s.Layer.InZero
 	parallel.For(len(x), 1<<15, func(lo, hi int) {

@@ -39,6 +39,7 @@ func TestInt8StepsMatchDequantizedFloat(t *testing.T) {
 	conv := kernels.ConvShape{C: 3, H: 7, W: 9, M: 21, KH: 3, KW: 2, SH: 2, SW: 1, DH: 1, DW: 2, PT: 1, PL: 1, Groups: 1}
 	conv.OH = (conv.H+2-3)/2 + 1
 	conv.OW = (conv.W + 2 - (2-1)*2 - 1) + 1
+	pooled := kernels.SquareConv(8, 9, 7, 16, 3, 1, 1) // Winograd, odd sizes
 	cases := []struct {
 		name    string
 		step    func(w, bias []float32) Step
@@ -48,6 +49,13 @@ func TestInt8StepsMatchDequantizedFloat(t *testing.T) {
 		{"conv", func(w, bias []float32) Step {
 			return &Conv{In: 0, Out: 1, Shape: conv, W: w, Bias: bias, Act: kernels.ReLU}
 		}, conv.H * conv.W * conv.C, conv.OH * conv.OW * conv.M, conv.KH * conv.KW * conv.C, conv.M},
+		{"conv+maxpool", func(w, bias []float32) Step {
+			s := &Conv{In: 0, Out: 1, Shape: pooled, W: w, Bias: bias, Act: kernels.ReLU}
+			if !s.FuseMaxPool(kernels.SquarePool(pooled.M, pooled.OH, pooled.OW, 2, 2)) {
+				t.Fatal("the 3×3 convolution did not take the max pool")
+			}
+			return s
+		}, pooled.H * pooled.W * pooled.C, (pooled.OH / 2) * (pooled.OW / 2) * pooled.M, 9 * pooled.C, pooled.M},
 		{"gemm", func(w, bias []float32) Step {
 			return &Gemm{In: 0, Out: 1, K: 37, M: 11, W: w, Bias: bias}
 		}, 37, 11, 37, 11},

@@ -69,6 +69,35 @@ type Conv struct {
 	wino *kernels.Winograd3x3
 	// direct selects kernels.Conv3x3Direct (see prepare).
 	direct bool
+	// Pool is set when the step also takes the 2×2, stride-2 max pool
+	// of its output (FuseMaxPool): Out then holds OH/2×OW/2 pixels.
+	Pool bool
+}
+
+// winograd reports whether prepare gives the step the Winograd form.
+func (s *Conv) winograd() bool {
+	sh := s.Shape
+	return sh.KH == 3 && sh.KW == 3 && sh.Same() && sh.C >= 8 && sh.M >= 8
+}
+
+// FuseMaxPool makes the step also compute the max pool of shape p over its
+// output and reports whether it did: only a 2×2, stride-2 pool without
+// padding over the output of a Winograd convolution whose activation, if
+// any, is ReLU (which commutes with the maximum), taken from each output
+// block in the cache instead of a pass over the whole output. Front ends
+// call it where a pool reads a convolution's output and nothing else
+// does; the step's output is then the pooled map.
+func (s *Conv) FuseMaxPool(p kernels.PoolShape) bool {
+	sh := s.Shape
+	plain := p.KH == 2 && p.KW == 2 && p.SH == 2 && p.SW == 2 && p.DH == 1 && p.DW == 1 &&
+		p.PT == 0 && p.PL == 0 && p.PB == 0 && p.PR == 0
+	if s.Pool || !s.winograd() || !plain || p.C != sh.M || p.H != sh.OH || p.W != sh.OW ||
+		p.OH != sh.OH/2 || p.OW != sh.OW/2 || p.OH < 1 || p.OW < 1 ||
+		(s.Act.Kind != kernels.ActNone && s.Act.Kind != kernels.ActReLU) {
+		return false
+	}
+	s.Pool = true
+	return true
 }
 
 // prepare builds the epilogue and, for a 3×3, stride-1, padding-1
@@ -80,9 +109,9 @@ func (s *Conv) prepare() {
 	s.ep = kernels.NewEpilogue(s.Bias, s.Act)
 	sh := s.Shape
 	switch {
-	case sh.KH != 3 || sh.KW != 3 || !sh.Same():
-	case sh.C >= 8 && sh.M >= 8:
+	case s.winograd():
 		s.wino = kernels.NewWinograd3x3(s.W, sh.C, sh.M)
+	case sh.KH != 3 || sh.KW != 3 || !sh.Same():
 	case kernels.DirectSupported(sh.M):
 		// Few input channels (a first layer): the direct kernel is 2.5×
 		// im2col and a product of K = 9·C.
@@ -93,6 +122,11 @@ func (s *Conv) prepare() {
 func (s *Conv) run(st *State, n int) {
 	sh := s.Shape
 	x := st.bufs[s.In][:n*sh.H*sh.W*sh.C]
+	if s.Pool {
+		y := st.get(s.Out, n*(sh.OH/2)*(sh.OW/2)*sh.M)
+		s.wino.ForwardMaxPool(y, x, n, sh.H, sh.W, s.ep, &st.scratch)
+		return
+	}
 	y := st.get(s.Out, n*sh.OH*sh.OW*sh.M)
 	switch {
 	case s.wino != nil:
@@ -109,6 +143,8 @@ func (s *Conv) String() string {
 	sh := s.Shape
 	kernel := "im2col"
 	switch {
+	case s.Pool:
+		kernel = "winograd+maxpool2x2"
 	case s.wino != nil:
 		kernel = "winograd"
 	case s.direct:

@@ -15,7 +15,7 @@ type Scratch struct {
 const (
 	slotA = iota // unfolded patches, padded input
 	slotB        // unfolded or padded gradient, padded output
-	slotC        // padded input gradient
+	slotC        // padded input gradient, output blocks to pool from
 	slotD        // weight gradient partial sums
 	slotE        // flipped weights (worker 0 only, shared read-only)
 	scratchSlots

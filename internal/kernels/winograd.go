@@ -187,15 +187,35 @@ func winoR(n, h, wd int) int {
 // outputs are written; other activations in a second pass. s provides the
 // temporary memory (nil allocates).
 func (w *Winograd3x3) Forward(dst, src []float32, n, h, wd int, ep *Epilogue, s *Scratch) {
-	w.forward(w.form(n, h, wd), dst, src, n, h, wd, ep, s, parallel.Workers(), winoAsm)
+	w.forward(w.form(n, h, wd), dst, src, n, h, wd, ep, s, parallel.Workers(), winoAsm, false)
 }
 
-// forward is Forward with the algorithm, the number of workers and the
-// choice of assembly transforms given, for tests.
-func (w *Winograd3x3) forward(f *winoForm, dst, src []float32, n, h, wd int, ep *Epilogue, s *Scratch, workers int, asm bool) {
+// ForwardMaxPool is Forward followed by a 2×2, stride-2 max pool without
+// padding: dst is n×⌊h/2⌋×⌊w/2⌋×M. The pool is taken from each output
+// block while it is still in the cache (both forms' r×r blocks start at
+// even pixels, so every pooling window lies in one block), so the
+// full-size output is never written or read back. ep may only be nil or
+// a bias with no activation or ReLU (which commute with the maximum); h
+// and w must be at least 2.
+func (w *Winograd3x3) ForwardMaxPool(dst, src []float32, n, h, wd int, ep *Epilogue, s *Scratch) {
+	w.forward(w.form(n, h, wd), dst, src, n, h, wd, ep, s, parallel.Workers(), winoAsm, true)
+}
+
+// forward is Forward (or with pool ForwardMaxPool) with the algorithm, the
+// number of workers and the choice of assembly transforms given, for
+// tests.
+func (w *Winograd3x3) forward(f *winoForm, dst, src []float32, n, h, wd int, ep *Epilogue, s *Scratch, workers int, asm, pool bool) {
 	c, m := w.C, w.M
-	if n < 0 || h < 1 || wd < 1 || len(src) < n*h*wd*c || len(dst) < n*h*wd*m {
-		panic(fmt.Sprintf("kernels.Winograd3x3: %d→%d values for %d images of %d×%d×%d→%d", len(src), len(dst), n, h, wd, c, m))
+	oh, ow := h, wd
+	if pool {
+		oh, ow = h/2, wd/2
+	}
+	if n < 0 || h < 1 || wd < 1 || oh < 1 || ow < 1 || len(src) < n*h*wd*c || len(dst) < n*oh*ow*m {
+		panic(fmt.Sprintf("kernels.Winograd3x3: %d→%d values for %d images of %d×%d×%d→%d (pool %v)", len(src), len(dst), n, h, wd, c, m, pool))
+	}
+	fused := ep == nil || ep.Act.Kind == ActNone || ep.Act.Kind == ActReLU
+	if pool && !fused {
+		panic(fmt.Sprintf("kernels.Winograd3x3.ForwardMaxPool: activation %v cannot be fused", ep.Act))
 	}
 	if n == 0 {
 		return
@@ -215,7 +235,6 @@ func (w *Winograd3x3) forward(f *winoForm, dst, src []float32, n, h, wd int, ep 
 	}
 	var bias []float32
 	relu := false
-	fused := ep == nil || ep.Act.Kind == ActNone || ep.Act.Kind == ActReLU
 	if ep != nil {
 		bias = ep.Bias
 		relu = ep.Act.Kind == ActReLU
@@ -229,7 +248,7 @@ func (w *Winograd3x3) forward(f *winoForm, dst, src []float32, n, h, wd int, ep 
 	}
 	job := winoJob{
 		f:   f,
-		dst: dst, src: src, bias: bias[:m], relu: relu, s: s, asm: asm,
+		dst: dst, src: src, bias: bias[:m], relu: relu, s: s, asm: asm, pool: pool,
 		h: h, wd: wd, th: th, tw: tw, tiles: tiles, tpt: tpt, split: split, colBlocks: colBlocks,
 	}
 	if tasks := groups * split; workers <= 1 || tasks == 1 {
@@ -250,7 +269,7 @@ func (w *Winograd3x3) forward(f *winoForm, dst, src []float32, n, h, wd int, ep 
 type winoJob struct {
 	f                            *winoForm
 	dst, src, bias               []float32
-	relu, asm                    bool
+	relu, asm, pool              bool
 	s                            *Scratch
 	h, wd, th, tw                int
 	tiles, tpt, split, colBlocks int
@@ -270,6 +289,12 @@ func (w *Winograd3x3) task(job *winoJob, wk, t int) {
 	}
 	f := job.f
 	a2 := f.a * f.a
+	// v holds the transformed tiles, then one gathered tile (patch), the
+	// assembly's temporary and, to pool from, one block of outputs.
+	var blk []float32
+	if job.pool {
+		blk = job.s.Floats(wk, slotC, f.r*f.r*m)
+	}
 	v := job.s.Floats(wk, slotA, a2*nt*c+a2*c+36*8)
 	patch, tmp := v[a2*nt*c:a2*nt*c+a2*c], v[a2*nt*c+a2*c:]
 	v = v[:a2*nt*c]
@@ -280,7 +305,7 @@ func (w *Winograd3x3) task(job *winoJob, wk, t int) {
 	for xi := range a2 {
 		blas.GemmPackedCols(nt, m0, m1, 1, v[xi*nt*c:], c, f.u[xi], 0, prod[xi*nt*m:], m)
 	}
-	w.outputTiles(f, job.dst, prod, spill, tmp, job.bias, job.relu, t0, nt, job.th, job.tw, job.h, job.wd, m0, m1, job.asm)
+	w.outputTiles(f, job.dst, prod, spill, tmp, blk, job.bias, job.relu, t0, nt, job.th, job.tw, job.h, job.wd, m0, m1, job.asm)
 }
 
 // inputTiles writes the transformed input tiles t0 … t0+nt−1 of images
@@ -331,20 +356,30 @@ func inputTiles(f *winoForm, c int, v, patch, tmp, src []float32, t0, nt, th, tw
 // outputTiles turns the products of tiles t0 … t0+nt−1, output channels
 // [m0, m1), into r×r output blocks with bias and optional ReLU, writing
 // the pixels that fall inside the image; spill (M floats) takes the rest.
-func (w *Winograd3x3) outputTiles(f *winoForm, dst, prod, spill, tmp, bias []float32, relu bool, t0, nt, th, tw, h, wd, m0, m1 int, asm bool) {
+// With blk (r·r·M floats) each block is written there instead and dst
+// receives its 2×2 max pool: ⌊h/2⌋×⌊w/2⌋ pixels per image.
+func (w *Winograd3x3) outputTiles(f *winoForm, dst, prod, spill, tmp, blk, bias []float32, relu bool, t0, nt, th, tw, h, wd, m0, m1 int, asm bool) {
 	m, r := w.M, f.r
 	ss := nt * m
+	oh, ow := h/2, wd/2
 	var d [16][]float32
 	var dp [16]*float32
+	if blk != nil {
+		for k := range r * r {
+			d[k] = blk[k*m : (k+1)*m]
+		}
+	}
 	for i := range nt {
 		t := t0 + i
 		img, rem := t/(th*tw), t%(th*tw)
 		y0, x0 := r*(rem/tw), r*(rem%tw)
 		for k := range r * r {
 			y, x := y0+k/r, x0+k%r
-			if y < h && x < wd {
+			switch {
+			case blk != nil: // d already points into blk
+			case y < h && x < wd:
 				d[k] = dst[((img*h+y)*wd+x)*m : ((img*h+y)*wd+x+1)*m]
-			} else {
+			default:
 				d[k] = spill[:m]
 			}
 			dp[k] = &d[k][0]
@@ -361,6 +396,39 @@ func (w *Winograd3x3) outputTiles(f *winoForm, dst, prod, spill, tmp, bias []flo
 		default:
 			wino4OutputGo(src, ss, bias, m0, m1, relu, &d)
 		}
+		if blk == nil {
+			continue
+		}
+		// Pool the block: window (qy, qx) covers block pixels 2qy…2qy+1 ×
+		// 2qx…2qx+1. Windows past ⌊h/2⌋×⌊w/2⌋ hold only pixels of the
+		// overhang or of an odd last row or column, which the pool drops.
+		for qy := range r / 2 {
+			py := y0/2 + qy
+			if py >= oh {
+				break
+			}
+			for qx := range r / 2 {
+				px := x0/2 + qx
+				if px >= ow {
+					break
+				}
+				k := 2*qy*r + 2*qx
+				out := dst[((img*oh+py)*ow+px)*m+m0 : ((img*oh+py)*ow+px)*m+m1]
+				a, b, c, e := d[k][m0:m1], d[k+1][m0:m1], d[k+r][m0:m1], d[k+r+1][m0:m1]
+				if asm {
+					max4AVX2(&out[0], &a[0], &b[0], &c[0], &e[0], m1-m0)
+				} else {
+					max4Go(out, a, b, c, e)
+				}
+			}
+		}
+	}
+}
+
+// max4Go sets dst[i] to the largest of a[i], b[i], c[i] and d[i].
+func max4Go(dst, a, b, c, d []float32) {
+	for i := range dst {
+		dst[i] = max(max(a[i], b[i]), max(c[i], d[i]))
 	}
 }
 

@@ -36,6 +36,12 @@ func wino4OutputAVX2(src *float32, ss int, bias *float32, relu bool, d *[16]*flo
 //go:noescape
 func wino4GradOutputAVX2(d *[16]*float32, off int, out *float32, ds int, tmp *float32, chunks int)
 
+// max4AVX2 is max4Go for n a positive multiple of 8, on raw pointers; the
+// caller checks the lengths.
+//
+//go:noescape
+func max4AVX2(dst, a, b, c, d *float32, n int)
+
 // conv3x3RowAVX2 is conv3x3RowGo on raw pointers (direct3x3_amd64.s),
 // with c3 = 3c; the caller checks the lengths.
 //

@@ -185,3 +185,29 @@ outstore:
 	JNE outloop
 	VZEROUPPER
 	RET
+
+// func max4AVX2(dst, a, b, c, d *float32, n int)
+//
+// dst[i] = max(a[i], b[i], c[i], d[i]) for i < n, n a positive multiple
+// of 8: the 2×2 max pool fused into the Winograd output transform.
+TEXT ·max4AVX2(SB), NOSPLIT, $0-48
+	MOVQ dst+0(FP), DI
+	MOVQ a+8(FP), SI
+	MOVQ b+16(FP), R8
+	MOVQ c+24(FP), R9
+	MOVQ d+32(FP), R10
+	MOVQ n+40(FP), CX
+	XORQ AX, AX
+
+max4loop:
+	VMOVUPS (SI)(AX*4), Y0
+	VMAXPS (R8)(AX*4), Y0, Y0
+	VMOVUPS (R9)(AX*4), Y1
+	VMAXPS (R10)(AX*4), Y1, Y1
+	VMAXPS Y1, Y0, Y0
+	VMOVUPS Y0, (DI)(AX*4)
+	ADDQ $8, AX
+	CMPQ AX, CX
+	JLT max4loop
+	VZEROUPPER
+	RET

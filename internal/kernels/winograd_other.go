@@ -25,6 +25,10 @@ func wino4GradOutputAVX2(d *[16]*float32, off int, out *float32, ds int, tmp *fl
 	panic("kernels: no assembly Winograd transforms on this architecture")
 }
 
+func max4AVX2(dst, a, b, c, d *float32, n int) {
+	panic("kernels: no assembly Winograd transforms on this architecture")
+}
+
 func conv3x3RowAVX2(in *float32, prs, c3 int, wt *float32, m int, bias *float32, relu bool, out *float32, w, c int) {
 	panic("kernels: no assembly direct convolution on this architecture")
 }

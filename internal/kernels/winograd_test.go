@@ -124,13 +124,79 @@ func TestWinograd3x3MatchesDirect(t *testing.T) {
 						name := fmt.Sprintf("%+v/F%d/act%d/asm=%v/workers=%d", sh, f.r, tc.act.Kind, asm, workers)
 						dst := guardedOutput(len(tc.want), 3)
 						var s Scratch
-						wg.forward(f, dst, src, sh.n, sh.h, sh.w, tc.ep, &s, workers, asm)
+						wg.forward(f, dst, src, sh.n, sh.h, sh.w, tc.ep, &s, workers, asm, false)
 						checkGuarded(t, name, dst, tc.want, tc.mag, tol)
 					}
 				}
 			}
 		}
 	}
+}
+
+// TestWinograd3x3MaxPoolMatchesDirect checks ForwardMaxPool against the
+// float64 direct convolution followed by a 2×2, stride-2 max pool, on odd
+// and even sizes (odd ones drop the last row or column), both forms, the
+// assembly and Go transforms and several worker counts.
+func TestWinograd3x3MaxPoolMatchesDirect(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	type shape struct{ n, h, w, c, m int }
+	shapes := []shape{
+		{1, 2, 2, 8, 8}, {2, 5, 7, 3, 5}, {1, 7, 7, 16, 40}, {3, 6, 4, 8, 16},
+		{2, 14, 14, 32, 64}, {1, 13, 9, 24, 8}, {1, 28, 28, 8, 32}, {5, 3, 3, 64, 128}, {1, 9, 11, 72, 96},
+	}
+	for _, sh := range shapes {
+		src := randVec(rng, sh.n*sh.h*sh.w*sh.c)
+		wt := randVec(rng, 9*sh.c*sh.m)
+		bias := randVec(rng, sh.m)
+		wg := NewWinograd3x3(wt, sh.c, sh.m)
+		oh, ow := sh.h/2, sh.w/2
+		for _, a := range []Act{{}, ReLU} {
+			full, fullMag := conv3x3Ref(src, wt, bias, a, sh.n, sh.h, sh.w, sh.c, sh.m)
+			want, mag := make([]float64, sh.n*oh*ow*sh.m), make([]float64, sh.n*oh*ow*sh.m)
+			for b := range sh.n {
+				for py := range oh {
+					for px := range ow {
+						for mo := range sh.m {
+							o := ((b*oh+py)*ow+px)*sh.m + mo
+							want[o] = math.Inf(-1)
+							for _, yx := range [4][2]int{{0, 0}, {0, 1}, {1, 0}, {1, 1}} {
+								i := ((b*sh.h+2*py+yx[0])*sh.w+2*px+yx[1])*sh.m + mo
+								want[o] = math.Max(want[o], full[i])
+								mag[o] = math.Max(mag[o], fullMag[i])
+							}
+						}
+					}
+				}
+			}
+			for _, f := range []*winoForm{&wg.f2, &wg.f4} {
+				tol := 2e-6
+				if f.r == 4 {
+					tol = 2e-5
+				}
+				for _, asm := range []bool{false, winoAsm} {
+					for _, workers := range []int{1, 3} {
+						name := fmt.Sprintf("%+v/F%d/act%d/asm=%v/workers=%d", sh, f.r, a.Kind, asm, workers)
+						dst := guardedOutput(len(want), 3)
+						var s Scratch
+						wg.forward(f, dst, src, sh.n, sh.h, sh.w, NewEpilogue(bias, a), &s, workers, asm, true)
+						checkGuarded(t, name, dst, want, mag, tol)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestWinograd3x3MaxPoolRefusesOtherActivations: only activations that
+// commute with the maximum may be fused before the pool.
+func TestWinograd3x3MaxPoolRefusesOtherActivations(t *testing.T) {
+	wg := NewWinograd3x3(make([]float32, 9*8*8), 8, 8)
+	defer func() {
+		if recover() == nil {
+			t.Fatal("ForwardMaxPool with hard-swish did not panic")
+		}
+	}()
+	wg.ForwardMaxPool(make([]float32, 4*4*8), make([]float32, 8*8*8), 1, 8, 8, NewEpilogue(nil, HardSwish), nil)
 }
 
 // TestWinogradTransformsAsmMatchGo compares the assembly transforms with
@@ -242,8 +308,8 @@ func TestWinograd3x3SteadyStateDoesNotAllocate(t *testing.T) {
 	ep := NewEpilogue(randVec(rng, m), ReLU)
 	var s Scratch
 	for _, f := range []*winoForm{&wg.f2, &wg.f4} {
-		wg.forward(f, dst, src, 1, h, w, ep, &s, 1, winoAsm)
-		if n := testing.AllocsPerRun(20, func() { wg.forward(f, dst, src, 1, h, w, ep, &s, 1, winoAsm) }); n > 0 {
+		wg.forward(f, dst, src, 1, h, w, ep, &s, 1, winoAsm, false)
+		if n := testing.AllocsPerRun(20, func() { wg.forward(f, dst, src, 1, h, w, ep, &s, 1, winoAsm, false) }); n > 0 {
 			t.Fatalf("F(%d×%d) allocated %v times per call", f.r, f.r, n)
 		}
 	}
@@ -307,7 +373,7 @@ func TestWinograd3x3Update(t *testing.T) {
 						t.Fatalf("%+v: the algorithm Update skipped ran on the old weights", sh)
 					}
 				}()
-				wg.forward(other, got, src, sh.n, sh.h, sh.w, nil, &s1, 1, winoAsm)
+				wg.forward(other, got, src, sh.n, sh.h, sh.w, nil, &s1, 1, winoAsm, false)
 			}()
 		}
 	}

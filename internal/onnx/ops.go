@@ -1274,10 +1274,13 @@ func (c *compiler) pool(n *onnxpb.NodeProto, in []*value, a attrSet) ([]*value, 
 	if !isMax && (win.dh != 1 || win.dw != 1) {
 		return nil, fmt.Errorf("dilations=%v is not supported for AveragePool", a.ints("dilations"))
 	}
-	s := &infer.Pool{In: x.slot, Out: c.newSlot(), Max: isMax, IncludePad: a.int("count_include_pad", 0) != 0,
-		Shape: kernels.PoolShape{C: x.shape[0], H: x.shape[1], W: x.shape[2], OH: win.oh, OW: win.ow,
-			KH: win.kh, KW: win.kw, SH: win.sh, SW: win.sw, DH: win.dh, DW: win.dw,
-			PT: win.pt, PL: win.pl, PB: win.pb, PR: win.pr}}
+	shape := kernels.PoolShape{C: x.shape[0], H: x.shape[1], W: x.shape[2], OH: win.oh, OW: win.ow,
+		KH: win.kh, KW: win.kw, SH: win.sh, SW: win.sw, DH: win.dh, DW: win.dw,
+		PT: win.pt, PL: win.pl, PB: win.pb, PR: win.pr}
+	if conv, ok := c.fusableInput(n.GetInput()[0], x).(*infer.Conv); ok && isMax && conv.FuseMaxPool(shape) {
+		return []*value{{d: &dynamic{slot: x.slot, shape: []int{x.shape[0], win.oh, win.ow}}}}, nil
+	}
+	s := &infer.Pool{In: x.slot, Out: c.newSlot(), Max: isMax, IncludePad: a.int("count_include_pad", 0) != 0, Shape: shape}
 	c.add(s)
 	return []*value{{d: &dynamic{slot: s.Out, shape: []int{x.shape[0], win.oh, win.ow}}}}, nil
 }
