@@ -4,8 +4,9 @@
 // format Hugging Face tools use, safe to load from untrusted sources because
 // it holds no code, only numbers.
 //
-// Float32 ("F32") and int8 ("I8", quantized weights) tensors are
-// supported; that is all our models use.
+// Float32 ("F32"), IEEE half-precision ("F16", smaller weight storage,
+// widened to float32 when read) and int8 ("I8", quantized weights)
+// tensors are supported; that is all our models use.
 package safetensors
 
 import (
@@ -17,6 +18,8 @@ import (
 	"io"
 	"math"
 	"sort"
+
+	"github.com/x448/float16"
 
 	"github.com/fashion-classifier/fashion/internal/atomicfile"
 	"github.com/fashion-classifier/fashion/internal/safefile"
@@ -32,8 +35,24 @@ type Tensor struct {
 	Name  string
 	Shape []int
 	Data  []float32
-	Int8  []int8
+	// Half stores Data as IEEE 754 half precision ("F16"), half the bytes
+	// of "F32": Encode rounds each value to the nearest half (ties to
+	// even; see RoundF16) and refuses a finite value beyond half's range;
+	// Decode sets Half for an F16 tensor and widens its values, exactly,
+	// into Data.
+	Half bool
+	Int8 []int8
 }
+
+// MaxF16 is the largest finite half-precision value. Finite values that
+// round beyond it (from 65520 up) have no F16 encoding.
+const MaxF16 = 65504
+
+// RoundF16 returns v rounded to the nearest half-precision value, ties to
+// even, as an F16 tensor stores it: relative error at most 2⁻¹¹ for
+// |v| in [2⁻¹⁴, 65504], smaller values rounded to multiples of 2⁻²⁴
+// (half's subnormals), larger ones to ±Inf; NaN stays NaN.
+func RoundF16(v float32) float32 { return float16.Fromfloat32(v).Float32() }
 
 // File is the decoded content of a safetensors file.
 type File struct {
@@ -96,10 +115,12 @@ func Decode(data []byte) (*File, error) {
 		size := int64(4)
 		switch e.DType {
 		case "F32":
+		case "F16":
+			size = 2
 		case "I8":
 			size = 1
 		default:
-			return nil, fmt.Errorf("safetensors: tensor %q has dtype %q; only F32 and I8 are supported", name, e.DType)
+			return nil, fmt.Errorf("safetensors: tensor %q has dtype %q; only F32, F16 and I8 are supported", name, e.DType)
 		}
 		count := int64(1)
 		for _, d := range e.Shape {
@@ -116,15 +137,22 @@ func Decode(data []byte) (*File, error) {
 			return nil, fmt.Errorf("safetensors: tensor %q of shape %v needs %d bytes, header gives %d", name, e.Shape, size*count, end-b)
 		}
 		t := Tensor{Name: name, Shape: e.Shape}
-		if size == 1 {
+		switch src := body[b:end]; size {
+		case 1:
 			t.Int8 = make([]int8, count)
 			for i := range t.Int8 {
-				t.Int8[i] = int8(body[b+int64(i)])
+				t.Int8[i] = int8(src[i])
 			}
-		} else {
+		case 2:
+			t.Half = true
 			t.Data = make([]float32, count)
 			for i := range t.Data {
-				t.Data[i] = math.Float32frombits(binary.LittleEndian.Uint32(body[b+4*int64(i):]))
+				t.Data[i] = float16.Frombits(binary.LittleEndian.Uint16(src[2*i:])).Float32()
+			}
+		default:
+			t.Data = make([]float32, count)
+			for i := range t.Data {
+				t.Data[i] = math.Float32frombits(binary.LittleEndian.Uint32(src[4*i:]))
 			}
 		}
 		f.Tensors = append(f.Tensors, t)
@@ -145,7 +173,8 @@ func Decode(data []byte) (*File, error) {
 }
 
 // Encode writes tensors and metadata in safetensors form, data in the
-// given order.
+// given order. It refuses a Half tensor with a finite value that half
+// precision cannot hold (see MaxF16) rather than store it as infinity.
 func Encode(w io.Writer, f *File) error {
 	header := map[string]any{}
 	if len(f.Metadata) > 0 {
@@ -161,10 +190,18 @@ func Encode(w io.Writer, f *File) error {
 			count *= d
 		}
 		dtype, size, have := "F32", int64(4), len(t.Data)
-		if t.Int8 != nil {
+		switch {
+		case t.Int8 != nil:
 			dtype, size, have = "I8", 1, len(t.Int8)
-			if t.Data != nil {
-				return fmt.Errorf("safetensors: tensor %q has both float32 and int8 data", t.Name)
+			if t.Data != nil || t.Half {
+				return fmt.Errorf("safetensors: tensor %q has both float and int8 data", t.Name)
+			}
+		case t.Half:
+			dtype, size = "F16", 2
+			for i, v := range t.Data {
+				if r := RoundF16(v); math.IsInf(float64(r), 0) && !math.IsInf(float64(v), 0) {
+					return fmt.Errorf("safetensors: tensor %q value %v at index %d is beyond float16's range (±%d); store it as F32", t.Name, v, i, MaxF16)
+				}
 			}
 		}
 		if count != have {
@@ -191,7 +228,11 @@ func Encode(w io.Writer, f *File) error {
 	buf = append(buf, h...)
 	for _, t := range f.Tensors {
 		for _, v := range t.Data {
-			buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(v))
+			if t.Half {
+				buf = binary.LittleEndian.AppendUint16(buf, float16.Fromfloat32(v).Bits())
+			} else {
+				buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(v))
+			}
 		}
 		for _, v := range t.Int8 {
 			buf = append(buf, byte(v))

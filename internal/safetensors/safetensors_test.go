@@ -81,7 +81,7 @@ func TestDecodeRejects(t *testing.T) {
 		{"huge header length", "does not fit", flipped},
 		{"not json", "not valid JSON", withHeader("{nope")},
 		{"int8 size", "needs 8 bytes, header gives 6", withHeader(strings.Replace(header, `"shape":[2,3]`, `"shape":[2,4]`, 1))},
-		{"wrong dtype", "only F32", withHeader(strings.Replace(header, `"F32"`, `"F16"`, 1))},
+		{"wrong dtype", "only F32, F16 and I8", withHeader(strings.Replace(header, `"F32"`, `"F64"`, 1))},
 		{"shape mismatch", "needs", withHeader(strings.Replace(header, `[9,4]`, `[9,5]`, 1))},
 		{"negative dim", "invalid shape", withHeader(strings.Replace(header, `[9,4]`, `[-9,4]`, 1))},
 		{"unknown field", "bad header entry", withHeader(strings.Replace(header, `"dtype"`, `"x":1,"dtype"`, 1))},
@@ -104,6 +104,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(b.Bytes())
 	f.Add([]byte{})
 	f.Add([]byte("\x02\x00\x00\x00\x00\x00\x00\x00{}"))
+	f.Add(rawF16File([]uint16{0x3c00, 0x8001, 0x7c00, 0x7d00}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		file, err := Decode(data)
 		if err != nil {
