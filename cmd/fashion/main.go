@@ -32,6 +32,7 @@ func commands() map[string]command {
 		"train":     {"train a model and write it as safetensors", runTrain},
 		"eval":      {"measure a model's accuracy on the official test set", runEval},
 		"quantize":  {"write an int8 (post-training quantized) copy of a model file", runQuantize},
+		"convert":   {"write a copy of a model file with its weights stored as f16 (half precision) or f32", runConvert},
 		"calibrate": {"fit temperature scaling and the out-of-distribution threshold on held-out data into a model file", runCalibrate},
 		"export":    {"write a model in another format (-format onnx)", runExport},
 		"predict":   {"classify image files", runPredict},

@@ -7,7 +7,10 @@ import (
 	"os"
 	"strings"
 
+	"github.com/fashion-classifier/fashion/internal/modelfile"
 	"github.com/fashion-classifier/fashion/internal/predictor"
+	"github.com/fashion-classifier/fashion/internal/safefile"
+	shipped "github.com/fashion-classifier/fashion/model"
 )
 
 // modelFlags are the flags that choose a model: -model, and for ONNX files
@@ -66,4 +69,25 @@ func (m *modelFlags) open(ctx context.Context) (predictor.Predictor, error) {
 		return p, err
 	}
 	return predictor.FlipTTA(p), nil
+}
+
+// readOwnModel reads and checks one of our model files for the commands
+// that write a changed copy of one (quantize, convert): path, a regular
+// file within predictor's size cap, or the embedded model when path is "".
+// It returns the file's bytes, its decoded form and the name to report it
+// by.
+func readOwnModel(ctx context.Context, path string) ([]byte, *modelfile.Decoded, string, error) {
+	raw, source := shipped.Weights, "embedded"
+	if path != "" {
+		var err error
+		if raw, err = safefile.ReadFile(ctx, path, predictor.DefaultMaxBytes); err != nil {
+			return nil, nil, "", err
+		}
+		source = path
+	}
+	dec, err := modelfile.Decode(raw)
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("%s: %w", source, err)
+	}
+	return raw, dec, source, nil
 }

@@ -54,6 +54,7 @@ func TestBinaryRefusesDevZeroAndFIFO(t *testing.T) {
 		{"version WEIGHT_PATH=/dev/zero", []string{"version"}, "WEIGHT_PATH=/dev/zero"},
 		{"calibrate -model /dev/zero", []string{"calibrate", "-model", "/dev/zero", "-out", filepath.Join(t.TempDir(), "out.safetensors")}, ""},
 		{"calibrate -model FIFO", []string{"calibrate", "-model", fifo, "-out", filepath.Join(t.TempDir(), "out.safetensors")}, ""},
+		{"convert -model /dev/zero", []string{"convert", "-storage", "f16", "-model", "/dev/zero", "-out", filepath.Join(t.TempDir(), "out.safetensors")}, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cmd := exec.Command(bin, tt.args...)

@@ -11,9 +11,7 @@ import (
 	"github.com/fashion-classifier/fashion/internal/infer"
 	"github.com/fashion-classifier/fashion/internal/modelfile"
 	"github.com/fashion-classifier/fashion/internal/predictor"
-	"github.com/fashion-classifier/fashion/internal/safefile"
 	"github.com/fashion-classifier/fashion/internal/safetensors"
-	shipped "github.com/fashion-classifier/fashion/model"
 )
 
 // maxCalib bounds -calib: the calibration images are held in memory as
@@ -46,18 +44,9 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if *calib < 1 || *calib > maxCalib {
 		return fmt.Errorf("-calib must be between 1 and %d, got %d", maxCalib, *calib)
 	}
-	raw := shipped.Weights
-	source := "embedded"
-	if *in != "" {
-		var err error
-		if raw, err = safefile.ReadFile(ctx, *in, predictor.DefaultMaxBytes); err != nil {
-			return err
-		}
-		source = *in
-	}
-	dec, err := modelfile.Decode(raw)
+	raw, dec, source, err := readOwnModel(ctx, *in)
 	if err != nil {
-		return fmt.Errorf("%s: %w", source, err)
+		return err
 	}
 	if dec.Meta.Precision == modelfile.PrecisionInt8 {
 		return fmt.Errorf("%s is already quantized", source)

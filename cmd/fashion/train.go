@@ -43,6 +43,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	ema := fs.Float64("ema", 0, "per-step decay of a moving average of the weights, which is then evaluated and written (0: none; e.g. 0.999)")
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "random seed (initial weights, shuffling, augmentation)")
 	out := fs.String("out", "model.safetensors", "where to write the trained model")
+	fs.StringVar(&cfg.Storage, "storage", modelfile.StorageF32, "how the model file stores the weights: f32, or f16 (IEEE half precision: half the bytes; the recorded test accuracy is the rounded weights'; checkpoints stay f32)")
 	ckpt := fs.String("checkpoint", "", "checkpoint file, rewritten after every epoch and resumed from if present (default: <out>.ckpt)")
 	curves := fs.String("curves", "", "training-curve PNG (default: <out without extension>-curves.png)")
 	threads := fs.Int("threads", runtime.NumCPU(), "CPU threads to use")
@@ -64,6 +65,9 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if err := applyRecipe(fs, *recipeName); err != nil {
 		return err
+	}
+	if _, err := modelfile.ParseStorage(cfg.Storage); err != nil {
+		return fmt.Errorf("-storage: %w", err) // before the dataset is loaded
 	}
 	cfg.LR, cfg.WeightDecay, cfg.Smoothing, cfg.EMA = float32(*lr), float32(*wd), float32(*smoothing), float32(*ema)
 	runtime.GOMAXPROCS(max(1, *threads))

@@ -6,11 +6,13 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/fashion-classifier/fashion/internal/idx"
+	"github.com/fashion-classifier/fashion/internal/safetensors"
 )
 
 func trainData(t *testing.T) string {
@@ -124,5 +126,55 @@ func TestTrainInterruptAndResume(t *testing.T) {
 	}
 	if _, err := os.Stat(out + ".ckpt"); !os.IsNotExist(err) {
 		t.Errorf("checkpoint left behind after the finished run: %v", err)
+	}
+}
+
+// TestTrainStorageF16: train -storage f16 writes every network tensor as
+// F16, records storage f16 and the test accuracy of the rounded weights,
+// which eval of the written file reproduces.
+func TestTrainStorageF16(t *testing.T) {
+	data := trainData(t)
+	out := filepath.Join(t.TempDir(), "h.safetensors")
+	code, stdout, stderr := runCmd(context.Background(), "train", "-data", data, "-epochs", "1", "-batch", "64", "-train-limit", "256",
+		"-test-limit", "200", "-quiet", "-storage", "f16", "-out", out)
+	if code != 0 {
+		t.Fatalf("train exited %d: %s", code, stderr)
+	}
+	if !strings.Contains(stderr, "weights rounded to f16 for storage: test acc") {
+		t.Errorf("train did not report the rounded weights' accuracy:\n%s", stderr)
+	}
+	f, err := safetensors.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Metadata["storage"] != "f16" {
+		t.Errorf("metadata storage %q, want f16", f.Metadata["storage"])
+	}
+	for _, tn := range f.Tensors {
+		if !tn.Half {
+			t.Errorf("tensor %q is F32", tn.Name)
+		}
+	}
+	recorded, err := strconv.ParseFloat(f.Metadata["test_accuracy"], 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr = runCmd(context.Background(), "eval", "-data", data, "-model", out, "-limit", "200", "-json")
+	if code != 0 {
+		t.Fatalf("eval exited %d: %s", code, stderr)
+	}
+	var rep struct {
+		Accuracy float64 `json:"accuracy"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatal(err)
+	}
+	// Training evaluates with batch norm as its own layer, inference with
+	// it folded: allow one image of 200 to tip.
+	if d := rep.Accuracy - recorded; d > 0.0051 || d < -0.0051 {
+		t.Errorf("eval of the F16 file: %.4f, recorded %.4f", rep.Accuracy, recorded)
+	}
+	if code, _, stderr := runCmd(context.Background(), "train", "-data", data, "-storage", "f8", "-out", out); code == 0 || !strings.Contains(stderr, `storage must be "f32" or "f16", got "f8"`) {
+		t.Errorf("train -storage f8: exit %d, %q", code, stderr)
 	}
 }

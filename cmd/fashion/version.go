@@ -75,6 +75,7 @@ func writeVersionText(w io.Writer, rep versionReport) error {
 		fmt.Fprintf(tw, "model:\t%s (%s, %d parameters)\n", m.Name, m.Arch, m.Params)
 		fmt.Fprintf(tw, "model source:\t%s\n", m.Source)
 		fmt.Fprintf(tw, "model precision:\t%s\n", m.Precision)
+		fmt.Fprintf(tw, "model storage:\t%s\n", m.Storage)
 		fmt.Fprintf(tw, "model sha256:\t%s\n", m.SHA256)
 		if m.TestAccuracy > 0 {
 			fmt.Fprintf(tw, "test accuracy:\t%.4f\n", m.TestAccuracy)

@@ -64,10 +64,13 @@ func New(d *Decoded, name, source string) (*Classifier, error) {
 		Name: name, Arch: d.Meta.Arch, Classes: d.Meta.Classes,
 		Mean: d.Meta.Mean, Std: d.Meta.Std, SHA256: d.SHA256, Source: source,
 		TestAccuracy: d.Meta.TestAccuracy, Params: params, Precision: PrecisionFloat32,
-		Temperature: d.Meta.Temperature,
+		Storage: StorageF32, Temperature: d.Meta.Temperature,
 	}
 	if d.Meta.Precision != "" {
 		c.info.Precision = d.Meta.Precision
+	}
+	if d.Meta.Storage != "" {
+		c.info.Storage = d.Meta.Storage
 	}
 	return c, nil
 }

@@ -37,6 +37,7 @@ type Info struct {
 	TestAccuracy float64  `json:"test_accuracy"` // on the official 10k test set, 0 if unknown
 	Params       int      `json:"params"`        // number of trainable parameters
 	Precision    string   `json:"precision"`     // "float32" or "int8" (quantized layers)
+	Storage      string   `json:"storage"`       // how the file stores the float weights: "f32" or "f16" (half precision, computed in float32)
 	// Temperature divides the logits before the softmax (fitted by
 	// `fashion calibrate`); 0 when the model is not calibrated.
 	Temperature float64 `json:"temperature,omitempty"`

@@ -35,6 +35,9 @@ type Meta struct {
 	// Precision is PrecisionInt8 for a quantized model (see quant.go),
 	// "" for float32.
 	Precision string
+	// Storage is StorageF16 when the network's weights are stored as
+	// IEEE half-precision (F16) tensors, "" for F32 (see storage.go).
+	Storage string
 }
 
 func (m Meta) encode() map[string]string {
@@ -60,6 +63,9 @@ func (m Meta) encode() map[string]string {
 	}
 	if m.Precision != "" {
 		md["precision"] = m.Precision
+	}
+	if m.Storage != "" {
+		md["storage"] = m.Storage
 	}
 	return md
 }
@@ -105,16 +111,20 @@ func decodeMeta(md map[string]string) (Meta, error) {
 	default:
 		return m, fmt.Errorf("metadata \"precision\" must be %q or %q, got %q", PrecisionFloat32, PrecisionInt8, p)
 	}
+	if m.Storage, err = ParseStorage(md["storage"]); err != nil {
+		return m, fmt.Errorf("metadata \"storage\": %w", err)
+	}
 	m.Seed, _ = strconv.ParseUint(md["seed"], 10, 64)
 	m.Epochs, _ = strconv.Atoi(md["epochs"])
 	return m, nil
 }
 
-// Encode turns a network's parameters and meta into a safetensors file.
+// Encode turns a network's parameters and meta into a safetensors file,
+// the parameters stored as meta.Storage says.
 func Encode(net *nn.Sequential, meta Meta) *safetensors.File {
 	f := &safetensors.File{Metadata: meta.encode()}
 	for _, p := range net.Params() {
-		f.Tensors = append(f.Tensors, safetensors.Tensor{Name: p.Name, Shape: p.Shape, Data: p.Value})
+		f.Tensors = append(f.Tensors, safetensors.Tensor{Name: p.Name, Shape: p.Shape, Data: p.Value, Half: meta.Storage == StorageF16})
 	}
 	return f
 }
@@ -177,6 +187,7 @@ func Decode(data []byte) (*Decoded, error) {
 	}
 	sum := sha256.Sum256(data)
 	d := &Decoded{Meta: meta, Weights: map[string][]float32{}, SHA256: hex.EncodeToString(sum[:])}
+	var half, full string // a network tensor stored as F16, and one as F32
 	for _, p := range params {
 		t, ok := f.Lookup(p.name)
 		if !ok {
@@ -192,6 +203,14 @@ func Decode(data []byte) (*Decoded, error) {
 			return nil, fmt.Errorf("tensor %q holds %v at index %d: the file is damaged (a model never has non-finite weights)", p.name, t.Data[i], i)
 		}
 		d.Weights[p.name] = t.Data
+		if t.Half {
+			half = p.name
+		} else {
+			full = p.name
+		}
+	}
+	if err := checkStorage(meta.Storage, half, full); err != nil {
+		return nil, err
 	}
 	for _, t := range f.Tensors {
 		if strings.HasPrefix(t.Name, ExtraPrefix) {

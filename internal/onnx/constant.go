@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/x448/float16"
+
 	"github.com/fashion-classifier/fashion/internal/onnx/onnxpb"
 )
 
@@ -152,7 +154,7 @@ func decodeTensor(t *onnxpb.TensorProto) (*constant, error) {
 			}
 		case hasRaw:
 			for k := range count {
-				c.f[k] = halfToFloat(binary.LittleEndian.Uint16(raw[2*k:]))
+				c.f[k] = float16.Frombits(binary.LittleEndian.Uint16(raw[2*k:])).Float32()
 			}
 		case dt == onnxpb.TensorProto_FLOAT:
 			if err := sameLen(t, len(t.GetFloatData()), n); err != nil {
@@ -171,7 +173,7 @@ func decodeTensor(t *onnxpb.TensorProto) (*constant, error) {
 				return nil, err
 			}
 			for k, v := range t.GetInt32Data() {
-				c.f[k] = halfToFloat(uint16(v))
+				c.f[k] = float16.Frombits(uint16(v)).Float32()
 			}
 		}
 	default:
@@ -216,26 +218,6 @@ func sameLen(t *onnxpb.TensorProto, got, want int) error {
 		return fmt.Errorf("tensor %q of shape %v has %d values, want %d", t.GetName(), t.GetDims(), got, want)
 	}
 	return nil
-}
-
-// halfToFloat converts an IEEE 754 binary16 value to float32.
-func halfToFloat(h uint16) float32 {
-	sign := uint32(h>>15) << 31
-	exp := uint32(h>>10) & 0x1f
-	frac := uint32(h) & 0x3ff
-	switch {
-	case exp == 0x1f: // Inf or NaN
-		return math.Float32frombits(sign | 0x7f800000 | frac<<13)
-	case exp == 0 && frac == 0:
-		return math.Float32frombits(sign)
-	case exp == 0: // subnormal: value = frac·2⁻²⁴
-		v := float32(frac) * (1.0 / (1 << 24))
-		if sign != 0 {
-			v = -v
-		}
-		return v
-	}
-	return math.Float32frombits(sign | (exp+112)<<23 | frac<<13)
 }
 
 // broadcastDims returns the NumPy-style broadcast of two shapes.

@@ -1,13 +1,18 @@
 package onnx
 
 import (
+	"encoding/binary"
 	"math"
 	"math/rand/v2"
 	"testing"
 
+	"github.com/x448/float16"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/fashion-classifier/fashion/internal/arch"
 	"github.com/fashion-classifier/fashion/internal/modelfile"
 	"github.com/fashion-classifier/fashion/internal/nn"
+	"github.com/fashion-classifier/fashion/internal/onnx/onnxpb"
 	shipped "github.com/fashion-classifier/fashion/model"
 )
 
@@ -123,6 +128,9 @@ func TestExportMatchesClassifier(t *testing.T) {
 	if got := m.Info().Precision; got != modelfile.PrecisionFloat32 {
 		t.Errorf("ONNX model's precision is %q, want %q", got, modelfile.PrecisionFloat32)
 	}
+	if got := m.Info().Storage; got != modelfile.StorageF32 {
+		t.Errorf("ONNX model's storage is %q, want %q", got, modelfile.StorageF32)
+	}
 	if got := m.Info().Temperature; got != meta.Temperature {
 		t.Errorf("ONNX model's temperature is %v, want the exported file's %v", got, meta.Temperature)
 	}
@@ -141,6 +149,72 @@ func TestExportMatchesClassifier(t *testing.T) {
 	}
 	if d := maxDiff(got, want); d > 1e-5 {
 		t.Errorf("probabilities differ from the embedded Classifier's by %g", d)
+	}
+}
+
+// TestFloat16Initializers: an ONNX model whose weights are FLOAT16
+// (the exported model with every float initializer rounded to half
+// precision) loads, says storage f16 and answers like the float32 model
+// to within half precision's rounding.
+func TestFloat16Initializers(t *testing.T) {
+	net, meta := embeddedNet(t)
+	data, err := Export(net, ExportMeta{Arch: meta.Arch, Classes: meta.Classes, Mean: meta.Mean, Std: meta.Std})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mp onnxpb.ModelProto
+	if err := proto.Unmarshal(data, &mp); err != nil {
+		t.Fatal(err)
+	}
+	converted := 0
+	for _, init := range mp.GetGraph().GetInitializer() {
+		if onnxpb.TensorProto_DataType(init.GetDataType()) != onnxpb.TensorProto_FLOAT {
+			continue
+		}
+		var vals []float32
+		if init.RawData != nil {
+			for k := 0; k+4 <= len(init.RawData); k += 4 {
+				vals = append(vals, math.Float32frombits(binary.LittleEndian.Uint32(init.RawData[k:])))
+			}
+		} else {
+			vals = init.GetFloatData()
+		}
+		raw := make([]byte, 0, 2*len(vals))
+		for _, v := range vals {
+			raw = binary.LittleEndian.AppendUint16(raw, float16.Fromfloat32(v).Bits())
+		}
+		init.DataType, init.RawData, init.FloatData = proto.Int32(int32(onnxpb.TensorProto_FLOAT16)), raw, nil
+		converted++
+	}
+	if converted == 0 {
+		t.Fatal("the exported model has no FLOAT initializers to convert")
+	}
+	half, err := proto.Marshal(&mp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Decode(half, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.Info().Storage; got != modelfile.StorageF16 {
+		t.Errorf("storage %q, want %q", got, modelfile.StorageF16)
+	}
+	full, err := Decode(data, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := randomImages(8)
+	got, err := m.Predict(x, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := full.Predict(x, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := maxDiff(got, want); d > 0.02 || d == 0 {
+		t.Errorf("FLOAT16 weights' probabilities differ from FLOAT's by %g, want a rounding difference in (0, 0.02]", d)
 	}
 }
 

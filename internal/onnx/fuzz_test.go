@@ -60,6 +60,10 @@ func TestDecodeTensor(t *testing.T) {
 		{"float16 raw", tensor(onnxpb.TensorProto_FLOAT16, []int64{4}, func(p *onnxpb.TensorProto) {
 			p.RawData = []byte{0x00, 0x3c, 0x00, 0xc0, 0xff, 0x7b, 0x01, 0x00}
 		}), []float32{1, -2, 65504, 1.0 / (1 << 24)}, nil, false},
+		// -0.5 = 0xb800, smallest normal 2⁻¹⁴ = 0x0400, largest subnormal 1023·2⁻²⁴ = 0x03ff, -2⁻²⁴ = 0x8001.
+		{"float16 typed", tensor(onnxpb.TensorProto_FLOAT16, []int64{4}, func(p *onnxpb.TensorProto) {
+			p.Int32Data = []int32{0xb800, 0x0400, 0x03ff, 0x8001}
+		}), []float32{-0.5, 1.0 / (1 << 14), 1023.0 / (1 << 24), -1.0 / (1 << 24)}, nil, false},
 		{"int64 raw", tensor(onnxpb.TensorProto_INT64, []int64{2}, func(p *onnxpb.TensorProto) {
 			p.RawData = binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(nil, 7), math.MaxUint64)
 		}), nil, []int64{7, -1}, false},

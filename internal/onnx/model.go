@@ -123,7 +123,8 @@ func Decode(data []byte, opts Options) (*Model, error) {
 // metadata_props (as Export writes them) and the defaults, in that order.
 func describe(mp *onnxpb.ModelProto, opts Options) (modelfile.Info, error) {
 	info := modelfile.Info{Name: modelfile.DefaultName, Arch: "onnx", Classes: modelfile.FashionClasses,
-		Mean: modelfile.DefaultMean, Std: modelfile.DefaultStd, Source: "memory", Precision: modelfile.PrecisionFloat32}
+		Mean: modelfile.DefaultMean, Std: modelfile.DefaultStd, Source: "memory", Precision: modelfile.PrecisionFloat32,
+		Storage: modelfile.StorageF32}
 	if opts.Source != "" {
 		info.Source = opts.Source
 	}
@@ -197,6 +198,7 @@ func describe(mp *onnxpb.ModelProto, opts Options) (modelfile.Info, error) {
 	if err := modelfile.CheckNormalization(info.Mean, info.Std); err != nil {
 		return info, err
 	}
+	half, full := 0, 0 // float initializers stored as FLOAT16, and as FLOAT or DOUBLE
 	for _, t := range mp.GetGraph().GetInitializer() {
 		if dt := onnxpb.TensorProto_DataType(t.GetDataType()); dt == onnxpb.TensorProto_FLOAT || dt == onnxpb.TensorProto_FLOAT16 || dt == onnxpb.TensorProto_DOUBLE {
 			n := 1
@@ -204,7 +206,15 @@ func describe(mp *onnxpb.ModelProto, opts Options) (modelfile.Info, error) {
 				n *= int(d)
 			}
 			info.Params += n
+			if dt == onnxpb.TensorProto_FLOAT16 {
+				half++
+			} else {
+				full++
+			}
 		}
+	}
+	if half > 0 && full == 0 {
+		info.Storage = modelfile.StorageF16
 	}
 	return info, nil
 }

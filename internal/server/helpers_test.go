@@ -42,6 +42,7 @@ func newFake() *fakePredictor {
 		Name: "fake", Arch: "fake", Classes: modelfile.FashionClasses,
 		Mean: modelfile.DefaultMean, Std: modelfile.DefaultStd, Source: "test",
 		Precision: modelfile.PrecisionInt8, // as a quantized model reports it
+		Storage:   modelfile.StorageF16,    // as a model with half-precision weights reports it
 	}}
 }
 

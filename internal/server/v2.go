@@ -49,7 +49,8 @@ type V2ModelMetadata struct {
 	Inputs   []V2TensorMetadata `json:"inputs"`
 	Outputs  []V2TensorMetadata `json:"outputs"`
 	// Parameters carries what the protocol has no field for: "precision"
-	// ("float32", or "int8" for a quantized model).
+	// ("float32", or "int8" for a quantized model) and "storage" (how the
+	// file stores the float weights: "f32", or "f16" for half precision).
 	Parameters map[string]any `json:"parameters,omitempty"`
 }
 
@@ -462,8 +463,12 @@ func v2Metadata(m *servedModel, versions []string) V2ModelMetadata {
 			{Name: v2Output, Datatype: "FP32", Shape: []int64{-1, int64(len(m.info.Classes))}},
 		},
 	}
+	md.Parameters = map[string]any{}
 	if m.info.Precision != "" {
-		md.Parameters = map[string]any{"precision": m.info.Precision}
+		md.Parameters["precision"] = m.info.Precision
+	}
+	if m.info.Storage != "" {
+		md.Parameters["storage"] = m.info.Storage
 	}
 	if m.ood != nil {
 		md.Outputs = append(md.Outputs, V2TensorMetadata{Name: v2OODOutput, Datatype: "FP32", Shape: []int64{-1}})

@@ -56,6 +56,13 @@ type Config struct {
 	// model) instead of a random initialisation.
 	Init map[string][]float32
 
+	// Storage is how the model file will store the weights (see
+	// modelfile.ParseStorage). For modelfile.StorageF16 the returned
+	// network's weights are rounded to half precision after the last
+	// epoch, and the test accuracy recorded is that of the rounded
+	// weights, the file's.
+	Storage string
+
 	TrainLimit int // use only the first TrainLimit training images (0: all)
 	TestLimit  int // evaluate on the first TestLimit test images (0: all)
 
@@ -156,6 +163,10 @@ func Run(ctx context.Context, cfg Config, data *idx.Dataset) (*Result, error) {
 	if cfg.EMA < 0 || cfg.EMA >= 1 {
 		return nil, fmt.Errorf("EMA decay must be in [0, 1), got %v", cfg.EMA)
 	}
+	storage, err := modelfile.ParseStorage(cfg.Storage)
+	if err != nil {
+		return nil, err
+	}
 	trainSet, testSet := limit(data.Train, cfg.TrainLimit), limit(data.Test, cfg.TestLimit)
 	if trainSet.Images.N < cfg.BatchSize {
 		return nil, fmt.Errorf("%d training images is less than one batch of %d", trainSet.Images.N, cfg.BatchSize)
@@ -226,6 +237,11 @@ func Run(ctx context.Context, cfg Config, data *idx.Dataset) (*Result, error) {
 	}
 	seg := Segment{Started: time.Now().UTC(), FirstEpoch: start + 1, Machine: machine()}
 
+	accuracy := func(n *nn.Sequential) float64 {
+		return Evaluate(func(x []float32, k int) []float32 {
+			return n.Forward(&nn.Tensor{N: k, H: side, W: side, C: 1, Data: x}, false).Data
+		}, info, testSet, meta.Classes).Report().Accuracy
+	}
 	ce := &nn.CrossEntropy{Smoothing: cfg.Smoothing, Sets: cfg.LabelSets}
 	bs := cfg.BatchSize
 	x := nn.NewTensor(bs, side, side, 1)
@@ -281,11 +297,6 @@ func Run(ctx context.Context, cfg Config, data *idx.Dataset) (*Result, error) {
 			bar.Finish()
 		}
 		trainTime := time.Since(t0)
-		accuracy := func(n *nn.Sequential) float64 {
-			return Evaluate(func(x []float32, k int) []float32 {
-				return n.Forward(&nn.Tensor{N: k, H: side, W: side, C: 1, Data: x}, false).Data
-			}, info, testSet, meta.Classes).Report().Accuracy
-		}
 		ep := EpochStats{Epoch: epoch + 1, TrainLoss: lossSum / float64(seen), TrainAcc: float64(correct) / float64(seen),
 			TestAcc: accuracy(net), LR: float64(sched.LR((epoch+1)*stepsPerEpoch - 1))}
 		emaNote := ""
@@ -310,6 +321,17 @@ func Run(ctx context.Context, cfg Config, data *idx.Dataset) (*Result, error) {
 	res.Elapsed = earlier + time.Since(began)
 	if n := len(res.History); n > 0 {
 		res.Meta.TestAccuracy = res.History[n-1].TestAcc
+	}
+	if storage == modelfile.StorageF16 {
+		for _, p := range res.Net.Params() {
+			for i, v := range p.Value {
+				p.Value[i] = safetensors.RoundF16(v)
+			}
+		}
+		res.Meta.Storage = storage
+		full := res.Meta.TestAccuracy
+		res.Meta.TestAccuracy = accuracy(res.Net)
+		progressf(cfg.Log, "weights rounded to %s for storage: test acc %.4f (float32 weights %.4f, %d images)\n", storage, res.Meta.TestAccuracy, full, testSet.Images.N)
 	}
 	return res, nil
 }
