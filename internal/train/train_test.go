@@ -14,6 +14,7 @@ import (
 	"github.com/fashion-classifier/fashion/internal/idx"
 	"github.com/fashion-classifier/fashion/internal/modelfile"
 	"github.com/fashion-classifier/fashion/internal/nn"
+	"github.com/fashion-classifier/fashion/internal/safetensors"
 )
 
 func dataset(t *testing.T) *idx.Dataset {
@@ -249,4 +250,33 @@ func (e *epochCounter) Write(p []byte) (int, error) {
 		}
 	}
 	return len(p), nil
+}
+
+// TestStorageF16 checks Config.Storage: the returned weights are exactly
+// what an F16 file stores, and the recorded accuracy is theirs.
+func TestStorageF16(t *testing.T) {
+	d := tiny(256)
+	res, err := Run(context.Background(), Config{Arch: "vgg", Epochs: 1, BatchSize: 32, Seed: 3, Storage: modelfile.StorageF16}, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Meta.Storage != modelfile.StorageF16 {
+		t.Errorf("Meta.Storage = %q, want f16", res.Meta.Storage)
+	}
+	for _, p := range res.Net.Params() {
+		for i, v := range p.Value {
+			if safetensors.RoundF16(v) != v {
+				t.Fatalf("%s[%d] = %v is not a half-precision value", p.Name, i, v)
+			}
+		}
+	}
+	got := Evaluate(func(x []float32, n int) []float32 {
+		return res.Net.Forward(&nn.Tensor{N: n, H: 28, W: 28, C: 1, Data: x}, false).Data
+	}, modelfile.Info{Mean: res.Meta.Mean, Std: res.Meta.Std}, d.Test, res.Meta.Classes).Report().Accuracy
+	if got != res.Meta.TestAccuracy {
+		t.Errorf("rounded network scores %.4f, the recorded accuracy is %.4f", got, res.Meta.TestAccuracy)
+	}
+	if _, err := Run(context.Background(), Config{Arch: "vgg", Epochs: 1, Storage: "f8"}, d); err == nil || !strings.Contains(err.Error(), "storage") {
+		t.Errorf("Storage f8: %v, want an error about storage", err)
+	}
 }
