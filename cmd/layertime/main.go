@@ -129,14 +129,14 @@ func runTraining(net *nn.Sequential, rng *rand.Rand, batch, steps int) error {
 	for i, l := range layers {
 		fw, fr := per(fwd[i])
 		bw, br := per(bwd[i])
-		fmt.Fprintf(tw, "%s\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t\n", layerName(net, i), reflect.TypeOf(l).Elem().Name(), fw, fr, bw, br)
+		fmt.Fprintf(tw, "%s\t%s\t%.2f\t%.3f\t%.2f\t%.3f\t\n", layerName(net, i), reflect.TypeOf(l).Elem().Name(), fw, fr, bw, br)
 	}
 	lw, lr := per(loss)
 	sw, sr := per(step)
-	fmt.Fprintf(tw, "loss\t\t%.2f\t%.2f\t\t\t\n", lw, lr)
-	fmt.Fprintf(tw, "optimizer\t\t\t\t%.2f\t%.2f\t\n", sw, sr)
+	fmt.Fprintf(tw, "loss\t\t%.2f\t%.3f\t\t\t\n", lw, lr)
+	fmt.Fprintf(tw, "optimizer\t\t\t\t%.2f\t%.3f\t\n", sw, sr)
 	totw, totr := per(total)
-	fmt.Fprintf(tw, "step\t\t%.2f\t%.2f\t\t\t\n", totw, totr)
+	fmt.Fprintf(tw, "step\t\t%.2f\t%.3f\t\t\t\n", totw, totr)
 	if err := tw.Flush(); err != nil {
 		return err
 	}
