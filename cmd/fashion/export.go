@@ -37,10 +37,16 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	c, ok := p.(*modelfile.Classifier)
+	if !ok && p.Info().Precision == modelfile.PrecisionInt8 {
+		return fmt.Errorf("%s is an int8 model quantized from an ONNX model, without float32 weights; export needs a float32 model", p.Info().Source)
+	}
 	if !ok {
 		return fmt.Errorf("%s is already an ONNX model", p.Info().Source)
 	}
 	source := c.Info().Source
+	if err := c.Decoded().NeedsFloat32(); err != nil {
+		return fmt.Errorf("%s: %w", source, err)
+	}
 	onnxBytes, sidecar, err := exportONNX(c.Decoded())
 	if err != nil {
 		return fmt.Errorf("%s: %w", source, err)

@@ -2,16 +2,22 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/fashion-classifier/fashion/internal/idx"
 	"github.com/fashion-classifier/fashion/internal/infer"
 	"github.com/fashion-classifier/fashion/internal/modelfile"
+	"github.com/fashion-classifier/fashion/internal/onnx"
 	"github.com/fashion-classifier/fashion/internal/predictor"
+	"github.com/fashion-classifier/fashion/internal/safefile"
 	"github.com/fashion-classifier/fashion/internal/safetensors"
+	shipped "github.com/fashion-classifier/fashion/model"
 )
 
 // maxCalib bounds -calib: the calibration images are held in memory as
@@ -20,18 +26,20 @@ const maxCalib = 60000
 
 func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("quantize", stderr)
-	in := fs.String("model", "", "model file to quantize (.safetensors; default: the embedded model)")
+	in := fs.String("model", "", "model file to quantize (ours, .safetensors, or ONNX; default: the embedded model)")
 	out := fs.String("out", "", "where to write the int8 model file")
 	dataFlag := fs.String("data", "", "Fashion-MNIST directory (default: $FASHION_DATA, ./data/fashion-mnist, /usr/share/datasets/fashion-mnist)")
 	calib := fs.Int("calib", 2000, "training images (the first N of the training set, never test images) that calibrate the activation ranges")
 	keep := fs.String("float", "first", "layers to keep in float32: a comma-separated list of \"first\", \"last\" or layer numbers, or \"none\"\n"+
 		"(the first layer, one input channel, costs little and its float32 kernel is faster than im2col + int8 here)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: fashion quantize [-model in.safetensors] -out q.safetensors [-data DIR] [-calib N]\n\n"+
+		fmt.Fprintf(stderr, "usage: fashion quantize [-model in.safetensors|in.onnx] -out q.safetensors [-data DIR] [-calib N]\n\n"+
 			"Post-training static quantization: batch norms folded (as the compiled program does), every\n"+
 			"convolution and fully connected layer with no or a ReLU activation given int8 weights with one\n"+
 			"symmetric scale per output channel and a uint8 input with one scale and zero point calibrated on\n"+
-			"N training images. The output opens like any model file (metadata precision int8).\n\n")
+			"N training images. The output opens like any model file (metadata precision int8); the float32\n"+
+			"weights of the int8 layers are left out, so it cannot be exported or trained from. An ONNX\n"+
+			"model's output holds its graph (without those weights) and opens on the same kernels.\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -44,18 +52,27 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if *calib < 1 || *calib > maxCalib {
 		return fmt.Errorf("-calib must be between 1 and %d, got %d", maxCalib, *calib)
 	}
-	raw, dec, source, err := readOwnModel(ctx, *in)
+	raw := shipped.Weights
+	source := "embedded"
+	if *in != "" {
+		var err error
+		if raw, err = safefile.ReadFile(ctx, *in, predictor.DefaultMaxBytes); err != nil {
+			return err
+		}
+		source = *in
+	}
+	p, err := predictor.Open(ctx, *in, predictor.Options{})
 	if err != nil {
 		return err
 	}
-	if dec.Meta.Precision == modelfile.PrecisionInt8 {
+	info := p.Info()
+	if sum := sha256.Sum256(raw); hex.EncodeToString(sum[:]) != info.SHA256 {
+		return fmt.Errorf("%s changed while it was read", source)
+	}
+	if info.Precision == modelfile.PrecisionInt8 {
 		return fmt.Errorf("%s is already quantized", source)
 	}
-	m, err := modelfile.New(dec, modelfile.DefaultName, source)
-	if err != nil {
-		return err
-	}
-	prog := m.Program()
+	prog := p.(interface{ Program() *infer.Program }).Program()
 	nq := prog.Quantizable()
 	if nq == 0 {
 		return fmt.Errorf("%s has no layer that can run in int8", source)
@@ -75,7 +92,7 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	n := min(*calib, data.Train.Images.N)
 	const px = modelfile.Pixels
 	x := make([]float32, n*px)
-	m.Info().Normalize(x, data.Train.Images.Pix[:n*px])
+	info.Normalize(x, data.Train.Images.Pix[:n*px])
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -88,36 +105,68 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	layers := map[int]infer.Int8Layer{}
+	var dropped []string
+	weights := prog.Int8Weights()
 	for i, l := range all {
 		if !float[i] {
 			layers[i] = l
+			if w := weights[i]; w != "" && !slices.Contains(dropped, w) {
+				dropped = append(dropped, w)
+			}
 		}
 	}
 	if len(layers) == 0 {
 		return fmt.Errorf("-float %q keeps every layer in float32", *keep)
 	}
-	f, err := safetensors.Decode(raw)
+	qprog, err := prog.WithInt8(all, func(i int) bool { return !float[i] })
 	if err != nil {
 		return err
 	}
-	kept := f.Tensors[:0]
-	for _, t := range f.Tensors {
-		if !strings.HasPrefix(t.Name, modelfile.Int8Prefix) {
-			kept = append(kept, t)
+	calibratedOn := fmt.Sprintf("fashion-mnist train images 0-%d", n-1)
+	var f *safetensors.File
+	switch p.(type) {
+	case *modelfile.Classifier:
+		src, err := safetensors.Decode(raw)
+		if err != nil {
+			return err
 		}
+		f = modelfile.Int8File(src, layers, dropped, calibratedOn)
+	default: // ONNX
+		graph, err := onnx.DropInitializers(raw, dropped)
+		if err != nil {
+			return fmt.Errorf("%s: %w", source, err)
+		}
+		f = modelfile.ONNXInt8File(info, graph, layers, dropped, calibratedOn)
 	}
-	f.Tensors = append(kept, modelfile.Int8Tensors(layers)...)
-	f.Metadata["precision"] = modelfile.PrecisionInt8
-	f.Metadata["quantized_on"] = fmt.Sprintf("fashion-mnist train images 0-%d", n-1)
-	delete(f.Metadata, "test_accuracy") // the float32 model's; measure the int8 one with eval
 	if err := safetensors.WriteFile(*out, f); err != nil {
 		return err
 	}
-	// Open the result exactly as every command will.
-	if _, err := predictor.Open(ctx, *out, predictor.Options{}); err != nil {
+	// Open the result exactly as every command will, and check that it
+	// computes what the quantized program computes.
+	q, err := predictor.Open(ctx, *out, predictor.Options{})
+	if err != nil {
 		return fmt.Errorf("the written model does not open: %w", err)
 	}
-	fmt.Fprintf(stdout, "wrote %s: %d of %d layers int8 (calibrated on %d training images)\n", *out, len(layers), nq, n)
+	check := min(n, 256)
+	want := infer.NewPredictor(qprog)
+	want.SetTemperature(info.Temperature)
+	a, err := want.Predict(x[:check*px], check)
+	if err != nil {
+		return err
+	}
+	b, err := q.Predict(x[:check*px], check)
+	if err != nil {
+		return err
+	}
+	if !slices.Equal(a, b) {
+		return fmt.Errorf("the written model %s does not compute what the quantized program does (a bug)", *out)
+	}
+	size := "?"
+	if st, err := os.Stat(*out); err == nil {
+		size = fmt.Sprint(st.Size())
+	}
+	fmt.Fprintf(stdout, "wrote %s (%s bytes; %s: %d bytes): %d of %d layers int8 (calibrated on %d training images), float32 weights of %d left out\n",
+		*out, size, source, len(raw), len(layers), nq, n, len(dropped))
 	for i, r := range ranges {
 		state := "int8"
 		if float[i] {

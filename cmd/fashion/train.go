@@ -101,6 +101,9 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return fmt.Errorf("-init %s is an ONNX model; training starts from one of ours", *initPath)
 		}
 		d := c.Decoded()
+		if err := d.NeedsFloat32(); err != nil {
+			return fmt.Errorf("-init %s: %w", *initPath, err)
+		}
 		if d.Meta.Arch != cfg.Arch {
 			return fmt.Errorf("-init %s is a %q model; pass -arch %s", *initPath, d.Meta.Arch, d.Meta.Arch)
 		}

@@ -75,14 +75,14 @@ func (n *native) layer(l nn.Layer, v value, name string) (value, error) {
 		if l.ReLU {
 			act = kernels.ReLU
 		}
-		return n.conv(v, sh, slices.Clone(l.W.Value), bias, act, name)
+		return n.conv(v, sh, slices.Clone(l.W.Value), bias, act, name, join(name, l.W.Name))
 	case *nn.DepthwiseConv:
 		if v.c != l.C {
 			return v, fmt.Errorf("infer: layer %q: DepthwiseConv over %d channels got %d", name, l.C, v.c)
 		}
 		sh := kernels.SquareConv(l.C, v.h, v.w, l.C, l.K, l.Stride, l.Pad)
 		sh.Groups = l.C
-		return n.conv(v, sh, slices.Clone(l.W.Value), nil, kernels.Act{}, name)
+		return n.conv(v, sh, slices.Clone(l.W.Value), nil, kernels.Act{}, name, join(name, l.W.Name))
 	case *nn.BatchNorm:
 		return n.batchNorm(l, v, name)
 	case *nn.Activation:
@@ -125,7 +125,7 @@ func (n *native) layer(l nn.Layer, v value, name string) (value, error) {
 			return v, fmt.Errorf("infer: layer %q: Linear with %d inputs got %d×%d×%d", name, l.In, v.h, v.w, v.c)
 		}
 		out := n.b.Slot()
-		g := &Gemm{In: v.slot, Out: out, K: l.In, M: l.Out, W: slices.Clone(l.W.Value), Bias: slices.Clone(l.B.Value)}
+		g := &Gemm{In: v.slot, Out: out, K: l.In, M: l.Out, W: slices.Clone(l.W.Value), Bias: slices.Clone(l.B.Value), Weight: join(name, l.W.Name)}
 		n.b.Add(g)
 		n.macs += l.In * l.Out
 		return value{slot: out, h: 1, w: 1, c: l.Out, prod: g}, nil
@@ -163,8 +163,17 @@ func (n *native) layer(l nn.Layer, v value, name string) (value, error) {
 	return v, fmt.Errorf("infer: layer %q: %T has no inference form", name, l)
 }
 
-// conv adds a convolution step.
-func (n *native) conv(v value, sh kernels.ConvShape, w, bias []float32, act kernels.Act, name string) (value, error) {
+// join is the parameter name nn.Sequential.Params gives parameter param
+// of the layer at path.
+func join(path, param string) string {
+	if path == "" {
+		return param
+	}
+	return path + "." + param
+}
+
+// conv adds a convolution step; weight names the tensor w came from.
+func (n *native) conv(v value, sh kernels.ConvShape, w, bias []float32, act kernels.Act, name, weight string) (value, error) {
 	if err := sh.Check(); err != nil {
 		return v, fmt.Errorf("infer: layer %q: %w", name, err)
 	}
@@ -172,7 +181,7 @@ func (n *native) conv(v value, sh kernels.ConvShape, w, bias []float32, act kern
 		return v, fmt.Errorf("infer: layer %q: %d weights for a convolution that needs %d", name, len(w), sh.WeightLen())
 	}
 	out := n.b.Slot()
-	s := &Conv{In: v.slot, Out: out, Shape: sh, W: w, Bias: bias, Act: act}
+	s := &Conv{In: v.slot, Out: out, Shape: sh, W: w, Bias: bias, Act: act, Weight: weight}
 	n.b.Add(s)
 	n.macs += sh.MACs()
 	return value{slot: out, h: sh.OH, w: sh.OW, c: sh.M, prod: s}, nil

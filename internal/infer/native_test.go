@@ -3,6 +3,7 @@ package infer_test
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -191,5 +192,20 @@ func TestCompileFoldsAndFuses(t *testing.T) {
 	// batch norm after the pool (affine), its two activations, linear+bn.
 	if got, want := prog.Steps(), 9; got != want {
 		t.Errorf("%d steps, want %d", got, want)
+	}
+	// Every convolution and product names the parameter its weights came
+	// from, as the model file names it.
+	wantW := []string{"0.weight", "2.body.0.weight", "3.weight", "11.weight"}
+	if got := prog.FloatWeights(); !slices.Equal(got, wantW) {
+		t.Errorf("FloatWeights = %q, want %q", got, wantW)
+	}
+	names := map[string]bool{}
+	for _, p := range net.Params() {
+		names[p.Name] = true
+	}
+	for _, w := range prog.Int8Weights() {
+		if !names[w] {
+			t.Errorf("Int8Weights names %q, not a parameter of the network", w)
+		}
 	}
 }

@@ -63,6 +63,42 @@ func (p *Program) Quantizable() int {
 	return n
 }
 
+// Int8Weights names, for every quantizable layer of p in order, the
+// model file's tensor its float32 weights came from ("" when they were
+// computed): what an int8 file may leave out once the layer runs in int8.
+func (p *Program) Int8Weights() []string {
+	var names []string
+	for _, s := range p.steps {
+		if _, _, _, _, ok := quantizable(s); ok {
+			names = append(names, weightName(s))
+		}
+	}
+	return names
+}
+
+// FloatWeights names the model file's tensors that p's float32
+// convolutions and products use: weights an int8 file must not have left
+// out.
+func (p *Program) FloatWeights() []string {
+	var names []string
+	for _, s := range p.steps {
+		if w := weightName(s); w != "" {
+			names = append(names, w)
+		}
+	}
+	return names
+}
+
+func weightName(s Step) string {
+	switch s := s.(type) {
+	case *Conv:
+		return s.Weight
+	case *Gemm:
+		return s.Weight
+	}
+	return ""
+}
+
 // Calibrate runs p on n images x in batches of at most batch and returns
 // the range of every quantizable layer's input.
 func (p *Program) Calibrate(x []float32, n, batch int) ([]Range, error) {

@@ -63,7 +63,11 @@ type Conv struct {
 	W       []float32
 	Bias    []float32 // M values, or nil
 	Act     kernels.Act
-	ep      *kernels.Epilogue
+	// Weight names the model file's tensor W came from ("" when it was
+	// computed), so that an int8 file may leave it out (see
+	// Program.Int8Weights).
+	Weight string
+	ep     *kernels.Epilogue
 	// wino is the Winograd form of a 3×3 stride-1 padding-1 convolution
 	// (see prepare), or nil.
 	wino *kernels.Winograd3x3
@@ -207,7 +211,9 @@ type Gemm struct {
 	W             []float32
 	Bias          []float32 // M values, or nil
 	Act           kernels.Act
-	ep            *kernels.Epilogue
+	// Weight names the model file's tensor W came from, as Conv.Weight.
+	Weight string
+	ep     *kernels.Epilogue
 	// packed is W packed once for GEMM (see prepare): a single image
 	// multiplies it row by row, with no packing per call.
 	packed *blas.PackedB

@@ -25,6 +25,9 @@ type Classifier struct {
 
 // New builds a classifier from a decoded model file.
 func New(d *Decoded, name, source string) (*Classifier, error) {
+	if d.Meta.Arch == ArchONNX {
+		return nil, fmt.Errorf("model: %s is a quantized ONNX model; package predictor opens it", source)
+	}
 	a, err := arch.LookupArch(d.Meta.Arch)
 	if err != nil {
 		return nil, err
@@ -43,7 +46,7 @@ func New(d *Decoded, name, source string) (*Classifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model: compiling %s: %w", d.Meta.Arch, err)
 	}
-	if prog, err = withInt8(prog, d); err != nil {
+	if prog, err = Int8Program(prog, d); err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}
 	if prog.OutSize() != len(d.Meta.Classes) {

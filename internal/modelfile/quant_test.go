@@ -2,11 +2,14 @@ package modelfile
 
 import (
 	"bytes"
+	"encoding/json"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/fashion-classifier/fashion/internal/arch"
 	"github.com/fashion-classifier/fashion/internal/infer"
 	"github.com/fashion-classifier/fashion/internal/safetensors"
 	shipped "github.com/fashion-classifier/fashion/model"
@@ -43,9 +46,7 @@ func int8File(t *testing.T) (*safetensors.File, *Classifier) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.Tensors = append(f.Tensors, Int8Tensors(layers)...)
-	f.Metadata["precision"] = PrecisionInt8
-	return f, c
+	return Int8File(f, layers, prog.Int8Weights(), "synthetic"), c
 }
 
 func encodeFile(t *testing.T, f *safetensors.File) []byte {
@@ -111,6 +112,85 @@ func TestInt8ModelFileOpensAndAgrees(t *testing.T) {
 	}
 }
 
+// shapeOf is the shape of the architecture's tensor name.
+func (d *Decoded) shapeOf(t *testing.T, name string) []int {
+	t.Helper()
+	a, err := arch.LookupArch(d.Meta.Arch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	params, err := paramShapes(a, len(d.Meta.Classes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range params {
+		if p.name == name {
+			return p.shape
+		}
+	}
+	t.Fatalf("no parameter %q", name)
+	return nil
+}
+
+// TestInt8FileLeavesOutFloatWeights checks what an int8 file without the
+// float32 weights of its int8 layers is: smaller, the same predictions as
+// the int8 program with every weight present, and refused for export and
+// training.
+func TestInt8FileLeavesOutFloatWeights(t *testing.T) {
+	f, c := int8File(t)
+	small := encodeFile(t, f)
+	full, err := safetensors.Decode(shipped.Weights)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full.Tensors = append(full.Tensors, Int8Tensors(mapOf(t, f))...)
+	full.Metadata["precision"] = PrecisionInt8
+	big := encodeFile(t, full)
+	if len(small) >= len(big)*2/5 {
+		t.Errorf("int8 file is %d bytes, with the float32 weights %d", len(small), len(big))
+	}
+	t.Logf("int8 file %d bytes; with the float32 weights %d; the float32 file %d", len(small), len(big), len(shipped.Weights))
+	var out [][]float32
+	for _, data := range [][]byte{small, big} {
+		d, err := Decode(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, err := New(d, DefaultName, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := make([]float32, 3*Pixels)
+		for i := range x {
+			x[i] = float32(math.Sin(float64(i) / 7))
+		}
+		l, err := q.Logits(x, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, l)
+		if err := d.NeedsFloat32(); (err == nil) != (len(data) == len(big)) {
+			t.Errorf("NeedsFloat32 on the %d-byte file: %v", len(data), err)
+		}
+	}
+	if !slices.Equal(out[0], out[1]) {
+		t.Errorf("leaving out the float32 weights changed the logits: %v vs %v", out[0][:10], out[1][:10])
+	}
+	if len(c.Program().Int8Weights()) != c.Program().Quantizable() {
+		t.Errorf("Int8Weights has %d names for %d layers", len(c.Program().Int8Weights()), c.Program().Quantizable())
+	}
+}
+
+// mapOf decodes f's int8 layers.
+func mapOf(t *testing.T, f *safetensors.File) map[int]infer.Int8Layer {
+	t.Helper()
+	layers, _, err := decodeInt8(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return layers
+}
+
 func argmax(v []float32) int {
 	best := 0
 	for i, x := range v {
@@ -122,10 +202,23 @@ func argmax(v []float32) int {
 }
 
 func TestDecodeRejectsBadInt8Files(t *testing.T) {
+	base, _ := int8File(t)
+	baseBytes := encodeFile(t, base)
 	edit := func(fn func(f *safetensors.File)) []byte {
-		f, _ := int8File(t)
+		f, err := safetensors.Decode(baseBytes) // a fresh copy
+		if err != nil {
+			t.Fatal(err)
+		}
 		fn(f)
 		return encodeFile(t, f)
+	}
+	var dropped []string
+	if err := json.Unmarshal([]byte(base.Metadata["int8_dropped"]), &dropped); err != nil || len(dropped) < 2 {
+		t.Fatalf("int8_dropped is %q", base.Metadata["int8_dropped"])
+	}
+	list := func(names ...string) string {
+		b, _ := json.Marshal(names)
+		return string(b)
 	}
 	find := func(f *safetensors.File, name string) *safetensors.Tensor {
 		for i := range f.Tensors {
@@ -170,6 +263,68 @@ func TestDecodeRejectsBadInt8Files(t *testing.T) {
 			w.Shape = []int{w.Shape[1], w.Shape[0]}
 		})},
 		{"negative scale", "not a positive number", edit(func(f *safetensors.File) { find(f, "int8/3/scale").Data[0] = -1 })},
+		{"zero scale", "not a positive number", edit(func(f *safetensors.File) { find(f, "int8/3/scale").Data[5] = 0 })},
+		{"NaN scale", "not a positive number", edit(func(f *safetensors.File) { find(f, "int8/4/scale").Data[1] = float32(math.NaN()) })},
+		{"infinite scale", "not a positive number", edit(func(f *safetensors.File) { find(f, "int8/0/scale").Data[0] = float32(math.Inf(1)) })},
+		{"zero input scale", "input scale", edit(func(f *safetensors.File) { find(f, "int8/1/input").Data[0] = 0 })},
+		{"NaN input scale", "input scale", edit(func(f *safetensors.File) { find(f, "int8/1/input").Data[0] = float32(math.NaN()) })},
+		{"infinite input scale", "input scale", edit(func(f *safetensors.File) { find(f, "int8/1/input").Data[0] = float32(math.Inf(1)) })},
+		{"scales for fewer columns", "for a layer of", edit(func(f *safetensors.File) {
+			sc := find(f, "int8/2/scale")
+			sc.Data, sc.Shape = sc.Data[1:], []int{len(sc.Data) - 1}
+		})},
+		{"weights of the wrong size", "for a layer of", edit(func(f *safetensors.File) {
+			w := find(f, "int8/5/w")
+			w.Int8, w.Shape = w.Int8[w.Shape[1]:], []int{w.Shape[0] - 1, w.Shape[1]}
+		})},
+		{"dropped weights present", "says was left out", edit(func(f *safetensors.File) {
+			c, _ := Embedded()
+			name := c.Program().Int8Weights()[1]
+			f.Tensors = append(f.Tensors, safetensors.Tensor{Name: name, Shape: c.dec.shapeOf(t, name), Data: c.dec.Weights[name]})
+		})},
+		{"dropped weights missing from the list", "lacks tensor", edit(func(f *safetensors.File) {
+			f.Metadata["int8_dropped"] = list(dropped[1:]...)
+		})},
+		{"dropped name unknown", "does not have", edit(func(f *safetensors.File) {
+			f.Metadata["int8_dropped"] = list(append(slices.Clone(dropped), "nonexistent.weight")...)
+		})},
+		{"dropped list not JSON", "JSON array", edit(func(f *safetensors.File) { f.Metadata["int8_dropped"] = dropped[0] })},
+		{"dropped list repeats", "repeated", edit(func(f *safetensors.File) {
+			f.Metadata["int8_dropped"] = list(append(slices.Clone(dropped), dropped[0])...)
+		})},
+		{"dropped a batch norm", "not the weights of an int8 layer", edit(func(f *safetensors.File) {
+			// A batch norm's variance left out would load as zeros and
+			// silently change a layer.
+			var name string
+			for _, t := range f.Tensors {
+				if strings.HasSuffix(t.Name, ".running_var") {
+					name = t.Name
+				}
+			}
+			if name == "" {
+				t.Fatal("no batch-norm scale in the file")
+			}
+			kept := f.Tensors[:0]
+			for _, t := range f.Tensors {
+				if t.Name != name {
+					kept = append(kept, t)
+				}
+			}
+			f.Tensors = kept
+			f.Metadata["int8_dropped"] = list(append(slices.Clone(dropped), name)...)
+		})},
+		{"dropped in a float32 file", "not int8", edit(func(f *safetensors.File) { f.Metadata["precision"] = PrecisionFloat32 })},
+		{"dropped weights of a float32 layer", "not the weights of an int8 layer", edit(func(f *safetensors.File) {
+			// Layer 0 runs in float32 (its int8 tensors gone) but its
+			// weights stay left out.
+			kept := f.Tensors[:0]
+			for _, t := range f.Tensors {
+				if !strings.HasPrefix(t.Name, "int8/0/") {
+					kept = append(kept, t)
+				}
+			}
+			f.Tensors = kept
+		})},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d, err := Decode(tc.data)

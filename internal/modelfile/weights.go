@@ -38,6 +38,9 @@ type Meta struct {
 	// Storage is StorageF16 when the network's weights are stored as
 	// IEEE half-precision (F16) tensors, "" for F32 (see storage.go).
 	Storage string
+	// Dropped names the float32 tensors an int8 file leaves out (see
+	// quant.go).
+	Dropped []string
 }
 
 func (m Meta) encode() map[string]string {
@@ -66,6 +69,10 @@ func (m Meta) encode() map[string]string {
 	}
 	if m.Storage != "" {
 		md["storage"] = m.Storage
+	}
+	if len(m.Dropped) > 0 {
+		b, _ := json.Marshal(m.Dropped)
+		md["int8_dropped"] = string(b)
 	}
 	return md
 }
@@ -114,6 +121,12 @@ func decodeMeta(md map[string]string) (Meta, error) {
 	if m.Storage, err = ParseStorage(md["storage"]); err != nil {
 		return m, fmt.Errorf("metadata \"storage\": %w", err)
 	}
+	if m.Dropped, err = parseDropped(md["int8_dropped"]); err != nil {
+		return m, err
+	}
+	if m.Dropped != nil && m.Precision != PrecisionInt8 {
+		return m, fmt.Errorf("metadata \"int8_dropped\" in a file whose precision is not int8")
+	}
 	m.Seed, _ = strconv.ParseUint(md["seed"], 10, 64)
 	m.Epochs, _ = strconv.Atoi(md["epochs"])
 	return m, nil
@@ -155,7 +168,10 @@ type Decoded struct {
 	Extra map[string][]float32
 	// Int8 holds a quantized model's int8 layers by layer number (see
 	// quant.go), or nil.
-	Int8   map[int]infer.Int8Layer
+	Int8 map[int]infer.Int8Layer
+	// ONNX is a quantized ONNX model's graph (Meta.Arch is ArchONNX), or
+	// nil.
+	ONNX   []byte
 	SHA256 string
 }
 
@@ -177,6 +193,11 @@ func Decode(data []byte) (*Decoded, error) {
 	if err != nil {
 		return nil, err
 	}
+	sum := sha256.Sum256(data)
+	d := &Decoded{Meta: meta, Weights: map[string][]float32{}, SHA256: hex.EncodeToString(sum[:])}
+	if meta.Arch == ArchONNX {
+		return decodeONNXInt8(f, d)
+	}
 	a, err := arch.LookupArch(meta.Arch)
 	if err != nil {
 		return nil, err
@@ -185,19 +206,33 @@ func Decode(data []byte) (*Decoded, error) {
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256(data)
-	d := &Decoded{Meta: meta, Weights: map[string][]float32{}, SHA256: hex.EncodeToString(sum[:])}
 	var half, full string // a network tensor stored as F16, and one as F32
+	dropped := map[string]bool{}
+	for _, n := range meta.Dropped {
+		dropped[n] = true
+	}
 	for _, p := range params {
 		t, ok := f.Lookup(p.name)
+		if dropped[p.name] {
+			if ok {
+				return nil, fmt.Errorf("model file has tensor %q, which its metadata says was left out", p.name)
+			}
+			delete(dropped, p.name)
+			n := 1
+			for _, s := range p.shape {
+				n *= s
+			}
+			d.Weights[p.name] = make([]float32, n) // replaced by the int8 layer; checked by Int8Program
+			continue
+		}
 		if !ok {
 			return nil, fmt.Errorf("model file lacks tensor %q that architecture %q needs (wrong architecture or damaged file)", p.name, meta.Arch)
 		}
 		if !slices.Equal(t.Shape, p.shape) {
 			return nil, fmt.Errorf("tensor %q has shape %v, architecture %q with %d classes needs %v", p.name, t.Shape, meta.Arch, len(meta.Classes), p.shape)
 		}
-		if t.Int8 != nil {
-			return nil, fmt.Errorf("tensor %q is int8; the network's weights are float32", p.name)
+		if t.Int8 != nil || t.U8 != nil {
+			return nil, fmt.Errorf("tensor %q is int8 or uint8; the network's weights are float32", p.name)
 		}
 		if i := finite(t.Data); i >= 0 {
 			return nil, fmt.Errorf("tensor %q holds %v at index %d: the file is damaged (a model never has non-finite weights)", p.name, t.Data[i], i)
@@ -212,10 +247,13 @@ func Decode(data []byte) (*Decoded, error) {
 	if err := checkStorage(meta.Storage, half, full); err != nil {
 		return nil, err
 	}
+	for n := range dropped {
+		return nil, fmt.Errorf("metadata \"int8_dropped\" names %q, which architecture %q does not have", n, meta.Arch)
+	}
 	for _, t := range f.Tensors {
 		if strings.HasPrefix(t.Name, ExtraPrefix) {
-			if t.Int8 != nil {
-				return nil, fmt.Errorf("tensor %q is int8; it must be float32", t.Name)
+			if t.Int8 != nil || t.U8 != nil {
+				return nil, fmt.Errorf("tensor %q is int8 or uint8; it must be float32", t.Name)
 			}
 			if d.Extra == nil {
 				d.Extra = map[string][]float32{}
@@ -230,10 +268,40 @@ func Decode(data []byte) (*Decoded, error) {
 	if len(int8Layers) > 0 {
 		d.Int8 = int8Layers
 	}
-	if len(f.Tensors) != len(d.Weights)+len(d.Extra)+int8Tensors {
+	if len(f.Tensors) != len(d.Weights)-len(meta.Dropped)+len(d.Extra)+int8Tensors {
 		for _, t := range f.Tensors {
 			if _, ok := d.Weights[t.Name]; !ok && !strings.HasPrefix(t.Name, ExtraPrefix) && !strings.HasPrefix(t.Name, Int8Prefix) {
 				return nil, fmt.Errorf("model file has tensor %q that architecture %q does not use", t.Name, meta.Arch)
+			}
+		}
+	}
+	return d, nil
+}
+
+// decodeONNXInt8 is Decode for a quantized ONNX model's file: its graph
+// and int8 layers, nothing else. The graph is compiled, and the int8
+// layers checked against it, by package onnx.
+func decodeONNXInt8(f *safetensors.File, d *Decoded) (*Decoded, error) {
+	if d.Meta.Precision != PrecisionInt8 {
+		return nil, fmt.Errorf("model file has architecture %q but precision %q: a float32 ONNX model is an .onnx file", ArchONNX, d.Meta.Precision)
+	}
+	g, ok := f.Lookup(ONNXGraph)
+	if !ok || g.U8 == nil || len(g.Shape) != 1 {
+		return nil, fmt.Errorf("quantized ONNX model file lacks its graph, a one-dimensional U8 tensor %q", ONNXGraph)
+	}
+	d.ONNX = g.U8
+	layers, used, err := decodeInt8(f)
+	if err != nil {
+		return nil, err
+	}
+	if len(layers) == 0 {
+		return nil, fmt.Errorf("model file says precision int8 but has no int8 layers")
+	}
+	d.Int8 = layers
+	if len(f.Tensors) != used+1 {
+		for _, t := range f.Tensors {
+			if t.Name != ONNXGraph && !strings.HasPrefix(t.Name, Int8Prefix) {
+				return nil, fmt.Errorf("quantized ONNX model file has tensor %q besides its graph and int8 layers", t.Name)
 			}
 		}
 	}

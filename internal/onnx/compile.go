@@ -98,15 +98,32 @@ func (c *compiler) newSlot() int { return c.b.Slot() }
 func (c *compiler) add(s infer.Step) { c.b.Add(s) }
 
 // compile builds the program of g, a graph of the given opset, node by node
-// (ONNX graphs list nodes in an order where inputs come first).
-func compile(g *onnxpb.GraphProto, opset int) (*infer.Program, error) {
+// (ONNX graphs list nodes in an order where inputs come first). The
+// initializers named in dropped have no values and compile as zeros (see
+// Int8).
+func compile(g *onnxpb.GraphProto, opset int, dropped []string) (*infer.Program, error) {
 	c := &compiler{opset: opset, vals: map[string]*value{}, uses: map[string]int{}, b: infer.NewBuilder(modelfile.Pixels), handlers: handlers()}
+	zeros := map[string]bool{}
+	for _, n := range dropped {
+		zeros[n] = true
+	}
 	for _, t := range g.GetInitializer() {
-		k, err := decodeTensor(t)
+		var k *constant
+		var err error
+		if zeros[t.GetName()] {
+			delete(zeros, t.GetName())
+			k, err = droppedTensor(t)
+		} else {
+			k, err = decodeTensor(t)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("initializer: %w", err)
 		}
+		k.name = t.GetName()
 		c.vals[t.GetName()] = &value{c: k}
+	}
+	for n := range zeros {
+		return nil, fmt.Errorf("the graph has no initializer %q, which the int8 file says it left out", n)
 	}
 	if len(g.GetSparseInitializer()) > 0 {
 		return nil, fmt.Errorf("sparse initializers are not supported")

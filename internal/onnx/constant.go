@@ -23,6 +23,8 @@ const maxElems = 1 << 27
 // entries are flagged in batch and may be moved around (Gather, Concat,
 // Unsqueeze) and finally consumed by Reshape, but not computed with.
 type constant struct {
+	// name is the initializer's name when the constant is one, unchanged.
+	name  string
 	dims  []int
 	isInt bool
 	f     []float32
@@ -211,6 +213,20 @@ func decodeTensor(t *onnxpb.TensorProto) (*constant, error) {
 		}
 	}
 	return c, nil
+}
+
+// droppedTensor is the constant of an initializer an int8 file left out:
+// zeros of its shape, which must be FLOAT with no values stored.
+func droppedTensor(t *onnxpb.TensorProto) (*constant, error) {
+	if onnxpb.TensorProto_DataType(t.GetDataType()) != onnxpb.TensorProto_FLOAT || t.RawData != nil || len(t.GetFloatData()) > 0 {
+		return nil, fmt.Errorf("tensor %q, left out by the int8 file, must be FLOAT with no values", t.GetName())
+	}
+	dims, err := toInts(t.GetDims())
+	if err != nil {
+		return nil, fmt.Errorf("tensor %q: %w", t.GetName(), err)
+	}
+	n, _ := numel(dims)
+	return &constant{dims: dims, f: make([]float32, n)}, nil
 }
 
 func sameLen(t *onnxpb.TensorProto, got, want int) error {

@@ -40,6 +40,21 @@ type Options struct {
 	// Source is the file the model came from, for Info.Source; default
 	// "memory".
 	Source string
+	// Int8 is set for a quantized model's graph (from an int8 model file,
+	// see modelfile.ONNXInt8File).
+	Int8 *Int8
+}
+
+// Int8 is what an int8 model file adds to its ONNX graph.
+type Int8 struct {
+	// Dropped names the float initializers the graph holds without
+	// values (their names, types and shapes only): they compile as
+	// zeros, and Apply must replace every layer that reads them.
+	Dropped []string
+	// Apply swaps the file's int8 layers into the compiled program.
+	Apply func(*infer.Program) (*infer.Program, error)
+	// SHA256 is the checksum of the int8 file, for Info.SHA256.
+	SHA256 string
 }
 
 // Sidecar is the JSON file next to a model (model.onnx.json for
@@ -105,15 +120,25 @@ func Decode(data []byte, opts Options) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	prog, err := compile(mp.GetGraph(), opset)
+	var dropped []string
+	if opts.Int8 != nil {
+		dropped = opts.Int8.Dropped
+	}
+	prog, err := compile(mp.GetGraph(), opset, dropped)
 	if err != nil {
 		return nil, err
+	}
+	sum := sha256.Sum256(data)
+	info.SHA256 = hex.EncodeToString(sum[:])
+	if opts.Int8 != nil {
+		if prog, err = opts.Int8.Apply(prog); err != nil {
+			return nil, err
+		}
+		info.Precision, info.SHA256 = modelfile.PrecisionInt8, opts.Int8.SHA256
 	}
 	if prog.OutSize() != len(info.Classes) {
 		return nil, fmt.Errorf("model outputs %d scores per image, but %d class names are configured", prog.OutSize(), len(info.Classes))
 	}
-	sum := sha256.Sum256(data)
-	info.SHA256 = hex.EncodeToString(sum[:])
 	m := &Model{info: info, Predictor: infer.NewPredictor(prog)}
 	m.Predictor.SetTemperature(info.Temperature)
 	return m, nil
@@ -226,6 +251,35 @@ func (m *Model) Info() modelfile.Info { return m.info }
 // MACs is the number of multiply-adds per image of the model's
 // convolutions and matrix products (twice that is its FLOPs per image).
 func (m *Model) MACs() int { return m.Program().MACs() }
+
+// DropInitializers returns the ONNX model data with the values of the
+// named float initializers removed (names, types and shapes kept): the
+// graph of an int8 file, whose int8 layers replace the ones reading them
+// (see Int8).
+func DropInitializers(data []byte, names []string) ([]byte, error) {
+	var mp onnxpb.ModelProto
+	if err := proto.Unmarshal(data, &mp); err != nil {
+		return nil, fmt.Errorf("not an ONNX model (protobuf decoding failed): %w", err)
+	}
+	left := map[string]bool{}
+	for _, n := range names {
+		left[n] = true
+	}
+	for _, t := range mp.GetGraph().GetInitializer() {
+		if !left[t.GetName()] {
+			continue
+		}
+		if onnxpb.TensorProto_DataType(t.GetDataType()) != onnxpb.TensorProto_FLOAT {
+			return nil, fmt.Errorf("initializer %q is not FLOAT", t.GetName())
+		}
+		delete(left, t.GetName())
+		t.RawData, t.FloatData = nil, nil
+	}
+	for n := range left {
+		return nil, fmt.Errorf("the graph has no initializer %q", n)
+	}
+	return proto.MarshalOptions{Deterministic: true}.Marshal(&mp)
+}
 
 // MarshalSidecar encodes s as the indented JSON that ParseSidecar reads.
 func MarshalSidecar(s Sidecar) ([]byte, error) {

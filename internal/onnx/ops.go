@@ -1146,7 +1146,8 @@ func (c *compiler) conv(n *onnxpb.NodeProto, in []*value, a attrSet) ([]*value, 
 		return nil, err
 	}
 	s := &infer.Conv{In: x.slot, Shape: kernels.ConvShape{C: ch, H: x.shape[1], W: x.shape[2], M: m, OH: win.oh, OW: win.ow,
-		KH: kh, KW: kw, SH: win.sh, SW: win.sw, DH: win.dh, DW: win.dw, PT: win.pt, PL: win.pl, Groups: groups}}
+		KH: kh, KW: kw, SH: win.sh, SW: win.sw, DH: win.dh, DW: win.dw, PT: win.pt, PL: win.pl, Groups: groups},
+		Weight: c.weightName(wk)}
 	src := wk.f
 	if x.grey {
 		// The three input channels carry the same grey image, so the
@@ -1304,6 +1305,16 @@ func (c *compiler) globalPool(n *onnxpb.NodeProto, in []*value, a attrSet) ([]*v
 	return []*value{{d: &dynamic{slot: s.Out, shape: []int{x.shape[0], 1, 1}}}}, nil
 }
 
+// weightName is the initializer name of a layer's weights w (see
+// infer.Conv.Weight) when w is an initializer that only this layer reads,
+// else "".
+func (c *compiler) weightName(w *constant) string {
+	if w.name == "" || c.uses[w.name] != 1 {
+		return ""
+	}
+	return w.name
+}
+
 // gemm compiles Gemm and MatMul of image features by a constant matrix.
 func (c *compiler) gemm(n *onnxpb.NodeProto, in []*value, a attrSet) ([]*value, error) {
 	isMatMul := n.GetOpType() == "MatMul"
@@ -1352,7 +1363,7 @@ func (c *compiler) gemm(n *onnxpb.NodeProto, in []*value, a attrSet) ([]*value, 
 		return nil, err
 	}
 	alpha := a.float("alpha", 1)
-	s := &infer.Gemm{In: x.slot, K: k, M: m, W: make([]float32, k*m)}
+	s := &infer.Gemm{In: x.slot, K: k, M: m, W: make([]float32, k*m), Weight: c.weightName(bk)}
 	// row maps the stored position of a feature to its row of B: the
 	// identity, or the C·H·W index of an H·W·C-stored map.
 	row := func(p int) int { return p }

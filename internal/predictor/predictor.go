@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io/fs"
 
+	"github.com/fashion-classifier/fashion/internal/infer"
 	"github.com/fashion-classifier/fashion/internal/modelfile"
 	"github.com/fashion-classifier/fashion/internal/onnx"
 	"github.com/fashion-classifier/fashion/internal/safefile"
@@ -99,6 +100,9 @@ func Open(ctx context.Context, path string, opts Options) (Predictor, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("loading %s: %w", path, err)
 		}
+		if d.Meta.Arch == modelfile.ArchONNX {
+			return openONNXInt8(d, opts.Name, path)
+		}
 		name := opts.Name
 		if name == "" {
 			name = modelfile.DefaultName
@@ -129,6 +133,24 @@ func Open(ctx context.Context, path string, opts Options) (Predictor, error) {
 		return nil, fmt.Errorf("%s: not a safetensors model file; as ONNX: %w", path, err)
 	}
 	return m, nil
+}
+
+// openONNXInt8 compiles a quantized ONNX model's file: its graph, with the
+// classes, normalisation and temperature its metadata records, and its
+// int8 layers swapped in.
+func openONNXInt8(d *modelfile.Decoded, name, path string) (Predictor, error) {
+	m := d.Meta
+	side := &onnx.Sidecar{Classes: m.Classes, Mean: &m.Mean, Std: &m.Std, Temperature: m.Temperature}
+	o := onnx.Options{Name: name, Sidecar: side, Source: path, Int8: &onnx.Int8{
+		Dropped: m.Dropped,
+		Apply:   func(p *infer.Program) (*infer.Program, error) { return modelfile.Int8Program(p, d) },
+		SHA256:  d.SHA256,
+	}}
+	om, err := onnx.Decode(d.ONNX, o)
+	if err != nil {
+		return nil, fmt.Errorf("%s: quantized ONNX model: %w", path, err)
+	}
+	return om, nil
 }
 
 // isSafetensors reports whether data starts like a safetensors file: an

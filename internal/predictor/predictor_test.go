@@ -2,14 +2,22 @@ package predictor
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"maps"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/fashion-classifier/fashion/internal/infer"
 	"github.com/fashion-classifier/fashion/internal/modelfile"
+	"github.com/fashion-classifier/fashion/internal/onnx"
 	"github.com/fashion-classifier/fashion/internal/safefile"
+	"github.com/fashion-classifier/fashion/internal/safetensors"
 	shipped "github.com/fashion-classifier/fashion/model"
 )
 
@@ -120,6 +128,125 @@ func TestOpenRefuses(t *testing.T) {
 			}
 			if p != nil {
 				t.Errorf("Open returned a model with its error")
+			}
+		})
+	}
+}
+
+// TestOpenQuantizedONNX quantizes an ONNX model (calibrated on synthetic
+// inputs) into an int8 file as fashion quantize writes it, opens it, and
+// checks that it computes exactly what the quantized program does, and
+// that damaged files are refused with errors that say why.
+func TestOpenQuantizedONNX(t *testing.T) {
+	ctx := context.Background()
+	data, err := os.ReadFile(fixture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Open(ctx, fixture, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog := p.(*onnx.Model).Program()
+	n := 8
+	x := make([]float32, n*modelfile.Pixels)
+	for i := range x {
+		x[i] = float32(math.Sin(float64(i)/5)) * 1.5
+	}
+	ranges, err := prog.Calibrate(x, n, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := prog.QuantizeWeights(ranges)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers := map[int]infer.Int8Layer{}
+	var dropped []string
+	for i, l := range all {
+		layers[i] = l
+		if w := prog.Int8Weights()[i]; w != "" && !slices.Contains(dropped, w) {
+			dropped = append(dropped, w)
+		}
+	}
+	if len(layers) == 0 || len(dropped) == 0 {
+		t.Fatalf("fixture has %d quantizable layers, %d named weights", len(layers), len(dropped))
+	}
+	qprog, err := prog.WithInt8(all, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := infer.NewPredictor(qprog).Predict(x, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	graph, err := onnx.DropInitializers(data, dropped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(graph) >= len(data) {
+		t.Errorf("graph without the int8 layers' weights is %d bytes, with them %d", len(graph), len(data))
+	}
+	dir := t.TempDir()
+	save := func(name string, f *safetensors.File) string {
+		path := filepath.Join(dir, name)
+		if err := safetensors.WriteFile(path, f); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	info := p.Info()
+	good := save("q.safetensors", modelfile.ONNXInt8File(info, graph, layers, dropped, "synthetic"))
+	q, err := Open(ctx, good, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := os.ReadFile(good)
+	sum := sha256.Sum256(raw)
+	if qi := q.Info(); qi.Precision != modelfile.PrecisionInt8 || qi.Arch != "onnx" || qi.SHA256 != hex.EncodeToString(sum[:]) || qi.Source != good {
+		t.Errorf("info %+v", qi)
+	}
+	got, err := q.Predict(x, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("the int8 file's probabilities differ from the quantized program's")
+	}
+
+	without := func(i int) map[int]infer.Int8Layer {
+		m := maps.Clone(layers)
+		delete(m, i)
+		return m
+	}
+	for _, tc := range []struct {
+		name, want string
+		f          *safetensors.File
+	}{
+		{"weights not left out", "no values", modelfile.ONNXInt8File(info, data, layers, dropped, "x")},
+		{"left out but not in the graph", "no initializer", modelfile.ONNXInt8File(info, graph, layers, append(slices.Clone(dropped), "nope"), "x")},
+		{"left out weights of a float32 layer", "int8 layer", modelfile.ONNXInt8File(info, graph, without(0), dropped, "x")},
+		{"no graph", "lacks its graph", func() *safetensors.File {
+			f := modelfile.ONNXInt8File(info, graph, layers, dropped, "x")
+			f.Tensors = f.Tensors[1:]
+			return f
+		}()},
+		{"extra tensor", "besides", func() *safetensors.File {
+			f := modelfile.ONNXInt8File(info, graph, layers, dropped, "x")
+			f.Tensors = append(f.Tensors, safetensors.Tensor{Name: "w", Shape: []int{1}, Data: []float32{1}})
+			return f
+		}()},
+		{"float32 precision", "precision", func() *safetensors.File {
+			f := modelfile.ONNXInt8File(info, graph, layers, nil, "x")
+			f.Metadata["precision"] = modelfile.PrecisionFloat32
+			return f
+		}()},
+		{"not a graph", "quantized ONNX model", modelfile.ONNXInt8File(info, []byte("not protobuf \xff\xff"), layers, dropped, "x")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Open(ctx, save(strings.ReplaceAll(tc.name, " ", "_"), tc.f), Options{})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want one containing %q", err, tc.want)
 			}
 		})
 	}

@@ -5,8 +5,9 @@
 // it holds no code, only numbers.
 //
 // Float32 ("F32"), IEEE half-precision ("F16", smaller weight storage,
-// widened to float32 when read) and int8 ("I8", quantized weights)
-// tensors are supported; that is all our models use.
+// widened to float32 when read), int8 ("I8", quantized weights) and uint8
+// ("U8", raw bytes such as an int8 file's ONNX graph) tensors are
+// supported; that is all our models use.
 package safetensors
 
 import (
@@ -42,6 +43,8 @@ type Tensor struct {
 	// into Data.
 	Half bool
 	Int8 []int8
+	// U8 holds a uint8 ("U8") tensor's bytes; Data and Int8 are then nil.
+	U8 []uint8
 }
 
 // MaxF16 is the largest finite half-precision value. Finite values that
@@ -117,10 +120,10 @@ func Decode(data []byte) (*File, error) {
 		case "F32":
 		case "F16":
 			size = 2
-		case "I8":
+		case "I8", "U8":
 			size = 1
 		default:
-			return nil, fmt.Errorf("safetensors: tensor %q has dtype %q; only F32, F16 and I8 are supported", name, e.DType)
+			return nil, fmt.Errorf("safetensors: tensor %q has dtype %q; only F32, F16, I8 and U8 are supported", name, e.DType)
 		}
 		count := int64(1)
 		for _, d := range e.Shape {
@@ -139,6 +142,10 @@ func Decode(data []byte) (*File, error) {
 		t := Tensor{Name: name, Shape: e.Shape}
 		switch src := body[b:end]; size {
 		case 1:
+			if e.DType == "U8" {
+				t.U8 = append([]uint8{}, src...)
+				break
+			}
 			t.Int8 = make([]int8, count)
 			for i := range t.Int8 {
 				t.Int8[i] = int8(src[i])
@@ -193,8 +200,13 @@ func Encode(w io.Writer, f *File) error {
 		switch {
 		case t.Int8 != nil:
 			dtype, size, have = "I8", 1, len(t.Int8)
-			if t.Data != nil || t.Half {
+			if t.Data != nil || t.Half || t.U8 != nil {
 				return fmt.Errorf("safetensors: tensor %q has both float and int8 data", t.Name)
+			}
+		case t.U8 != nil:
+			dtype, size, have = "U8", 1, len(t.U8)
+			if t.Data != nil || t.Half {
+				return fmt.Errorf("safetensors: tensor %q has both float and uint8 data", t.Name)
 			}
 		case t.Half:
 			dtype, size = "F16", 2
@@ -237,6 +249,7 @@ func Encode(w io.Writer, f *File) error {
 		for _, v := range t.Int8 {
 			buf = append(buf, byte(v))
 		}
+		buf = append(buf, t.U8...)
 	}
 	_, err = w.Write(buf)
 	return err

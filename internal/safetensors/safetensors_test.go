@@ -18,6 +18,7 @@ func sample() *File {
 			{Name: "fc.bias", Shape: []int{3}, Data: []float32{1.5, -2, 3.25}},
 			{Name: "scalar", Shape: []int{}, Data: []float32{7}},
 			{Name: "q.weight", Shape: []int{2, 3}, Int8: []int8{-128, -1, 0, 1, 127, 5}},
+			{Name: "graph", Shape: []int{5}, U8: []uint8{0, 1, 128, 254, 255}},
 		},
 	}
 }
@@ -56,9 +57,16 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestEncodeRejectsTwoKindsOfData(t *testing.T) {
-	f := &File{Tensors: []Tensor{{Name: "x", Shape: []int{1}, Data: []float32{1}, Int8: []int8{1}}}}
-	if err := Encode(&bytes.Buffer{}, f); err == nil || !strings.Contains(err.Error(), "both") {
-		t.Errorf("tensor with float32 and int8 data: %v", err)
+	for _, x := range []Tensor{
+		{Name: "x", Shape: []int{1}, Data: []float32{1}, Int8: []int8{1}},
+		{Name: "x", Shape: []int{1}, Int8: []int8{1}, U8: []uint8{1}},
+		{Name: "x", Shape: []int{1}, Data: []float32{1}, U8: []uint8{1}},
+		{Name: "x", Shape: []int{1}, Half: true, U8: []uint8{1}},
+	} {
+		f := &File{Tensors: []Tensor{x}}
+		if err := Encode(&bytes.Buffer{}, f); err == nil || !strings.Contains(err.Error(), "has both") {
+			t.Errorf("tensor with two kinds of data: %v", err)
+		}
 	}
 }
 
