@@ -251,9 +251,13 @@ func gemmInt8U8With(kern *int8Kernel, m int, a []uint8, lda int, za uint8, b *In
 	}
 	inv := 1 / rq.OutScale
 	gemmInt8(kern, m, a, lda, za, b, func(i, j0, cols int, s []int32) {
+		// The float values exactly as GemmInt8F32 stores them, then
+		// quantized as the next layer would quantize those.
+		var f [int8NR]float32
+		rq.rowF32(f[:cols], s[:cols], j0)
 		out := c[i*ldc+j0 : i*ldc+j0+cols]
 		for j := range out {
-			out[j] = QuantizeU8(rq.value(s[j], j0+j), inv, rq.OutZero)
+			out[j] = QuantizeU8(f[j], inv, rq.OutZero)
 		}
 	})
 	return nil

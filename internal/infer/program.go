@@ -29,6 +29,8 @@ type Step interface {
 	// String says what the step computes and with which kernel, for
 	// tools and for tests that compare programs (Program.Describe).
 	String() string
+	// inputs are the slots the step reads.
+	inputs() []int
 }
 
 // Program is a compiled network: steps that map the input slot to the
@@ -104,12 +106,17 @@ func (b *Builder) Finish(out, outSize int, probs bool) (*Program, error) {
 // State holds the buffers of one run of a program. A program is immutable
 // and shared; each concurrent run has its own state.
 type State struct {
-	bufs    [][]float32
+	bufs [][]float32
+	// u8 holds the slots that int8 layers pass to each other as uint8
+	// codes (see chainU8); the others are nil.
+	u8      [][]uint8
 	scratch kernels.Scratch
 }
 
 // NewState returns empty buffers for runs of p.
-func (p *Program) NewState() *State { return &State{bufs: make([][]float32, p.slots)} }
+func (p *Program) NewState() *State {
+	return &State{bufs: make([][]float32, p.slots), u8: make([][]uint8, p.slots)}
+}
 
 // get returns slot's buffer resized to size values, reallocating only when
 // it is too small. Its contents are not cleared.
@@ -160,6 +167,9 @@ func (st *State) Memory() int {
 	n := 0
 	for _, b := range st.bufs {
 		n += len(b)
+	}
+	for _, b := range st.u8 {
+		n += (len(b) + 3) / 4
 	}
 	return n
 }

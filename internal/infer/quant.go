@@ -17,6 +17,14 @@ import (
 // weights are int8 with one symmetric scale per output channel, and
 // blas.GemmInt8F32 multiplies them with bias and ReLU fused, writing
 // float32 for the steps after it. Other steps stay float32.
+//
+// Where an int8 layer's only reader is another int8 layer, or a max pool
+// whose only reader is one, the two pass uint8 codes instead (chainU8):
+// the first requantizes its output to the second's input scale in the
+// product's epilogue (blas.GemmInt8U8) and the pool takes the maximum of
+// the codes. The result is bit for bit what the float32 hand-over
+// computes, since both round the same float32 value the same way and
+// quantization is monotone, so the maximum commutes with it.
 
 // Int8Layer is one quantized layer of a program: the int8 weights
 // ([K, M] row-major, as the float32 step's W) with their per-column
@@ -188,6 +196,17 @@ func (p *Program) QuantizeWeights(ranges []Range) ([]Int8Layer, error) {
 // with layers[i] where use(i) is true (nil: every layer), and everything
 // else as p does. p is not changed; the two share their float32 steps.
 func (p *Program) WithInt8(layers []Int8Layer, use func(i int) bool) (*Program, error) {
+	q, err := p.swapInt8(layers, use)
+	if err != nil {
+		return nil, err
+	}
+	chainU8(q)
+	return q, nil
+}
+
+// swapInt8 is WithInt8 with every int8 layer handing float32 to the next
+// step.
+func (p *Program) swapInt8(layers []Int8Layer, use func(i int) bool) (*Program, error) {
 	if len(layers) != p.Quantizable() {
 		return nil, fmt.Errorf("infer: %d int8 layers for a program with %d quantizable layers", len(layers), p.Quantizable())
 	}
@@ -214,6 +233,109 @@ func (p *Program) WithInt8(layers []Int8Layer, use func(i int) bool) (*Program, 
 		q.steps[si] = qs
 	}
 	return &q, nil
+}
+
+// chainU8 makes the int8 layers of p hand uint8 codes to the int8 layers
+// that are their only readers, directly or through a max pool without
+// padding (a step of its own, or fused into the int8 layer) (see the comment at the top of this file). p's steps may be
+// shared with another program: the ones it changes are its own
+// (newInt8Step's) or replaced.
+func chainU8(p *Program) {
+	readers := make([][]int, p.slots)
+	for i, s := range p.steps {
+		for _, in := range s.inputs() {
+			readers[in] = append(readers[in], i)
+		}
+	}
+	readers[p.out] = append(readers[p.out], -1)
+	only := func(slot int) Step {
+		if r := readers[slot]; len(r) == 1 && r[0] >= 0 {
+			return p.steps[r[0]]
+		}
+		return nil
+	}
+	for _, s := range p.steps {
+		a, ok := s.(*Int8Conv)
+		if !ok {
+			continue
+		}
+		if a.pool != nil && !poolInside(*a.pool) {
+			continue
+		}
+		switch next := only(a.Out).(type) {
+		case *Int8Conv:
+			a.link(next)
+		case *Pool:
+			b, ok := only(next.Out).(*Int8Conv)
+			if !ok || !next.Max || !poolInside(next.Shape) {
+				continue
+			}
+			a.link(b)
+			pi := readers[a.Out][0]
+			p.steps[pi] = &PoolU8{In: next.In, Out: next.Out, Shape: next.Shape}
+		}
+	}
+}
+
+// link makes s write uint8 codes of next's input quantization, and next
+// read them.
+func (s *Int8Conv) link(next *Int8Conv) {
+	rq := *s.rq
+	rq.OutScale, rq.OutZero = next.Layer.InScale, next.Layer.InZero
+	s.rq, s.outU8, next.inU8 = &rq, true, true
+}
+
+// poolInside reports whether every window of sh lies inside the map (no
+// padding, no window hanging over the border): the pools PoolU8 runs.
+func poolInside(sh kernels.PoolShape) bool {
+	return sh.PT == 0 && sh.PL == 0 && sh.PB == 0 && sh.PR == 0 && sh.OH >= 1 && sh.OW >= 1 &&
+		(sh.OH-1)*sh.SH+(sh.KH-1)*sh.DH < sh.H && (sh.OW-1)*sh.SW+(sh.KW-1)*sh.DW < sh.W
+}
+
+// PoolU8 is a max pool over the uint8 codes one int8 layer hands the next
+// (see chainU8); its windows lie inside the map.
+type PoolU8 struct {
+	In, Out int
+	Shape   kernels.PoolShape
+}
+
+func (s *PoolU8) prepare() {}
+
+func (s *PoolU8) inputs() []int { return []int{s.In} }
+
+func (s *PoolU8) String() string {
+	sh := s.Shape
+	return fmt.Sprintf("PoolU8 max %dx%d s%dx%d over %dx%dx%d", sh.KH, sh.KW, sh.SH, sh.SW, sh.H, sh.W, sh.C)
+}
+
+func (s *PoolU8) run(st *State, n int) {
+	sh := s.Shape
+	maxPoolU8(grow(&st.u8[s.Out], n*sh.OH*sh.OW*sh.C), st.u8[s.In][:n*sh.H*sh.W*sh.C], n, sh)
+}
+
+// maxPoolU8 sets y to the maximum of each window of the n maps of codes
+// x; every window lies inside the map (poolInside).
+func maxPoolU8(y, x []uint8, n int, sh kernels.PoolShape) {
+	c := sh.C
+	parallel.For(n*sh.OH, 8, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			b, oy := r/sh.OH, r%sh.OH
+			for ox := range sh.OW {
+				dst := y[((b*sh.OH+oy)*sh.OW+ox)*c:][:c]
+				clear(dst)
+				for ky := range sh.KH {
+					iy := oy*sh.SH + ky*sh.DH
+					for kx := range sh.KW {
+						ix := ox*sh.SW + kx*sh.DW
+						src := x[((b*sh.H+iy)*sh.W+ix)*c:][:c]
+						for j, v := range src {
+							dst[j] = max(dst[j], v)
+						}
+					}
+				}
+			}
+		}
+	})
 }
 
 func (l Int8Layer) check(k, m int) error {
@@ -245,13 +367,17 @@ type Int8Conv struct {
 	// pool is set when the float32 step had a max pool fused
 	// (Conv.FuseMaxPool): the output is pooled after the product.
 	pool *kernels.PoolShape
+	// inU8 and outU8 say that the step reads and writes the uint8 slots
+	// (chainU8): its input comes quantized, its output goes requantized.
+	inU8, outU8 bool
 }
 
 // int8Bufs are one run's buffers: the quantized input, its unfolded rows
-// and, for a pooled step, the output before the pool.
+// and, for a pooled step, the output before the pool (float32 or uint8).
 type int8Bufs struct {
 	x, col []uint8
 	full   []float32
+	fullU8 []uint8
 }
 
 func newInt8Step(s Step, l Int8Layer) (*Int8Conv, error) {
@@ -288,36 +414,65 @@ func (s *Int8Conv) String() string {
 	return fmt.Sprintf("Int8Conv %dx%dx%d->%dx%dx%d k%dx%d s%dx%d relu=%v maxpool2x2=%v", sh.H, sh.W, sh.C, sh.OH, sh.OW, sh.M, sh.KH, sh.KW, sh.SH, sh.SW, s.rq.ReLU, s.pool != nil)
 }
 
+func (s *Int8Conv) inputs() []int { return []int{s.In} }
+
+// Chained reports whether the step reads and writes uint8 codes (see
+// chainU8), for tests and tools that describe a program.
+func (s *Int8Conv) Chained() (in, out bool) { return s.inU8, s.outU8 }
+
 // int8ColBytes bounds the unfolded rows of one chunk of images.
 const int8ColBytes = 4 << 20
 
 func (s *Int8Conv) run(st *State, n int) {
 	sh := s.Shape
 	in := sh.H * sh.W * sh.C
-	x := st.bufs[s.In][:n*in]
+	k, rows, m := s.Layer.K, sh.OH*sh.OW, sh.M
 	bufs, _ := s.bufs.Get().(*int8Bufs)
 	if bufs == nil {
 		bufs = &int8Bufs{}
 	}
 	defer s.bufs.Put(bufs)
-	var y []float32
-	if p := s.pool; p != nil {
-		y = kernels.Grow(&bufs.full, n*sh.OH*sh.OW*sh.M)
-		defer kernels.MaxPool(st.get(s.Out, n*p.OH*p.OW*p.C), nil, y, n, *p)
+	z := s.Layer.InZero
+	var xq []uint8
+	if s.inU8 {
+		xq = st.u8[s.In][:n*in]
 	} else {
-		y = st.get(s.Out, n*sh.OH*sh.OW*sh.M)
+		x := st.bufs[s.In][:n*in]
+		xq = grow(&bufs.x, len(x))
+		inv := 1 / s.Layer.InScale
+		parallel.For(len(x), 1<<15, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				xq[i] = blas.QuantizeU8(x[i], inv, z)
+			}
+		})
 	}
-	xq := grow(&bufs.x, len(x))
-	inv, z := 1/s.Layer.InScale, s.Layer.InZero
-	parallel.For(len(x), 1<<15, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			xq[i] = blas.QuantizeU8(x[i], inv, z)
+	var y []float32
+	var yq []uint8
+	p := s.pool
+	switch {
+	case s.outU8 && p != nil:
+		yq = grow(&bufs.fullU8, n*rows*m)
+		defer maxPoolU8(grow(&st.u8[s.Out], n*p.OH*p.OW*p.C), yq, n, *p)
+	case s.outU8:
+		yq = grow(&st.u8[s.Out], n*rows*m)
+	case p != nil:
+		y = kernels.Grow(&bufs.full, n*rows*m)
+		defer kernels.MaxPool(st.get(s.Out, n*p.OH*p.OW*p.C), nil, y, n, *p)
+	default:
+		y = st.get(s.Out, n*rows*m)
+	}
+	// product multiplies r rows of unfolded input a into the outputs from
+	// row r0.
+	product := func(r0, r int, a []uint8) {
+		if s.outU8 {
+			must(blas.GemmInt8U8(r, a, k, z, s.b, s.rq, yq[r0*m:], m))
+		} else {
+			must(blas.GemmInt8F32(r, a, k, z, s.b, s.rq, y[r0*m:], m))
 		}
-	})
-	k, rows := s.Layer.K, sh.OH*sh.OW
+	}
 	if sh.KH == 1 && sh.KW == 1 && sh.SH == 1 && sh.SW == 1 && sh.PT == 0 && sh.PL == 0 && sh.OH == sh.H && sh.OW == sh.W {
 		// Pointwise or fully connected: the input rows are the product's.
-		must(blas.GemmInt8F32(n*rows, xq, k, z, s.b, s.rq, y, sh.M))
+		product(0, n*rows, xq)
 		return
 	}
 	chunk := max(1, min(n, int8ColBytes/(rows*k)))
@@ -327,7 +482,7 @@ func (s *Int8Conv) run(st *State, n int) {
 		parallel.For(nc*sh.OH, 1, func(lo, hi int) {
 			im2colU8(col, xq, n0, lo, hi, z, sh)
 		})
-		must(blas.GemmInt8F32(nc*rows, col, k, z, s.b, s.rq, y[n0*rows*sh.M:], sh.M))
+		product(n0*rows, nc*rows, col)
 	}
 }
 

@@ -1,12 +1,16 @@
 package infer
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/fashion-classifier/fashion/internal/blas"
 	"github.com/fashion-classifier/fashion/internal/kernels"
+	"github.com/fashion-classifier/fashion/internal/nn"
 )
 
 func randFloats(rng *rand.Rand, n int, scale float64) []float32 {
@@ -141,6 +145,95 @@ func TestUInt8Params(t *testing.T) {
 		}
 		if q := blas.QuantizeU8(0, 1/s, z); q != z {
 			t.Errorf("range %v: 0 is not exact", r)
+		}
+	}
+}
+
+// TestChainedInt8IsBitExact builds a network of odd sizes where int8
+// layers follow each other directly, through max pools (2×2 over an odd
+// map, 3×3 stride 2) and through a flatten, and checks that handing uint8
+// codes between them (chainU8) gives exactly the logits of handing
+// float32, on random images, at batch sizes 1 and 7.
+func TestChainedInt8IsBitExact(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 21))
+	bn := func(c int) *nn.BatchNorm {
+		b := nn.NewBatchNorm(c)
+		b.ReLU = true
+		for i := range c {
+			b.Gamma.Value[i] = float32(0.5 + rng.Float64())
+			b.Beta.Value[i] = float32(rng.NormFloat64() * 0.3)
+			b.RunMean.Value[i] = float32(rng.NormFloat64() * 0.2)
+			b.RunVar.Value[i] = float32(0.5 + rng.Float64())
+		}
+		return b
+	}
+	net := nn.NewSequential(
+		nn.NewConv2D(rng, 1, 5, 3, 1, 1, false), bn(5), // float32 (kept)
+		nn.NewConv2D(rng, 5, 11, 3, 1, 1, false), bn(11), // int8 → int8 directly
+		nn.NewConv2D(rng, 11, 9, 3, 1, 1, false), bn(9), // Winograd-shaped: the pool is fused
+		nn.NewMaxPool(2, 2),                                               // 17×15 → 8×7
+		nn.NewConv2D(rng, 9, 7, 1, 1, 0, true), nn.NewActivation(nn.ReLU), // pointwise, → pool step
+		nn.NewMaxPool(2, 2), // 8×7 → 4×3
+		nn.NewConv2D(rng, 7, 9, 3, 1, 1, false), bn(9),
+		nn.NewMaxPool(3, 2), // 4×3 → 1×1 (3×3 stride 2, a pool step)
+		&nn.Flatten{},
+		nn.NewLinear(rng, 9, 13), nn.NewActivation(nn.ReLU),
+		nn.NewLinear(rng, 13, 5), // last: float32 output
+	)
+	prog, err := Compile(net, 17, 15, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	calib := randFloats(rng, 16*17*15, 1)
+	ranges, err := prog.Calibrate(calib, 16, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, err := prog.QuantizeWeights(ranges)
+	if err != nil {
+		t.Fatal(err)
+	}
+	use := func(i int) bool { return i > 0 }
+	chained, err := prog.WithInt8(layers, use)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := prog.swapInt8(layers, use)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every int8 layer hands codes to the next: conv2 out only, conv3 (its
+	// pool fused), conv4 and conv5 (through pool steps), fc1 in and out,
+	// fc2 in only.
+	var links []string
+	pools, fused := 0, 0
+	for i := range chained.Steps() {
+		switch s := chained.Step(i).(type) {
+		case *Int8Conv:
+			in, out := s.Chained()
+			links = append(links, fmt.Sprint(in, out))
+			if s.pool != nil {
+				fused++
+			}
+		case *PoolU8:
+			pools++
+		}
+	}
+	if got, want := strings.Join(links, " "), "false true true true true true true true true true true false"; got != want || pools != 2 || fused != 1 {
+		t.Errorf("chained (in out) per int8 layer: %s, %d uint8 pools, %d fused; want %s, 2, 1", got, pools, fused, want)
+	}
+	for _, n := range []int{1, 7} {
+		x := randFloats(rng, n*17*15, 1.2)
+		a, err := NewPredictor(chained).Logits(x, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := NewPredictor(plain).Logits(x, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(a, b) {
+			t.Errorf("batch %d: chained logits %v, float32 hand-over %v", n, a, b)
 		}
 	}
 }

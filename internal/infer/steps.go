@@ -26,6 +26,8 @@ type Unary struct {
 	Act           kernels.Act
 }
 
+func (s *Unary) inputs() []int { return []int{s.In} }
+
 func (s *Unary) prepare() {}
 
 func (s *Unary) run(st *State, n int) {
@@ -42,6 +44,8 @@ type Affine struct {
 	Scale, Shift  []float32
 	ReLU          bool
 }
+
+func (s *Affine) inputs() []int { return []int{s.In} }
 
 func (s *Affine) prepare() {}
 
@@ -159,6 +163,8 @@ func (s *Conv) String() string {
 		s.Bias != nil, s.Act, kernel)
 }
 
+func (s *Conv) inputs() []int { return []int{s.In} }
+
 // OutChannels is the number of output channels an absorbed affine map
 // must have.
 func (s *Conv) OutChannels() int { return s.Shape.M }
@@ -250,6 +256,8 @@ func (s *Gemm) String() string {
 	return fmt.Sprintf("Gemm %d->%d bias=%v %v packed=%v", s.K, s.M, s.Bias != nil, s.Act, s.packed != nil)
 }
 
+func (s *Gemm) inputs() []int { return []int{s.In} }
+
 // OutChannels is the number of outputs.
 func (s *Gemm) OutChannels() int { return s.M }
 
@@ -275,6 +283,8 @@ type Pool struct {
 	Max        bool
 	IncludePad bool // average over the whole (padded) window
 }
+
+func (s *Pool) inputs() []int { return []int{s.In} }
 
 func (s *Pool) prepare() {}
 
@@ -303,6 +313,8 @@ func (s *Pool) String() string {
 type GlobalPool struct {
 	In, Out, C, HW int
 }
+
+func (s *GlobalPool) inputs() []int { return []int{s.In} }
 
 func (s *GlobalPool) prepare() {}
 
@@ -350,6 +362,8 @@ type Binary struct {
 	Size, BSize   int
 	Const         []float32
 }
+
+func (s *Binary) inputs() []int { return []int{s.A, s.BSlot} }
 
 func (s *Binary) prepare() {}
 
@@ -413,6 +427,8 @@ type Concat struct {
 	Out    int
 }
 
+func (s *Concat) inputs() []int { return s.Ins }
+
 func (s *Concat) prepare() {}
 
 func (s *Concat) run(st *State, n int) {
@@ -440,6 +456,8 @@ type Softmax struct {
 	In, Out, Rows, Width int
 }
 
+func (s *Softmax) inputs() []int { return []int{s.In} }
+
 func (s *Softmax) prepare() {}
 
 func (s *Softmax) run(st *State, n int) {
@@ -458,6 +476,8 @@ type Transpose struct {
 	C, HW   int
 	ToCHW   bool
 }
+
+func (s *Transpose) inputs() []int { return []int{s.In} }
 
 func (s *Transpose) prepare() {}
 
@@ -488,6 +508,8 @@ type Repeat struct {
 	In, Out, Size, Times int
 }
 
+func (s *Repeat) inputs() []int { return []int{s.In} }
+
 func (s *Repeat) prepare() {}
 
 func (s *Repeat) run(st *State, n int) {
@@ -508,6 +530,8 @@ type Pad struct {
 	PT, PL, PB, PR int
 	Fill           float32
 }
+
+func (s *Pad) inputs() []int { return []int{s.In} }
 
 func (s *Pad) prepare() {}
 
