@@ -16,6 +16,12 @@
 //
 //	{"ort_batch1_ms":…,"ours_batch1_ms":…,"ours_native_batch1_ms":…,"ort_batch256_img_s":…,"ours_batch256_img_s":…,"ours_native_batch256_img_s":…}
 //
+// With -int8 q.safetensors (the same ONNX file quantized by `fashion
+// quantize -model FILE.onnx -out q.safetensors`) a fourth contender,
+// ours_int8, runs in every round right after ours (the float32 ONNX path
+// of the same file, so the two alternate), and the JSON gains
+// "ours_int8_batch1_ms" and "ours_int8_batch256_img_s".
+//
 // ONNX Runtime is installed when missing with `npm install
 // onnxruntime-node@1.30.0 --ignore-scripts` in a cache folder (-cache); the
 // package bundles libonnxruntime.so. Without Node it says so and exits
@@ -40,6 +46,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -83,6 +90,7 @@ type config struct {
 	rounds  int
 	seconds float64
 	cache   string
+	int8    string
 	batches []int
 }
 
@@ -96,6 +104,7 @@ func parseFlags() (config, error) {
 	flag.IntVar(&c.threads, "threads", 2, "threads for each contender (ONNX Runtime intra-op threads, our GOMAXPROCS)")
 	flag.IntVar(&c.rounds, "rounds", 6, "rounds; the figures are medians over rounds (6 runs every order once)")
 	flag.Float64Var(&c.seconds, "seconds", 1, "seconds of each measurement")
+	flag.StringVar(&c.int8, "int8", "", "int8 model `file` quantized from -model by fashion quantize: adds the contender ours_int8")
 	flag.StringVar(&c.cache, "cache", filepath.Join(cacheDir, "fashion-vs-ort"), "folder where onnxruntime-node is installed")
 	flag.Parse()
 	switch {
@@ -190,39 +199,63 @@ func run() error {
 		{"ours", ourMeasure(onnxModel)},
 		{"ours_native", ourMeasure(native.Predictor)},
 	}
+	// after[i] runs right after contender i in every round: the int8
+	// model after the float32 ONNX path it was quantized from.
+	after := map[int]contender{}
+	keys := []string{"ort_batch1_ms", "ours_batch1_ms", "ours_native_batch1_ms", "ort_batch256_img_s", "ours_batch256_img_s", "ours_native_batch256_img_s"}
+	measured := contenders
+	if cfg.int8 != "" {
+		q, err := opener.Open(context.Background(), cfg.int8, opener.Options{})
+		if err != nil {
+			return fmt.Errorf("-int8: %w", err)
+		}
+		if p := q.Info().Precision; p != modelfile.PrecisionInt8 {
+			return fmt.Errorf("-int8 %s has precision %s", cfg.int8, p)
+		}
+		fmt.Printf("ours_int8: %s, run right after ours in every round\n", cfg.int8)
+		after[1] = contender{"ours_int8", ourMeasure(q)}
+		measured = append(slices.Clone(contenders), after[1])
+		keys = append(keys, "ours_int8_batch1_ms", "ours_int8_batch256_img_s")
+	}
 
 	// results[contender][batch] holds one figure per round: ms per call
 	// for batch 1, images per second otherwise.
 	results := make(map[string]map[int][]float64)
-	for _, c := range contenders {
+	for _, c := range measured {
 		results[c.name] = make(map[int][]float64)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "round\tcontender\tbatch 1 ms\tbatch 256 img/s\t")
 	for r := range cfg.rounds {
 		for i := range contenders {
-			c := contenders[orders[r%len(orders)][i]]
-			var row []string
-			for _, b := range cfg.batches {
-				// Let the previous contender's threads go idle first: ONNX
-				// Runtime's intra-op threads spin for a while after a run,
-				// which would slow whoever comes next.
-				time.Sleep(settle)
-				calls, el, err := c.measure(b, cfg.seconds)
-				if err != nil {
-					return fmt.Errorf("%s, batch %d: %w", c.name, b, err)
-				}
-				v := figure(b, calls, el)
-				results[c.name][b] = append(results[c.name][b], v)
-				row = append(row, fmt.Sprintf("%.3f", v))
+			k := orders[r%len(orders)][i]
+			round := []contender{contenders[k]}
+			if c, ok := after[k]; ok {
+				round = append(round, c)
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t\n", r+1, c.name, strings.Join(row, "\t"))
+			for _, c := range round {
+				var row []string
+				for _, b := range cfg.batches {
+					// Let the previous contender's threads go idle first: ONNX
+					// Runtime's intra-op threads spin for a while after a run,
+					// which would slow whoever comes next.
+					time.Sleep(settle)
+					calls, el, err := c.measure(b, cfg.seconds)
+					if err != nil {
+						return fmt.Errorf("%s, batch %d: %w", c.name, b, err)
+					}
+					v := figure(b, calls, el)
+					results[c.name][b] = append(results[c.name][b], v)
+					row = append(row, fmt.Sprintf("%.3f", v))
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t\n", r+1, c.name, strings.Join(row, "\t"))
+			}
 		}
 	}
 	fmt.Fprintln(tw, "\t\t\t\t")
 	out := make(map[string]float64)
 	flops := float64(flopsPerImage(onnxModel))
-	for _, c := range contenders {
+	for _, c := range measured {
 		b1, b256 := loadgen.Median(results[c.name][1]), loadgen.Median(results[c.name][256])
 		out[c.name+"_batch1_ms"] = round3(b1)
 		out[c.name+"_batch256_img_s"] = round3(b256)
@@ -243,7 +276,8 @@ func run() error {
 		fmt.Printf("ours_native with its out-of-distribution score (Classifier.Predict, one measurement): batch 1 %.3f ms, batch 256 %.0f img/s\n", fig[0], fig[1])
 	}
 	o1, o256 := out["ort_batch1_ms"], out["ort_batch256_img_s"]
-	for _, name := range []string{"ours", "ours_native"} {
+	for _, c := range measured[1:] {
+		name := c.name
 		fmt.Printf("%s vs ONNX Runtime: batch 1 latency %.2f× ORT's; batch 256 throughput %.2f× ORT's\n",
 			name, out[name+"_batch1_ms"]/o1, out[name+"_batch256_img_s"]/o256)
 	}
@@ -255,7 +289,6 @@ func run() error {
 		}
 		fmt.Println(line)
 	}
-	keys := []string{"ort_batch1_ms", "ours_batch1_ms", "ours_native_batch1_ms", "ort_batch256_img_s", "ours_batch256_img_s", "ours_native_batch256_img_s"}
 	var js strings.Builder
 	js.WriteString("{")
 	for i, k := range keys {
