@@ -237,14 +237,16 @@ func (p *Program) swapInt8(layers []Int8Layer, use func(i int) bool) (*Program, 
 
 // chainU8 makes the int8 layers of p hand uint8 codes to the int8 layers
 // that are their only readers, directly or through a max pool without
-// padding (a step of its own, or fused into the int8 layer) (see the comment at the top of this file). p's steps may be
-// shared with another program: the ones it changes are its own
-// (newInt8Step's) or replaced.
+// padding, a step of its own or fused into the layer (see the comment at
+// the top of this file). p's steps may be shared with another program:
+// the ones it changes are its own (newInt8Step's) or replaced.
 func chainU8(p *Program) {
 	readers := make([][]int, p.slots)
 	for i, s := range p.steps {
 		for _, in := range s.inputs() {
-			readers[in] = append(readers[in], i)
+			if in >= 0 && in < p.slots {
+				readers[in] = append(readers[in], i)
+			}
 		}
 	}
 	readers[p.out] = append(readers[p.out], -1)

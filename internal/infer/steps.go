@@ -363,7 +363,12 @@ type Binary struct {
 	Const         []float32
 }
 
-func (s *Binary) inputs() []int { return []int{s.A, s.BSlot} }
+func (s *Binary) inputs() []int {
+	if s.Const != nil {
+		return []int{s.A} // BSlot is unused
+	}
+	return []int{s.A, s.BSlot}
+}
 
 func (s *Binary) prepare() {}
 
