@@ -237,8 +237,8 @@ func TestF16DecodeRejects(t *testing.T) {
 		{"overflowing shape", `{"h":{"dtype":"F16","shape":[65536,65536],"data_offsets":[0,16]}}`, "invalid shape"},
 		{"overlapping tensors", `{"a":{"dtype":"F16","shape":[4],"data_offsets":[0,8]},"b":{"dtype":"F16","shape":[4],"data_offsets":[6,14]}}`, "overlap"},
 		{"overlapping an F32 tensor", `{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F16","shape":[2],"data_offsets":[4,8]}}`, "overlap"},
-		{"lower-case dtype", `{"h":{"dtype":"f16","shape":[2],"data_offsets":[0,4]}}`, "only F32, F16 and I8"},
-		{"bfloat16", `{"h":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]}}`, "only F32, F16 and I8"},
+		{"lower-case dtype", `{"h":{"dtype":"f16","shape":[2],"data_offsets":[0,4]}}`, "only F32, F16, I8 and U8"},
+		{"bfloat16", `{"h":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]}}`, "only F32, F16, I8 and U8"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

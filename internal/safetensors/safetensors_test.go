@@ -89,7 +89,7 @@ func TestDecodeRejects(t *testing.T) {
 		{"huge header length", "does not fit", flipped},
 		{"not json", "not valid JSON", withHeader("{nope")},
 		{"int8 size", "needs 8 bytes, header gives 6", withHeader(strings.Replace(header, `"shape":[2,3]`, `"shape":[2,4]`, 1))},
-		{"wrong dtype", "only F32, F16 and I8", withHeader(strings.Replace(header, `"F32"`, `"F64"`, 1))},
+		{"wrong dtype", "only F32, F16, I8 and U8", withHeader(strings.Replace(header, `"F32"`, `"F64"`, 1))},
 		{"shape mismatch", "needs", withHeader(strings.Replace(header, `[9,4]`, `[9,5]`, 1))},
 		{"negative dim", "invalid shape", withHeader(strings.Replace(header, `[9,4]`, `[-9,4]`, 1))},
 		{"unknown field", "bad header entry", withHeader(strings.Replace(header, `"dtype"`, `"x":1,"dtype"`, 1))},
