@@ -368,3 +368,16 @@ func BenchmarkPredictInt8(b *testing.B) {
 		})
 	}
 }
+
+// TestSetStorageKeepsONNXGraph: F16 storage leaves a quantized ONNX
+// model's graph bytes alone (they are not weights) and the file encodes.
+func TestSetStorageKeepsONNXGraph(t *testing.T) {
+	f := ONNXInt8File(Info{Classes: FashionClasses, Mean: DefaultMean, Std: DefaultStd, Source: "x.onnx"}, []byte{1, 2, 3}, nil, nil, "test")
+	if _, err := SetStorage(f, StorageF16); err != nil {
+		t.Fatal(err)
+	}
+	if g, _ := f.Lookup(ONNXGraph); g.Half || !slices.Equal(g.U8, []uint8{1, 2, 3}) {
+		t.Errorf("graph tensor after SetStorage: %+v", g)
+	}
+	encodeFile(t, f)
+}

@@ -56,8 +56,8 @@ func SetStorage(f *safetensors.File, storage string) (changed bool, err error) {
 	}
 	for i := range f.Tensors {
 		t := &f.Tensors[i]
-		if t.Int8 != nil || strings.HasPrefix(t.Name, ExtraPrefix) || strings.HasPrefix(t.Name, Int8Prefix) {
-			continue
+		if t.Int8 != nil || t.U8 != nil || strings.HasPrefix(t.Name, ExtraPrefix) || strings.HasPrefix(t.Name, Int8Prefix) {
+			continue // a quantized ONNX model's graph (U8) is bytes, not weights
 		}
 		t.Half = s == StorageF16
 		if !t.Half {
