@@ -10,6 +10,7 @@ import (
 	"github.com/fashion-classifier/fashion/internal/atomicfile"
 	"github.com/fashion-classifier/fashion/internal/modelfile"
 	"github.com/fashion-classifier/fashion/internal/onnx"
+	"github.com/fashion-classifier/fashion/internal/predictor"
 )
 
 // runExport writes one of our safetensors models in another format, so
@@ -32,10 +33,16 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *out == "" {
 		return fmt.Errorf("-out is required")
 	}
+	if models.photo != "" {
+		return fmt.Errorf("-photo-model: export writes one model; name it with -model")
+	}
 	p, err := models.open(ctx)
 	if err != nil {
 		return err
 	}
+	// The embedded default is two models; the benchmark model is the one
+	// that answers tensors, the only input an exported graph takes.
+	p = predictor.For(p, true)
 	c, ok := p.(*modelfile.Classifier)
 	if !ok && p.Info().Precision == modelfile.PrecisionInt8 {
 		return fmt.Errorf("%s is an int8 model quantized from an ONNX model, without float32 weights; export needs a float32 model", p.Info().Source)

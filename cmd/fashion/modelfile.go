@@ -17,6 +17,7 @@ import (
 // (which do not record them) the input normalisation and class names.
 type modelFlags struct {
 	path      string
+	photo     string
 	mean, std float64
 	classes   string
 	tta       bool
@@ -25,7 +26,8 @@ type modelFlags struct {
 // addModelFlags registers -model, -mean, -std and -classes on fs.
 func addModelFlags(fs *flag.FlagSet) *modelFlags {
 	m := &modelFlags{}
-	fs.StringVar(&m.path, "model", "", "model `file`: ours (safetensors) or ONNX, told apart by content (default: $WEIGHT_PATH, else the model embedded in the binary)")
+	fs.StringVar(&m.path, "model", "", "model `file`: ours (safetensors) or ONNX, told apart by content, answering every input (default: $WEIGHT_PATH, else the two models embedded in the binary, each answering its kind of input)")
+	fs.StringVar(&m.photo, "photo-model", "", "photo model `file`: answers the images that are not 28×28 dataset-like ones, while -model (default: the embedded benchmark model) answers those")
 	fs.Float64Var(&m.mean, "mean", 0, "ONNX models: input normalisation mean on pixel/255 (default: the model's sidecar JSON, else 0.2860)")
 	fs.Float64Var(&m.std, "std", 0, "ONNX models: input normalisation std on pixel/255 (default: the sidecar, else 0.3530)")
 	fs.StringVar(&m.classes, "classes", "", "ONNX models: comma-separated class names in class-id order (default: the sidecar, else Fashion-MNIST's)")
@@ -49,9 +51,11 @@ func (m *modelFlags) modelPath() string {
 }
 
 // open loads the chosen model through predictor.Open, the one opener of
-// every command, wrapped in predictor.FlipTTA under -tta. The ONNX flags
-// are refused for our own model files, which carry their normalisation and
-// classes.
+// every command, wrapped in predictor.FlipTTA under -tta: with no -model
+// and no $WEIGHT_PATH, or with -photo-model, a predictor.Routed of a
+// benchmark and a photo model. The ONNX flags are refused for our own
+// model files, which carry their normalisation and classes, and apply to
+// -model only.
 func (m *modelFlags) open(ctx context.Context) (predictor.Predictor, error) {
 	var opts predictor.Options
 	if m.classes != "" {
@@ -61,6 +65,7 @@ func (m *modelFlags) open(ctx context.Context) (predictor.Predictor, error) {
 		}
 	}
 	opts.Mean, opts.Std = float32(m.mean), float32(m.std)
+	opts.PhotoPath = m.photo
 	if m.std < 0 {
 		return nil, fmt.Errorf("-std must be positive, got %v", m.std)
 	}

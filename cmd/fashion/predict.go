@@ -37,7 +37,11 @@ type prediction struct {
 	// less like it; the threshold is in the model file).
 	InDistribution *bool    `json:"in_distribution,omitempty"`
 	OODScore       *float64 `json:"ood_score,omitempty"`
-	Error          string   `json:"error,omitempty"`
+	// Model is the serving name of the model that answered: with the
+	// embedded models, fashion-mnist for dataset-like images and
+	// fashion-photos for photos (predictor.Routed).
+	Model string `json:"model,omitempty"`
+	Error string `json:"error,omitempty"`
 }
 
 type topK struct {
@@ -96,10 +100,9 @@ internal/imageprep.`)
 	if err != nil {
 		return err
 	}
-	info := m.Info()
 	// The API answers 400 for such a top_k; so does predict, before any work.
-	if *top < 1 || *top > len(info.Classes) {
-		return fmt.Errorf("-top %d: want an integer from 1 to %d (the model's number of classes)", *top, len(info.Classes))
+	if k := maxClasses(m); *top < 1 || *top > k {
+		return fmt.Errorf("-top %d: want an integer from 1 to %d (the model's number of classes)", *top, k)
 	}
 	src := &imageSource{
 		fetch:    fetch.New(fetch.Policy{AllowCIDRs: cidrs, MaxBytes: *maxBytes}),
@@ -224,13 +227,24 @@ func (s *imageSource) read(ctx context.Context, in input) ([]byte, error) {
 	return data, nil
 }
 
+// maxClasses is the most classes any model of m has: the largest -top.
+func maxClasses(m predictor.Predictor) int {
+	k := 0
+	for _, a := range predictor.Models(m) {
+		k = max(k, len(a.Info().Classes))
+	}
+	return k
+}
+
 // classifyInputs reads, converts and classifies one chunk of inputs, one
-// result per input in order; a failing input gets an error result.
+// result per input in order; a failing input gets an error result. Each
+// image is answered by the model predictor.For picks for it (with the
+// embedded models: the benchmark model for dataset-like images, the photo
+// model for photos), a ranking of at most that model's classes.
 func classifyInputs(ctx context.Context, m predictor.Predictor, src *imageSource, inputs []input, top int, showDir string) ([]prediction, error) {
-	info := m.Info()
 	results := make([]prediction, len(inputs))
-	var x []float32
-	var ok []int // indexes into results of the images that decoded
+	imgs := make([]imageprep.Input, len(inputs))
+	byModel := map[predictor.Predictor][]int{} // indexes into results of the images each model answers
 	for i, in := range inputs {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -241,49 +255,64 @@ func classifyInputs(ctx context.Context, m predictor.Predictor, src *imageSource
 			results[i].Error = err.Error()
 			continue
 		}
-		row := make([]float32, modelfile.Pixels)
-		info.Normalize(row, g.Pix)
-		x = append(x, row...)
-		ok = append(ok, i)
+		imgs[i] = g
+		a := predictor.For(m, g.DatasetLike)
+		byModel[a] = append(byModel[a], i)
 		if showDir != "" {
-			if err := saveInput(showDir, in.name, g); err != nil {
+			if err := saveInput(showDir, in.name, g.Gray); err != nil {
 				return nil, err
 			}
 		}
 	}
-	if len(ok) == 0 {
-		return results, nil
+	for _, a := range predictor.Models(m) {
+		if ids := byModel[a]; len(ids) > 0 {
+			if err := answer(a, imgs, ids, top, results); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return results, nil
+}
+
+// answer runs model a on the images imgs[i] for i in ids and fills in
+// results[i].
+func answer(a predictor.Predictor, imgs []imageprep.Input, ids []int, top int, results []prediction) error {
+	info := a.Info()
+	x := make([]float32, len(ids)*modelfile.Pixels)
+	for j, i := range ids {
+		info.Normalize(x[j*modelfile.Pixels:(j+1)*modelfile.Pixels], imgs[i].Pix)
 	}
 	var (
 		probs  []float32
 		scores []float64
 		err    error
 	)
-	det, hasOOD := m.(oodScorer)
+	det, hasOOD := a.(oodScorer)
 	if hasOOD {
-		probs, scores, err = det.Scores(x, len(ok))
+		probs, scores, err = det.Scores(x, len(ids))
 	} else {
-		probs, err = m.Predict(x, len(ok))
+		probs, err = a.Predict(x, len(ids))
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
 	k := len(info.Classes)
-	for j, i := range ok {
+	for j, i := range ids {
 		row := probs[j*k : (j+1)*k]
 		r := &results[i]
+		r.Model = info.Name
 		if scores != nil {
 			if in, known := det.InDistribution(scores[j]); known {
 				s := scores[j]
 				r.InDistribution, r.OODScore = &in, &s
 			}
 		}
-		for _, c := range eval.TopK(row, top) {
+		for _, c := range eval.TopK(row, min(top, k)) {
 			r.Top = append(r.Top, topK{Label: info.Classes[c], ClassID: c, Probability: row[c]})
 		}
 		r.Label, r.ClassID, r.Confidence = r.Top[0].Label, r.Top[0].ClassID, r.Top[0].Probability
 	}
-	return results, nil
+	return nil
 }
 
 // oodScorer is a model with an out-of-distribution detector
@@ -294,10 +323,10 @@ type oodScorer interface {
 }
 
 // prepareInput reads an input and converts it to the model's input.
-func prepareInput(ctx context.Context, src *imageSource, in input) (*image.Gray, error) {
+func prepareInput(ctx context.Context, src *imageSource, in input) (imageprep.Input, error) {
 	data, err := src.read(ctx, in)
 	if err != nil {
-		return nil, err
+		return imageprep.Input{}, err
 	}
 	return imageprep.Prepare(data, src.limits)
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fashion-classifier/fashion/internal/buildinfo"
+	"github.com/fashion-classifier/fashion/internal/predictor"
 	"github.com/fashion-classifier/fashion/internal/server"
 )
 
@@ -157,8 +158,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("loading model: %w", err)
 	}
 	info := clf.Info()
-	log.Info("model loaded", "name", info.Name, "arch", info.Arch, "source", info.Source,
-		"sha256", info.SHA256, "test_accuracy", info.TestAccuracy, "took", time.Since(start))
+	for _, m := range predictor.Models(clf) {
+		mi := m.Info()
+		log.Info("model loaded", "name", mi.Name, "arch", mi.Arch, "source", mi.Source,
+			"sha256", mi.SHA256, "test_accuracy", mi.TestAccuracy, "took", time.Since(start))
+	}
 	err = server.Run(ctx, cfg, clf, log, func(a net.Addr) {
 		fmt.Fprintf(stdout, "fashion serve: listening on %s (default model %s, %s)\n", a, cfg.ModelName, info.Arch)
 	})

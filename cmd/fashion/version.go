@@ -9,6 +9,7 @@ import (
 
 	"github.com/fashion-classifier/fashion/internal/buildinfo"
 	"github.com/fashion-classifier/fashion/internal/modelfile"
+	"github.com/fashion-classifier/fashion/internal/predictor"
 )
 
 // versionReport is what "fashion version -json" prints: the build and the
@@ -16,7 +17,10 @@ import (
 // model cannot be loaded, so the build half is still reported.
 type versionReport struct {
 	buildinfo.Info
-	Model      *modelfile.Info `json:"model,omitempty"`
+	Model *modelfile.Info `json:"model,omitempty"`
+	// PhotoModel is the model that answers photos when two are served
+	// (the embedded default, or -photo-model); Model answers the rest.
+	PhotoModel *modelfile.Info `json:"photo_model,omitempty"`
 	ModelError string          `json:"model_error,omitempty"`
 }
 
@@ -43,6 +47,10 @@ func runVersion(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	} else {
 		info := c.Info()
 		rep.Model = &info
+		if r, ok := c.(*predictor.Routed); ok {
+			photo := r.Photo.Info()
+			rep.PhotoModel = &photo
+		}
 	}
 
 	if *asJSON {
@@ -72,15 +80,10 @@ func writeVersionText(w io.Writer, rep versionReport) error {
 	fmt.Fprintf(tw, "go:\t%s\n", rep.GoVersion)
 	fmt.Fprintf(tw, "platform:\t%s/%s\n", rep.OS, rep.Arch)
 	if m := rep.Model; m != nil {
-		fmt.Fprintf(tw, "model:\t%s (%s, %d parameters)\n", m.Name, m.Arch, m.Params)
-		fmt.Fprintf(tw, "model source:\t%s\n", m.Source)
-		fmt.Fprintf(tw, "model precision:\t%s\n", m.Precision)
-		fmt.Fprintf(tw, "model storage:\t%s\n", m.Storage)
-		fmt.Fprintf(tw, "model sha256:\t%s\n", m.SHA256)
-		if m.TestAccuracy > 0 {
-			fmt.Fprintf(tw, "test accuracy:\t%.4f\n", m.TestAccuracy)
-		} else {
-			fmt.Fprintf(tw, "test accuracy:\tunknown\n")
+		writeModelText(tw, "model", "test accuracy", m)
+		if p := rep.PhotoModel; p != nil {
+			fmt.Fprintf(tw, "routing:\t28×28 dataset-like images → %s; photos → %s\n", m.Name, p.Name)
+			writeModelText(tw, "photo model", "photo model test accuracy", p)
 		}
 	} else {
 		fmt.Fprintf(tw, "model:\tunavailable: %s\n", rep.ModelError)
@@ -89,4 +92,19 @@ func writeVersionText(w io.Writer, rep versionReport) error {
 		return fmt.Errorf("writing version report: %w", err)
 	}
 	return nil
+}
+
+// writeModelText prints one model's lines of the version report, its keys
+// starting with prefix.
+func writeModelText(tw io.Writer, prefix, accuracyKey string, m *modelfile.Info) {
+	fmt.Fprintf(tw, "%s:\t%s (%s, %d parameters)\n", prefix, m.Name, m.Arch, m.Params)
+	fmt.Fprintf(tw, "%s source:\t%s\n", prefix, m.Source)
+	fmt.Fprintf(tw, "%s precision:\t%s\n", prefix, m.Precision)
+	fmt.Fprintf(tw, "%s storage:\t%s\n", prefix, m.Storage)
+	fmt.Fprintf(tw, "%s sha256:\t%s\n", prefix, m.SHA256)
+	if m.TestAccuracy > 0 {
+		fmt.Fprintf(tw, "%s:\t%.4f\n", accuracyKey, m.TestAccuracy)
+	} else {
+		fmt.Fprintf(tw, "%s:\tunknown\n", accuracyKey)
+	}
 }

@@ -152,6 +152,10 @@ type Set struct {
 	Pix     []uint8  // N images of imageprep.Side² pixels, row-major
 	Folder  []int    // index into Mapping.Folders of each image
 	Files   []string // path of each image
+	// DatasetLike says of each image whether it was already a
+	// Fashion-MNIST-style image (imageprep.Input.DatasetLike), which picks
+	// the model that answers it when two are served (predictor.Routed).
+	DatasetLike []bool
 }
 
 // Len is the number of images.
@@ -195,6 +199,7 @@ func Load(ctx context.Context, dir string, m *Mapping, lim imageprep.Limits) (*S
 	}
 	const px = imageprep.Side * imageprep.Side
 	s.Pix = make([]uint8, len(s.Files)*px)
+	s.DatasetLike = make([]bool, len(s.Files))
 	var (
 		wg      sync.WaitGroup
 		mu      sync.Mutex
@@ -216,6 +221,7 @@ func Load(ctx context.Context, dir string, m *Mapping, lim imageprep.Limits) (*S
 						return fmt.Errorf("%s: %w", s.Files[i], err)
 					}
 					copy(s.Pix[i*px:(i+1)*px], g.Pix)
+					s.DatasetLike[i] = g.DatasetLike
 					return nil
 				}()
 				if err != nil {
@@ -280,7 +286,7 @@ func (s *Set) Labels() (labels []uint8, ok []bool, sets [][]int) {
 
 // cacheVersion changes whenever the conversion changes what a cached set
 // would hold.
-const cacheVersion = "imagefolder-cache/1 imageprep-object/1"
+const cacheVersion = "imagefolder-cache/2 imageprep-object/1"
 
 type cached struct {
 	Version string
@@ -289,6 +295,8 @@ type cached struct {
 	Files   []string
 	Folder  []int
 	Pix     []uint8
+	// DatasetLike is Set.DatasetLike (since imagefolder-cache/2).
+	DatasetLike []bool
 }
 
 // LoadCached is Load with a cache file: when cache holds the conversion of
@@ -305,8 +313,8 @@ func LoadCached(ctx context.Context, dir string, m *Mapping, lim imageprep.Limit
 		f.Close()
 		if err == nil && c.Version == cacheVersion && c.Dir == dir && slices.EqualFunc(c.Folders, m.Folders, func(a, b Folder) bool {
 			return a.Name == b.Name && slices.Equal(a.Classes, b.Classes)
-		}) && len(c.Pix) == len(c.Files)*imageprep.Side*imageprep.Side && len(c.Folder) == len(c.Files) {
-			return &Set{Mapping: m, Pix: c.Pix, Folder: c.Folder, Files: c.Files}, nil
+		}) && len(c.Pix) == len(c.Files)*imageprep.Side*imageprep.Side && len(c.Folder) == len(c.Files) && len(c.DatasetLike) == len(c.Files) {
+			return &Set{Mapping: m, Pix: c.Pix, Folder: c.Folder, Files: c.Files, DatasetLike: c.DatasetLike}, nil
 		}
 	}
 	s, err := Load(ctx, dir, m, lim)
@@ -314,7 +322,7 @@ func LoadCached(ctx context.Context, dir string, m *Mapping, lim imageprep.Limit
 		return nil, err
 	}
 	err = atomicfile.Write(cache, func(w io.Writer) error {
-		return gob.NewEncoder(w).Encode(cached{Version: cacheVersion, Dir: dir, Folders: m.Folders, Files: s.Files, Folder: s.Folder, Pix: s.Pix})
+		return gob.NewEncoder(w).Encode(cached{Version: cacheVersion, Dir: dir, Folders: m.Folders, Files: s.Files, Folder: s.Folder, Pix: s.Pix, DatasetLike: s.DatasetLike})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("writing photo cache: %w", err)

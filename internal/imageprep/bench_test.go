@@ -1,7 +1,6 @@
 package imageprep
 
 import (
-	"image"
 	"testing"
 )
 
@@ -36,7 +35,7 @@ func BenchmarkToInput(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var sink *image.Gray
+	var sink Input
 	b.ReportAllocs()
 	for b.Loop() {
 		sink = ToInput(img)

@@ -52,7 +52,7 @@ func FuzzPrepare(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		g, err := Prepare(data, Limits{MaxPixels: fuzzMaxPixels})
 		if err != nil {
-			if g != nil {
+			if g.Gray != nil {
 				t.Fatalf("Prepare returned an image with error %v", err)
 			}
 			return
@@ -61,7 +61,7 @@ func FuzzPrepare(f *testing.F) {
 			t.Fatalf("Prepare returned bounds %v with %d pixels", g.Rect, len(g.Pix))
 		}
 		again, err := Prepare(data, Limits{MaxPixels: fuzzMaxPixels})
-		if err != nil || string(again.Pix) != string(g.Pix) {
+		if err != nil || string(again.Pix) != string(g.Pix) || again.DatasetLike != g.DatasetLike {
 			t.Fatalf("Prepare is not deterministic (second error %v)", err)
 		}
 	})

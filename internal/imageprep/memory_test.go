@@ -63,7 +63,7 @@ func TestHostilePNGs(t *testing.T) {
 	bound := uint64((Limits{}).PeakBytes())
 	for _, c := range cases {
 		t.Run(c.Name, func(t *testing.T) {
-			var g *image.Gray
+			var g Input
 			var err error
 			n := heapAllocs(func() { g, err = Prepare(c.Data, Limits{}) })
 			t.Logf("%d-byte file: allocated %.1f MiB (bound %.0f MiB), error %v", len(c.Data), float64(n)/(1<<20), float64(bound)/(1<<20), err)
@@ -91,7 +91,7 @@ func TestHostilePNGs(t *testing.T) {
 				// A dark square on light gray is trimmed to the square,
 				// negated and levelled: the centre must be bright.
 				if v := g.GrayAt(Side/2, Side/2).Y; v < 200 {
-					t.Errorf("centre pixel = %d, want the bright object\n%s", v, ascii(g))
+					t.Errorf("centre pixel = %d, want the bright object\n%s", v, ascii(g.Gray))
 				}
 			default:
 				t.Fatalf("no expectation for case %q", c.Name)
@@ -380,7 +380,7 @@ func TestToInputWorkingMemory(t *testing.T) {
 	for name, mk := range imgs {
 		t.Run(name, func(t *testing.T) {
 			img := mk()
-			var g *image.Gray
+			var g Input
 			n := heapAllocs(func() { g = ToInput(img) })
 			t.Logf("ToInput allocated %d bytes", n)
 			if n > workBytes {

@@ -130,15 +130,18 @@ func TestFindObject(t *testing.T) {
 				if in.Rect != image.Rect(0, 0, Side, Side) {
 					t.Fatalf("input bounds %v", in.Rect)
 				}
+				if in.DatasetLike {
+					t.Errorf("jpeg %v: a photo reported as dataset-like (it would be routed to the benchmark model)", noisy)
+				}
 				for _, p := range []image.Point{{0, 0}, {27, 0}, {0, 27}, {27, 27}} {
 					if v := in.GrayAt(p.X, p.Y).Y; v > 8 {
-						t.Errorf("jpeg %v: input corner %v = %d, want black\n%s", noisy, p, v, ascii(in))
+						t.Errorf("jpeg %v: input corner %v = %d, want black\n%s", noisy, p, v, ascii(in.Gray))
 					}
 				}
 				// The crop is taller than wide, so the object spans the
 				// full height: the middle column is lit near top and bottom.
 				if in.GrayAt(Side/2-4, 1).Y < 24 || in.GrayAt(Side/2, Side-2).Y < 24 {
-					t.Errorf("jpeg %v: object does not span the input's height\n%s", noisy, ascii(in))
+					t.Errorf("jpeg %v: object does not span the input's height\n%s", noisy, ascii(in.Gray))
 				}
 			}
 		})

@@ -33,16 +33,28 @@ const workSide = 1024
 // search on its reduced copy (objectBytes).
 const workBytes = (2*workSide)*(2*workSide) + 2*workSide*8 + 64<<10 + objectBytes
 
+// Input is an image as the model sees it: the 28×28 gray image, and
+// whether the image was dataset-like (IsDatasetLike: already a
+// Fashion-MNIST-style image, used as it is) or was converted from a photo.
+// DatasetLike is what picks the answering model when two are served
+// (package predictor's Routed): the benchmark model for dataset-like
+// inputs, the photo model for the rest. Once converted, every input looks
+// dataset-like, so the flag is decided here, from the image as it came.
+type Input struct {
+	*image.Gray
+	DatasetLike bool
+}
+
 // Prepare decodes an encoded image with Decode (lim as there) and converts it
 // with ToInput: the one call that turns uploaded or fetched bytes into the
 // model's 28×28 input. What it allocates for an image it accepts is bounded
 // by lim.PeakBytes (68 MiB at the default limits): the decoded image, which
 // Decode keeps within lim.MaxBytes, and ToInput's working memory, which
 // depends on the size of the output, not of the input.
-func Prepare(data []byte, lim Limits) (*image.Gray, error) {
+func Prepare(data []byte, lim Limits) (Input, error) {
 	img, _, err := Decode(data, lim)
 	if err != nil {
-		return nil, fmt.Errorf("preparing image: %w", err)
+		return Input{}, fmt.Errorf("preparing image: %w", err)
 	}
 	return ToInput(img), nil
 }
@@ -51,16 +63,17 @@ func Prepare(data []byte, lim Limits) (*image.Gray, error) {
 // image that is already dataset-like (IsDatasetLike) is only converted to
 // gray; any other goes through the Fashion-MNIST conversion described in the
 // package documentation. The result always has bounds (0,0)-(28,28); an
-// empty img gives an all-black image.
-func ToInput(img image.Image) *image.Gray {
+// empty img gives an all-black image (not dataset-like: it is no
+// Fashion-MNIST image).
+func ToInput(img image.Image) Input {
 	if img.Bounds().Empty() {
-		return image.NewGray(image.Rect(0, 0, Side, Side))
+		return Input{Gray: image.NewGray(image.Rect(0, 0, Side, Side))}
 	}
 	g := toGray(img, background(img))
 	if isDatasetLikeGray(g) {
-		return g
+		return Input{Gray: g, DatasetLike: true}
 	}
-	return objectInput(img, g)
+	return Input{Gray: objectInput(img, g)}
 }
 
 // IsDatasetLike reports whether img already looks like a Fashion-MNIST

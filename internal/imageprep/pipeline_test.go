@@ -111,6 +111,9 @@ func TestToInputDatasetLikePassesThrough(t *testing.T) {
 			if !bytes.Equal(got.Pix, src.Pix) {
 				t.Error("ToInput changed a dataset-like image")
 			}
+			if !got.DatasetLike {
+				t.Error("ToInput did not report a dataset-like image as such")
+			}
 		})
 	}
 }
@@ -163,7 +166,7 @@ func TestToInputProductPhoto(t *testing.T) {
 				t.Fatalf("bounds = %v, want 28×28 at the origin", got.Rect)
 			}
 			if r := pearson(got.Pix, src.Pix); r < tt.minPearson {
-				t.Errorf("Pearson r with the original = %.3f, want ≥ %.2f\n%s", r, tt.minPearson, ascii(got))
+				t.Errorf("Pearson r with the original = %.3f, want ≥ %.2f\n%s", r, tt.minPearson, ascii(got.Gray))
 			}
 			for _, p := range []image.Point{{0, 0}, {27, 0}, {0, 27}, {27, 27}} {
 				if v := got.GrayAt(p.X, p.Y).Y; v > tt.maxCornerVal {
@@ -197,10 +200,10 @@ func TestToInputTransparentBackground(t *testing.T) {
 	}
 	a, b := ToInput(onAlpha), ToInput(onWhite)
 	if !bytes.Equal(a.Pix, b.Pix) {
-		t.Errorf("transparent background differs from white background:\n%s\nvs\n%s", ascii(a), ascii(b))
+		t.Errorf("transparent background differs from white background:\n%s\nvs\n%s", ascii(a.Gray), ascii(b.Gray))
 	}
 	if a.GrayAt(14, 14).Y < 200 || a.GrayAt(0, 0).Y != 0 {
-		t.Errorf("want a bright disc on black, got\n%s", ascii(a))
+		t.Errorf("want a bright disc on black, got\n%s", ascii(a.Gray))
 	}
 }
 

@@ -141,15 +141,30 @@ func (c *Classifier) InDistribution(score float64) (in, ok bool) {
 	return c.detector.InDistribution(score), true
 }
 
-// DefaultName is the serving name of the embedded model.
+// DefaultName is the serving name of the embedded benchmark model, and of
+// any model file opened without a name.
 const DefaultName = "fashion-mnist"
 
-// Embedded returns a classifier for the model embedded in the binary.
-// Model files are opened by package predictor, which also reads ONNX.
+// PhotoName is the serving name of the embedded photo model.
+const PhotoName = "fashion-photos"
+
+// Embedded returns a classifier for the benchmark model embedded in the
+// binary. Model files are opened by package predictor, which also reads
+// ONNX and pairs this model with EmbeddedPhoto's.
 func Embedded() (*Classifier, error) {
 	d, err := Decode(shipped.Weights)
 	if err != nil {
 		return nil, fmt.Errorf("embedded model: %w", err)
 	}
 	return New(d, DefaultName, "embedded")
+}
+
+// EmbeddedPhoto returns a classifier for the photo model embedded in the
+// binary, named PhotoName.
+func EmbeddedPhoto() (*Classifier, error) {
+	d, err := Decode(shipped.PhotoWeights)
+	if err != nil {
+		return nil, fmt.Errorf("embedded photo model: %w", err)
+	}
+	return New(d, PhotoName, "embedded")
 }

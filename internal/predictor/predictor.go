@@ -54,14 +54,53 @@ type Options struct {
 	Mean, Std float32
 	// MaxBytes caps the size of the model file; 0 means DefaultMaxBytes.
 	MaxBytes int64
+	// PhotoPath, when set, is a model file that answers photos (named
+	// modelfile.PhotoName; Name, Classes, Mean and Std do not apply to it)
+	// while the model at Open's path, or the embedded benchmark model,
+	// answers dataset-like images: Open then returns a *Routed.
+	PhotoPath string
 }
 
-// Open loads the model at path, or the model embedded in the binary when
-// path is empty. The format is read from the file's first bytes: a
-// safetensors header, else ONNX (protobuf, which has no signature). An ONNX
-// model's sidecar, path+".json", is read when it exists. Cancelling ctx
-// abandons the load between its steps and while a read blocks.
+// Open loads the model at path, or the models embedded in the binary when
+// path is empty: the benchmark and the photo model as a *Routed, each
+// answering its own kind of input. A model file at path answers every
+// input, unless Options.PhotoPath names a photo model to route photos to.
+// The format is read from the file's first bytes: a safetensors header,
+// else ONNX (protobuf, which has no signature). An ONNX model's sidecar,
+// path+".json", is read when it exists. Cancelling ctx abandons the load
+// between its steps and while a read blocks.
 func Open(ctx context.Context, path string, opts Options) (Predictor, error) {
+	main, err := openOne(ctx, path, opts)
+	if err != nil {
+		return nil, err
+	}
+	var photo Predictor
+	switch {
+	case opts.PhotoPath != "":
+		p, err := openOne(ctx, opts.PhotoPath, Options{Name: modelfile.PhotoName, MaxBytes: opts.MaxBytes})
+		if err != nil {
+			return nil, fmt.Errorf("photo model: %w", err)
+		}
+		photo = p
+	case path == "":
+		p, err := modelfile.EmbeddedPhoto()
+		if err != nil {
+			return nil, err
+		}
+		photo = p
+	default:
+		return main, nil
+	}
+	r, err := NewRouted(main, photo)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// openOne loads the one model at path, or the embedded benchmark model
+// when path is empty.
+func openOne(ctx context.Context, path string, opts Options) (Predictor, error) {
 	overrides := opts.Mean != 0 || opts.Std != 0 || opts.Classes != nil
 	if path == "" {
 		if overrides {

@@ -12,7 +12,13 @@ import (
 // and typically adds a few tenths of a point of accuracy for models
 // trained with random flips. Fashion-MNIST's classes are all symmetric
 // under mirroring, so the mirror image is as valid an input as the image.
-func FlipTTA(p Predictor) Predictor { return flipTTA{p} }
+// A *Routed becomes a *Routed of its two models, each with flip TTA.
+func FlipTTA(p Predictor) Predictor {
+	if r, ok := p.(*Routed); ok {
+		return &Routed{Benchmark: flipTTA{r.Benchmark}, Photo: flipTTA{r.Photo}}
+	}
+	return flipTTA{p}
+}
 
 type flipTTA struct{ p Predictor }
 

@@ -80,9 +80,14 @@ func TestAccuracyThroughHTTP(t *testing.T) {
 				}
 				res := decode[Result](t, r)
 				viaPNG[i] = res.ClassID
+				// Test-set images are dataset-like: the benchmark model
+				// answers them, as the direct Predict above.
+				if res.Model != info.Name {
+					t.Errorf("image %d answered by %q, want %q", i, res.Model, info.Name)
+				}
 				if res.InDistribution == nil || res.OODScore == nil {
 					t.Errorf("image %d: no in_distribution/ood_score in %s", i, r.body)
-				} else if in, _ := clf.(oodPredictor).InDistribution(*res.OODScore); in != *res.InDistribution {
+				} else if in, _ := predictor.For(clf, true).(oodPredictor).InDistribution(*res.OODScore); in != *res.InDistribution {
 					t.Errorf("image %d: in_distribution %v for score %v", i, *res.InDistribution, *res.OODScore)
 				}
 			}
@@ -113,13 +118,25 @@ func TestAccuracyThroughHTTP(t *testing.T) {
 			t.Fatalf("v2 infer: status %d: %.300s", r.code, r.body)
 		}
 		var resp V2InferResponse
-		if err := json.Unmarshal(r.body, &resp); err != nil || len(resp.Outputs) != 2 || resp.Outputs[0].Name != v2Output {
+		if err := json.Unmarshal(r.body, &resp); err != nil || len(resp.Outputs) != 3 || resp.Outputs[0].Name != v2Output {
 			t.Fatalf("v2 infer answer: %v, %d outputs", err, len(resp.Outputs))
 		}
 		// The embedded model has an out-of-distribution detector: its
-		// score is the second output, one value per image.
+		// score is the second output, its verdict the third, one value
+		// per image each.
 		if o := resp.Outputs[1]; o.Name != v2OODOutput || len(o.Data) != end-start {
 			t.Fatalf("v2 extra output %q with %d values for %d images", o.Name, len(o.Data), end-start)
+		}
+		det := predictor.For(clf, true).(oodPredictor)
+		if o := resp.Outputs[2]; o.Name != v2InDistOutput || len(o.Bools) != end-start {
+			t.Fatalf("v2 third output %q with %d values for %d images", o.Name, len(o.Bools), end-start)
+		}
+		// (The score is sent as float32; a flip at the threshold would
+		// need a score within float32 rounding of it.)
+		for i, sc := range resp.Outputs[1].Data {
+			if in, _ := det.InDistribution(float64(sc)); in != resp.Outputs[2].Bools[i] {
+				t.Fatalf("image %d: in_distribution %v for score %v", start+i, resp.Outputs[2].Bools[i], sc)
+			}
 		}
 		out := resp.Outputs[0].Data
 		for i := range end - start {

@@ -65,7 +65,8 @@ type pageState struct {
 	Verdict    string `json:"verdict"` // #out data-verdict: ok, ood, or "" with no answer
 	Label      string `json:"label"`
 	Confidence string `json:"confidence"`
-	Error      string `json:"error"` // the visible error text, "" when hidden
+	Answered   string `json:"answered"` // which model answered
+	Error      string `json:"error"`    // the visible error text, "" when hidden
 	HasImage   bool   `json:"hasImage"`
 	Original   string `json:"original"` // src of the shown image
 	Loaded     bool   `json:"loaded"`   // the shown image decoded (naturalWidth > 0)
@@ -80,7 +81,7 @@ const readPage = `(() => {
   const out = $("out"), err = $("error"), orig = $("original"), top = document.querySelector("#bars li.top");
   return {
     state: out.dataset.state || "", verdict: out.dataset.verdict || "",
-    label: $("label").textContent, confidence: $("confidence").textContent,
+    label: $("label").textContent, confidence: $("confidence").textContent, answered: $("answered").textContent,
     error: getComputedStyle(err).display === "none" ? "" : err.textContent,
     hasImage: $("drop").classList.contains("has-image") && getComputedStyle(orig).display !== "none",
     original: orig.getAttribute("src") || "", loaded: orig.complete && orig.naturalWidth > 0,
@@ -353,5 +354,44 @@ func TestPageShowsOutOfDistribution(t *testing.T) {
 	}
 	if !strings.Contains(st.Confidence, "doesn't look like clothing") || !strings.Contains(st.Confidence, api.Label) {
 		t.Errorf("explanation %q, want it to say it doesn't look like clothing and name the best guess %q", st.Confidence, api.Label)
+	}
+}
+
+// TestPageSaysWhichModelAnswered: with a benchmark and a photo model, the
+// page says which answered, and draws the answering model's classes.
+func TestPageSaysWhichModelAnswered(t *testing.T) {
+	ctx := newBrowser(t)
+	routed, _, _ := routedFakes(t)
+	ts := startServer(t, Config{}, routed)
+	dir := t.TempDir()
+	photoPath, datasetPath := filepath.Join(dir, "photo.png"), filepath.Join(dir, "dataset.png")
+	dataset, _ := testImage(t, 200)
+	if err := os.WriteFile(photoPath, productPhoto(t), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(datasetPath, dataset, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(ts.url+"/"),
+		chromedp.WaitVisible(`//span[@id="model" and contains(text(), "photos: `+modelfile.PhotoName+`")]`),
+	); err != nil {
+		t.Fatalf("driving the page: %v", err)
+	}
+	for _, tt := range []struct {
+		file, want string
+		bars       int
+	}{
+		{photoPath, "answered by " + modelfile.PhotoName + " (the photo model)", 12},
+		{datasetPath, "answered by " + modelfile.DefaultName + " (the Fashion-MNIST model", 10},
+	} {
+		resetState(t, ctx)
+		if err := chromedp.Do(ctx, chromedp.SetUploadFiles(chromedp.ID("file"), []string{tt.file})); err != nil {
+			t.Fatal(err)
+		}
+		st := waitState(t, ctx, filepath.Base(tt.file))
+		if st.State != "done" || !strings.HasPrefix(st.Answered, tt.want) || st.Bars != tt.bars {
+			t.Errorf("%s: page shows %+v; want %q and %d bars", filepath.Base(tt.file), st, tt.want, tt.bars)
+		}
 	}
 }

@@ -46,6 +46,10 @@ type Result struct {
 	// InputImage is the 28×28 image the model saw, as a PNG data URL; only
 	// present when the request asked for it (include_input=1).
 	InputImage string `json:"input_image,omitempty"`
+	// Model names the model that answered: for requests that name no
+	// model, with the embedded models, fashion-mnist for dataset-like
+	// images (28×28, dark background) and fashion-photos for photos.
+	Model string `json:"model"`
 }
 
 // BatchItem is one entry of a batch answer: a Result, or the error that
@@ -72,6 +76,16 @@ type ModelResponse struct {
 	MaxBatch  int    `json:"max_batch"`
 	MaxImages int    `json:"max_images"`
 	MaxBody   int64  `json:"max_body_bytes"`
+	// PhotoModel describes the model that answers photos (images that are
+	// not dataset-like) of requests naming no model, when the server has
+	// one; the model above answers the rest.
+	PhotoModel *PhotoModel `json:"photo_model,omitempty"`
+}
+
+// PhotoModel is ModelResponse's description of the photo model.
+type PhotoModel struct {
+	modelfile.Info
+	Version string `json:"version"`
 }
 
 // defaultTopK is the ranking length when a request does not say.
@@ -97,7 +111,7 @@ func (s *Server) parseOptions(r *http.Request) (options, error) {
 	q := r.URL.Query()
 	if v := q.Get("top_k"); v != "" {
 		k, err := strconv.Atoi(v)
-		classes := len(modelOf(r.Context()).info.Classes)
+		classes := maxClasses(r.Context())
 		if err != nil {
 			return o, topKError(v, classes)
 		}
@@ -122,7 +136,9 @@ func queryBool(q url.Values, name string) (bool, error) {
 	}
 }
 
-// checkTopK checks a top_k value: an integer from 1 to the number of classes.
+// checkTopK checks a top_k value: an integer from 1 to the number of
+// classes (of the model with the most, when a request may be answered by
+// two: each ranking is then cut at its model's classes).
 func (s *Server) checkTopK(k, classes int) (int, error) {
 	if k < 1 || k > classes {
 		return 0, topKError(strconv.Itoa(k), classes)
@@ -160,17 +176,17 @@ func (s *Server) decode(ctx context.Context, data []byte, f func() error) (err e
 
 // prepare decodes image bytes into the 28×28 grayscale image the model sees,
 // mapping imageprep's errors to HTTP statuses.
-func (s *Server) prepare(ctx context.Context, data []byte) (*image.Gray, error) {
-	var g *image.Gray
+func (s *Server) prepare(ctx context.Context, data []byte) (imageprep.Input, error) {
+	var g imageprep.Input
 	err := s.decode(ctx, data, func() (err error) {
 		g, err = imageprep.Prepare(data, imageprep.Limits{MaxPixels: s.cfg.MaxPixels})
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return imageprep.Input{}, err
 	}
 	if b := g.Bounds(); b.Dx() != modelfile.Side || b.Dy() != modelfile.Side {
-		return nil, fmt.Errorf("image preparation gave %dx%d pixels, want %dx%d", b.Dx(), b.Dy(), modelfile.Side, modelfile.Side)
+		return imageprep.Input{}, fmt.Errorf("image preparation gave %dx%d pixels, want %dx%d", b.Dx(), b.Dy(), modelfile.Side, modelfile.Side)
 	}
 	return g, nil
 }
@@ -217,28 +233,47 @@ func grayPixels(g *image.Gray) []uint8 {
 }
 
 // classify runs the model on prepared images and builds one Result each.
-func (s *Server) classify(ctx context.Context, t *ticket, imgs []*image.Gray, o options) ([]Result, error) {
-	m := modelOf(ctx)
-	x := make([]float32, len(imgs)*modelfile.Pixels)
-	for i, g := range imgs {
-		m.info.Normalize(x[i*modelfile.Pixels:(i+1)*modelfile.Pixels], grayPixels(g))
-	}
-	probs, scores, err := s.inferOOD(ctx, t, x, len(imgs))
-	if err != nil {
-		return nil, err
-	}
-	nc := len(m.info.Classes)
+// Each image is answered by the model routeOf picks for it: the
+// request's model, or for a routed request the photo model for the
+// images that are not dataset-like; one submission per model.
+func (s *Server) classify(ctx context.Context, t *ticket, imgs []imageprep.Input, o options) ([]Result, error) {
+	rec := recordOf(ctx)
 	res := make([]Result, len(imgs))
-	for i := range imgs {
-		res[i] = result(m.info.Classes, probs[i*nc:(i+1)*nc], o.topK)
-		if scores != nil {
-			if in, ok := m.ood.InDistribution(scores[i]); ok {
-				score := scores[i]
-				res[i].InDistribution, res[i].OODScore = &in, &score
+	models := []*servedModel{rec.ref.Model()}
+	if rec.photo != nil {
+		models = append(models, rec.photo.Model())
+	}
+	for _, m := range models {
+		var ids []int
+		for i, g := range imgs {
+			if routeOf(rec, g) == m {
+				ids = append(ids, i)
 			}
 		}
-		if o.includeInput {
-			res[i].InputImage = pngDataURL(imgs[i])
+		if len(ids) == 0 {
+			continue
+		}
+		x := make([]float32, len(ids)*modelfile.Pixels)
+		for j, i := range ids {
+			m.info.Normalize(x[j*modelfile.Pixels:(j+1)*modelfile.Pixels], grayPixels(imgs[i].Gray))
+		}
+		probs, scores, err := s.inferOOD(ctx, m, t, x, len(ids))
+		if err != nil {
+			return nil, err
+		}
+		nc := len(m.info.Classes)
+		for j, i := range ids {
+			res[i] = result(m.info.Classes, probs[j*nc:(j+1)*nc], min(o.topK, nc))
+			res[i].Model = m.name
+			if scores != nil {
+				if in, ok := m.ood.InDistribution(scores[j]); ok {
+					score := scores[j]
+					res[i].InDistribution, res[i].OODScore = &in, &score
+				}
+			}
+			if o.includeInput {
+				res[i].InputImage = pngDataURL(imgs[i].Gray)
+			}
 		}
 	}
 	s.metrics.images.Add(float64(len(imgs)))
@@ -359,7 +394,7 @@ func (s *Server) classifyOne(w http.ResponseWriter, r *http.Request, data []byte
 		s.fail(w, r, err)
 		return
 	}
-	res, err := s.classify(r.Context(), &t, []*image.Gray{g}, o)
+	res, err := s.classify(r.Context(), &t, []imageprep.Input{g}, o)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -401,7 +436,7 @@ func (s *Server) handleImageView(w http.ResponseWriter, r *http.Request, _ []byt
 			s.fail(w, r, err)
 			return
 		}
-		out = imageprep.Enlarge(g, scale)
+		out = imageprep.Enlarge(g.Gray, scale)
 	} else {
 		img, err := s.decodeImage(r.Context(), data)
 		if err != nil {
@@ -427,9 +462,15 @@ func (s *Server) handleImageView(w http.ResponseWriter, r *http.Request, _ []byt
 
 // handleV1Model describes the served model and the request limits.
 func (s *Server) handleV1Model(w http.ResponseWriter, r *http.Request) {
-	m := modelOf(r.Context())
-	writeJSON(w, http.StatusOK, ModelResponse{Info: m.info, Version: m.version, MaxBatch: s.cfg.MaxBatch,
-		MaxImages: s.cfg.MaxImages, MaxBody: s.cfg.MaxBody})
+	rec := recordOf(r.Context())
+	m := rec.ref.Model()
+	resp := ModelResponse{Info: m.info, Version: m.version, MaxBatch: s.cfg.MaxBatch,
+		MaxImages: s.cfg.MaxImages, MaxBody: s.cfg.MaxBody}
+	if rec.photo != nil {
+		pm := rec.photo.Model()
+		resp.PhotoModel = &PhotoModel{Info: pm.info, Version: pm.version}
+	}
+	writeJSON(w, http.StatusOK, resp)
 }
 
 // handleClassify is POST /v1/classify: a raw image body, a multipart batch
@@ -466,7 +507,7 @@ func (s *Server) handleClassify(w http.ResponseWriter, r *http.Request, body []b
 type upload struct {
 	name string
 	data []byte
-	img  *image.Gray
+	img  imageprep.Input
 	err  error
 }
 
@@ -564,7 +605,7 @@ func (s *Server) answerBatch(w http.ResponseWriter, r *http.Request, ups []uploa
 	defer s.inference.release()
 	t := modelOf(r.Context()).batch.announce(len(ups))
 	defer t.release()
-	imgs := make([]*image.Gray, 0, len(ups))
+	imgs := make([]imageprep.Input, 0, len(ups))
 	for i := range ups {
 		if err := ctx.Err(); err != nil {
 			s.fail(w, r, err)

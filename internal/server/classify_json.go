@@ -128,7 +128,7 @@ func (s *Server) classifyJSON(w http.ResponseWriter, r *http.Request, body []byt
 		return
 	}
 	if req.TopK != nil {
-		if o.topK, err = s.checkTopK(*req.TopK, len(modelOf(r.Context()).info.Classes)); err != nil {
+		if o.topK, err = s.checkTopK(*req.TopK, maxClasses(r.Context())); err != nil {
 			s.fail(w, r, err)
 			return
 		}

@@ -199,7 +199,7 @@ func (g *grpcService) ModelInfer(ctx context.Context, req *pb.ModelInferRequest)
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	probs, scores, err := s.inferOOD(ctx, &t, in.x, in.n)
+	probs, scores, err := s.inferOOD(ctx, m, &t, in.x, in.n)
 	s.finish(rec)
 	if err != nil {
 		return nil, grpcError(err)
@@ -216,18 +216,24 @@ func (g *grpcService) ModelInfer(ctx context.Context, req *pb.ModelInferRequest)
 		out.Contents = &pb.InferTensorContents{Fp32Contents: probs}
 	}
 	if scores != nil {
-		// The out-of-distribution score, as in the REST answer.
-		data := make([]float32, in.n)
-		for i, sc := range scores {
-			data[i] = float32(sc)
-		}
+		// The out-of-distribution score and verdict, as in the REST answer.
+		score, inDist := oodOutputs(m, scores)
 		o := &pb.ModelInferResponse_InferOutputTensor{Name: v2OODOutput, Datatype: "FP32", Shape: []int64{int64(in.n)}}
+		b := &pb.ModelInferResponse_InferOutputTensor{Name: v2InDistOutput, Datatype: "BOOL", Shape: []int64{int64(in.n)}}
 		if raw {
-			resp.RawOutputContents = append(resp.RawOutputContents, encodeFP32LE(data))
+			// BOOL raw contents are one byte per element, 0 or 1.
+			bools := make([]byte, len(inDist))
+			for i, v := range inDist {
+				if v {
+					bools[i] = 1
+				}
+			}
+			resp.RawOutputContents = append(resp.RawOutputContents, encodeFP32LE(score), bools)
 		} else {
-			o.Contents = &pb.InferTensorContents{Fp32Contents: data}
+			o.Contents = &pb.InferTensorContents{Fp32Contents: score}
+			b.Contents = &pb.InferTensorContents{BoolContents: inDist}
 		}
-		resp.Outputs = append(resp.Outputs, o)
+		resp.Outputs = append(resp.Outputs, o, b)
 	}
 	return resp, nil
 }
@@ -237,8 +243,8 @@ func (g *grpcService) ModelInfer(ctx context.Context, req *pb.ModelInferRequest)
 // input came as raw_input_contents.
 func decodeGRPCInfer(req *pb.ModelInferRequest, info modelfile.Info, maxImages int) (*v2Input, bool, error) {
 	for _, o := range req.GetOutputs() {
-		if o.GetName() != v2Output && o.GetName() != v2OODOutput {
-			return nil, false, fmt.Errorf("unknown output %q: the outputs are %q and, for models with an out-of-distribution detector, %q", o.GetName(), v2Output, v2OODOutput)
+		if err := checkOutputName(o.GetName()); err != nil {
+			return nil, false, err
 		}
 	}
 	if len(req.GetInputs()) != 1 {

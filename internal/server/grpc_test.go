@@ -354,8 +354,8 @@ func TestGRPCurl(t *testing.T) {
 	}
 	res.RawOutputContents = nil
 	// Probabilities, then the embedded model's out-of-distribution score
-	// (4 FP32 values).
-	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.RawOutputContents) != 2 || len(res.RawOutputContents[1]) != 4*4 {
+	// (4 FP32 values) and verdict (4 BOOL bytes; test images: all in).
+	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.RawOutputContents) != 3 || len(res.RawOutputContents[1]) != 4*4 || string(res.RawOutputContents[2]) != "\x01\x01\x01\x01" {
 		t.Fatalf("raw grpcurl output: %v: %s", err, out)
 	}
 	probs := make([]float32, 40)

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/fashion-classifier/fashion/internal/imageprep"
 	"github.com/fashion-classifier/fashion/internal/modelfile"
 	"github.com/fashion-classifier/fashion/internal/repository"
 )
@@ -137,7 +138,12 @@ func acquireError(err error) error {
 // withModel resolves the model a request names — the {name} and {version}
 // path segments, else the model and version query parameters, else the
 // default model — takes a reference to that version for the whole request
-// and records the inference when the handler returns.
+// and records the inference when the handler returns. A request that
+// names no model, on a server with a photo model (New was given a
+// predictor.Routed), also takes a reference to the photo model's highest
+// ready version, so each of its images can be answered by the model meant
+// for it (routeOf); when that model is unavailable (unloaded) the default
+// model answers everything.
 func (s *Server) withModel(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		name, ver := r.PathValue("name"), r.PathValue("version")
@@ -145,8 +151,9 @@ func (s *Server) withModel(next http.HandlerFunc) http.HandlerFunc {
 			q := r.URL.Query()
 			name, ver = q.Get("model"), q.Get("version")
 		}
+		routed := false
 		if name == "" {
-			name = s.cfg.ModelName
+			name, routed = s.cfg.ModelName, ver == "" && s.photoName != ""
 		}
 		ref, err := s.repo.Acquire(name, ver)
 		if err != nil {
@@ -155,9 +162,37 @@ func (s *Server) withModel(next http.HandlerFunc) http.HandlerFunc {
 		}
 		defer ref.Release()
 		rec := s.newInference(r.Context(), ref, "rest")
+		if routed {
+			if photo, err := s.repo.Acquire(s.photoName, ""); err == nil {
+				defer photo.Release()
+				rec.photo = photo
+			}
+		}
 		next(w, r.WithContext(context.WithValue(r.Context(), modelKey{}, rec)))
 		s.finish(rec)
 	}
+}
+
+// routeOf returns the model version that answers an image of the
+// request: the photo model when the request is routed (withModel) and the
+// image is not dataset-like, else the request's model.
+func routeOf(rec *inference, in imageprep.Input) *servedModel {
+	if rec.photo != nil && !in.DatasetLike {
+		return rec.photo.Model()
+	}
+	return rec.ref.Model()
+}
+
+// maxClasses is the most classes of the models that may answer the
+// request's images: the largest top_k it accepts (each ranking has at most
+// its model's classes).
+func maxClasses(ctx context.Context) int {
+	rec := recordOf(ctx)
+	k := len(rec.ref.Model().info.Classes)
+	if rec.photo != nil {
+		k = max(k, len(rec.photo.Model().info.Classes))
+	}
+	return k
 }
 
 // queueTotals sums the queued and announced images over every loaded

@@ -37,6 +37,10 @@ type RequestLogEntry struct {
 	// InDistribution says, per image, whether it looks like the model's
 	// training data; only for models with an out-of-distribution detector.
 	InDistribution []bool `json:"in_distribution,omitempty"`
+	// AnsweredBy names, per image, the model that answered it, for
+	// requests routed between the default and the photo model (which name
+	// no model); the images are then listed model by model, default first.
+	AnsweredBy []string `json:"answered_by,omitempty"`
 	// Inputs are the 28×28 model inputs as PNG data URLs, only with
 	// Config.RequestLogInputs.
 	Inputs []string `json:"inputs,omitempty"`
@@ -97,7 +101,10 @@ type inference struct {
 	id       string
 	protocol string
 	ref      *modelRef
-	sampled  bool
+	// photo is the photo model version when the request is routed
+	// (withModel): it answers the images that are not dataset-like.
+	photo   *modelRef
+	sampled bool
 
 	ran       bool
 	images    int
@@ -113,13 +120,13 @@ func (s *Server) newInference(ctx context.Context, ref *modelRef, protocol strin
 	return rec
 }
 
-// inferOOD runs n normalised images through the request's model version,
-// recording queue time and, for the request log, the answer; it also
-// returns each image's out-of-distribution score when the model has a
-// detector (nil otherwise).
-func (s *Server) inferOOD(ctx context.Context, t *ticket, x []float32, n int) ([]float32, []float64, error) {
+// inferOOD runs n normalised images through model version m (the
+// request's, or for a routed request possibly its photo model), recording
+// queue time and, for the request log, the answer; it also returns each
+// image's out-of-distribution score when the model has a detector (nil
+// otherwise).
+func (s *Server) inferOOD(ctx context.Context, m *servedModel, t *ticket, x []float32, n int) ([]float32, []float64, error) {
 	rec := recordOf(ctx)
-	m := rec.ref.Model()
 	probs, wait, err := m.batch.submitTimed(ctx, t, x, n)
 	var scores []float64
 	if err == nil && m.ood != nil {
@@ -155,6 +162,9 @@ func (s *Server) inferOOD(ctx context.Context, t *ticket, x []float32, n int) ([
 			if in, ok := m.ood.InDistribution(scores[i]); ok {
 				e.InDistribution = append(e.InDistribution, in)
 			}
+		}
+		if rec.photo != nil {
+			e.AnsweredBy = append(e.AnsweredBy, m.name)
 		}
 		if s.reqlog.inputs {
 			e.Inputs = append(e.Inputs, pngDataURL(denormalize(x[i*modelfile.Pixels:(i+1)*modelfile.Pixels], m.info)))

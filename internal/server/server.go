@@ -282,9 +282,13 @@ type Server struct {
 	fetch *fetch.Client
 	// repo holds every served model version; requests resolve their model
 	// through it (withModel).
-	repo   *repository.Repository[*servedModel]
-	tokens *tokens
-	reqlog *requestLog
+	repo *repository.Repository[*servedModel]
+	// photoName, when set, is the model that answers the images of
+	// requests naming no model unless they are dataset-like (the default
+	// model, ModelName, answers those): New was given a predictor.Routed.
+	photoName string
+	tokens    *tokens
+	reqlog    *requestLog
 	// stop ends the repository's background loading and polling.
 	stop     context.CancelFunc
 	bg       sync.WaitGroup
@@ -303,7 +307,10 @@ type Server struct {
 }
 
 // New builds a server for predictor p (nil is allowed with a
-// ModelRepository that has ModelName). It checks the model description,
+// ModelRepository that has ModelName). A *predictor.Routed is served as
+// its two models: the benchmark model as ModelName, the photo model under
+// its own name, and the images of requests that name no model are
+// answered by the one For picks (see routeOf). It checks the model description,
 // starts the micro-batcher, starts loading the repository in the background
 // and returns the server ready to handle requests; readiness waits for the
 // default model. Call Close (or Serve, which closes it) to stop.
@@ -345,14 +352,41 @@ func New(cfg Config, p Predictor, log *slog.Logger) (*Server, error) {
 	s.conns = newConnLimiter(cfg.MaxConns)
 	s.metrics = newServerMetrics()
 	s.repo = repository.New(cfg.ModelRepository, s.loadVersion, log)
-	_, shadowed := os.Stat(filepath.Join(cfg.ModelRepository, cfg.ModelName))
-	if p != nil && (cfg.ModelRepository == "" || shadowed != nil) {
+	var photo Predictor
+	if r, ok := p.(*predictor.Routed); ok {
+		p, photo = r.Benchmark, r.Photo
+	}
+	inRepository := func(name string) bool {
+		_, err := os.Stat(filepath.Join(cfg.ModelRepository, name))
+		return cfg.ModelRepository != "" && err == nil
+	}
+	if p != nil && !inRepository(cfg.ModelName) {
 		m, err := s.newServedModel(context.Background(), cfg.ModelName, 1, p)
 		if err != nil {
 			s.reqlog.close()
 			return nil, err
 		}
 		s.repo.AddStatic(cfg.ModelName, 1, m)
+		// The photo model comes with the benchmark model it pairs with: a
+		// repository model that replaces the default answers everything.
+		if photo != nil {
+			name := photo.Info().Name
+			if name == cfg.ModelName {
+				s.repo.Close()
+				s.reqlog.close()
+				return nil, fmt.Errorf("server: the photo model is named %q like the default model", name)
+			}
+			if !inRepository(name) {
+				pm, err := s.newServedModel(context.Background(), name, 1, photo)
+				if err != nil {
+					s.repo.Close()
+					s.reqlog.close()
+					return nil, err
+				}
+				s.repo.AddStatic(name, 1, pm)
+			}
+			s.photoName = name
+		}
 	}
 	s.metrics.registerQueue(s.queueTotals)
 	s.metrics.registerAdmission(s)

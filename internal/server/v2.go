@@ -28,10 +28,14 @@ const (
 	// v2OODOutput is the extra output of models with an
 	// out-of-distribution detector: each image's score (FP32 [n]; above
 	// the model's threshold means "not like the training data").
-	v2OODOutput   = "ood_score"
-	v2Platform    = "fashion-go"
-	v2HeaderLen   = "Inference-Header-Content-Length"
-	maxDataNested = 8 // deepest nesting accepted in a tensor's "data"
+	v2OODOutput = "ood_score"
+	// v2InDistOutput is the detector's verdict beside ood_score: BOOL
+	// [n], true when the image looks like the training data (the score
+	// within the threshold recorded in the model file).
+	v2InDistOutput = "in_distribution"
+	v2Platform     = "fashion-go"
+	v2HeaderLen    = "Inference-Header-Content-Length"
+	maxDataNested  = 8 // deepest nesting accepted in a tensor's "data"
 )
 
 // V2TensorMetadata describes one tensor in model metadata.
@@ -94,12 +98,51 @@ type V2InferResponse struct {
 	Outputs      []V2InferOutput `json:"outputs"`
 }
 
-// V2InferOutput is one output tensor, always sent as JSON data.
+// V2InferOutput is one output tensor, always sent as JSON data: Data for
+// FP32 tensors, Bools for BOOL ones (in JSON both are "data").
 type V2InferOutput struct {
 	Name     string    `json:"name"`
 	Datatype string    `json:"datatype"`
 	Shape    []int64   `json:"shape"`
 	Data     []float32 `json:"data"`
+	Bools    []bool    `json:"-"`
+}
+
+// v2OutputJSON is V2InferOutput's JSON form, "data" of either type.
+type v2OutputJSON struct {
+	Name     string          `json:"name"`
+	Datatype string          `json:"datatype"`
+	Shape    []int64         `json:"shape"`
+	Data     json.RawMessage `json:"data"`
+}
+
+// MarshalJSON writes "data" from Bools for a BOOL tensor, else from Data.
+func (o V2InferOutput) MarshalJSON() ([]byte, error) {
+	var data any = o.Data
+	if o.Datatype == "BOOL" {
+		data = o.Bools
+	}
+	b, err := json.Marshal(data)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(v2OutputJSON{Name: o.Name, Datatype: o.Datatype, Shape: o.Shape, Data: b})
+}
+
+// UnmarshalJSON reads "data" into Bools for a BOOL tensor, else into Data.
+func (o *V2InferOutput) UnmarshalJSON(b []byte) error {
+	var j v2OutputJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*o = V2InferOutput{Name: j.Name, Datatype: j.Datatype, Shape: j.Shape}
+	if len(j.Data) == 0 {
+		return nil
+	}
+	if j.Datatype == "BOOL" {
+		return json.Unmarshal(j.Data, &o.Bools)
+	}
+	return json.Unmarshal(j.Data, &o.Data)
 }
 
 // v2Input is a decoded inference request: n normalised images.
@@ -124,8 +167,8 @@ func decodeInferRequest(header, bin []byte, info modelfile.Info, maxImages int) 
 		return nil, errors.New("inference request JSON: unexpected data after the request object")
 	}
 	for _, o := range req.Outputs {
-		if o.Name != v2Output && o.Name != v2OODOutput {
-			return nil, fmt.Errorf("unknown output %q: the outputs are %q and, for models with an out-of-distribution detector, %q", o.Name, v2Output, v2OODOutput)
+		if err := checkOutputName(o.Name); err != nil {
+			return nil, err
 		}
 	}
 	if len(req.Inputs) != 1 {
@@ -471,9 +514,31 @@ func v2Metadata(m *servedModel, versions []string) V2ModelMetadata {
 		md.Parameters["storage"] = m.info.Storage
 	}
 	if m.ood != nil {
-		md.Outputs = append(md.Outputs, V2TensorMetadata{Name: v2OODOutput, Datatype: "FP32", Shape: []int64{-1}})
+		md.Outputs = append(md.Outputs,
+			V2TensorMetadata{Name: v2OODOutput, Datatype: "FP32", Shape: []int64{-1}},
+			V2TensorMetadata{Name: v2InDistOutput, Datatype: "BOOL", Shape: []int64{-1}})
 	}
 	return md
+}
+
+// checkOutputName refuses an output a request asks for that no model gives.
+func checkOutputName(name string) error {
+	switch name {
+	case v2Output, v2OODOutput, v2InDistOutput:
+		return nil
+	}
+	return fmt.Errorf("unknown output %q: the outputs are %q and, for models with an out-of-distribution detector, %q and %q", name, v2Output, v2OODOutput, v2InDistOutput)
+}
+
+// oodOutputs are the detector's two outputs for n images: each score
+// (FP32) and whether it is within the model's threshold (BOOL).
+func oodOutputs(m *servedModel, scores []float64) (score []float32, in []bool) {
+	score, in = make([]float32, len(scores)), make([]bool, len(scores))
+	for i, sc := range scores {
+		score[i] = float32(sc)
+		in[i], _ = m.ood.InDistribution(sc)
+	}
+	return score, in
 }
 
 func (s *Server) handleV2Model(w http.ResponseWriter, r *http.Request) {
@@ -505,7 +570,7 @@ func (s *Server) handleV2Infer(w http.ResponseWriter, r *http.Request, body []by
 		s.fail(w, r, withStatus(http.StatusBadRequest, err))
 		return
 	}
-	probs, scores, err := s.inferOOD(r.Context(), &t, in.x, in.n)
+	probs, scores, err := s.inferOOD(r.Context(), m, &t, in.x, in.n)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -522,11 +587,10 @@ func (s *Server) handleV2Infer(w http.ResponseWriter, r *http.Request, body []by
 		}},
 	}
 	if scores != nil {
-		out := V2InferOutput{Name: v2OODOutput, Datatype: "FP32", Shape: []int64{int64(in.n)}, Data: make([]float32, in.n)}
-		for i, sc := range scores {
-			out.Data[i] = float32(sc)
-		}
-		resp.Outputs = append(resp.Outputs, out)
+		score, inDist := oodOutputs(m, scores)
+		resp.Outputs = append(resp.Outputs,
+			V2InferOutput{Name: v2OODOutput, Datatype: "FP32", Shape: []int64{int64(in.n)}, Data: score},
+			V2InferOutput{Name: v2InDistOutput, Datatype: "BOOL", Shape: []int64{int64(in.n)}, Bools: inDist})
 	}
 	writeJSON(w, http.StatusOK, resp)
 }
