@@ -107,7 +107,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if d.Meta.Arch != cfg.Arch {
 			return fmt.Errorf("-init %s is a %q model; pass -arch %s", *initPath, d.Meta.Arch, d.Meta.Arch)
 		}
-		cfg.Init, cfg.Classes = d.Weights, d.Meta.Classes
+		cfg.Init, cfg.Classes, cfg.InitClasses = d.Weights, d.Meta.Classes, len(d.Meta.Classes)
 	}
 	if *photos != "" {
 		if *mapping == "" {
@@ -121,8 +121,10 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err != nil {
 			return err
 		}
-		if len(m.Classes) != len(classes) && cfg.Init != nil {
-			return fmt.Errorf("%s adds classes %q that the -init model lacks", *mapping, m.Classes[len(classes):])
+		if extra := m.Classes[len(classes):]; len(extra) > 0 && cfg.Init != nil {
+			// The new classes get fresh classifier outputs; the rest of
+			// the network and the old classes' outputs start from -init.
+			fmt.Fprintf(stderr, "%s adds classes %q to the %d of %s\n", *mapping, extra, len(classes), *initPath)
 		}
 		set, err := imagefolder.LoadCached(ctx, *photos, m, imageprep.Limits{}, *photoCache)
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -234,4 +235,66 @@ func mustEncode(t *testing.T, net *nn.Sequential, m Meta) []byte {
 		t.Fatal(err)
 	}
 	return b.Bytes()
+}
+
+// TestLoadInitGrowsTheClassifier: fine-tuning a 10-class model into 12
+// classes keeps every weight of the file, the old classes' classifier
+// outputs included, and leaves the two new outputs at their fresh
+// initialisation; anything else that does not match is refused.
+func TestLoadInitGrowsTheClassifier(t *testing.T) {
+	a, err := arch.LookupArch("vgg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := a.Build(rand.New(rand.NewPCG(1, 2)), 10)
+	weights := map[string][]float32{}
+	for _, p := range old.Params() {
+		weights[p.Name] = p.Value
+	}
+	grown := a.Build(rand.New(rand.NewPCG(3, 4)), 12)
+	fresh := map[string][]float32{}
+	for _, p := range grown.Params() {
+		fresh[p.Name] = append([]float32(nil), p.Value...)
+	}
+	if err := LoadInit(grown, weights, 10, 12); err != nil {
+		t.Fatal(err)
+	}
+	grew := 0
+	for _, p := range grown.Params() {
+		w := weights[p.Name]
+		if len(w) == len(p.Value) {
+			if !slices.Equal(w, p.Value) {
+				t.Errorf("%s: not the file's weights", p.Name)
+			}
+			continue
+		}
+		grew++
+		for r := range len(p.Value) / 12 {
+			if !slices.Equal(p.Value[r*12:r*12+10], w[r*10:(r+1)*10]) {
+				t.Fatalf("%s row %d: old outputs not the file's", p.Name, r)
+			}
+			if !slices.Equal(p.Value[r*12+10:(r+1)*12], fresh[p.Name][r*12+10:(r+1)*12]) {
+				t.Fatalf("%s row %d: new outputs not freshly initialised", p.Name, r)
+			}
+		}
+	}
+	if grew != 2 {
+		t.Errorf("%d parameters grew, want the classifier's weight and bias", grew)
+	}
+	for _, tt := range []struct {
+		name       string
+		oldK, newK int
+	}{
+		{"class counts that do not match the file", 9, 12},
+		{"fewer classes", 10, 8},
+	} {
+		net := a.Build(rand.New(rand.NewPCG(5, 6)), max(tt.newK, 1))
+		if err := LoadInit(net, weights, tt.oldK, tt.newK); err == nil {
+			t.Errorf("%s: accepted", tt.name)
+		}
+	}
+	res, _ := arch.LookupArch("resnet20")
+	if err := LoadInit(res.Build(rand.New(rand.NewPCG(5, 6)), 12), weights, 10, 12); err == nil {
+		t.Error("VGG weights into ResNet-20: accepted")
+	}
 }

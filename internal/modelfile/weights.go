@@ -320,3 +320,33 @@ func Load(net *nn.Sequential, weights map[string][]float32) error {
 	}
 	return nil
 }
+
+// LoadInit is Load for fine-tuning a model of oldK classes into net, built
+// for newK ≥ oldK classes: a parameter whose last dimension is newK and of
+// which the file holds oldK per row (the classifier's weight and bias) gets
+// the file's values for the first oldK outputs and keeps net's fresh
+// initialisation for the new ones. Every other parameter must match
+// exactly.
+func LoadInit(net *nn.Sequential, weights map[string][]float32, oldK, newK int) error {
+	if oldK < 1 || newK < oldK {
+		return fmt.Errorf("initial weights for %d classes cannot start a model of %d", oldK, newK)
+	}
+	for _, p := range net.Params() {
+		w, ok := weights[p.Name]
+		if ok && len(w) == len(p.Value) {
+			copy(p.Value, w)
+			continue
+		}
+		last := 0
+		if len(p.Shape) > 0 {
+			last = p.Shape[len(p.Shape)-1]
+		}
+		if !ok || newK == oldK || last != newK || len(w) != len(p.Value)/newK*oldK {
+			return fmt.Errorf("no weights of size %d for %q", len(p.Value), p.Name)
+		}
+		for r := range len(p.Value) / newK {
+			copy(p.Value[r*newK:r*newK+oldK], w[r*oldK:(r+1)*oldK])
+		}
+	}
+	return nil
+}

@@ -53,8 +53,13 @@ type Config struct {
 	Classes   []string
 	LabelSets [][]int
 	// Init, when set, holds the starting weights (fine-tuning an existing
-	// model) instead of a random initialisation.
-	Init map[string][]float32
+	// model) instead of a random initialisation. InitClasses is the number
+	// of classes of that model (0: as many as Classes); when Classes has
+	// more, the classifier's outputs for the new classes start from a
+	// fresh initialisation and the old ones from Init
+	// (modelfile.LoadInit).
+	Init        map[string][]float32
+	InitClasses int
 
 	// Storage is how the model file will store the weights (see
 	// modelfile.ParseStorage). For modelfile.StorageF16 the returned
@@ -182,7 +187,11 @@ func Run(ctx context.Context, cfg Config, data *idx.Dataset) (*Result, error) {
 	}
 	net := a.Build(rng, len(classes))
 	if cfg.Init != nil {
-		if err := modelfile.Load(net, cfg.Init); err != nil {
+		oldK := cfg.InitClasses
+		if oldK == 0 {
+			oldK = len(classes)
+		}
+		if err := modelfile.LoadInit(net, cfg.Init, oldK, len(classes)); err != nil {
 			return nil, fmt.Errorf("initial weights: %w", err)
 		}
 	}
