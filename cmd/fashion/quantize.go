@@ -65,6 +65,11 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
+	if r, ok := p.(*predictor.Routed); ok {
+		// The embedded default is the benchmark model and the photo model;
+		// raw holds the benchmark model's file, so that is what is quantized.
+		p = r.Benchmark
+	}
 	info := p.Info()
 	if sum := sha256.Sum256(raw); hex.EncodeToString(sum[:]) != info.SHA256 {
 		return fmt.Errorf("%s changed while it was read", source)
@@ -72,7 +77,11 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if info.Precision == modelfile.PrecisionInt8 {
 		return fmt.Errorf("%s is already quantized", source)
 	}
-	prog := p.(interface{ Program() *infer.Program }).Program()
+	pp, ok := p.(interface{ Program() *infer.Program })
+	if !ok {
+		return fmt.Errorf("%s: this kind of model cannot be quantized", source)
+	}
+	prog := pp.Program()
 	nq := prog.Quantizable()
 	if nq == 0 {
 		return fmt.Errorf("%s has no layer that can run in int8", source)

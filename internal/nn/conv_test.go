@@ -143,13 +143,22 @@ func TestConvPathsMatchReference(t *testing.T) {
 						}
 					}
 					wantDW, wantDX := convGradRef(c, x, masked)
+					// The automatic path takes the Winograd weight gradient on
+					// 28×28 and 14×14 maps: its transforms scale float32 rounding
+					// (a weight gradient sums n·H·W products), so it is held to
+					// 5e-4 instead of 1e-4; measured worst 2.7e-4 at n4 14×14
+					// over repeated runs, whose parallel reduction order varies.
+					dwTol := 1e-4
+					if path == kernels.ConvAuto {
+						dwTol = 5e-4
+					}
 					dx := c.Backward(dy)
-					assertClose(t, "weight gradient", c.W.Grad, wantDW, 1e-4)
+					assertClose(t, "weight gradient", c.W.Grad, wantDW, dwTol)
 					assertClose(t, "input gradient", dx.Data, wantDX, 1e-4)
 					// A second pass must not accumulate onto the first.
 					c.Forward(x, true)
 					dx = c.Backward(dy)
-					assertClose(t, "weight gradient, second pass", c.W.Grad, wantDW, 1e-4)
+					assertClose(t, "weight gradient, second pass", c.W.Grad, wantDW, dwTol)
 					assertClose(t, "input gradient, second pass", dx.Data, wantDX, 1e-4)
 				})
 			}
