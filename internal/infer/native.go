@@ -142,19 +142,25 @@ func (n *native) layer(l nn.Layer, v value, name string) (value, error) {
 		n.b.Add(&Binary{A: v.slot, BSlot: g.slot, Out: out, Op: OpMul, Size: v.size(), BSize: v.c})
 		return value{slot: out, h: v.h, w: v.w, c: v.c}, nil
 	case *nn.Residual:
+		// The shortcut first, so that the body's last convolution can
+		// take the sum (Conv.FuseAdd).
 		in := value{slot: v.slot, h: v.h, w: v.w, c: v.c}
-		y, err := n.layer(l.Body, in, name+".body")
-		if err != nil {
-			return v, err
-		}
 		s := in
+		var err error
 		if l.Shortcut != nil {
 			if s, err = n.layer(l.Shortcut, in, name+".shortcut"); err != nil {
 				return v, err
 			}
 		}
+		y, err := n.layer(l.Body, in, name+".body")
+		if err != nil {
+			return v, err
+		}
 		if y.h != s.h || y.w != s.w || y.c != s.c {
 			return v, fmt.Errorf("infer: layer %q: residual body maps %d×%d×%d to %d×%d×%d, its shortcut to %d×%d×%d", name, v.h, v.w, v.c, y.h, y.w, y.c, s.h, s.w, s.c)
+		}
+		if c, ok := y.prod.(*Conv); ok && y.slot != in.slot && c.FuseAdd(s.slot) {
+			return value{slot: y.slot, h: y.h, w: y.w, c: y.c, prod: c}, nil
 		}
 		out := n.b.Slot()
 		n.b.Add(&Binary{A: s.slot, BSlot: y.slot, Out: out, Op: OpAdd, Size: s.size(), BSize: s.size()})
@@ -199,8 +205,7 @@ func (n *native) batchNorm(l *nn.BatchNorm, v value, name string) (value, error)
 		scale[i] = float32(s)
 		shift[i] = float32(float64(l.Beta.Value[i]) - float64(l.RunMean.Value[i])*s)
 	}
-	if p := v.prod; p != nil && p.Activation().Kind == kernels.ActNone && p.OutChannels() == l.C {
-		p.ScaleShift(scale, shift)
+	if p := v.prod; p != nil && p.Activation().Kind == kernels.ActNone && p.OutChannels() == l.C && p.ScaleShift(scale, shift) {
 		if l.ReLU {
 			p.SetActivation(kernels.ReLU)
 		}

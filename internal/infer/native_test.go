@@ -209,3 +209,49 @@ func TestCompileFoldsAndFuses(t *testing.T) {
 		}
 	}
 }
+
+// TestCompileFusesResidualSum: a residual block whose body ends in a 3×3
+// convolution and batch norm, followed by ReLU, compiles to the
+// convolution taking the sum and the ReLU, and computes what the training
+// layers compute; a batch norm after the block is not folded into it.
+func TestCompileFusesResidualSum(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	body := func() *nn.Sequential {
+		return nn.NewSequential(nn.NewConv2D(rng, 8, 8, 3, 1, 1, false), nn.NewBatchNorm(8))
+	}
+	for _, tc := range []struct {
+		name  string
+		tail  []nn.Layer
+		steps int
+	}{
+		{"relu", []nn.Layer{nn.NewActivation(nn.ReLU)}, 2},
+		{"batch norm", []nn.Layer{nn.NewBatchNorm(8)}, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			net := nn.NewSequential(append([]nn.Layer{nn.NewConv2D(rng, 1, 8, 3, 1, 1, true), nn.NewResidual(body())}, tc.tail...)...)
+			randomise(rng, net)
+			prog, err := infer.Compile(net, 9, 11, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := prog.Steps(); got != tc.steps {
+				t.Errorf("%d steps, want %d:\n%s", got, tc.steps, strings.Join(prog.Describe(), "\n"))
+			}
+			if d := prog.Describe(); !strings.Contains(d[1], "winograd+add") {
+				t.Errorf("step 1 is %s, want the convolution taking the sum", d[1])
+			}
+			n := 3
+			x := make([]float32, n*9*11)
+			for i := range x {
+				x[i] = float32(rng.NormFloat64())
+			}
+			want := net.Forward(&nn.Tensor{N: n, H: 9, W: 11, C: 1, Data: x}, false).Data
+			got := prog.Run(prog.NewState(), x, n)
+			for i := range want {
+				if d := math.Abs(float64(got[i] - want[i])); !(d <= 1e-4*math.Max(1, math.Abs(float64(want[i])))) {
+					t.Fatalf("output %d = %v, training layers give %v", i, got[i], want[i])
+				}
+			}
+		})
+	}
+}

@@ -12,6 +12,7 @@ package infer
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/fashion-classifier/fashion/internal/eval"
 	"github.com/fashion-classifier/fashion/internal/kernels"
@@ -86,6 +87,19 @@ func (b *Builder) SetMACs(n int) { b.prog.macs = n }
 
 // Add appends a step. Its slots must come from Input or Slot.
 func (b *Builder) Add(s Step) { b.prog.steps = append(b.prog.steps, s) }
+
+// MoveLast moves step s, already added, to the end of the program, after
+// the steps added since: for a front end that fuses into s an input
+// computed later (Conv.FuseAdd with a shortcut compiled after the
+// residual body). Only valid when no step after s reads its output;
+// every slot is written by one step, so s's own inputs stay computed
+// before it.
+func (b *Builder) MoveLast(s Step) {
+	steps := b.prog.steps
+	if i := slices.Index(steps, s); i >= 0 {
+		b.prog.steps = append(slices.Delete(steps, i, i+1), s)
+	}
+}
 
 // Finish returns the program whose output is slot out with outSize values
 // per image (probabilities when probs is set). The builder must not be

@@ -258,7 +258,7 @@ func chainU8(p *Program) {
 	}
 	for _, s := range p.steps {
 		a, ok := s.(*Int8Conv)
-		if !ok {
+		if !ok || a.hasRes { // the sum is taken in float32
 			continue
 		}
 		if a.pool != nil && !poolInside(*a.pool) {
@@ -372,6 +372,10 @@ type Int8Conv struct {
 	// inU8 and outU8 say that the step reads and writes the uint8 slots
 	// (chainU8): its input comes quantized, its output goes requantized.
 	inU8, outU8 bool
+	// res is the slot added to the float32 output when hasRes is set (the
+	// float32 step had Conv.FuseAdd), then clamped at 0 if resReLU.
+	res             int
+	hasRes, resReLU bool
 }
 
 // int8Bufs are one run's buffers: the quantized input, its unfolded rows
@@ -389,6 +393,10 @@ func newInt8Step(s Step, l Int8Layer) (*Int8Conv, error) {
 	switch s := s.(type) {
 	case *Conv:
 		q.In, q.Out, q.Shape, bias, relu = s.In, s.Out, s.Shape, s.Bias, s.Act.Kind == kernels.ActReLU
+		if s.hasRes {
+			// The ReLU comes after the sum.
+			q.res, q.hasRes, q.resReLU, relu = s.res, true, relu, false
+		}
 		if s.Pool {
 			p := kernels.SquarePool(s.Shape.M, s.Shape.OH, s.Shape.OW, 2, 2)
 			q.pool = &p
@@ -413,10 +421,15 @@ func (s *Int8Conv) prepare() {}
 
 func (s *Int8Conv) String() string {
 	sh := s.Shape
-	return fmt.Sprintf("Int8Conv %dx%dx%d->%dx%dx%d k%dx%d s%dx%d relu=%v maxpool2x2=%v", sh.H, sh.W, sh.C, sh.OH, sh.OW, sh.M, sh.KH, sh.KW, sh.SH, sh.SW, s.rq.ReLU, s.pool != nil)
+	return fmt.Sprintf("Int8Conv %dx%dx%d->%dx%dx%d k%dx%d s%dx%d relu=%v maxpool2x2=%v add=%v", sh.H, sh.W, sh.C, sh.OH, sh.OW, sh.M, sh.KH, sh.KW, sh.SH, sh.SW, s.rq.ReLU || s.resReLU, s.pool != nil, s.hasRes)
 }
 
-func (s *Int8Conv) inputs() []int { return []int{s.In} }
+func (s *Int8Conv) inputs() []int {
+	if s.hasRes {
+		return []int{s.In, s.res}
+	}
+	return []int{s.In}
+}
 
 // Chained reports whether the step reads and writes uint8 codes (see
 // chainU8), for tests and tools that describe a program.
@@ -462,6 +475,9 @@ func (s *Int8Conv) run(st *State, n int) {
 		defer kernels.MaxPool(st.get(s.Out, n*p.OH*p.OW*p.C), nil, y, n, *p)
 	default:
 		y = st.get(s.Out, n*rows*m)
+		if s.hasRes {
+			defer kernels.AddParallel(y, y, st.bufs[s.res][:len(y)], s.resReLU)
+		}
 	}
 	// product multiplies r rows of unfolded input a into the outputs from
 	// row r0.

@@ -237,3 +237,76 @@ func TestChainedInt8IsBitExact(t *testing.T) {
 		}
 	}
 }
+
+// TestInt8ResidualSum runs a convolution that takes a residual sum
+// (Conv.FuseAdd, then ReLU) in int8 and compares it with the float32 step
+// given the dequantized weights and input: the sum and the ReLU after it
+// must survive the swap to int8.
+func TestInt8ResidualSum(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 17))
+	sh := kernels.SquareConv(8, 9, 7, 16, 3, 1, 1) // Winograd, odd sizes
+	in, out := sh.H*sh.W*sh.C, sh.OH*sh.OW*sh.M
+	w, bias := randFloats(rng, 9*sh.C*sh.M, 0.2), randFloats(rng, sh.M, 0.1)
+	// build returns the program of one convolution of weights w over slot
+	// 0 plus slot 1 (never written by a step: the test fills it), into 2.
+	build := func(w []float32, fuse bool) *Program {
+		b := NewBuilder(in)
+		res, o := b.Slot(), b.Slot()
+		c := &Conv{In: 0, Out: o, Shape: sh, W: w, Bias: bias}
+		if fuse && !c.FuseAdd(res) {
+			t.Fatal("the Winograd convolution did not take the sum")
+		}
+		c.SetActivation(kernels.ReLU)
+		b.Add(c)
+		p, err := b.Finish(o, out, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	n := 3
+	x, r := randFloats(rng, n*in, 1), randFloats(rng, n*out, 1)
+	run := func(p *Program, x []float32) []float32 {
+		st := p.NewState()
+		st.bufs[1] = r
+		return p.Run(st, x, n)
+	}
+	ranges, err := build(w, false).Calibrate(x, n, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp := build(w, true)
+	layers, err := fp.QuantizeWeights(ranges)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := fp.WithInt8(layers, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, ok := q.steps[0].(*Int8Conv); !ok || !strings.Contains(s.String(), "add=true") {
+		t.Fatalf("step is %v, want an Int8Conv taking the sum", q.steps[0])
+	}
+	l := layers[0]
+	deq := make([]float32, len(w))
+	for i, c := range l.W {
+		deq[i] = float32(c) * l.WScale[i%sh.M]
+	}
+	xd := make([]float32, len(x))
+	for i, v := range x {
+		xd[i] = (float32(blas.QuantizeU8(v, 1/l.InScale, l.InZero)) - float32(l.InZero)) * l.InScale
+	}
+	want, got := run(build(deq, true), xd), run(q, x)
+	negatives := 0
+	for i := range want {
+		if d := math.Abs(float64(got[i] - want[i])); d > 1e-4*(1+math.Abs(float64(want[i]))) {
+			t.Fatalf("output %d: int8 %v, dequantized float %v", i, got[i], want[i])
+		}
+		if got[i] < 0 {
+			negatives++
+		}
+	}
+	if negatives > 0 {
+		t.Fatalf("%d outputs below 0: the ReLU did not follow the sum", negatives)
+	}
+}

@@ -15,7 +15,9 @@ import (
 type Fusable interface {
 	Step
 	OutChannels() int
-	ScaleShift(scale, shift []float32)
+	// ScaleShift folds the map into the step and reports whether it
+	// could (a step whose output includes a residual sum cannot).
+	ScaleShift(scale, shift []float32) bool
 	Activation() kernels.Act
 	SetActivation(a kernels.Act)
 }
@@ -80,6 +82,26 @@ type Conv struct {
 	// Pool is set when the step also takes the 2×2, stride-2 max pool
 	// of its output (FuseMaxPool): Out then holds OH/2×OW/2 pixels.
 	Pool bool
+	// res is the slot added to the output before the activation when
+	// hasRes is set (FuseAdd).
+	res    int
+	hasRes bool
+}
+
+// FuseAdd makes the step add slot res (a map of the output's shape) to
+// its output before the activation and reports whether it did: only a
+// Winograd convolution without a fused pool or an activation yet, so
+// that a residual block's last convolution, the sum with its shortcut and
+// the ReLU after it (set afterwards with SetActivation) take one pass
+// over the output instead of three. res must be written by a step that
+// runs before this one. The step then absorbs no batch norm (ScaleShift
+// refuses: it would scale the shortcut too).
+func (s *Conv) FuseAdd(res int) bool {
+	if s.hasRes || s.Pool || !s.winograd() || s.Act.Kind != kernels.ActNone || res == s.Out {
+		return false
+	}
+	s.res, s.hasRes = res, true
+	return true
 }
 
 // winograd reports whether prepare gives the step the Winograd form.
@@ -99,7 +121,7 @@ func (s *Conv) FuseMaxPool(p kernels.PoolShape) bool {
 	sh := s.Shape
 	plain := p.KH == 2 && p.KW == 2 && p.SH == 2 && p.SW == 2 && p.DH == 1 && p.DW == 1 &&
 		p.PT == 0 && p.PL == 0 && p.PB == 0 && p.PR == 0
-	if s.Pool || !s.winograd() || !plain || p.C != sh.M || p.H != sh.OH || p.W != sh.OW ||
+	if s.Pool || s.hasRes || !s.winograd() || !plain || p.C != sh.M || p.H != sh.OH || p.W != sh.OW ||
 		p.OH != sh.OH/2 || p.OW != sh.OW/2 || p.OH < 1 || p.OW < 1 ||
 		(s.Act.Kind != kernels.ActNone && s.Act.Kind != kernels.ActReLU) {
 		return false
@@ -137,6 +159,9 @@ func (s *Conv) run(st *State, n int) {
 	}
 	y := st.get(s.Out, n*sh.OH*sh.OW*sh.M)
 	switch {
+	case s.hasRes:
+		s.wino.ForwardAdd(y, x, st.bufs[s.res][:len(y)], n, sh.H, sh.W, s.ep, &st.scratch)
+		return
 	case s.wino != nil:
 		s.wino.Forward(y, x, n, sh.H, sh.W, s.ep, &st.scratch)
 		return
@@ -153,6 +178,8 @@ func (s *Conv) String() string {
 	switch {
 	case s.Pool:
 		kernel = "winograd+maxpool2x2"
+	case s.hasRes:
+		kernel = "winograd+add"
 	case s.wino != nil:
 		kernel = "winograd"
 	case s.direct:
@@ -163,15 +190,24 @@ func (s *Conv) String() string {
 		s.Bias != nil, s.Act, kernel)
 }
 
-func (s *Conv) inputs() []int { return []int{s.In} }
+func (s *Conv) inputs() []int {
+	if s.hasRes {
+		return []int{s.In, s.res}
+	}
+	return []int{s.In}
+}
 
 // OutChannels is the number of output channels an absorbed affine map
 // must have.
 func (s *Conv) OutChannels() int { return s.Shape.M }
 
 // ScaleShift folds y ← y·scale + shift (per output channel) into the
-// weights and bias.
-func (s *Conv) ScaleShift(scale, shift []float32) {
+// weights and bias, unless the step takes a residual sum (FuseAdd), which
+// the map would scale too: then it reports false and changes nothing.
+func (s *Conv) ScaleShift(scale, shift []float32) bool {
+	if s.hasRes {
+		return false
+	}
 	sh := s.Shape
 	if sh.Depthwise() {
 		for k := range s.W {
@@ -188,6 +224,7 @@ func (s *Conv) ScaleShift(scale, shift []float32) {
 		}
 	}
 	s.Bias = affineBias(s.Bias, scale, shift)
+	return true
 }
 
 // Activation is the function applied after the bias.
@@ -261,12 +298,14 @@ func (s *Gemm) inputs() []int { return []int{s.In} }
 // OutChannels is the number of outputs.
 func (s *Gemm) OutChannels() int { return s.M }
 
-// ScaleShift folds y ← y·scale + shift into the weights and bias.
-func (s *Gemm) ScaleShift(scale, shift []float32) {
+// ScaleShift folds y ← y·scale + shift into the weights and bias; it
+// always can.
+func (s *Gemm) ScaleShift(scale, shift []float32) bool {
 	for k := range s.W {
 		s.W[k] *= scale[k%s.M]
 	}
 	s.Bias = affineBias(s.Bias, scale, shift)
+	return true
 }
 
 // Activation is the function applied after the bias.

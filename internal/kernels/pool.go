@@ -248,12 +248,9 @@ func ScaleChannelsBackward(dx, dg, dy, x, g []float32, n, hw, c int) {
 	})
 }
 
-// Add sets y = a + b element-wise.
-func Add(y, a, b []float32) {
+// AddParallel is Add split between workers.
+func AddParallel(y, a, b []float32, relu bool) {
 	parallel.For(len(y), actMinPer, func(lo, hi int) {
-		av, bv, yv := a[lo:hi], b[lo:hi], y[lo:hi]
-		for i := range yv {
-			yv[i] = av[i] + bv[i]
-		}
+		Add(y[lo:hi], a[lo:hi], b[lo:hi], relu)
 	})
 }

@@ -103,7 +103,7 @@ func TestGlobalPoolScaleAdd(t *testing.T) {
 		GlobalAvgPoolBackward(dx, g, tc.n, tc.hw, tc.c)
 		scaled, sum := make([]float32, len(x)), make([]float32, len(x))
 		ScaleChannels(scaled, x, g, tc.n, tc.hw, tc.c)
-		Add(sum, x, scaled)
+		AddParallel(sum, x, scaled, false)
 		// The gradient of ScaleChannels for an output gradient of x itself:
 		// dx = x·g, dg = Σ x².
 		sdx, sdg := make([]float32, len(x)), randVec(rng, len(g))

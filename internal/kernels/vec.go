@@ -31,6 +31,18 @@ func affineGo(dst, src []float32, c int, scale, shift []float32, relu bool) {
 	}
 }
 
+// addGo sets dst = a + b, clamped at 0 if relu.
+func addGo(dst, a, b []float32, relu bool) {
+	b, dst = b[:len(a)], dst[:len(a)]
+	for i, v := range a {
+		y := v + b[i]
+		if relu {
+			y = max(y, 0)
+		}
+		dst[i] = y
+	}
+}
+
 // reluInput is x·scale + shift, the value a fused ReLU clamps. affineGo
 // and the gradient kernels share it so that the mask the backward pass
 // recomputes is the one the forward pass applied, rounding included.

@@ -11,6 +11,9 @@ func channelSumsAVX2(x *float32, rows, c int, s1, s2 *float32)
 func affineAVX2(dst, src *float32, rows, c int, scale, shift *float32, relu bool)
 
 //go:noescape
+func addAVX2(dst, a, b *float32, n int, relu bool)
+
+//go:noescape
 func gradSumsAVX2(dy, x *float32, rows, c int, scale, shift, sd, sdx *float32)
 
 //go:noescape
@@ -42,6 +45,19 @@ func Affine(dst, src []float32, c int, scale, shift []float32, relu bool) {
 	}
 	_, _, _ = dst[rows*c-1], scale[c-1], shift[c-1]
 	affineAVX2(&dst[0], &src[0], rows, c, &scale[0], &shift[0], relu)
+}
+
+// Add sets dst = a + b element by element, clamped at 0 when relu is set:
+// a residual connection's sum and the ReLU after it. dst may be a or b.
+func Add(dst, a, b []float32, relu bool) {
+	n := len(a) &^ 7
+	if !vecAVX2 || n == 0 {
+		addGo(dst, a, b, relu)
+		return
+	}
+	_, _ = dst[len(a)-1], b[len(a)-1]
+	addAVX2(&dst[0], &a[0], &b[0], n, relu)
+	addGo(dst[n:], a[n:], b[n:], relu)
 }
 
 // GradSums adds Σg and Σg·x over rows of c values to sd and sdx, where g

@@ -96,6 +96,37 @@ affine_done:
 	VZEROUPPER
 	RET
 
+// func addAVX2(dst, a, b *float32, n int, relu bool)
+// dst[i] = a[i] + b[i], then max(·, 0) if relu; n is a multiple of 8.
+TEXT ·addAVX2(SB), NOSPLIT, $0-33
+	MOVQ    dst+0(FP), DI
+	MOVQ    a+8(FP), SI
+	MOVQ    b+16(FP), DX
+	MOVQ    n+24(FP), CX
+	MOVBQZX relu+32(FP), R12
+	SHLQ    $2, CX
+	XORQ    BX, BX
+	VXORPS  Y7, Y7, Y7
+	TESTQ   CX, CX
+	JZ      add_done
+
+add_group:
+	VMOVUPS (SI)(BX*1), Y0
+	VADDPS  (DX)(BX*1), Y0, Y0
+	TESTQ   R12, R12
+	JZ      add_store
+	VMAXPS  Y7, Y0, Y0
+
+add_store:
+	VMOVUPS Y0, (DI)(BX*1)
+	ADDQ    $32, BX
+	CMPQ    BX, CX
+	JLT     add_group
+
+add_done:
+	VZEROUPPER
+	RET
+
 // func gradSumsAVX2(dy, x *float32, rows, c int, scale, shift, sd, sdx *float32)
 // With g = dy masked by x·scale + shift > 0 (the fused ReLU's output, with
 // the FMA of affineAVX2; no mask when scale is nil):

@@ -13,6 +13,10 @@ func Affine(dst, src []float32, c int, scale, shift []float32, relu bool) {
 	affineGo(dst, src, c, scale, shift, relu)
 }
 
+// Add sets dst = a + b element by element, clamped at 0 when relu is set:
+// a residual connection's sum and the ReLU after it. dst may be a or b.
+func Add(dst, a, b []float32, relu bool) { addGo(dst, a, b, relu) }
+
 // GradSums adds Σg and Σg·x over rows of c values to sd and sdx, where g
 // is dy, or, when scale is not nil, dy where x·scale + shift > 0 (the mask
 // of a fused ReLU, recomputed from the input).

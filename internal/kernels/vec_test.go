@@ -45,6 +45,18 @@ func TestVectorKernelsMatchGo(t *testing.T) {
 				Affine(got, x, c, scale, shift, relu)
 				affineGo(want, x, c, scale, shift, relu)
 				close("affine", got, want)
+				// Add is exact: the same single rounding either way.
+				Add(got, x, dy, relu)
+				for i := range want {
+					want[i] = x[i] + dy[i]
+					if relu {
+						want[i] = max(want[i], 0)
+					}
+				}
+				close("add", got, want)
+				inPlace := append([]float32(nil), x...)
+				Add(inPlace, inPlace, dy, relu)
+				close("add in place", inPlace, want)
 			}
 			for _, mask := range [][2][]float32{{nil, nil}, {scale, shift}} {
 				sd, sdx, wd, wdx := make([]float32, c), make([]float32, c), make([]float32, c), make([]float32, c)

@@ -187,7 +187,17 @@ func winoR(n, h, wd int) int {
 // outputs are written; other activations in a second pass. s provides the
 // temporary memory (nil allocates).
 func (w *Winograd3x3) Forward(dst, src []float32, n, h, wd int, ep *Epilogue, s *Scratch) {
-	w.forward(w.form(n, h, wd), dst, src, n, h, wd, ep, s, parallel.Workers(), winoAsm, false)
+	w.forward(w.form(n, h, wd), dst, src, nil, n, h, wd, ep, s, parallel.Workers(), winoAsm, false)
+}
+
+// ForwardAdd is Forward with res, laid out as dst, added to the output
+// before the activation: the last convolution of a residual block, its
+// shortcut and the ReLU after the sum in one pass. The sum is taken from
+// each output block while it is still in the cache, instead of a pass
+// that reads both maps and writes a third. ep may only be nil or a bias
+// with no activation or ReLU.
+func (w *Winograd3x3) ForwardAdd(dst, src, res []float32, n, h, wd int, ep *Epilogue, s *Scratch) {
+	w.forward(w.form(n, h, wd), dst, src, res, n, h, wd, ep, s, parallel.Workers(), winoAsm, false)
 }
 
 // ForwardMaxPool is Forward followed by a 2×2, stride-2 max pool without
@@ -198,13 +208,13 @@ func (w *Winograd3x3) Forward(dst, src []float32, n, h, wd int, ep *Epilogue, s 
 // a bias with no activation or ReLU (which commute with the maximum); h
 // and w must be at least 2.
 func (w *Winograd3x3) ForwardMaxPool(dst, src []float32, n, h, wd int, ep *Epilogue, s *Scratch) {
-	w.forward(w.form(n, h, wd), dst, src, n, h, wd, ep, s, parallel.Workers(), winoAsm, true)
+	w.forward(w.form(n, h, wd), dst, src, nil, n, h, wd, ep, s, parallel.Workers(), winoAsm, true)
 }
 
-// forward is Forward (or with pool ForwardMaxPool) with the algorithm, the
-// number of workers and the choice of assembly transforms given, for
-// tests.
-func (w *Winograd3x3) forward(f *winoForm, dst, src []float32, n, h, wd int, ep *Epilogue, s *Scratch, workers int, asm, pool bool) {
+// forward is Forward (with res ForwardAdd, with pool ForwardMaxPool) with
+// the algorithm, the number of workers and the choice of assembly
+// transforms given, for tests.
+func (w *Winograd3x3) forward(f *winoForm, dst, src, res []float32, n, h, wd int, ep *Epilogue, s *Scratch, workers int, asm, pool bool) {
 	c, m := w.C, w.M
 	oh, ow := h, wd
 	if pool {
@@ -216,6 +226,9 @@ func (w *Winograd3x3) forward(f *winoForm, dst, src []float32, n, h, wd int, ep 
 	fused := ep == nil || ep.Act.Kind == ActNone || ep.Act.Kind == ActReLU
 	if pool && !fused {
 		panic(fmt.Sprintf("kernels.Winograd3x3.ForwardMaxPool: activation %v cannot be fused", ep.Act))
+	}
+	if res != nil && (pool || !fused || len(res) < n*h*wd*m) {
+		panic(fmt.Sprintf("kernels.Winograd3x3.ForwardAdd: %d residual values for %d outputs (activation %v, pool %v)", len(res), n*h*wd*m, ep.Act, pool))
 	}
 	if n == 0 {
 		return
@@ -248,7 +261,7 @@ func (w *Winograd3x3) forward(f *winoForm, dst, src []float32, n, h, wd int, ep 
 	}
 	job := winoJob{
 		f:   f,
-		dst: dst, src: src, bias: bias[:m], relu: relu, s: s, asm: asm, pool: pool,
+		dst: dst, src: src, res: res, bias: bias[:m], relu: relu, s: s, asm: asm, pool: pool,
 		h: h, wd: wd, th: th, tw: tw, tiles: tiles, tpt: tpt, split: split, colBlocks: colBlocks,
 	}
 	if tasks := groups * split; workers <= 1 || tasks == 1 {
@@ -268,7 +281,7 @@ func (w *Winograd3x3) forward(f *winoForm, dst, src []float32, n, h, wd int, ep 
 // winoJob is one Forward call, shared by its tasks.
 type winoJob struct {
 	f                            *winoForm
-	dst, src, bias               []float32
+	dst, src, res, bias          []float32
 	relu, asm, pool              bool
 	s                            *Scratch
 	h, wd, th, tw                int
@@ -305,7 +318,7 @@ func (w *Winograd3x3) task(job *winoJob, wk, t int) {
 	for xi := range a2 {
 		blas.GemmPackedCols(nt, m0, m1, 1, v[xi*nt*c:], c, f.u[xi], 0, prod[xi*nt*m:], m)
 	}
-	w.outputTiles(f, job.dst, prod, spill, tmp, blk, job.bias, job.relu, t0, nt, job.th, job.tw, job.h, job.wd, m0, m1, job.asm)
+	w.outputTiles(f, job.dst, job.res, prod, spill, tmp, blk, job.bias, job.relu, t0, nt, job.th, job.tw, job.h, job.wd, m0, m1, job.asm)
 }
 
 // inputTiles writes the transformed input tiles t0 … t0+nt−1 of images
@@ -356,9 +369,10 @@ func inputTiles(f *winoForm, c int, v, patch, tmp, src []float32, t0, nt, th, tw
 // outputTiles turns the products of tiles t0 … t0+nt−1, output channels
 // [m0, m1), into r×r output blocks with bias and optional ReLU, writing
 // the pixels that fall inside the image; spill (M floats) takes the rest.
-// With blk (r·r·M floats) each block is written there instead and dst
-// receives its 2×2 max pool: ⌊h/2⌋×⌊w/2⌋ pixels per image.
-func (w *Winograd3x3) outputTiles(f *winoForm, dst, prod, spill, tmp, blk, bias []float32, relu bool, t0, nt, th, tw, h, wd, m0, m1 int, asm bool) {
+// With res (laid out as dst) each pixel also gets res's value added
+// before the ReLU. With blk (r·r·M floats) each block is written there
+// instead and dst receives its 2×2 max pool: ⌊h/2⌋×⌊w/2⌋ pixels per image.
+func (w *Winograd3x3) outputTiles(f *winoForm, dst, res, prod, spill, tmp, blk, bias []float32, relu bool, t0, nt, th, tw, h, wd, m0, m1 int, asm bool) {
 	m, r := w.M, f.r
 	ss := nt * m
 	oh, ow := h/2, wd/2
@@ -386,15 +400,25 @@ func (w *Winograd3x3) outputTiles(f *winoForm, dst, prod, spill, tmp, blk, bias 
 		}
 		src := prod[i*m:]
 		_ = src[(f.a*f.a-1)*ss+m1-1]
+		// With a residual the ReLU comes after the sum, below.
+		brelu := relu && res == nil
 		switch {
 		case asm && r == 2:
-			winoOutputAVX2(&src[m0], ss, m1-m0, &bias[m0], relu, &d[0][m0], &d[1][m0], &d[2][m0], &d[3][m0])
+			winoOutputAVX2(&src[m0], ss, m1-m0, &bias[m0], brelu, &d[0][m0], &d[1][m0], &d[2][m0], &d[3][m0])
 		case asm:
-			wino4OutputAVX2(&src[m0], ss, &bias[m0], relu, &dp, m0, &tmp[0], (m1-m0)/8)
+			wino4OutputAVX2(&src[m0], ss, &bias[m0], brelu, &dp, m0, &tmp[0], (m1-m0)/8)
 		case r == 2:
-			winoOutputGo(src[m0:], ss, bias[m0:m1], relu, [4][]float32{d[0][m0:], d[1][m0:], d[2][m0:], d[3][m0:]})
+			winoOutputGo(src[m0:], ss, bias[m0:m1], brelu, [4][]float32{d[0][m0:], d[1][m0:], d[2][m0:], d[3][m0:]})
 		default:
-			wino4OutputGo(src, ss, bias, m0, m1, relu, &d)
+			wino4OutputGo(src, ss, bias, m0, m1, brelu, &d)
+		}
+		if res != nil {
+			for k := range r * r {
+				if y, x := y0+k/r, x0+k%r; y < h && x < wd {
+					o := ((img*h+y)*wd + x) * m
+					Add(d[k][m0:m1], d[k][m0:m1], res[o+m0:o+m1], relu)
+				}
+			}
 		}
 		if blk == nil {
 			continue

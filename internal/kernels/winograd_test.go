@@ -124,8 +124,53 @@ func TestWinograd3x3MatchesDirect(t *testing.T) {
 						name := fmt.Sprintf("%+v/F%d/act%d/asm=%v/workers=%d", sh, f.r, tc.act.Kind, asm, workers)
 						dst := guardedOutput(len(tc.want), 3)
 						var s Scratch
-						wg.forward(f, dst, src, sh.n, sh.h, sh.w, tc.ep, &s, workers, asm, false)
+						wg.forward(f, dst, src, nil, sh.n, sh.h, sh.w, tc.ep, &s, workers, asm, false)
 						checkGuarded(t, name, dst, tc.want, tc.mag, tol)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestWinograd3x3AddMatchesDirect checks ForwardAdd against the float64
+// direct convolution plus the residual, the activation after the sum, on
+// odd and even sizes, both forms, the assembly and Go transforms and
+// several worker counts.
+func TestWinograd3x3AddMatchesDirect(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	type shape struct{ n, h, w, c, m int }
+	shapes := []shape{
+		{1, 1, 1, 8, 8}, {2, 5, 7, 3, 5}, {1, 7, 7, 16, 40}, {3, 6, 4, 8, 16},
+		{2, 14, 14, 32, 64}, {1, 13, 9, 24, 8}, {1, 28, 28, 16, 16}, {5, 3, 3, 64, 128},
+	}
+	for _, sh := range shapes {
+		src := randVec(rng, sh.n*sh.h*sh.w*sh.c)
+		wt := randVec(rng, 9*sh.c*sh.m)
+		bias := randVec(rng, sh.m)
+		res := randVec(rng, sh.n*sh.h*sh.w*sh.m)
+		wg := NewWinograd3x3(wt, sh.c, sh.m)
+		for _, a := range []Act{{}, ReLU} {
+			sum, mag := conv3x3Ref(src, wt, bias, Act{}, sh.n, sh.h, sh.w, sh.c, sh.m)
+			for i := range sum {
+				sum[i] += float64(res[i])
+				mag[i] += math.Abs(float64(res[i]))
+				if a.Kind == ActReLU {
+					sum[i] = math.Max(sum[i], 0)
+				}
+			}
+			for _, f := range []*winoForm{&wg.f2, &wg.f4} {
+				tol := 2e-6
+				if f.r == 4 {
+					tol = 2e-5
+				}
+				for _, asm := range []bool{false, winoAsm} {
+					for _, workers := range []int{1, 3} {
+						name := fmt.Sprintf("%+v/F%d/act%d/asm=%v/workers=%d", sh, f.r, a.Kind, asm, workers)
+						dst := guardedOutput(len(sum), 3)
+						var s Scratch
+						wg.forward(f, dst, src, res, sh.n, sh.h, sh.w, NewEpilogue(bias, a), &s, workers, asm, false)
+						checkGuarded(t, name, dst, sum, mag, tol)
 					}
 				}
 			}
@@ -178,7 +223,7 @@ func TestWinograd3x3MaxPoolMatchesDirect(t *testing.T) {
 						name := fmt.Sprintf("%+v/F%d/act%d/asm=%v/workers=%d", sh, f.r, a.Kind, asm, workers)
 						dst := guardedOutput(len(want), 3)
 						var s Scratch
-						wg.forward(f, dst, src, sh.n, sh.h, sh.w, NewEpilogue(bias, a), &s, workers, asm, true)
+						wg.forward(f, dst, src, nil, sh.n, sh.h, sh.w, NewEpilogue(bias, a), &s, workers, asm, true)
 						checkGuarded(t, name, dst, want, mag, tol)
 					}
 				}
@@ -308,8 +353,8 @@ func TestWinograd3x3SteadyStateDoesNotAllocate(t *testing.T) {
 	ep := NewEpilogue(randVec(rng, m), ReLU)
 	var s Scratch
 	for _, f := range []*winoForm{&wg.f2, &wg.f4} {
-		wg.forward(f, dst, src, 1, h, w, ep, &s, 1, winoAsm, false)
-		if n := testing.AllocsPerRun(20, func() { wg.forward(f, dst, src, 1, h, w, ep, &s, 1, winoAsm, false) }); n > 0 {
+		wg.forward(f, dst, src, nil, 1, h, w, ep, &s, 1, winoAsm, false)
+		if n := testing.AllocsPerRun(20, func() { wg.forward(f, dst, src, nil, 1, h, w, ep, &s, 1, winoAsm, false) }); n > 0 {
 			t.Fatalf("F(%d×%d) allocated %v times per call", f.r, f.r, n)
 		}
 	}
@@ -373,7 +418,7 @@ func TestWinograd3x3Update(t *testing.T) {
 						t.Fatalf("%+v: the algorithm Update skipped ran on the old weights", sh)
 					}
 				}()
-				wg.forward(other, got, src, sh.n, sh.h, sh.w, nil, &s1, 1, winoAsm, false)
+				wg.forward(other, got, src, nil, sh.n, sh.h, sh.w, nil, &s1, 1, winoAsm, false)
 			}()
 		}
 	}

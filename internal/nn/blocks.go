@@ -107,7 +107,7 @@ func (s *SqueezeExcite) Backward(dy *Tensor) *Tensor {
 	dx := reuse(&s.dx, x.N, x.H, x.W, c)
 	kernels.ScaleChannelsBackward(dx.Data, dg.Data, dy.Data, x.Data, s.g.Data, x.N, hw, c)
 	through := s.gate.Backward(dg)
-	kernels.Add(dx.Data, dx.Data, through.Data)
+	kernels.AddParallel(dx.Data, dx.Data, through.Data, false)
 	return dx
 }
 
@@ -157,7 +157,7 @@ func (r *Residual) Forward(x *Tensor, train bool) *Tensor {
 		panic(fmt.Sprintf("nn: residual body maps %v to %v, its shortcut to %v", x, y, s))
 	}
 	out := reuse(&r.out, s.N, s.H, s.W, s.C)
-	kernels.Add(out.Data, s.Data, y.Data)
+	kernels.AddParallel(out.Data, s.Data, y.Data, false)
 	return out
 }
 
@@ -169,6 +169,6 @@ func (r *Residual) Backward(dy *Tensor) *Tensor {
 		ds = r.Shortcut.Backward(dy)
 	}
 	dx := reuse(&r.dx, db.N, db.H, db.W, db.C)
-	kernels.Add(dx.Data, ds.Data, db.Data)
+	kernels.AddParallel(dx.Data, ds.Data, db.Data, false)
 	return dx
 }

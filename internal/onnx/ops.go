@@ -763,6 +763,11 @@ func (c *compiler) binary(n *onnxpb.NodeProto, in []*value, a attrSet, op infer.
 		}
 		return []*value{{c: k}}, nil
 	case x.d != nil && y.d != nil:
+		if op == infer.OpAdd {
+			if v := c.fuseSum(n, x.d, y.d); v != nil {
+				return v, nil
+			}
+		}
 		return c.binaryDyn(x.d, y.d, op)
 	}
 	// One side is per-batch data, the other a constant.
@@ -851,8 +856,9 @@ func (c *compiler) binaryConst(n *onnxpb.NodeProto, d *dynamic, bc []float32, op
 				scale[j] = 1 / v
 			}
 		}
-		f.ScaleShift(scale, shift)
-		return []*value{{d: &dynamic{slot: d.slot, shape: d.shape, chw: d.chw, prod: f}}}, nil
+		if f.ScaleShift(scale, shift) {
+			return []*value{{d: &dynamic{slot: d.slot, shape: d.shape, chw: d.chw, prod: f}}}, nil
+		}
 	}
 	out := c.newSlot()
 	c.add(&infer.Binary{A: d.slot, BSlot: -1, Out: out, Op: op, Swap: swap, Size: d.size(), BSize: len(bc), Const: bc})
@@ -864,6 +870,23 @@ func boolIndex(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// fuseSum compiles x + y as the convolution that computed one of them
+// taking the other as a residual (infer.Conv.FuseAdd), moved after the
+// steps that compute the other, and returns nil when neither can.
+func (c *compiler) fuseSum(n *onnxpb.NodeProto, x, y *dynamic) []*value {
+	if !slices.Equal(x.shape, y.shape) || x.chw != nil || y.chw != nil {
+		return nil
+	}
+	for i, pair := range [2][2]*dynamic{{x, y}, {y, x}} {
+		d, other := pair[0], pair[1]
+		if conv, ok := c.fusableInput(n.GetInput()[i], d).(*infer.Conv); ok && conv.FuseAdd(other.slot) {
+			c.b.MoveLast(conv)
+			return []*value{{d: &dynamic{slot: d.slot, shape: d.shape, prod: conv}}}
+		}
+	}
+	return nil
 }
 
 // binaryDyn compiles an operation between two per-batch values: of equal
@@ -1232,8 +1255,7 @@ func (c *compiler) batchNorm(n *onnxpb.NodeProto, in []*value, a attrSet) ([]*va
 		scale[k] = float32(float64(p[0][k]) / math.Sqrt(float64(p[3][k])+eps))
 		shift[k] = p[1][k] - p[2][k]*scale[k]
 	}
-	if f := c.fusableInput(n.GetInput()[0], x); f != nil && f.Activation().Kind == kernels.ActNone && f.OutChannels() == ch {
-		f.ScaleShift(scale, shift)
+	if f := c.fusableInput(n.GetInput()[0], x); f != nil && f.Activation().Kind == kernels.ActNone && f.OutChannels() == ch && f.ScaleShift(scale, shift) {
 		return []*value{{d: &dynamic{slot: x.slot, shape: x.shape, prod: f}}}, nil
 	}
 	mul := c.newSlot()
