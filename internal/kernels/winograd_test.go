@@ -133,6 +133,23 @@ func TestWinograd3x3MatchesDirect(t *testing.T) {
 	}
 }
 
+// eachVariant calls run with both algorithms, the tolerance each is held
+// to (relative to the sum of the products' magnitudes), the assembly and
+// Go transforms, and one and three workers.
+func eachVariant(wg *Winograd3x3, run func(f *winoForm, tol float64, asm bool, workers int)) {
+	for _, f := range []*winoForm{&wg.f2, &wg.f4} {
+		tol := 2e-6
+		if f.r == 4 {
+			tol = 2e-5
+		}
+		for _, asm := range []bool{false, winoAsm} {
+			for _, workers := range []int{1, 3} {
+				run(f, tol, asm, workers)
+			}
+		}
+	}
+}
+
 // TestWinograd3x3AddMatchesDirect checks ForwardAdd against the float64
 // direct convolution plus the residual, the activation after the sum, on
 // odd and even sizes, both forms, the assembly and Go transforms and
@@ -159,21 +176,13 @@ func TestWinograd3x3AddMatchesDirect(t *testing.T) {
 					sum[i] = math.Max(sum[i], 0)
 				}
 			}
-			for _, f := range []*winoForm{&wg.f2, &wg.f4} {
-				tol := 2e-6
-				if f.r == 4 {
-					tol = 2e-5
-				}
-				for _, asm := range []bool{false, winoAsm} {
-					for _, workers := range []int{1, 3} {
-						name := fmt.Sprintf("%+v/F%d/act%d/asm=%v/workers=%d", sh, f.r, a.Kind, asm, workers)
-						dst := guardedOutput(len(sum), 3)
-						var s Scratch
-						wg.forward(f, dst, src, res, sh.n, sh.h, sh.w, NewEpilogue(bias, a), &s, workers, asm, false)
-						checkGuarded(t, name, dst, sum, mag, tol)
-					}
-				}
-			}
+			eachVariant(wg, func(f *winoForm, tol float64, asm bool, workers int) {
+				name := fmt.Sprintf("%+v/F%d/act%d/asm=%v/workers=%d", sh, f.r, a.Kind, asm, workers)
+				dst := guardedOutput(len(sum), 3)
+				var s Scratch
+				wg.forward(f, dst, src, res, sh.n, sh.h, sh.w, NewEpilogue(bias, a), &s, workers, asm, false)
+				checkGuarded(t, name, dst, sum, mag, tol)
+			})
 		}
 	}
 }
@@ -213,21 +222,13 @@ func TestWinograd3x3MaxPoolMatchesDirect(t *testing.T) {
 					}
 				}
 			}
-			for _, f := range []*winoForm{&wg.f2, &wg.f4} {
-				tol := 2e-6
-				if f.r == 4 {
-					tol = 2e-5
-				}
-				for _, asm := range []bool{false, winoAsm} {
-					for _, workers := range []int{1, 3} {
-						name := fmt.Sprintf("%+v/F%d/act%d/asm=%v/workers=%d", sh, f.r, a.Kind, asm, workers)
-						dst := guardedOutput(len(want), 3)
-						var s Scratch
-						wg.forward(f, dst, src, nil, sh.n, sh.h, sh.w, NewEpilogue(bias, a), &s, workers, asm, true)
-						checkGuarded(t, name, dst, want, mag, tol)
-					}
-				}
-			}
+			eachVariant(wg, func(f *winoForm, tol float64, asm bool, workers int) {
+				name := fmt.Sprintf("%+v/F%d/act%d/asm=%v/workers=%d", sh, f.r, a.Kind, asm, workers)
+				dst := guardedOutput(len(want), 3)
+				var s Scratch
+				wg.forward(f, dst, src, nil, sh.n, sh.h, sh.w, NewEpilogue(bias, a), &s, workers, asm, true)
+				checkGuarded(t, name, dst, want, mag, tol)
+			})
 		}
 	}
 }
