@@ -264,12 +264,16 @@ func chainU8(p *Program) {
 		if a.pool != nil && !poolInside(*a.pool) {
 			continue
 		}
+		// The reader must take the codes as its input, not as the
+		// residual it adds (Int8Conv.res, float32).
 		switch next := only(a.Out).(type) {
 		case *Int8Conv:
-			a.link(next)
+			if next.In == a.Out {
+				a.link(next)
+			}
 		case *Pool:
 			b, ok := only(next.Out).(*Int8Conv)
-			if !ok || !next.Max || !poolInside(next.Shape) {
+			if !ok || !next.Max || !poolInside(next.Shape) || b.In != next.Out {
 				continue
 			}
 			a.link(b)

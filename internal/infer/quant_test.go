@@ -310,3 +310,77 @@ func TestInt8ResidualSum(t *testing.T) {
 		t.Fatalf("%d outputs below 0: the ReLU did not follow the sum", negatives)
 	}
 }
+
+// TestChainedInt8Residual: in a residual block run in int8, the body's
+// first convolution hands codes to the last, which takes the sum in
+// float32; the shortcut's output, read only as that residual, stays
+// float32 (handing it over as codes would feed them to the wrong input).
+// Chained and unchained programs agree bit for bit.
+func TestChainedInt8Residual(t *testing.T) {
+	rng := rand.New(rand.NewPCG(6, 22))
+	bn := func(c int, relu bool) *nn.BatchNorm {
+		b := nn.NewBatchNorm(c)
+		b.ReLU = relu
+		for i := range c {
+			b.Gamma.Value[i] = float32(0.5 + rng.Float64())
+			b.Beta.Value[i] = float32(rng.NormFloat64() * 0.3)
+			b.RunMean.Value[i] = float32(rng.NormFloat64() * 0.2)
+			b.RunVar.Value[i] = float32(0.5 + rng.Float64())
+		}
+		return b
+	}
+	body := nn.NewSequential(nn.NewConv2D(rng, 8, 16, 3, 1, 1, false), bn(16, true), nn.NewConv2D(rng, 16, 16, 3, 1, 1, false), bn(16, false))
+	short := nn.NewSequential(nn.NewConv2D(rng, 8, 16, 1, 1, 0, false), bn(16, false))
+	net := nn.NewSequential(
+		nn.NewConv2D(rng, 1, 8, 3, 1, 1, false), bn(8, true), // float32 (kept)
+		nn.NewProjection(body, short), nn.NewActivation(nn.ReLU),
+		&nn.GlobalAvgPool{}, nn.NewLinear(rng, 16, 5),
+	)
+	prog, err := Compile(net, 9, 11, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ranges, err := prog.Calibrate(randFloats(rng, 16*9*11, 1), 16, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, err := prog.QuantizeWeights(ranges)
+	if err != nil {
+		t.Fatal(err)
+	}
+	use := func(i int) bool { return i > 0 }
+	chained, err := prog.WithInt8(layers, use)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := prog.swapInt8(layers, use)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Shortcut, body conv1 (codes out), body conv2 (codes in, the sum),
+	// the linear layer.
+	var links []string
+	for i := range chained.Steps() {
+		if s, ok := chained.Step(i).(*Int8Conv); ok {
+			in, out := s.Chained()
+			links = append(links, fmt.Sprint(in, out, s.hasRes))
+		}
+	}
+	if got, want := strings.Join(links, " | "), "false false false | false true false | true false true | false false false"; got != want {
+		t.Errorf("(chained in, chained out, takes the sum) per int8 layer: %s, want %s", got, want)
+	}
+	for _, n := range []int{1, 6} {
+		x := randFloats(rng, n*9*11, 1.2)
+		a, err := NewPredictor(chained).Logits(x, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := NewPredictor(plain).Logits(x, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(a, b) {
+			t.Errorf("batch %d: chained logits %v, float32 hand-over %v", n, a, b)
+		}
+	}
+}
