@@ -86,16 +86,11 @@ func TestInt8StepsMatchDequantizedFloat(t *testing.T) {
 				t.Fatalf("step is %T, want *Int8Conv", q.steps[0])
 			}
 			l := layers[0]
-			deq := make([]float32, len(w))
-			for i, c := range l.W {
-				deq[i] = float32(c) * l.WScale[i%tc.m]
+			deq, xd := dequantized(l, x)
+			for i := range deq {
 				if d := math.Abs(float64(deq[i] - w[i])); d > float64(l.WScale[i%tc.m])/2*1.0001 {
 					t.Fatalf("weight %d: %v quantized to %v", i, w[i], deq[i])
 				}
-			}
-			xd := make([]float32, len(x))
-			for i, v := range x {
-				xd[i] = (float32(blas.QuantizeU8(v, 1/l.InScale, l.InZero)) - float32(l.InZero)) * l.InScale
 			}
 			ref := oneStep(t, tc.step(deq, bias), tc.in, tc.out)
 			want := ref.Run(ref.NewState(), xd, n)
@@ -156,17 +151,7 @@ func TestUInt8Params(t *testing.T) {
 // float32, on random images, at batch sizes 1 and 7.
 func TestChainedInt8IsBitExact(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 21))
-	bn := func(c int) *nn.BatchNorm {
-		b := nn.NewBatchNorm(c)
-		b.ReLU = true
-		for i := range c {
-			b.Gamma.Value[i] = float32(0.5 + rng.Float64())
-			b.Beta.Value[i] = float32(rng.NormFloat64() * 0.3)
-			b.RunMean.Value[i] = float32(rng.NormFloat64() * 0.2)
-			b.RunVar.Value[i] = float32(0.5 + rng.Float64())
-		}
-		return b
-	}
+	bn := func(c int) *nn.BatchNorm { return randomBN(rng, c, true) }
 	net := nn.NewSequential(
 		nn.NewConv2D(rng, 1, 5, 3, 1, 1, false), bn(5), // float32 (kept)
 		nn.NewConv2D(rng, 5, 11, 3, 1, 1, false), bn(11), // int8 → int8 directly
@@ -180,28 +165,7 @@ func TestChainedInt8IsBitExact(t *testing.T) {
 		nn.NewLinear(rng, 9, 13), nn.NewActivation(nn.ReLU),
 		nn.NewLinear(rng, 13, 5), // last: float32 output
 	)
-	prog, err := Compile(net, 17, 15, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	calib := randFloats(rng, 16*17*15, 1)
-	ranges, err := prog.Calibrate(calib, 16, 5)
-	if err != nil {
-		t.Fatal(err)
-	}
-	layers, err := prog.QuantizeWeights(ranges)
-	if err != nil {
-		t.Fatal(err)
-	}
-	use := func(i int) bool { return i > 0 }
-	chained, err := prog.WithInt8(layers, use)
-	if err != nil {
-		t.Fatal(err)
-	}
-	plain, err := prog.swapInt8(layers, use)
-	if err != nil {
-		t.Fatal(err)
-	}
+	chained, plain := int8Pair(t, rng, net, 17, 15)
 	// Every int8 layer hands codes to the next: conv2 out only, conv3 (its
 	// pool fused), conv4 and conv5 (through pool steps), fc1 in and out,
 	// fc2 in only.
@@ -222,20 +186,7 @@ func TestChainedInt8IsBitExact(t *testing.T) {
 	if got, want := strings.Join(links, " "), "false true true true true true true true true true true false"; got != want || pools != 2 || fused != 1 {
 		t.Errorf("chained (in out) per int8 layer: %s, %d uint8 pools, %d fused; want %s, 2, 1", got, pools, fused, want)
 	}
-	for _, n := range []int{1, 7} {
-		x := randFloats(rng, n*17*15, 1.2)
-		a, err := NewPredictor(chained).Logits(x, n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := NewPredictor(plain).Logits(x, n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !slices.Equal(a, b) {
-			t.Errorf("batch %d: chained logits %v, float32 hand-over %v", n, a, b)
-		}
-	}
+	sameLogits(t, rng, chained, plain, 1, 7)
 }
 
 // TestInt8ResidualSum runs a convolution that takes a residual sum
@@ -287,15 +238,7 @@ func TestInt8ResidualSum(t *testing.T) {
 	if s, ok := q.steps[0].(*Int8Conv); !ok || !strings.Contains(s.String(), "add=true") {
 		t.Fatalf("step is %v, want an Int8Conv taking the sum", q.steps[0])
 	}
-	l := layers[0]
-	deq := make([]float32, len(w))
-	for i, c := range l.W {
-		deq[i] = float32(c) * l.WScale[i%sh.M]
-	}
-	xd := make([]float32, len(x))
-	for i, v := range x {
-		xd[i] = (float32(blas.QuantizeU8(v, 1/l.InScale, l.InZero)) - float32(l.InZero)) * l.InScale
-	}
+	deq, xd := dequantized(layers[0], x)
 	want, got := run(build(deq, true), xd), run(q, x)
 	negatives := 0
 	for i := range want {
@@ -318,17 +261,7 @@ func TestInt8ResidualSum(t *testing.T) {
 // Chained and unchained programs agree bit for bit.
 func TestChainedInt8Residual(t *testing.T) {
 	rng := rand.New(rand.NewPCG(6, 22))
-	bn := func(c int, relu bool) *nn.BatchNorm {
-		b := nn.NewBatchNorm(c)
-		b.ReLU = relu
-		for i := range c {
-			b.Gamma.Value[i] = float32(0.5 + rng.Float64())
-			b.Beta.Value[i] = float32(rng.NormFloat64() * 0.3)
-			b.RunMean.Value[i] = float32(rng.NormFloat64() * 0.2)
-			b.RunVar.Value[i] = float32(0.5 + rng.Float64())
-		}
-		return b
-	}
+	bn := func(c int, relu bool) *nn.BatchNorm { return randomBN(rng, c, relu) }
 	body := nn.NewSequential(nn.NewConv2D(rng, 8, 16, 3, 1, 1, false), bn(16, true), nn.NewConv2D(rng, 16, 16, 3, 1, 1, false), bn(16, false))
 	short := nn.NewSequential(nn.NewConv2D(rng, 8, 16, 1, 1, 0, false), bn(16, false))
 	net := nn.NewSequential(
@@ -336,27 +269,7 @@ func TestChainedInt8Residual(t *testing.T) {
 		nn.NewProjection(body, short), nn.NewActivation(nn.ReLU),
 		&nn.GlobalAvgPool{}, nn.NewLinear(rng, 16, 5),
 	)
-	prog, err := Compile(net, 9, 11, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ranges, err := prog.Calibrate(randFloats(rng, 16*9*11, 1), 16, 5)
-	if err != nil {
-		t.Fatal(err)
-	}
-	layers, err := prog.QuantizeWeights(ranges)
-	if err != nil {
-		t.Fatal(err)
-	}
-	use := func(i int) bool { return i > 0 }
-	chained, err := prog.WithInt8(layers, use)
-	if err != nil {
-		t.Fatal(err)
-	}
-	plain, err := prog.swapInt8(layers, use)
-	if err != nil {
-		t.Fatal(err)
-	}
+	chained, plain := int8Pair(t, rng, net, 9, 11)
 	// Shortcut, body conv1 (codes out), body conv2 (codes in, the sum),
 	// the linear layer.
 	var links []string
@@ -369,8 +282,71 @@ func TestChainedInt8Residual(t *testing.T) {
 	if got, want := strings.Join(links, " | "), "false false false | false true false | true false true | false false false"; got != want {
 		t.Errorf("(chained in, chained out, takes the sum) per int8 layer: %s, want %s", got, want)
 	}
-	for _, n := range []int{1, 6} {
-		x := randFloats(rng, n*9*11, 1.2)
+	sameLogits(t, rng, chained, plain, 1, 6)
+}
+
+// dequantized returns int8 layer l's weights and the input x as the int8
+// path sees them (quantized to l's uint8 codes), back in float32.
+func dequantized(l Int8Layer, x []float32) (w, xd []float32) {
+	w = make([]float32, len(l.W))
+	for i, c := range l.W {
+		w[i] = float32(c) * l.WScale[i%l.M]
+	}
+	xd = make([]float32, len(x))
+	for i, v := range x {
+		xd[i] = (float32(blas.QuantizeU8(v, 1/l.InScale, l.InZero)) - float32(l.InZero)) * l.InScale
+	}
+	return w, xd
+}
+
+// randomBN is a batch norm over c channels with random scales, shifts and
+// statistics (so that folding it is checked), with a fused ReLU if relu.
+func randomBN(rng *rand.Rand, c int, relu bool) *nn.BatchNorm {
+	b := nn.NewBatchNorm(c)
+	b.ReLU = relu
+	for i := range c {
+		b.Gamma.Value[i] = float32(0.5 + rng.Float64())
+		b.Beta.Value[i] = float32(rng.NormFloat64() * 0.3)
+		b.RunMean.Value[i] = float32(rng.NormFloat64() * 0.2)
+		b.RunVar.Value[i] = float32(0.5 + rng.Float64())
+	}
+	return b
+}
+
+// int8Pair compiles net over h×w one-channel images, calibrates it on 16
+// random images and returns it with every quantizable layer but the first
+// in int8: handing uint8 codes between them (WithInt8) and handing float32
+// (swapInt8).
+func int8Pair(t *testing.T, rng *rand.Rand, net *nn.Sequential, h, w int) (chained, plain *Program) {
+	t.Helper()
+	prog, err := Compile(net, h, w, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ranges, err := prog.Calibrate(randFloats(rng, 16*h*w, 1), 16, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, err := prog.QuantizeWeights(ranges)
+	if err != nil {
+		t.Fatal(err)
+	}
+	use := func(i int) bool { return i > 0 }
+	if chained, err = prog.WithInt8(layers, use); err != nil {
+		t.Fatal(err)
+	}
+	if plain, err = prog.swapInt8(layers, use); err != nil {
+		t.Fatal(err)
+	}
+	return chained, plain
+}
+
+// sameLogits fails the test unless chained and plain give bit-identical
+// logits on random images at each batch size.
+func sameLogits(t *testing.T, rng *rand.Rand, chained, plain *Program, batches ...int) {
+	t.Helper()
+	for _, n := range batches {
+		x := randFloats(rng, n*chained.InSize(), 1.2)
 		a, err := NewPredictor(chained).Logits(x, n)
 		if err != nil {
 			t.Fatal(err)
