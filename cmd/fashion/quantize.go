@@ -65,11 +65,9 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	if r, ok := p.(*predictor.Routed); ok {
-		// The embedded default is the benchmark model and the photo model;
-		// raw holds the benchmark model's file, so that is what is quantized.
-		p = r.Benchmark
-	}
+	// The embedded default is the benchmark model and the photo model; raw
+	// holds the benchmark model's file, so that is what is quantized.
+	p = predictor.For(p, true)
 	info := p.Info()
 	if sum := sha256.Sum256(raw); hex.EncodeToString(sum[:]) != info.SHA256 {
 		return fmt.Errorf("%s changed while it was read", source)
