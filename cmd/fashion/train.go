@@ -54,6 +54,8 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	photos := fs.String("photos", "", "also train on this ImageFolder-style directory of photos (one folder per label, converted as predict converts)")
 	mapping := fs.String("mapping", "", "the photo folders' mapping file (MAPPING.tsv format; default: MAPPING.tsv in -photos' parent)")
 	photoCache := fs.String("photo-cache", "", "cache of the converted -photos (read if it matches, else written)")
+	teachers := fs.String("teacher", "", "distil these comma-separated model files (ours or ONNX; their probabilities averaged) into the new model: soft targets computed once for every training image and its mirror image")
+	distill := fs.Float64("distill", 0.7, "with -teacher: the teacher's share of the training target (the label's is the rest)")
 	var mix imagefolder.MixConfig
 	fs.Float64Var(&mix.Ratio, "photo-ratio", 0.3, "share of photo copies among the training images (with -photos)")
 	fs.Float64Var(&mix.ConvertProb, "convert-prob", 0.3, "with -photos: probability that a Fashion-MNIST image is made to look like a converted photo (smaller, off-centre, low contrast, residual background, blur)")
@@ -65,6 +67,9 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if err := applyRecipe(fs, *recipeName); err != nil {
 		return err
+	}
+	if *teachers != "" && (*distill <= 0 || *distill > 1) {
+		return fmt.Errorf("-distill must be in (0, 1], got %v", *distill)
 	}
 	if _, err := modelfile.ParseStorage(cfg.Storage); err != nil {
 		return fmt.Errorf("-storage: %w", err) // before the dataset is loaded
@@ -142,6 +147,18 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		cfg.Classes = m.Classes
 		fmt.Fprintf(stderr, "mixed %d photos from %s (%d copies) with %d Fashion-MNIST images\n", set.Len(), *photos, data.Train.Images.N-train.Images.N, train.Images.N)
+	}
+	if *teachers != "" {
+		if *photos != "" {
+			return errors.New("-teacher and -photos cannot be combined: the teacher answers Fashion-MNIST images only")
+		}
+		classes := cfg.Classes
+		if classes == nil {
+			classes = modelfile.FashionClasses
+		}
+		if cfg.Teacher, err = teacherTargets(ctx, strings.Split(*teachers, ","), data.Train, classes, float32(*distill), stderr); err != nil {
+			return err
+		}
 	}
 	n := data.Train.Images.N
 	if cfg.TrainLimit > 0 {

@@ -176,24 +176,57 @@ func TestGradients(t *testing.T) {
 
 func TestCrossEntropyGradient(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	for _, smooth := range []float32{0, 0.1} {
+	// A teacher: random rows summing to 1.
+	teacher := make([]float32, 5*7)
+	for r := range 5 {
+		var sum float32
+		for i := range 7 {
+			teacher[r*7+i] = rng.Float32()
+			sum += teacher[r*7+i]
+		}
+		for i := range 7 {
+			teacher[r*7+i] /= sum
+		}
+	}
+	for _, tc := range []struct {
+		smooth, weight float32
+	}{{0, 0}, {0.1, 0}, {0, 1}, {0.1, 0.7}} {
 		logits := randTensor(rng, 5, 1, 1, 7)
 		labels := []uint8{0, 3, 6, 7, 8} // 7 and 8 are the sets {1,4,5} and {2}
-		ce := &CrossEntropy{Smoothing: smooth, Sets: [][]int{{1, 4, 5}, {2}}}
-		_, g, _ := ce.Loss(logits, labels)
+		ce := &CrossEntropy{Smoothing: tc.smooth, Sets: [][]int{{1, 4, 5}, {2}}}
+		_, g, _ := ce.Distill(logits, labels, teacher, tc.weight)
 		grad := append([]float32(nil), g.Data...)
 		const h = 1e-2
 		for i := range logits.Data {
 			old := logits.Data[i]
 			logits.Data[i] = old + h
-			lp, _, _ := ce.Loss(logits, labels)
+			lp, _, _ := ce.Distill(logits, labels, teacher, tc.weight)
 			logits.Data[i] = old - h
-			lm, _, _ := ce.Loss(logits, labels)
+			lm, _, _ := ce.Distill(logits, labels, teacher, tc.weight)
 			logits.Data[i] = old
 			num := (lp - lm) / (2 * h)
 			if math.Abs(num-float64(grad[i])) > 1e-3 {
-				t.Errorf("smoothing %v: dlogits[%d] analytic %.5f numeric %.5f", smooth, i, grad[i], num)
+				t.Errorf("smoothing %v, teacher weight %v: dlogits[%d] analytic %.5f numeric %.5f", tc.smooth, tc.weight, i, grad[i], num)
 			}
+		}
+	}
+}
+
+func TestDistillValue(t *testing.T) {
+	// With weight 1 the loss is the cross-entropy to the teacher alone,
+	// whatever the labels and smoothing: −Σ q_i log p_i.
+	logits := &Tensor{N: 1, H: 1, W: 1, C: 3, Data: []float32{1, 2, 3}}
+	q := []float32{0.2, 0.3, 0.5}
+	e := []float64{math.Exp(1), math.Exp(2), math.Exp(3)}
+	sum := e[0] + e[1] + e[2]
+	var want float64
+	for i := range q {
+		want -= float64(q[i]) * math.Log(e[i]/sum)
+	}
+	for _, label := range []uint8{0, 2} {
+		loss, _, _ := (&CrossEntropy{Smoothing: 0.2}).Distill(logits, []uint8{label}, q, 1)
+		if math.Abs(loss-want) > 1e-6 {
+			t.Errorf("label %d: loss %v, want %v", label, loss, want)
 		}
 	}
 }

@@ -24,10 +24,27 @@ type CrossEntropy struct {
 // the logits (owned by c, overwritten on the next call) and how many rows'
 // largest logit is the label (or in the label's set).
 func (c *CrossEntropy) Loss(logits *Tensor, labels []uint8) (float64, *Tensor, int) {
+	return c.Distill(logits, labels, nil, 0)
+}
+
+// Distill is Loss with knowledge distillation (Hinton et al. 2015): each
+// row's loss is (1−weight)·Loss + weight·(−Σ_i q_i log p_i), where q, a
+// row of teacher (n×classes, rows summing to 1), is what earlier models
+// answer for the same image. A teacher's probabilities say which wrong
+// classes are nearly right (a shirt that looks like a T-shirt), which a
+// one-hot label cannot. The gradient of the teacher's term is
+// weight·(p_i − q_i). A nil teacher or weight 0 is Loss.
+func (c *CrossEntropy) Distill(logits *Tensor, labels []uint8, teacher []float32, weight float32) (float64, *Tensor, int) {
 	n, k := logits.N, logits.H*logits.W*logits.C
 	if len(labels) != n {
 		panic(fmt.Sprintf("nn: %d labels for %d rows of logits", len(labels), n))
 	}
+	if teacher == nil {
+		weight = 0
+	} else if len(teacher) != n*k {
+		panic(fmt.Sprintf("nn: %d teacher probabilities for %d×%d logits", len(teacher), n, k))
+	}
+	hard := 1 - weight
 	g := reuse(&c.grad, n, 1, 1, k)
 	off := c.Smoothing / float32(k)
 	var total float64
@@ -67,13 +84,19 @@ func (c *CrossEntropy) Loss(logits *Tensor, labels []uint8) (float64, *Tensor, i
 		logSum := math.Log(sum)
 		// Loss: (1−s)·(−log P_S) + s·mean_i(−log p_i), P_S = Σ_{c∈S} p_c;
 		// gradient: p_i − (1−s)·[i∈S]·p_i/P_S − s/k.
-		total -= float64(1-c.Smoothing) * (math.Log(setSum) - logSum)
+		total -= float64(hard*(1-c.Smoothing)) * (math.Log(setSum) - logSum)
 		for i := range p {
 			logp := float64(z[i]-z[best]) - logSum
-			total -= float64(off) * logp
 			t := off
 			if in[i] {
 				t += (1 - c.Smoothing) * float32(float64(p[i])/setSum)
+			}
+			t *= hard
+			total -= float64(hard*off) * logp
+			if weight != 0 {
+				q := teacher[r*k+i]
+				t += weight * q
+				total -= float64(weight*q) * logp
 			}
 			p[i] = (float32(float64(p[i])/sum) - t) / float32(n)
 		}

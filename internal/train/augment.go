@@ -14,8 +14,9 @@ type Augment struct {
 	EraseProb float64 // probability of blanking a random rectangle
 }
 
-// apply writes an augmented copy of the side×side image src into dst.
-func (a Augment) apply(rng *rand.Rand, dst, src []uint8, side int) {
+// apply writes an augmented copy of the side×side image src into dst and
+// says whether it is mirrored.
+func (a Augment) apply(rng *rand.Rand, dst, src []uint8, side int) (flipped bool) {
 	dx, dy := 0, 0
 	if a.Pad > 0 {
 		dx, dy = rng.IntN(2*a.Pad+1)-a.Pad, rng.IntN(2*a.Pad+1)-a.Pad
@@ -59,4 +60,5 @@ func (a Augment) apply(rng *rand.Rand, dst, src []uint8, side int) {
 			break
 		}
 	}
+	return flip
 }
