@@ -71,6 +71,9 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *teachers != "" && (*distill <= 0 || *distill > 1) {
 		return fmt.Errorf("-distill must be in (0, 1], got %v", *distill)
 	}
+	if *teachers != "" && *photos != "" {
+		return errors.New("-teacher and -photos cannot be combined: the teacher's targets are for Fashion-MNIST images only")
+	}
 	if _, err := modelfile.ParseStorage(cfg.Storage); err != nil {
 		return fmt.Errorf("-storage: %w", err) // before the dataset is loaded
 	}
@@ -135,10 +138,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err != nil {
 			return err
 		}
-		train := data.Train
-		if cfg.TrainLimit > 0 && cfg.TrainLimit < train.Images.N {
-			train.Images.N, train.Labels = cfg.TrainLimit, train.Labels[:cfg.TrainLimit]
-		}
+		train := data.Train.Head(cfg.TrainLimit)
 		cfg.TrainLimit = 0
 		mix.Seed = cfg.Seed
 		data.Train, cfg.LabelSets, err = imagefolder.Mix(train, set, mix)
@@ -149,14 +149,11 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stderr, "mixed %d photos from %s (%d copies) with %d Fashion-MNIST images\n", set.Len(), *photos, data.Train.Images.N-train.Images.N, train.Images.N)
 	}
 	if *teachers != "" {
-		if *photos != "" {
-			return errors.New("-teacher and -photos cannot be combined: the teacher answers Fashion-MNIST images only")
-		}
 		classes := cfg.Classes
 		if classes == nil {
 			classes = modelfile.FashionClasses
 		}
-		if cfg.Teacher, err = teacherTargets(ctx, strings.Split(*teachers, ","), data.Train, classes, float32(*distill), stderr); err != nil {
+		if cfg.Teacher, err = teacherTargets(ctx, strings.Split(*teachers, ","), data.Train.Head(cfg.TrainLimit), classes, float32(*distill), stderr); err != nil {
 			return err
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -108,7 +109,7 @@ func TestTrainInterruptAndResume(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, msg)
 		}
 	}
-	for _, change := range [][]string{{"-lr", "0.05"}, {"-arch", "resnet20"}} {
+	for _, change := range [][]string{{"-lr", "0.05"}, {"-arch", "resnet20"}, {"-teacher", shippedModel}} {
 		var e bytes.Buffer
 		if code := run(context.Background(), append(append([]string{}, args...), change...), &stdout, &e); code == 0 {
 			t.Errorf("resume with %v accepted", change)
@@ -126,6 +127,46 @@ func TestTrainInterruptAndResume(t *testing.T) {
 	}
 	if _, err := os.Stat(out + ".ckpt"); !os.IsNotExist(err) {
 		t.Errorf("checkpoint left behind after the finished run: %v", err)
+	}
+}
+
+// shippedModel is the repository's benchmark model file, a teacher for
+// the distillation tests.
+const shippedModel = "../../model/fashion-mnist.safetensors"
+
+// TestTrainDistils runs train -teacher with the teacher's full weight: the
+// targets are computed for the limited training images only, the network
+// learns from them, and bad combinations are refused before any work.
+func TestTrainDistils(t *testing.T) {
+	data := trainData(t)
+	out := filepath.Join(t.TempDir(), "kd.safetensors")
+	var stdout, stderr bytes.Buffer
+	args := []string{"train", "-data", data, "-epochs", "2", "-train-limit", "1024", "-test-limit", "500", "-quiet", "-out", out,
+		"-teacher", shippedModel, "-distill", "1"}
+	if code := run(context.Background(), args, &stdout, &stderr); code != 0 {
+		t.Fatalf("train exited %d: %s", code, stderr.String())
+	}
+	if want := "teacher " + shippedModel + ": 1024 images"; !strings.Contains(stderr.String(), want) {
+		t.Errorf("output lacks %q:\n%s", want, stderr.String())
+	}
+	var acc float64
+	if _, err := fmt.Sscanf(stdout.String()[strings.Index(stdout.String(), "test accuracy"):], "test accuracy %f", &acc); err != nil || acc < 0.5 {
+		t.Errorf("distilled model: test accuracy %v (%v), want ≥ 0.5:\n%s", acc, err, stdout.String())
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-teacher", shippedModel, "-distill", "0"}, "-distill must be in (0, 1]"},
+		{[]string{"-teacher", shippedModel, "-distill", "1.5"}, "-distill must be in (0, 1]"},
+		{[]string{"-teacher", shippedModel, "-photos", t.TempDir()}, "-teacher and -photos cannot be combined"},
+		{[]string{"-teacher", filepath.Join(t.TempDir(), "missing.safetensors")}, "-teacher"},
+	} {
+		var e bytes.Buffer
+		args := append([]string{"train", "-data", data, "-epochs", "1", "-train-limit", "256", "-quiet", "-out", out + "2"}, tc.args...)
+		if code := run(context.Background(), args, &stdout, &e); code == 0 || !strings.Contains(e.String(), tc.want) {
+			t.Errorf("%v: exit %d, error %q, want one with %q", tc.args, code, e.String(), tc.want)
+		}
 	}
 }
 

@@ -81,6 +81,18 @@ type Set struct {
 	Labels []uint8
 }
 
+// Head returns the first n images of s, sharing its memory; n ≤ 0 or
+// n ≥ s.Images.N returns s whole.
+func (s Set) Head(n int) Set {
+	if n <= 0 || n >= s.Images.N {
+		return s
+	}
+	s.Images.N = n
+	s.Images.Pix = s.Images.Pix[:n*s.Images.Rows*s.Images.Cols]
+	s.Labels = s.Labels[:n]
+	return s
+}
+
 // Dataset holds the official training and test sets.
 type Dataset struct {
 	Train, Test Set

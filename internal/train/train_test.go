@@ -3,6 +3,7 @@ package train
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -129,6 +130,7 @@ func TestResumeAfterInterruption(t *testing.T) {
 		{"-lr", func(c *Config) { c.LR = 0.05 }},
 		{"-arch", func(c *Config) { c.Arch = "resnet20" }},
 		{"-erase", func(c *Config) { c.Augment.EraseProb = 0.5 }},
+		{"-teacher", func(c *Config) { c.Teacher = shiftedTeacher(d.Train, 0, 0, 1) }},
 	} {
 		wrong := cfg
 		wrong.Checkpoint = ckpt
@@ -222,6 +224,65 @@ func TestArchitecturesAndEMALearn(t *testing.T) {
 				t.Errorf("returned network scores %.4f, the recorded accuracy is %.4f", got, res.Meta.TestAccuracy)
 			}
 		})
+	}
+}
+
+// shiftedTeacher is a teacher that is sure of class label+plain for each
+// image of s and label+mirrored for its mirror image (mod 10).
+func shiftedTeacher(s idx.Set, plain, mirrored int, weight float32) *Teacher {
+	t := &Teacher{Plain: make([]float32, s.Images.N*10), Mirrored: make([]float32, s.Images.N*10), Weight: weight,
+		Source: fmt.Sprintf("shifted %d/%d", plain, mirrored)}
+	for i, l := range s.Labels {
+		t.Plain[i*10+(int(l)+plain)%10] = 1
+		t.Mirrored[i*10+(int(l)+mirrored)%10] = 1
+	}
+	return t
+}
+
+// TestDistillationFollowsTheTeacher trains on a teacher that contradicts
+// the labels: sure of the next class for the plain images and of the one
+// after for their mirror images. With the teacher's full weight the
+// network must learn the teacher's answers for each orientation, which it
+// can only do if each flipped image is given the mirrored row.
+func TestDistillationFollowsTheTeacher(t *testing.T) {
+	d := tiny(512)
+	res, err := Run(context.Background(), Config{Arch: "vgg", Epochs: 4, BatchSize: 32, Seed: 7,
+		Augment: Augment{Flip: true}, Teacher: shiftedTeacher(d.Train, 1, 2, 1)}, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := modelfile.Info{Mean: res.Meta.Mean, Std: res.Meta.Std}
+	forward := func(x []float32, n int) []float32 {
+		return res.Net.Forward(&nn.Tensor{N: n, H: 28, W: 28, C: 1, Data: x}, false).Data
+	}
+	shifted := func(s idx.Set, by int) idx.Set {
+		out := idx.Set{Images: s.Images, Labels: make([]uint8, len(s.Labels))}
+		for i, l := range s.Labels {
+			out.Labels[i] = uint8((int(l) + by) % 10)
+		}
+		return out
+	}
+	flipped := d.Test
+	flipped.Images.Pix = make([]uint8, len(d.Test.Images.Pix))
+	for r := 0; r < len(flipped.Images.Pix)/28; r++ {
+		for x := range 28 {
+			flipped.Images.Pix[r*28+27-x] = d.Test.Images.Pix[r*28+x]
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		set  idx.Set
+	}{
+		{"plain images, teacher's class", shifted(d.Test, 1)},
+		{"mirror images, teacher's class", shifted(flipped, 2)},
+	} {
+		if acc := Evaluate(forward, info, tc.set, res.Meta.Classes).Report().Accuracy; acc < 0.8 {
+			t.Errorf("%s: accuracy %.3f, want ≥ 0.8", tc.name, acc)
+		}
+	}
+	if _, err := Run(context.Background(), Config{Arch: "vgg", Epochs: 1, BatchSize: 32,
+		Teacher: shiftedTeacher(tiny(64).Train, 0, 0, 1)}, d); err == nil || !strings.Contains(err.Error(), "teacher") {
+		t.Errorf("a teacher for 64 images of 512 was accepted (error %v)", err)
 	}
 }
 
