@@ -133,9 +133,7 @@ func ApplyAct(dst, src []float32, a Act) {
 			dst[i] = min(max(v, lo), hi)
 		}
 	case ActHardSwish:
-		for i, v := range src {
-			dst[i] = v * max(0, min(1, v*(1.0/6)+0.5))
-		}
+		hardSwish(dst, src)
 	default:
 		for i, v := range src {
 			dst[i] = a.Eval(v)
@@ -158,13 +156,7 @@ func ActBackward(dx, dy, x []float32, a Act) {
 		d, xs, o := dy[lo:hi], x[lo:hi], dx[lo:hi]
 		switch a.Kind {
 		case ActReLU:
-			for i, v := range xs {
-				if v > 0 {
-					o[i] = d[i]
-				} else {
-					o[i] = 0
-				}
-			}
+			reluGrad(o, d, xs)
 		case ActHardSigmoid:
 			for i, v := range xs {
 				if y := a.A*v + a.B; y > 0 && y < 1 {
@@ -174,16 +166,7 @@ func ActBackward(dx, dy, x []float32, a Act) {
 				}
 			}
 		case ActHardSwish:
-			for i, v := range xs {
-				switch {
-				case v <= -3:
-					o[i] = 0
-				case v >= 3:
-					o[i] = d[i]
-				default:
-					o[i] = d[i] * (2*v + 3) / 6
-				}
-			}
+			hardSwishGrad(o, d, xs)
 		default:
 			for i, v := range xs {
 				o[i] = d[i] * a.Deriv(v)

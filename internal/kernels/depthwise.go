@@ -23,11 +23,7 @@ func DepthwiseForward(y, x []float32, n int, s ConvShape, w []float32) {
 						if ix < 0 || ix >= s.W {
 							continue
 						}
-						src := x[((b*s.H+iy)*s.W+ix)*c:][:c]
-						wk := w[(ky*s.KW+kx)*c:][:c]
-						for j := range dst {
-							dst[j] += src[j] * wk[j]
-						}
+						mulAdd(dst, x[((b*s.H+iy)*s.W+ix)*c:][:c], w[(ky*s.KW+kx)*c:][:c])
 					}
 				}
 			}
@@ -69,15 +65,9 @@ func DepthwiseBackward(dx, dw, x, dy []float32, n int, s ConvShape, w []float32,
 							}
 							i := ((b*s.H+iy)*s.W + ix) * c
 							k := (ky*s.KW + kx) * c
-							src, gk := x[i:i+c], gw[k:k+c]
-							for j := range g {
-								gk[j] += g[j] * src[j]
-							}
+							mulAdd(gw[k:k+c], g, x[i:i+c])
 							if dx != nil {
-								dst, wk := dx[i:i+c], w[k:k+c]
-								for j := range g {
-									dst[j] += g[j] * wk[j]
-								}
+								mulAdd(dx[i:i+c], g, w[k:k+c])
 							}
 						}
 					}

@@ -43,6 +43,49 @@ func addGo(dst, a, b []float32, relu bool) {
 	}
 }
 
+// mulAddGo sets dst[i] += a[i]·b[i].
+func mulAddGo(dst, a, b []float32) {
+	b, dst = b[:len(a)], dst[:len(a)]
+	for i, v := range a {
+		dst[i] += v * b[i]
+	}
+}
+
+// hardSwishGo sets dst[i] = x·min(max(x/6 + 1/2, 0), 1) for x = src[i].
+func hardSwishGo(dst, src []float32) {
+	dst = dst[:len(src)]
+	for i, v := range src {
+		dst[i] = v * max(0, min(1, v*(1.0/6)+0.5))
+	}
+}
+
+// hardSwishGradGo sets dx = dy·hardswish'(x).
+func hardSwishGradGo(dx, dy, x []float32) {
+	dy, dx = dy[:len(x)], dx[:len(x)]
+	for i, v := range x {
+		switch {
+		case v <= -3:
+			dx[i] = 0
+		case v >= 3:
+			dx[i] = dy[i]
+		default:
+			dx[i] = dy[i] * (2*v + 3) / 6
+		}
+	}
+}
+
+// reluGradGo sets dx = dy where x > 0, else 0.
+func reluGradGo(dx, dy, x []float32) {
+	dy, dx = dy[:len(x)], dx[:len(x)]
+	for i, v := range x {
+		if v > 0 {
+			dx[i] = dy[i]
+		} else {
+			dx[i] = 0
+		}
+	}
+}
+
 // reluInput is x·scale + shift, the value a fused ReLU clamps. affineGo
 // and the gradient kernels share it so that the mask the backward pass
 // recomputes is the one the forward pass applied, rounding included.

@@ -19,6 +19,18 @@ func gradSumsAVX2(dy, x *float32, rows, c int, scale, shift, sd, sdx *float32)
 //go:noescape
 func gradApplyAVX2(dx, dy, x *float32, rows, c int, scale, shift, ka, kb, kc *float32)
 
+//go:noescape
+func mulAddAVX2(dst, a, b *float32, n int)
+
+//go:noescape
+func hardSwishAVX2(dst, src *float32, n int)
+
+//go:noescape
+func hardSwishGradAVX2(dx, dy, x *float32, n int)
+
+//go:noescape
+func reluGradAVX2(dx, dy, x *float32, n int)
+
 // The wrappers check lengths (the assembly cannot), pick the assembly when
 // it applies and fall back to Go otherwise.
 
@@ -118,4 +130,54 @@ func MaxPool2x2Row(dst []float32, arg []int32, top, bot []float32, ow, c, topIdx
 		argp = &arg[0]
 	}
 	pool2x2RowAVX2(&dst[0], argp, &top[0], &bot[0], ow, c, topIdx, botIdx)
+}
+
+// mulAdd sets dst[i] += a[i]·b[i]: the inner loop of the depthwise
+// convolution and its gradients, over one pixel's channels.
+func mulAdd(dst, a, b []float32) {
+	n := len(a) &^ 7
+	if !vecAVX2 || n == 0 {
+		mulAddGo(dst, a, b)
+		return
+	}
+	_, _ = dst[len(a)-1], b[len(a)-1]
+	mulAddAVX2(&dst[0], &a[0], &b[0], n)
+	mulAddGo(dst[n:], a[n:], b[n:])
+}
+
+// hardSwish sets dst = hardswish(src), the same roundings as Act.Eval.
+func hardSwish(dst, src []float32) {
+	n := len(src) &^ 7
+	if !vecAVX2 || n == 0 {
+		hardSwishGo(dst, src)
+		return
+	}
+	_ = dst[len(src)-1]
+	hardSwishAVX2(&dst[0], &src[0], n)
+	hardSwishGo(dst[n:], src[n:])
+}
+
+// hardSwishGrad sets dx = dy·hardswish'(x), the same roundings as
+// hardSwishGradGo.
+func hardSwishGrad(dx, dy, x []float32) {
+	n := len(x) &^ 7
+	if !vecAVX2 || n == 0 {
+		hardSwishGradGo(dx, dy, x)
+		return
+	}
+	_, _ = dx[len(x)-1], dy[len(x)-1]
+	hardSwishGradAVX2(&dx[0], &dy[0], &x[0], n)
+	hardSwishGradGo(dx[n:], dy[n:], x[n:])
+}
+
+// reluGrad sets dx = dy where x > 0, else 0: the ReLU's backward pass.
+func reluGrad(dx, dy, x []float32) {
+	n := len(x) &^ 7
+	if !vecAVX2 || n == 0 {
+		reluGradGo(dx, dy, x)
+		return
+	}
+	_, _ = dx[len(x)-1], dy[len(x)-1]
+	reluGradAVX2(&dx[0], &dy[0], &x[0], n)
+	reluGradGo(dx[n:], dy[n:], x[n:])
 }

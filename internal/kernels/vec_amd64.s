@@ -328,3 +328,135 @@ pool_store:
 	JNZ     pool_pixel
 	VZEROUPPER
 	RET
+
+// func mulAddAVX2(dst, a, b *float32, n int)
+// dst[i] += a[i]·b[i] (one FMA rounding); n is a multiple of 8.
+TEXT ·mulAddAVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ a+8(FP), SI
+	MOVQ b+16(FP), DX
+	MOVQ n+24(FP), CX
+	SHLQ $2, CX
+	XORQ BX, BX
+	TESTQ CX, CX
+	JZ   muladd_done
+
+muladd_group:
+	VMOVUPS     (SI)(BX*1), Y0
+	VMOVUPS     (DI)(BX*1), Y1
+	VFMADD231PS (DX)(BX*1), Y0, Y1
+	VMOVUPS     Y1, (DI)(BX*1)
+	ADDQ        $32, BX
+	CMPQ        BX, CX
+	JLT         muladd_group
+
+muladd_done:
+	VZEROUPPER
+	RET
+
+// func hardSwishAVX2(dst, src *float32, n int)
+// dst[i] = x·min(max(x·(1/6) + 1/2, 0), 1), with x = src[i], rounded as
+// the Go expression (a multiply, then an add: no FMA); n is a multiple
+// of 8.
+TEXT ·hardSwishAVX2(SB), NOSPLIT, $0-24
+	MOVQ         dst+0(FP), DI
+	MOVQ         src+8(FP), SI
+	MOVQ         n+16(FP), CX
+	SHLQ         $2, CX
+	XORQ         BX, BX
+	MOVL         $0x3e2aaaab, AX // float32(1.0/6)
+	MOVL         AX, X8
+	VBROADCASTSS X8, Y8
+	MOVL         $0x3f000000, AX // 0.5
+	MOVL         AX, X9
+	VBROADCASTSS X9, Y9
+	MOVL         $0x3f800000, AX // 1
+	MOVL         AX, X10
+	VBROADCASTSS X10, Y10
+	VXORPS       Y11, Y11, Y11
+	TESTQ        CX, CX
+	JZ           hswish_done
+
+hswish_group:
+	VMOVUPS (SI)(BX*1), Y0
+	VMULPS  Y8, Y0, Y1
+	VADDPS  Y9, Y1, Y1
+	VMINPS  Y10, Y1, Y1
+	VMAXPS  Y11, Y1, Y1
+	VMULPS  Y1, Y0, Y0
+	VMOVUPS Y0, (DI)(BX*1)
+	ADDQ    $32, BX
+	CMPQ    BX, CX
+	JLT     hswish_group
+
+hswish_done:
+	VZEROUPPER
+	RET
+
+// func hardSwishGradAVX2(dx, dy, x *float32, n int)
+// dx[i] = 0 where x ≤ −3, dy where x ≥ 3, else dy·(2x+3)/6, rounded as
+// the Go expression; n is a multiple of 8.
+TEXT ·hardSwishGradAVX2(SB), NOSPLIT, $0-32
+	MOVQ         dx+0(FP), DI
+	MOVQ         dy+8(FP), SI
+	MOVQ         x+16(FP), DX
+	MOVQ         n+24(FP), CX
+	SHLQ         $2, CX
+	XORQ         BX, BX
+	MOVL         $0x40400000, AX // 3
+	MOVL         AX, X8
+	VBROADCASTSS X8, Y8
+	MOVL         $0xc0400000, AX // −3
+	MOVL         AX, X9
+	VBROADCASTSS X9, Y9
+	MOVL         $0x40c00000, AX // 6
+	MOVL         AX, X10
+	VBROADCASTSS X10, Y10
+	TESTQ        CX, CX
+	JZ           hswishgrad_done
+
+hswishgrad_group:
+	VMOVUPS   (DX)(BX*1), Y0 // x
+	VMOVUPS   (SI)(BX*1), Y1 // dy
+	VADDPS    Y0, Y0, Y2     // 2x
+	VADDPS    Y8, Y2, Y2     // 2x + 3
+	VMULPS    Y2, Y1, Y2     // dy·(2x+3)
+	VDIVPS    Y10, Y2, Y2    // ÷ 6
+	VCMPPS    $6, Y9, Y0, Y3 // x > −3, or NaN (not x ≤ −3)
+	VANDPS    Y3, Y2, Y2
+	VCMPPS    $13, Y8, Y0, Y4 // x ≥ 3
+	VBLENDVPS Y4, Y1, Y2, Y2
+	VMOVUPS   Y2, (DI)(BX*1)
+	ADDQ      $32, BX
+	CMPQ      BX, CX
+	JLT       hswishgrad_group
+
+hswishgrad_done:
+	VZEROUPPER
+	RET
+
+// func reluGradAVX2(dx, dy, x *float32, n int)
+// dx[i] = dy[i] where x[i] > 0, else 0; n is a multiple of 8.
+TEXT ·reluGradAVX2(SB), NOSPLIT, $0-32
+	MOVQ   dx+0(FP), DI
+	MOVQ   dy+8(FP), SI
+	MOVQ   x+16(FP), DX
+	MOVQ   n+24(FP), CX
+	SHLQ   $2, CX
+	XORQ   BX, BX
+	VXORPS Y7, Y7, Y7
+	TESTQ  CX, CX
+	JZ     relugrad_done
+
+relugrad_group:
+	VMOVUPS (DX)(BX*1), Y0
+	VCMPPS  $14, Y7, Y0, Y0 // x > 0
+	VANDPS  (SI)(BX*1), Y0, Y0
+	VMOVUPS Y0, (DI)(BX*1)
+	ADDQ    $32, BX
+	CMPQ    BX, CX
+	JLT     relugrad_group
+
+relugrad_done:
+	VZEROUPPER
+	RET

@@ -39,3 +39,8 @@ func GradApply(dx, dy, x []float32, c int, scale, shift []float32, ka, kb, kc []
 func MaxPool2x2Row(dst []float32, arg []int32, top, bot []float32, ow, c, topIdx, botIdx int) {
 	pool2x2RowGo(dst, arg, top, bot, ow, c, topIdx, botIdx)
 }
+
+func mulAdd(dst, a, b []float32)        { mulAddGo(dst, a, b) }
+func hardSwish(dst, src []float32)      { hardSwishGo(dst, src) }
+func hardSwishGrad(dx, dy, x []float32) { hardSwishGradGo(dx, dy, x) }
+func reluGrad(dx, dy, x []float32)      { reluGradGo(dx, dy, x) }

@@ -58,6 +58,37 @@ func TestVectorKernelsMatchGo(t *testing.T) {
 				Add(inPlace, inPlace, dy, relu)
 				close("add in place", inPlace, want)
 			}
+			{
+				got, want := append([]float32(nil), dy...), append([]float32(nil), dy...)
+				mulAdd(got, x, dy)
+				mulAddGo(want, x, dy)
+				close("mulAdd", got, want)
+				x := append([]float32(nil), x...)
+				for i := range x { // beyond the kinks at ±3 too
+					x[i] *= 4
+				}
+				hardSwish(got, x)
+				hardSwishGo(want, x)
+				for i := range want { // the same roundings: exact
+					if got[i] != want[i] {
+						t.Fatalf("hardSwish(%v) = %v, want %v", x[i], got[i], want[i])
+					}
+				}
+				reluGrad(got, dy, x)
+				reluGradGo(want, dy, x)
+				for i := range want {
+					if got[i] != want[i] {
+						t.Fatalf("reluGrad(%v, %v) = %v, want %v", dy[i], x[i], got[i], want[i])
+					}
+				}
+				hardSwishGrad(got, dy, x)
+				hardSwishGradGo(want, dy, x)
+				for i := range want {
+					if got[i] != want[i] {
+						t.Fatalf("hardSwishGrad(%v, %v) = %v, want %v", dy[i], x[i], got[i], want[i])
+					}
+				}
+			}
 			for _, mask := range [][2][]float32{{nil, nil}, {scale, shift}} {
 				sd, sdx, wd, wdx := make([]float32, c), make([]float32, c), make([]float32, c), make([]float32, c)
 				GradSums(dy, x, c, mask[0], mask[1], sd, sdx)
