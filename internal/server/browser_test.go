@@ -275,8 +275,10 @@ func TestPageInBrowser(t *testing.T) {
 		t.Errorf("URL: the image behind the URL is never shown: %v", err)
 	}
 	st, _ = chromedp.Run(ctx, chromedp.Evaluate[pageState](readPage))
-	if !st.HasImage || !st.Loaded || !strings.HasPrefix(st.Original, "/image-view?url=") {
-		t.Errorf("URL: image shown %v, loaded %v, src %q; want the fetched image via /image-view", st.HasImage, st.Loaded, st.Original)
+	// The page fetches /image-view itself (an <img> could not send a
+	// token) and shows the bytes as a blob.
+	if !st.HasImage || !st.Loaded || !strings.HasPrefix(st.Original, "blob:") {
+		t.Errorf("URL: image shown %v, loaded %v, src %q; want the fetched image via /image-view as a blob", st.HasImage, st.Loaded, st.Original)
 	}
 
 	// 5. A sample link: the server's own image, answered without network.
@@ -301,6 +303,65 @@ func TestPageInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot: %s (label %q)", path, api.Label)
+}
+
+// TestPageAsksForToken drives the page of a server with bearer tokens: it
+// must say a token is needed instead of failing silently, refuse a wrong
+// one with a clear message, and work once the right one is entered.
+func TestPageAsksForToken(t *testing.T) {
+	ctx := newBrowser(t)
+	file := filepath.Join(t.TempDir(), "tokens")
+	const token = "s3cret-token-for-the-page"
+	writeTokens(t, file, token)
+	ts := startServer(t, Config{AuthTokenFile: file}, newFake())
+	photoPath := filepath.Join(t.TempDir(), "shirt.png")
+	if err := os.WriteFile(photoPath, productPhoto(t), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tokenForm := `!document.getElementById("tokenform").hidden`
+	err := chromedp.Do(ctx,
+		chromedp.Navigate(ts.url+"/"),
+		chromedp.WaitVisible(`//span[@id="model" and contains(text(), "access token required")]`),
+	)
+	if err != nil {
+		t.Fatalf("the page never says a token is required: %v", err)
+	}
+	st, _ := chromedp.Run(ctx, chromedp.Evaluate[pageState](readPage))
+	if shown, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](tokenForm)); !shown || !strings.Contains(st.Error, "access token") {
+		t.Errorf("without a token: token form shown %v, error %q", shown, st.Error)
+	}
+	for _, tc := range []struct {
+		token, chip string
+	}{
+		{"wrong-token-0123456789", "access token required"},
+		{token, "fake"},
+	} {
+		err := chromedp.Do(ctx,
+			chromedp.SendKeys(chromedp.ID("token"), tc.token),
+			chromedp.Click(chromedp.ID("usetoken")),
+			chromedp.WaitVisible(`//span[@id="model" and contains(text(), "`+tc.chip+`")]`),
+		)
+		if err != nil {
+			t.Fatalf("token %q: the model chip never shows %q: %v", tc.token, tc.chip, err)
+		}
+		if tc.token != token {
+			if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.getElementById("error").textContent.includes("refused the access token")`,
+				chromedp.WithPollingTimeout(10*time.Second))); err != nil {
+				t.Errorf("a wrong token is not reported as refused: %v", err)
+			}
+		}
+	}
+	st, _ = chromedp.Run(ctx, chromedp.Evaluate[pageState](readPage))
+	if shown, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](tokenForm)); shown || st.Error != "" {
+		t.Errorf("with the right token: token form shown %v, error %q; want neither", shown, st.Error)
+	}
+	resetState(t, ctx)
+	if err := chromedp.Do(ctx, chromedp.SetUploadFiles(chromedp.ID("file"), []string{photoPath})); err != nil {
+		t.Fatal(err)
+	}
+	if st := waitState(t, ctx, "upload with token"); st.State != "done" || st.Error != "" || st.Top == "" {
+		t.Errorf("upload with the token: page shows %+v, want an answer", st)
+	}
 }
 
 // TestPageShowsOutOfDistribution checks the page's "not sure" state with
