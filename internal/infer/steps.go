@@ -434,9 +434,7 @@ func (s *Binary) run(st *State, n int) {
 			}
 			switch s.Op {
 			case OpAdd:
-				for j := range yv {
-					yv[j] = x[j] + z[j]
-				}
+				kernels.Add(yv, x, z, false)
 			case OpSub:
 				for j := range yv {
 					yv[j] = x[j] - z[j]
