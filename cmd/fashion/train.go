@@ -121,10 +121,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if *mapping == "" {
 			*mapping = mappingBeside(*photos)
 		}
-		classes := cfg.Classes
-		if classes == nil {
-			classes = modelfile.FashionClasses
-		}
+		classes := cfg.ClassNames()
 		m, err := imagefolder.ReadMappingFile(*mapping, classes)
 		if err != nil {
 			return err
@@ -149,11 +146,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stderr, "mixed %d photos from %s (%d copies) with %d Fashion-MNIST images\n", set.Len(), *photos, data.Train.Images.N-train.Images.N, train.Images.N)
 	}
 	if *teachers != "" {
-		classes := cfg.Classes
-		if classes == nil {
-			classes = modelfile.FashionClasses
-		}
-		if cfg.Teacher, err = teacherTargets(ctx, strings.Split(*teachers, ","), data.Train.Head(cfg.TrainLimit), classes, float32(*distill), stderr); err != nil {
+		if cfg.Teacher, err = teacherTargets(ctx, strings.Split(*teachers, ","), data.Train.Head(cfg.TrainLimit), cfg.ClassNames(), float32(*distill), stderr); err != nil {
 			return err
 		}
 	}
