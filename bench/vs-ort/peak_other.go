@@ -3,6 +3,7 @@
 package main
 
 // fmaStep reports that this architecture has no peak loop.
-func fmaStep(int) (float32, bool) { return 0, false }
+func fmaStep(int) (float64, bool) { return 0, false }
 
-const flopsPerStep = 1
+// peakLoop names the loop fmaStep runs.
+func peakLoop() string { return "none" }

@@ -9,7 +9,8 @@
 // helper keeps looking for the next one for a short while (spin) before
 // it sleeps: one inference runs a dozen sections of 10–200 µs each, and
 // waking a sleeping thread for every one of them cost as much as the work
-// it took over. A section never waits for a helper to arrive: the caller
+// it took over. The caller, once out of tasks, likewise looks for the
+// section's end for that time before it blocks. A section never waits for a helper to arrive: the caller
 // takes every task no helper has taken, so sections nest, and run
 // concurrently from many goroutines, without deadlock whatever
 // GOMAXPROCS or the number of helpers is. Nothing here sends on a
@@ -49,7 +50,7 @@ func Run(threads, tasks int, fn func(worker, task int)) int {
 	helpers.post(s)
 	s.work(0)
 	helpers.withdraw(s)
-	<-s.finished
+	s.wait()
 	return threads
 }
 
@@ -76,6 +77,25 @@ func (s *section) work(w int) {
 		if int(s.done.Add(1)) == s.tasks {
 			close(s.finished)
 		}
+	}
+}
+
+// wait returns once every task of s has finished. Like a helper, it
+// looks for the end for the spin time before it blocks: a caller that
+// blocks gives up its thread, and the helper that finishes the section
+// then hands the caller to its own thread, leaving the helper queued
+// until an idle thread wakes up (on a virtual machine, tens of
+// microseconds; measured on a 2-core KVM guest: two 20 µs tasks took
+// 40–90 µs, the helper often joining only after the caller had done
+// both).
+func (s *section) wait() {
+	deadline := time.Now().Add(spin)
+	for i := 0; s.done.Load() < int64(s.tasks); i++ {
+		if i%16 == 15 && time.Now().After(deadline) {
+			<-s.finished
+			return
+		}
+		runtime.Gosched()
 	}
 }
 

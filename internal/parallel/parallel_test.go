@@ -133,3 +133,24 @@ func TestRunConcurrentAndNested(t *testing.T) {
 		t.Fatal("concurrent nested sections did not return")
 	}
 }
+
+// TestRunWaitsForSlowTasks has a helper's task outlast the time the
+// caller looks for the end before it blocks, in both orders (the caller's
+// own task slow, then a helper's): Run must return only after every task
+// has finished.
+func TestRunWaitsForSlowTasks(t *testing.T) {
+	for _, slow := range []int{0, 1} {
+		for range 20 {
+			var done atomic.Int32
+			Run(2, 2, func(_, task int) {
+				if task == slow {
+					time.Sleep(4 * spin)
+				}
+				done.Add(1)
+			})
+			if n := done.Load(); n != 2 {
+				t.Fatalf("slow task %d: Run returned with %d of 2 tasks done", slow, n)
+			}
+		}
+	}
+}
