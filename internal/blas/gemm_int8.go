@@ -23,31 +23,30 @@ import (
 // −za·Σ_k b[k][j] (column sums kept with the packed B). Rows of A are
 // copied only for a partial last block of rows or an odd K (zero-padded).
 //
-// An AVX-512 VNNI kernel (vpdpbusd: uint8×int8 quads accumulated straight
-// into int32, no saturation) would be a third int8Kernel entry in
-// int8Kernels, fastest first. It needs a different packing (raw uint8 A in
-// groups of four k, B in k-quads, and za·colsum(B) subtracted in the
-// epilogue); it is not written because this code was developed on a
-// machine without VNNI and untested assembly is not shipped.
-
-// int8MR and int8NR are the tile of C every int8 kernel computes: 6 rows
-// of A by 16 columns of B.
-const (
-	int8MR = 6
-	int8NR = 16
-)
+// Where the CPU has AVX-512 VNNI, vpdpbusd multiplies uint8 × int8 quads
+// and adds them into int32 lanes without saturation, so the VNNI kernel
+// reads B as int8 quads of k (packed once) and A's uint8 codes as they
+// are, four k at a time; the zero point is applied the same way.
+//
+// Each kernel has its own tile (mr×nr) and packing (k in groups of 2 as
+// int16 pairs, or of 4 as int8 quads): an Int8B is packed for the kernel
+// that will run it.
 
 // maxInt8K bounds K so that the int32 sums cannot overflow.
 const maxInt8K = math.MaxInt32 / (255 * 127)
 
-// Int8B is a K×N int8 matrix packed for GemmInt8: panels of 16 columns,
-// and in each panel, for every pair of rows k, k+1, the 16 columns'
-// (b[k][j], b[k+1][j]) as int16 pairs. K is padded to even and N to a
-// multiple of 16 with zeros. It is immutable and may be shared.
+// Int8B is a K×N int8 matrix packed for GemmInt8 and its kernel (the
+// fastest this CPU runs): panels of the kernel's nr columns, and in each
+// panel, for every group of rows k … k+g−1 (g = 2 or 4), the nr columns'
+// g values, as int16 pairs or int8 quads. K is padded to a multiple of g
+// and N to a multiple of nr with zeros. It is immutable and may be
+// shared.
 type Int8B struct {
 	k, n   int
-	kp     int     // k rounded up to even
-	panels []int16 // ceil(n/16) panels of kp·16 values
+	kp     int // k rounded up to a multiple of the kernel's group
+	kern   *int8Kernel
+	pairs  []int16 // the panels of a pairs kernel
+	quads  []int8  // the panels of a quads kernel
 	colsum []int32 // Σ_k b[k][j], for the zero point of A
 }
 
@@ -59,6 +58,11 @@ func (b *Int8B) N() int { return b.n }
 
 // PackInt8B packs the K×N row-major int8 matrix b (row stride ldb ≥ n).
 func PackInt8B(k, n int, b []int8, ldb int) (*Int8B, error) {
+	return packInt8BFor(defaultInt8Kernel, k, n, b, ldb)
+}
+
+// packInt8BFor is PackInt8B for the given kernel, for tests.
+func packInt8BFor(kern *int8Kernel, k, n int, b []int8, ldb int) (*Int8B, error) {
 	if k < 1 || n < 1 || ldb < n {
 		return nil, fmt.Errorf("blas: int8 matrix %d×%d with row stride %d is not valid", k, n, ldb)
 	}
@@ -68,57 +72,68 @@ func PackInt8B(k, n int, b []int8, ldb int) (*Int8B, error) {
 	if len(b) < (k-1)*ldb+n {
 		return nil, fmt.Errorf("blas: int8 matrix %d×%d (stride %d) needs %d values, have %d", k, n, ldb, (k-1)*ldb+n, len(b))
 	}
-	kp := k + k&1
-	np := (n + int8NR - 1) / int8NR
-	p := &Int8B{k: k, n: n, kp: kp, panels: make([]int16, np*kp*int8NR), colsum: make([]int32, n)}
+	g, nr := kern.group(), kern.nr
+	kp := (k + g - 1) / g * g
+	np := (n + nr - 1) / nr
+	p := &Int8B{k: k, n: n, kp: kp, kern: kern, colsum: make([]int32, n)}
+	if kern.pairs != nil {
+		p.pairs = make([]int16, np*kp*nr)
+	} else {
+		p.quads = make([]int8, np*kp*nr)
+	}
 	for kk := range k {
 		for j, v := range b[kk*ldb : kk*ldb+n] {
 			p.colsum[j] += int32(v)
-		}
-	}
-	for pi := range np {
-		panel := p.panels[pi*kp*int8NR:]
-		for kk := range k {
-			row := b[kk*ldb:]
-			for j := range int8NR {
-				col := pi*int8NR + j
-				if col >= n {
-					break
-				}
-				// Pair kk/2, column j, element kk&1.
-				panel[(kk/2)*2*int8NR+2*j+kk&1] = int16(row[col])
+			// Panel j/nr, group kk/g, column j%nr, element kk%g.
+			at := (j/nr)*kp*nr + (kk/g)*g*nr + g*(j%nr) + kk%g
+			if p.pairs != nil {
+				p.pairs[at] = int16(v)
+			} else {
+				p.quads[at] = v
 			}
 		}
 	}
 	return p, nil
 }
 
-// int8Kernel is an int8 micro-kernel: fn computes the 6×16 int32 tile
-// c (row stride 16) = a·panel over kp2 pairs of k, where a holds 6 rows of
-// at least 2·kp2 uint8 values (row stride lda) and panel is one panel of
-// an Int8B.
+// int8Kernel is an int8 micro-kernel computing an mr×nr int32 tile c
+// (row stride nr) = a·panel over kg groups of k, where a holds mr rows of
+// at least g·kg uint8 values (row stride lda) and panel is one panel of an
+// Int8B packed for it. Exactly one of pairs (g = 2, int16 pairs) and
+// quads (g = 4, int8 quads) is set.
 type int8Kernel struct {
-	name string
-	fn   func(kp2 int, a []uint8, lda int, panel []int16, c []int32)
+	name   string
+	mr, nr int
+	pairs  func(kg int, a []uint8, lda int, panel []int16, c []int32)
+	quads  func(kg int, a []uint8, lda int, panel []int8, c []int32)
+}
+
+// group is how many k a packed group holds.
+func (k *int8Kernel) group() int {
+	if k.pairs != nil {
+		return 2
+	}
+	return 4
 }
 
 // int8GoKernel is the portable kernel, and the definition of the others.
-var int8GoKernel = int8Kernel{name: "go-6x16", fn: int8KernGo}
+var int8GoKernel = int8Kernel{name: "go-6x16", mr: 6, nr: 16, pairs: int8KernGo}
 
 func int8KernGo(kp2 int, a []uint8, lda int, panel []int16, c []int32) {
-	var acc [int8MR][int8NR]int32
+	const mr, nr = 6, 16
+	var acc [mr][nr]int32
 	for q := range kp2 {
-		bq := panel[q*2*int8NR : (q+1)*2*int8NR]
-		for r := range int8MR {
+		bq := panel[q*2*nr : (q+1)*2*nr]
+		for r := range mr {
 			a0, a1 := int32(a[r*lda+2*q]), int32(a[r*lda+2*q+1])
 			row := &acc[r]
-			for j := range int8NR {
+			for j := range nr {
 				row[j] += a0*int32(bq[2*j]) + a1*int32(bq[2*j+1])
 			}
 		}
 	}
-	for r := range int8MR {
-		copy(c[r*int8NR:(r+1)*int8NR], acc[r][:])
+	for r := range mr {
+		copy(c[r*nr:(r+1)*nr], acc[r][:])
 	}
 }
 
@@ -146,7 +161,7 @@ func (rq *Requant) check(n int, u8 bool) error {
 
 // value is the float epilogue of sum s in column j.
 func (rq *Requant) value(s int32, j int) float32 {
-	f := float32(s) * rq.Scale[j]
+	f := float32(float32(s) * rq.Scale[j]) // rounded, never fused with the bias
 	if rq.Bias != nil {
 		f += rq.Bias[j]
 	}
@@ -157,35 +172,34 @@ func (rq *Requant) value(s int32, j int) float32 {
 }
 
 // QuantizeU8 is the uint8 code of f with scale s (1/s given as inv) and
-// zero point z: clamp(round(f·inv) + z, 0, 255), half to even. NaN maps
-// to z. Every int8 path quantizes with it.
+// zero point z: clamp(round(f·inv) + z, 0, 255), with f·inv rounded to
+// float32 and then to the nearest integer, half to even. NaN maps to z.
+// Every int8 path quantizes with it, and the vector epilogues do exactly
+// these float32 steps.
 func QuantizeU8(f, inv float32, z uint8) uint8 {
-	q := float64(f)*float64(inv) + float64(z)
+	t := float32(f * inv)
 	switch {
-	case q >= 255:
-		return 255
-	case q > 0:
-		return uint8(math.RoundToEven(q))
-	default: // q ≤ 0 or NaN (treated as 0 offset, then clamped)
-		if q != q {
-			return z
-		}
-		return 0
+	case t != t:
+		t = 0
+	case t > 512:
+		t = 512
+	case t < -512:
+		t = -512
 	}
+	return uint8(min(max(int32(math.RoundToEven(float64(t)))+int32(z), 0), 255))
 }
 
 // GemmInt8S32 computes the raw sums c[i·ldc+j] = Σ_k (a[i·lda+k] − za)·B[k][j]
 // for i < m.
 func GemmInt8S32(m int, a []uint8, lda int, za uint8, b *Int8B, c []int32, ldc int) error {
-	return gemmInt8S32With(defaultInt8Kernel, m, a, lda, za, b, c, ldc)
-}
-
-func gemmInt8S32With(kern *int8Kernel, m int, a []uint8, lda int, za uint8, b *Int8B, c []int32, ldc int) error {
 	if err := checkInt8(m, a, lda, b, len(c), ldc); err != nil {
 		return err
 	}
-	gemmInt8(kern, m, a, lda, za, b, func(i, j0, cols int, s []int32) {
-		copy(c[i*ldc+j0:i*ldc+j0+cols], s[:cols])
+	gemmInt8(m, a, lda, za, b, func(i, j0, cols int, s, zs []int32) {
+		row := c[i*ldc+j0 : i*ldc+j0+cols]
+		for j := range row {
+			row[j] = s[j] - zs[j]
+		}
 	})
 	return nil
 }
@@ -193,17 +207,16 @@ func gemmInt8S32With(kern *int8Kernel, m int, a []uint8, lda int, za uint8, b *I
 // GemmInt8F32 computes c[i·ldc+j] = rq(Σ_k (a[i·lda+k] − za)·B[k][j], j):
 // the product with the float epilogue fused (applied tile by tile).
 func GemmInt8F32(m int, a []uint8, lda int, za uint8, b *Int8B, rq *Requant, c []float32, ldc int) error {
-	return gemmInt8F32With(defaultInt8Kernel, m, a, lda, za, b, rq, c, ldc)
-}
-
-func gemmInt8F32With(kern *int8Kernel, m int, a []uint8, lda int, za uint8, b *Int8B, rq *Requant, c []float32, ldc int) error {
 	if err := checkInt8(m, a, lda, b, len(c), ldc); err != nil {
 		return err
 	}
 	if err := rq.check(b.n, false); err != nil {
 		return err
 	}
-	gemmInt8(kern, m, a, lda, za, b, func(i, j0, cols int, s []int32) {
+	gemmInt8(m, a, lda, za, b, func(i, j0, cols int, s, zs []int32) {
+		for j := range cols {
+			s[j] -= zs[j]
+		}
 		rq.rowF32(c[i*ldc+j0:i*ldc+j0+cols], s[:cols], j0)
 	})
 	return nil
@@ -223,12 +236,12 @@ func (rq *Requant) rowF32(out []float32, s []int32, j0 int) {
 	bias := rq.Bias[j0 : j0+len(out)]
 	if !rq.ReLU {
 		for j := range out {
-			out[j] = float32(s[j])*scale[j] + bias[j]
+			out[j] = float32(float32(s[j])*scale[j]) + bias[j]
 		}
 		return
 	}
 	for j := range out {
-		f := float32(s[j])*scale[j] + bias[j]
+		f := float32(float32(s[j])*scale[j]) + bias[j]
 		if !(f > 0) {
 			f = 0
 		}
@@ -239,10 +252,6 @@ func (rq *Requant) rowF32(out []float32, s []int32, j0 int) {
 // GemmInt8U8 is GemmInt8F32 with the result requantized to uint8 with
 // rq.OutScale and rq.OutZero: the next layer's input.
 func GemmInt8U8(m int, a []uint8, lda int, za uint8, b *Int8B, rq *Requant, c []uint8, ldc int) error {
-	return gemmInt8U8With(defaultInt8Kernel, m, a, lda, za, b, rq, c, ldc)
-}
-
-func gemmInt8U8With(kern *int8Kernel, m int, a []uint8, lda int, za uint8, b *Int8B, rq *Requant, c []uint8, ldc int) error {
 	if err := checkInt8(m, a, lda, b, len(c), ldc); err != nil {
 		return err
 	}
@@ -250,17 +259,20 @@ func gemmInt8U8With(kern *int8Kernel, m int, a []uint8, lda int, za uint8, b *In
 		return err
 	}
 	inv := 1 / rq.OutScale
-	gemmInt8(kern, m, a, lda, za, b, func(i, j0, cols int, s []int32) {
-		// The float values exactly as GemmInt8F32 stores them, then
-		// quantized as the next layer would quantize those.
-		var f [int8NR]float32
-		rq.rowF32(f[:cols], s[:cols], j0)
-		out := c[i*ldc+j0 : i*ldc+j0+cols]
-		for j := range out {
-			out[j] = QuantizeU8(f[j], inv, rq.OutZero)
-		}
+	gemmInt8(m, a, lda, za, b, func(i, j0, cols int, s, zs []int32) {
+		requantRowU8(c[i*ldc+j0:i*ldc+j0+cols], s, zs, rq, j0, inv)
 	})
 	return nil
+}
+
+// requantRowU8Go is the uint8 epilogue of one row of a tile, and the
+// definition of the vector ones: out[j] = QuantizeU8(value(s[j] − zs[j],
+// j0+j), inv, OutZero) — the float value exactly as GemmInt8F32 stores
+// it, then quantized as the next layer would quantize it.
+func requantRowU8Go(out []uint8, s, zs []int32, rq *Requant, j0 int, inv float32) {
+	for j := range out {
+		out[j] = QuantizeU8(rq.value(s[j]-zs[j], j0+j), inv, rq.OutZero)
+	}
 }
 
 func checkInt8(m int, a []uint8, lda int, b *Int8B, lc, ldc int) error {
@@ -280,36 +292,43 @@ func checkInt8(m int, a []uint8, lda int, b *Int8B, lc, ldc int) error {
 // between workers (as for float32 products).
 const int8ParallelMACs = 1 << 20
 
-// gemmInt8 runs kern over every 6×16 tile of C and hands each row of the
-// tile's int32 sums, zero point applied, to store(i, j0, cols, sums).
-// Blocks of 6 rows are shared out between workers; each meets every panel
-// of B.
-func gemmInt8(kern *int8Kernel, m int, a []uint8, lda int, za uint8, b *Int8B, store func(i, j0, cols int, s []int32)) {
+// maxInt8NR bounds every int8 kernel's nr.
+const maxInt8NR = 32
+
+// gemmInt8 runs b's kernel over every mr×nr tile of C and hands each row
+// of the tile's int32 sums to store(i, j0, cols, sums, zs), where zs is
+// what the zero point of A takes off each column's sum (za·Σ_k b[k][j]):
+// the uint8 epilogue subtracts it in its own vector pass. Blocks of mr rows are shared out between workers; each meets
+// every panel of B.
+func gemmInt8(m int, a []uint8, lda int, za uint8, b *Int8B, store func(i, j0, cols int, s, zs []int32)) {
 	if m == 0 {
 		return
 	}
-	blocks := (m + int8MR - 1) / int8MR
-	np := (b.n + int8NR - 1) / int8NR
+	kern := b.kern
+	mr, nr, g := kern.mr, kern.nr, kern.group()
+	blocks := (m + mr - 1) / mr
+	np := (b.n + nr - 1) / nr
 	minPer := blocks
 	if m*b.k*b.n >= int8ParallelMACs {
-		minPer = 4
+		minPer = max(1, 24/mr)
 	}
-	zsum := make([]int32, np*int8NR) // za·colsum, per column
+	zsum := make([]int32, np*nr) // za·colsum, per column
 	for j, cs := range b.colsum {
 		zsum[j] = int32(za) * cs
 	}
+	panel := b.kp * nr
 	parallel.For(blocks, minPer, func(lo, hi int) {
 		var ap []uint8
-		var tile [int8MR * int8NR]int32
+		tile := make([]int32, mr*nr)
 		for blk := lo; blk < hi; blk++ {
-			i0 := blk * int8MR
-			rows := min(int8MR, m-i0)
+			i0 := blk * mr
+			rows := min(mr, m-i0)
 			src, ld := a[i0*lda:], lda
-			if rows < int8MR || b.k != b.kp {
-				// A partial block, or an odd K whose last pair would read
+			if rows < mr || b.k != b.kp {
+				// A partial block, or a K whose last group would read
 				// past the row: a zero-padded copy.
 				if ap == nil {
-					ap = make([]uint8, int8MR*b.kp)
+					ap = make([]uint8, mr*b.kp)
 				}
 				clear(ap)
 				for r := range rows {
@@ -318,16 +337,16 @@ func gemmInt8(kern *int8Kernel, m int, a []uint8, lda int, za uint8, b *Int8B, s
 				src, ld = ap, b.kp
 			}
 			for pi := range np {
-				kern.fn(b.kp/2, src, ld, b.panels[pi*b.kp*int8NR:(pi+1)*b.kp*int8NR], tile[:])
-				j0 := pi * int8NR
-				cols := min(int8NR, b.n-j0)
-				zs := zsum[j0 : j0+int8NR]
+				if kern.pairs != nil {
+					kern.pairs(b.kp/g, src, ld, b.pairs[pi*panel:(pi+1)*panel], tile)
+				} else {
+					kern.quads(b.kp/g, src, ld, b.quads[pi*panel:(pi+1)*panel], tile)
+				}
+				j0 := pi * nr
+				cols := min(nr, b.n-j0)
+				zs := zsum[j0 : j0+nr]
 				for r := range rows {
-					row := tile[r*int8NR : (r+1)*int8NR]
-					for j := range row {
-						row[j] -= zs[j]
-					}
-					store(i0+r, j0, cols, row)
+					store(i0+r, j0, cols, tile[r*nr:(r+1)*nr], zs)
 				}
 			}
 		}

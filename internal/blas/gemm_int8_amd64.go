@@ -14,15 +14,41 @@ func int8Kern6x16AVX2(kp2 int, a *uint8, lda int, panel *int16, c *int32)
 // twelve vpmaddwd into twelve int32 accumulators.
 var int8AVX2Kernel = int8Kernel{
 	name: "avx2-6x16",
-	fn: func(kp2 int, a []uint8, lda int, panel []int16, c []int32) {
+	mr:   6, nr: 16,
+	pairs: func(kp2 int, a []uint8, lda int, panel []int16, c []int32) {
 		if kp2 < 1 {
-			clear(c[:int8MR*int8NR])
+			clear(c[:6*16])
 			return
 		}
 		_ = a[5*lda+2*kp2-1]
-		_ = panel[kp2*2*int8NR-1]
-		_ = c[int8MR*int8NR-1]
+		_ = panel[kp2*2*16-1]
+		_ = c[6*16-1]
 		int8Kern6x16AVX2(kp2, &a[0], lda, &panel[0], &c[0])
+	},
+}
+
+// int8Kern12x32VNNI is the AVX-512 VNNI int8 micro-kernel in
+// gemm_int8_amd64.s. It implements int8Kernel.quads on raw pointers
+// (kq ≥ 1); the caller checks the lengths.
+//
+//go:noescape
+func int8Kern12x32VNNI(kq int, a *uint8, lda int, panel *int8, c *int32)
+
+// int8VNNIKernel is the 12×32 AVX-512 VNNI kernel: per quad of k, two
+// loads of the B panel, twelve broadcasts of a row's four A bytes, and
+// 24 vpdpbusd into 24 int32 accumulators (64 multiply-adds each).
+var int8VNNIKernel = int8Kernel{
+	name: "vnni-12x32",
+	mr:   12, nr: 32,
+	quads: func(kq int, a []uint8, lda int, panel []int8, c []int32) {
+		if kq < 1 {
+			clear(c[:12*32])
+			return
+		}
+		_ = a[11*lda+4*kq-1]
+		_ = panel[kq*4*32-1]
+		_ = c[12*32-1]
+		int8Kern12x32VNNI(kq, &a[0], lda, &panel[0], &c[0])
 	},
 }
 
@@ -31,12 +57,38 @@ var int8AVX2Kernel = int8Kernel{
 var defaultInt8Kernel = int8Kernels()[0]
 
 // int8Kernels lists the int8 kernels this machine can run, fastest first.
-// An AVX-512 VNNI kernel (cpu.X86.HasAVX512VNNI) would go first; see the
-// comment at the top of gemm_int8.go.
 func int8Kernels() []*int8Kernel {
 	var ks []*int8Kernel
+	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512VNNI {
+		ks = append(ks, &int8VNNIKernel)
+	}
 	if cpu.X86.HasAVX2 {
 		ks = append(ks, &int8AVX2Kernel)
 	}
 	return append(ks, &int8GoKernel)
+}
+
+// requantU8AVX512 is the AVX-512 uint8 epilogue in gemm_int8_amd64.s:
+// requantRowU8Go for n values on raw pointers (flags: 1 bias, 2 ReLU).
+//
+//go:noescape
+func requantU8AVX512(n int, s, zs *int32, scale, bias *float32, flags int, inv float32, z int32, out *uint8)
+
+// requantRowU8 is requantRowU8Go, in AVX-512 where the CPU has it.
+func requantRowU8(out []uint8, s, zs []int32, rq *Requant, j0 int, inv float32) {
+	n := len(out)
+	if !cpu.X86.HasAVX512F || n == 0 {
+		requantRowU8Go(out, s, zs, rq, j0, inv)
+		return
+	}
+	_, _, _ = s[n-1], zs[n-1], rq.Scale[j0+n-1]
+	flags, bias := 0, &rq.Scale[j0] // bias is not read without flag 1
+	if rq.Bias != nil {
+		_ = rq.Bias[j0+n-1]
+		flags, bias = 1, &rq.Bias[j0]
+	}
+	if rq.ReLU {
+		flags |= 2
+	}
+	requantU8AVX512(n, &s[0], &zs[0], &rq.Scale[j0], bias, flags, inv, int32(rq.OutZero), &out[0])
 }

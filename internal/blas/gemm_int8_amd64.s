@@ -84,3 +84,189 @@ loop:
 	VMOVDQU Y11, 352(DX)
 	VZEROUPPER
 	RET
+
+// func int8Kern12x32VNNI(kq int, a *uint8, lda int, panel *int8, c *int32)
+//
+// Requires AVX-512F and AVX-512 VNNI. Z0..Z23 accumulate the 12×32 int32
+// tile, row r in Z(2r) and Z(2r+1); Z24, Z25 hold the panel's 32 columns'
+// quads of int8 weights for the current quad of k; Z26 broadcasts one
+// row's four uint8 codes (VPBROADCASTD). VPDPBUSD multiplies the uint8 ×
+// int8 quads and adds their sum into each int32 lane exactly (the sums of
+// the products fit: see maxInt8K). SI walks rows 0–5 of A, R11 rows 6–11.
+TEXT ·int8Kern12x32VNNI(SB), NOSPLIT, $0-40
+	MOVQ kq+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R8
+	MOVQ panel+24(FP), DI
+	MOVQ c+32(FP), DX
+	// R9, R10 = 3 and 5 rows of A in bytes; R11 = row 6.
+	LEAQ (R8)(R8*2), R9
+	LEAQ (R8)(R8*4), R10
+	LEAQ (SI)(R9*2), R11
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	VPXORD Z22, Z22, Z22
+	VPXORD Z23, Z23, Z23
+vnniloop:
+	VMOVDQU32 (DI), Z24
+	VMOVDQU32 64(DI), Z25
+	VPBROADCASTD (SI), Z26
+	VPDPBUSD Z24, Z26, Z0
+	VPDPBUSD Z25, Z26, Z1
+	VPBROADCASTD (SI)(R8*1), Z26
+	VPDPBUSD Z24, Z26, Z2
+	VPDPBUSD Z25, Z26, Z3
+	VPBROADCASTD (SI)(R8*2), Z26
+	VPDPBUSD Z24, Z26, Z4
+	VPDPBUSD Z25, Z26, Z5
+	VPBROADCASTD (SI)(R9*1), Z26
+	VPDPBUSD Z24, Z26, Z6
+	VPDPBUSD Z25, Z26, Z7
+	VPBROADCASTD (SI)(R8*4), Z26
+	VPDPBUSD Z24, Z26, Z8
+	VPDPBUSD Z25, Z26, Z9
+	VPBROADCASTD (SI)(R10*1), Z26
+	VPDPBUSD Z24, Z26, Z10
+	VPDPBUSD Z25, Z26, Z11
+	VPBROADCASTD (R11), Z26
+	VPDPBUSD Z24, Z26, Z12
+	VPDPBUSD Z25, Z26, Z13
+	VPBROADCASTD (R11)(R8*1), Z26
+	VPDPBUSD Z24, Z26, Z14
+	VPDPBUSD Z25, Z26, Z15
+	VPBROADCASTD (R11)(R8*2), Z26
+	VPDPBUSD Z24, Z26, Z16
+	VPDPBUSD Z25, Z26, Z17
+	VPBROADCASTD (R11)(R9*1), Z26
+	VPDPBUSD Z24, Z26, Z18
+	VPDPBUSD Z25, Z26, Z19
+	VPBROADCASTD (R11)(R8*4), Z26
+	VPDPBUSD Z24, Z26, Z20
+	VPDPBUSD Z25, Z26, Z21
+	VPBROADCASTD (R11)(R10*1), Z26
+	VPDPBUSD Z24, Z26, Z22
+	VPDPBUSD Z25, Z26, Z23
+	ADDQ $4, SI
+	ADDQ $4, R11
+	ADDQ $128, DI
+	DECQ CX
+	JNZ vnniloop
+	VMOVDQU32 Z0, 0(DX)
+	VMOVDQU32 Z1, 64(DX)
+	VMOVDQU32 Z2, 128(DX)
+	VMOVDQU32 Z3, 192(DX)
+	VMOVDQU32 Z4, 256(DX)
+	VMOVDQU32 Z5, 320(DX)
+	VMOVDQU32 Z6, 384(DX)
+	VMOVDQU32 Z7, 448(DX)
+	VMOVDQU32 Z8, 512(DX)
+	VMOVDQU32 Z9, 576(DX)
+	VMOVDQU32 Z10, 640(DX)
+	VMOVDQU32 Z11, 704(DX)
+	VMOVDQU32 Z12, 768(DX)
+	VMOVDQU32 Z13, 832(DX)
+	VMOVDQU32 Z14, 896(DX)
+	VMOVDQU32 Z15, 960(DX)
+	VMOVDQU32 Z16, 1024(DX)
+	VMOVDQU32 Z17, 1088(DX)
+	VMOVDQU32 Z18, 1152(DX)
+	VMOVDQU32 Z19, 1216(DX)
+	VMOVDQU32 Z20, 1280(DX)
+	VMOVDQU32 Z21, 1344(DX)
+	VMOVDQU32 Z22, 1408(DX)
+	VMOVDQU32 Z23, 1472(DX)
+	VZEROUPPER
+	RET
+
+// func requantU8AVX512(n int, s, zs *int32, scale, bias *float32, flags int, inv float32, z int32, out *uint8)
+//
+// Requires AVX-512F. requantRowU8Go for n values, 16 at a time (the last
+// group masked with K1): (s − zs) to float32, × scale, + bias (flags bit
+// 0), max 0 (bit 1), × inv, NaN → 0 (K2), clamped to ±512, rounded to
+// the nearest even integer (VCVTPS2DQ in the default rounding mode), + z,
+// clamped to 0…255 and stored as bytes (VPMOVDB). Every step is the
+// float32 operation the Go reference does, so the bits agree.
+TEXT ·requantU8AVX512(SB), NOSPLIT, $0-64
+	MOVQ n+0(FP), CX
+	MOVQ s+8(FP), SI
+	MOVQ zs+16(FP), R8
+	MOVQ scale+24(FP), R9
+	MOVQ bias+32(FP), R10
+	MOVQ flags+40(FP), BX
+	MOVQ out+56(FP), DI
+	TESTQ CX, CX
+	JLE rqdone
+	VBROADCASTSS inv+48(FP), Z28
+	MOVL z+52(FP), AX
+	VPBROADCASTD AX, Z29
+	VPXORD Z30, Z30, Z30
+	MOVL $0x44000000, AX // 512.0
+	VPBROADCASTD AX, Z31
+	MOVL $0xc4000000, AX // -512.0
+	VPBROADCASTD AX, Z27
+	MOVL $255, AX
+	VPBROADCASTD AX, Z26
+rqloop:
+	MOVL $0xffff, AX
+	CMPQ CX, $16
+	JGE rqmask
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+rqmask:
+	KMOVW AX, K1
+	VMOVDQU32.Z (SI), K1, Z0
+	VMOVDQU32.Z (R8), K1, Z1
+	VPSUBD Z1, Z0, Z0
+	VCVTDQ2PS Z0, Z0
+	VMOVUPS.Z (R9), K1, Z1
+	VMULPS Z1, Z0, Z0
+	TESTQ $1, BX
+	JZ rqnobias
+	VMOVUPS.Z (R10), K1, Z1
+	VADDPS Z1, Z0, Z0
+	ADDQ $64, R10
+rqnobias:
+	TESTQ $2, BX
+	JZ rqnorelu
+	VMAXPS Z30, Z0, Z0
+rqnorelu:
+	VMULPS Z28, Z0, Z0
+	VCMPPS $3, Z0, Z0, K2
+	VMOVAPS Z30, K2, Z0
+	VMINPS Z31, Z0, Z0
+	VMAXPS Z27, Z0, Z0
+	VCVTPS2DQ Z0, Z0
+	VPADDD Z29, Z0, Z0
+	VPMAXSD Z30, Z0, Z0
+	VPMINSD Z26, Z0, Z0
+	VPMOVDB Z0, K1, (DI)
+	ADDQ $64, SI
+	ADDQ $64, R8
+	ADDQ $64, R9
+	ADDQ $16, DI
+	SUBQ $16, CX
+	JG rqloop
+	VZEROUPPER
+rqdone:
+	RET

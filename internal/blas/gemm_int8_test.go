@@ -40,20 +40,26 @@ func (c int8Case) ref() []int32 {
 // forced pure-Go one) against the reference, bit for bit.
 func checkInt8Kernels(t *testing.T, c int8Case) {
 	t.Helper()
-	b, err := PackInt8B(c.k, c.n, c.b, c.ldb)
-	if err != nil {
-		t.Fatal(err)
-	}
 	want := c.ref()
 	for _, kern := range int8Kernels() {
+		b := c.pack(t, kern)
 		got := make([]int32, c.m*c.n)
-		if err := gemmInt8S32With(kern, c.m, c.a, c.lda, c.za, b, got, c.n); err != nil {
+		if err := GemmInt8S32(c.m, c.a, c.lda, c.za, b, got, c.n); err != nil {
 			t.Fatal(err)
 		}
 		if i := firstDiff(got, want); i >= 0 {
 			t.Fatalf("%s, %d×%d×%d za=%d: c[%d] = %d, reference %d", kern.name, c.m, c.k, c.n, c.za, i, got[i], want[i])
 		}
 	}
+}
+
+// pack packs the case's B for kern.
+func (c int8Case) pack(t testing.TB, kern *int8Kernel) *Int8B {
+	b, err := packInt8BFor(kern, c.k, c.n, c.b, c.ldb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func firstDiff[T comparable](a, b []T) int {
@@ -120,6 +126,7 @@ func TestGemmInt8Epilogues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	goB := c.pack(t, &int8GoKernel)
 	sums := c.ref()
 	for _, relu := range []bool{false, true} {
 		rq := &Requant{Scale: make([]float32, c.n), Bias: make([]float32, c.n), ReLU: relu, OutScale: 0.05, OutZero: 7}
@@ -141,8 +148,9 @@ func TestGemmInt8Epilogues(t *testing.T) {
 			}
 		}
 		for _, kern := range int8Kernels() {
+			kb := c.pack(t, kern)
 			gotF := make([]float32, c.m*c.n)
-			if err := gemmInt8F32With(kern, c.m, c.a, c.lda, c.za, b, rq, gotF, c.n); err != nil {
+			if err := GemmInt8F32(c.m, c.a, c.lda, c.za, kb, rq, gotF, c.n); err != nil {
 				t.Fatal(err)
 			}
 			for i := range gotF {
@@ -151,7 +159,7 @@ func TestGemmInt8Epilogues(t *testing.T) {
 				}
 			}
 			gotU := make([]uint8, c.m*c.n)
-			if err := gemmInt8U8With(kern, c.m, c.a, c.lda, c.za, b, rq, gotU, c.n); err != nil {
+			if err := GemmInt8U8(c.m, c.a, c.lda, c.za, kb, rq, gotU, c.n); err != nil {
 				t.Fatal(err)
 			}
 			off := 0
@@ -168,7 +176,7 @@ func TestGemmInt8Epilogues(t *testing.T) {
 		}
 		// Every kernel gives the same bits after the shared epilogue.
 		ref := make([]uint8, c.m*c.n)
-		if err := gemmInt8U8With(&int8GoKernel, c.m, c.a, c.lda, c.za, b, rq, ref, c.n); err != nil {
+		if err := GemmInt8U8(c.m, c.a, c.lda, c.za, goB, rq, ref, c.n); err != nil {
 			t.Fatal(err)
 		}
 		got := make([]uint8, c.m*c.n)
@@ -234,14 +242,56 @@ func FuzzGemmInt8(f *testing.F) {
 func BenchmarkGemmInt8(b *testing.B) {
 	rng := rand.New(rand.NewPCG(1, 1))
 	c := newInt8Case(rng, 256, 288, 64)
-	p, _ := PackInt8B(c.k, c.n, c.b, c.ldb)
 	out := make([]int32, c.m*c.n)
 	for _, kern := range int8Kernels() {
+		p := c.pack(b, kern)
 		b.Run(kern.name, func(b *testing.B) {
 			for b.Loop() {
-				_ = gemmInt8S32With(kern, c.m, c.a, c.lda, c.za, p, out, c.n)
+				_ = GemmInt8S32(c.m, c.a, c.lda, c.za, p, out, c.n)
 			}
 			b.ReportMetric(float64(c.m*c.k*c.n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GMAC/s")
 		})
+	}
+}
+
+// TestRequantRowU8MatchesGo compares the uint8 epilogue this machine runs
+// (AVX-512 where it has it) with the Go definition bit for bit, on rows
+// of every length up to two vector groups, with and without a bias and
+// ReLU, and with scales and biases that reach the clamps, NaN and ±Inf.
+func TestRequantRowU8MatchesGo(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 4))
+	special := []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)), 0, -0.0, 1e30, -1e30}
+	for n := 1; n <= 2*maxInt8NR+3; n++ {
+		for _, bias := range []bool{false, true} {
+			for _, relu := range []bool{false, true} {
+				j0 := rng.IntN(5)
+				rq := &Requant{Scale: make([]float32, j0+n), ReLU: relu, OutScale: 0.01 + rng.Float32(), OutZero: uint8(rng.IntN(256))}
+				if bias {
+					rq.Bias = make([]float32, j0+n)
+				}
+				s, zs := make([]int32, n), make([]int32, n)
+				for j := range n {
+					s[j], zs[j] = rng.Int32N(1<<20)-1<<19, rng.Int32N(1<<16)-1<<15
+					rq.Scale[j0+j] = float32(rng.NormFloat64()) * 1e-4
+					if rq.Bias != nil {
+						rq.Bias[j0+j] = float32(rng.NormFloat64())
+					}
+					if rng.IntN(8) == 0 {
+						rq.Scale[j0+j] = special[rng.IntN(len(special))]
+					}
+					if rq.Bias != nil && rng.IntN(8) == 0 {
+						rq.Bias[j0+j] = special[rng.IntN(len(special))]
+					}
+				}
+				inv := 1 / rq.OutScale
+				got, want := make([]uint8, n+1), make([]uint8, n+1)
+				got[n], want[n] = 0xAB, 0xAB // a guard byte past the row
+				requantRowU8(got[:n], s, zs, rq, j0, inv)
+				requantRowU8Go(want[:n], s, zs, rq, j0, inv)
+				if i := firstDiff(got, want); i >= 0 {
+					t.Fatalf("n=%d bias=%v relu=%v: out[%d] = %d, Go %d (scale %v)", n, bias, relu, i, got[i], want[i], rq.Scale[j0+min(i, n-1)])
+				}
+			}
+		}
 	}
 }

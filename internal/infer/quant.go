@@ -333,10 +333,7 @@ func maxPoolU8(y, x []uint8, n int, sh kernels.PoolShape) {
 					iy := oy*sh.SH + ky*sh.DH
 					for kx := range sh.KW {
 						ix := ox*sh.SW + kx*sh.DW
-						src := x[((b*sh.H+iy)*sh.W+ix)*c:][:c]
-						for j, v := range src {
-							dst[j] = max(dst[j], v)
-						}
+						kernels.MaxU8(dst, x[((b*sh.H+iy)*sh.W+ix)*c:][:c])
 					}
 				}
 			}
@@ -530,21 +527,35 @@ func grow(buf *[]uint8, n int) []uint8 {
 // kernel overhangs the border (the code of 0).
 func im2colU8(col, x []uint8, n0, lo, hi int, z uint8, s kernels.ConvShape) {
 	kdim := s.KH * s.KW * s.C
+	// rowRun is the bytes of one kernel row when its pixels are adjacent
+	// in the input (no dilation, the whole row inside): one copy instead
+	// of KW (measured: im2col was a quarter of the int8 VGG's time).
+	rowRun := s.KW * s.C
+	// zs is a run of the zero point's code, copied where the kernel
+	// overhangs the border (copy is vectorised; a loop of stores is not).
+	zs := make([]uint8, s.C)
+	for i := range zs {
+		zs[i] = z
+	}
 	for r := lo; r < hi; r++ {
 		n, oy := n0+r/s.OH, r%s.OH
 		img := x[n*s.H*s.W*s.C : (n+1)*s.H*s.W*s.C]
 		for ox := range s.OW {
 			row := col[((r/s.OH)*s.OH*s.OW+oy*s.OW+ox)*kdim:][:kdim]
 			iy0, ix0 := oy*s.SH-s.PT, ox*s.SW-s.PL
+			inside := s.DW == 1 && ix0 >= 0 && ix0+s.KW <= s.W
 			for ky := range s.KH {
 				iy := iy0 + ky*s.DH
+				if inside && iy >= 0 && iy < s.H {
+					p := (iy*s.W + ix0) * s.C
+					copy(row[ky*rowRun:(ky+1)*rowRun], img[p:p+rowRun])
+					continue
+				}
 				for kx := range s.KW {
 					ix := ix0 + kx*s.DW
 					dst := row[(ky*s.KW+kx)*s.C : (ky*s.KW+kx+1)*s.C]
 					if iy < 0 || iy >= s.H || ix < 0 || ix >= s.W {
-						for i := range dst {
-							dst[i] = z
-						}
+						copy(dst, zs)
 						continue
 					}
 					p := (iy*s.W + ix) * s.C

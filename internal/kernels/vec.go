@@ -150,3 +150,11 @@ func pool2x2RowGo(dst []float32, arg []int32, top, bot []float32, ow, c, topIdx,
 		}
 	}
 }
+
+// maxU8Go sets dst[i] = max(dst[i], src[i]).
+func maxU8Go(dst, src []uint8) {
+	src = src[:len(dst)]
+	for i, v := range src {
+		dst[i] = max(dst[i], v)
+	}
+}

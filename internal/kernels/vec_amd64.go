@@ -181,3 +181,21 @@ func reluGrad(dx, dy, x []float32) {
 	reluGradAVX2(&dx[0], &dy[0], &x[0], n)
 	reluGradGo(dx[n:], dy[n:], x[n:])
 }
+
+//go:noescape
+func maxU8AVX2(dst, src *uint8, n int)
+
+// MaxU8 sets dst[i] = max(dst[i], src[i]) for the len(dst) codes of dst
+// (src at least as long): a max pool over the uint8 codes of an int8
+// network, one window position at a time.
+func MaxU8(dst, src []uint8) {
+	n := len(dst)
+	_ = src[:n]
+	head := 0
+	if vecAVX2 {
+		if head = n &^ 31; head > 0 {
+			maxU8AVX2(&dst[0], &src[0], head)
+		}
+	}
+	maxU8Go(dst[head:], src[head:n])
+}

@@ -460,3 +460,20 @@ relugrad_group:
 relugrad_done:
 	VZEROUPPER
 	RET
+
+// func maxU8AVX2(dst, src *uint8, n int)
+// dst[i] = max(dst[i], src[i]) for n a positive multiple of 32 (VPMAXUB).
+TEXT ·maxU8AVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+maxu8loop:
+	VMOVDQU (DI), Y0
+	VPMAXUB (SI), Y0, Y0
+	VMOVDQU Y0, (DI)
+	ADDQ $32, DI
+	ADDQ $32, SI
+	SUBQ $32, CX
+	JNZ maxu8loop
+	VZEROUPPER
+	RET

@@ -44,3 +44,8 @@ func mulAdd(dst, a, b []float32)        { mulAddGo(dst, a, b) }
 func hardSwish(dst, src []float32)      { hardSwishGo(dst, src) }
 func hardSwishGrad(dx, dy, x []float32) { hardSwishGradGo(dx, dy, x) }
 func reluGrad(dx, dy, x []float32)      { reluGradGo(dx, dy, x) }
+
+// MaxU8 sets dst[i] = max(dst[i], src[i]) for the len(dst) codes of dst
+// (src at least as long): a max pool over the uint8 codes of an int8
+// network, one window position at a time.
+func MaxU8(dst, src []uint8) { maxU8Go(dst, src) }

@@ -3,6 +3,7 @@ package kernels
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -127,6 +128,28 @@ func TestPool2x2RowMatchesGo(t *testing.T) {
 					}
 				}
 			}
+		}
+	}
+}
+
+// TestMaxU8MatchesGo compares MaxU8 (AVX2 where the CPU has it) with the
+// Go loop on lengths around the vector width, and checks that nothing
+// past dst changes.
+func TestMaxU8MatchesGo(t *testing.T) {
+	rng := rand.New(rand.NewPCG(31, 32))
+	for _, n := range []int{1, 7, 31, 32, 33, 64, 100, 128, 257} {
+		dst, src := make([]uint8, n+1), make([]uint8, n)
+		for i := range dst {
+			dst[i] = uint8(rng.IntN(256))
+		}
+		for i := range src {
+			src[i] = uint8(rng.IntN(256))
+		}
+		want := slices.Clone(dst)
+		maxU8Go(want[:n], src)
+		MaxU8(dst[:n], src)
+		if !slices.Equal(dst, want) {
+			t.Fatalf("n=%d: MaxU8 = %v, want %v", n, dst, want)
 		}
 	}
 }
