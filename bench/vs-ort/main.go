@@ -85,13 +85,14 @@ func main() {
 
 // config holds the command line.
 type config struct {
-	model   string
-	threads int
-	rounds  int
-	seconds float64
-	cache   string
-	int8    string
-	batches []int
+	model    string
+	threads  int
+	rounds   int
+	seconds  float64
+	cache    string
+	int8     string
+	batches  []int
+	peakOnly bool
 }
 
 func parseFlags() (config, error) {
@@ -106,6 +107,7 @@ func parseFlags() (config, error) {
 	flag.Float64Var(&c.seconds, "seconds", 1, "seconds of each measurement")
 	flag.StringVar(&c.int8, "int8", "", "int8 model `file` quantized from -model by fashion quantize: adds the contender ours_int8")
 	flag.StringVar(&c.cache, "cache", filepath.Join(cacheDir, "fashion-vs-ort"), "folder where onnxruntime-node is installed")
+	flag.BoolVar(&c.peakOnly, "peak", false, "only measure and print the FP32 FMA peak (for bench/run)")
 	flag.Parse()
 	switch {
 	case flag.NArg() > 0:
@@ -162,16 +164,19 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	if !fileExists(cfg.model) {
+	if !cfg.peakOnly && !fileExists(cfg.model) {
 		return fmt.Errorf("model %s not found (-model)", cfg.model)
 	}
 	runtime.GOMAXPROCS(cfg.threads)
 	printMachine()
-	fmt.Printf("threads: %d each; rounds: %d of %gs per measurement; model: %s\n", cfg.threads, cfg.rounds, cfg.seconds, cfg.model)
 	peak := measurePeak(cfg.threads)
 	if peak > 0 {
 		fmt.Printf("FP32 FMA peak (%d threads, %s, best of 5): %.1f GFLOP/s\n", cfg.threads, peakLoop(), peak/1e9)
 	}
+	if cfg.peakOnly {
+		return nil
+	}
+	fmt.Printf("threads: %d each; rounds: %d of %gs per measurement; model: %s\n", cfg.threads, cfg.rounds, cfg.seconds, cfg.model)
 
 	ort, err := startORT(cfg)
 	if err != nil {
