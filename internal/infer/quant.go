@@ -436,8 +436,10 @@ func (s *Int8Conv) inputs() []int {
 // chainU8), for tests and tools that describe a program.
 func (s *Int8Conv) Chained() (in, out bool) { return s.inU8, s.outU8 }
 
-// int8ColBytes bounds the unfolded rows of one chunk of images.
-const int8ColBytes = 4 << 20
+// int8ColBytes bounds the unfolded rows of one chunk of images: half a
+// 2 MiB L2 (measured on the AVX-512 Xeon, VGG at batch 256: 9,730 img/s
+// against 9,430 with 4 MiB and 8,800 with 256 KiB).
+const int8ColBytes = 1 << 20
 
 func (s *Int8Conv) run(st *State, n int) {
 	sh := s.Shape
