@@ -362,3 +362,15 @@ func TestBatcherAdmitsByImages(t *testing.T) {
 		t.Errorf("6 images into an empty queue bounded at 4: %v, want admitted", err)
 	}
 }
+
+// TestStopRightAfterStart checks a shutdown that comes before the gRPC
+// server has begun serving is a clean stop, not an error (it was one in CI:
+// "gRPC: grpc: the server has been stopped").
+func TestStopRightAfterStart(t *testing.T) {
+	for i := range 50 {
+		ts := startServer(t, Config{}, newFake())
+		if err := ts.stop(t); err != nil {
+			t.Fatalf("start %d: stop right after start: %v", i, err)
+		}
+	}
+}

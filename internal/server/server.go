@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"golang.org/x/sync/semaphore"
+	"google.golang.org/grpc"
 
 	"github.com/fashion-classifier/fashion/internal/fetch"
 	"github.com/fashion-classifier/fashion/internal/imageprep"
@@ -500,7 +501,10 @@ func (s *Server) ServeWithGRPC(ctx context.Context, ln, grpcLn net.Listener) err
 		g := s.NewGRPCServer()
 		gs = g
 		go func() {
-			if err := g.Serve(grpcLn); err != nil {
+			// A shutdown that comes before Serve has begun makes Serve
+			// return ErrServerStopped (and close the listener): that is
+			// the stop we asked for, not a failure to serve.
+			if err := g.Serve(grpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 				errc <- fmt.Errorf("gRPC: %w", err)
 			}
 		}()
