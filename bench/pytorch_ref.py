@@ -104,9 +104,15 @@ def fast_recipe(epochs, out):
     avg = copy.deepcopy(net)
     batch = 256
     steps = epochs * (len(xtr) // batch)
-    opt = torch.optim.SGD(net.parameters(), lr=0.2, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    # Weight decay on the weights of convolutions and linear layers only,
+    # as fashion train does (not on biases or batch-norm parameters).
+    decay = [p for p in net.parameters() if p.dim() > 1]
+    rest = [p for p in net.parameters() if p.dim() <= 1]
+    opt = torch.optim.SGD([{"params": decay, "weight_decay": 5e-4}, {"params": rest, "weight_decay": 0}],
+                          lr=0.2, momentum=0.9, nesterov=True)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.2, total_steps=steps, cycle_momentum=False)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
+    t = 0
     for epoch in range(epochs):
         net.train()
         perm = torch.randperm(len(xtr))
@@ -117,10 +123,13 @@ def fast_recipe(epochs, out):
             loss_fn(net(x), ytr[idx]).backward()
             opt.step()
             sched.step()
+            # The average's decay warms up as (1+t)/(10+t), as in fashion train.
+            d = min(0.99, (1 + t) / (10 + t))
+            t += 1
             with torch.no_grad():
                 for pa, pn in zip(avg.state_dict().values(), net.state_dict().values()):
                     if pa.dtype.is_floating_point:
-                        pa.mul_(0.99).add_(pn, alpha=0.01)
+                        pa.mul_(d).add_(pn, alpha=1 - d)
                     else:
                         pa.copy_(pn)
         print("epoch %d/%d %.0f s" % (epoch + 1, epochs, time.perf_counter() - t0), file=sys.stderr)
