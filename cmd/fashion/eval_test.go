@@ -57,3 +57,36 @@ func TestEvalRejectsBadModel(t *testing.T) {
 		t.Errorf("error %q does not name the file", errb.String())
 	}
 }
+
+// TestMobileNetV3SmallAccuracy is the promise of the model card's
+// MobileNetV3-small section (issue 12): the committed file classifies at
+// least 90% of the official test set correctly through fashion eval, and
+// says what it is.
+func TestMobileNetV3SmallAccuracy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("classifies all 10,000 test images; run without -short (CI's main test run does)")
+	}
+	dir := datatest.FashionMNISTDir(t)
+	file := filepath.Join("..", "..", "model", "mobilenetv3-small.safetensors")
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"eval", "-data", dir, "-model", file, "-json"}, &out, &errb); code != 0 {
+		t.Fatalf("eval exited %d: %s", code, errb.String())
+	}
+	var rep struct {
+		Accuracy float64 `json:"accuracy"`
+		N        int     `json:"n"`
+		Model    struct {
+			Arch string `json:"arch"`
+		} `json:"model"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("eval -json printed %q: %v", out.String(), err)
+	}
+	t.Logf("%s: %.4f on %d images", file, rep.Accuracy, rep.N)
+	if rep.N != 10000 || rep.Model.Arch != "mobilenetv3-small-28" {
+		t.Errorf("eval of %s: n %d, arch %q; want 10000, mobilenetv3-small-28", file, rep.N, rep.Model.Arch)
+	}
+	if rep.Accuracy < 0.900 {
+		t.Errorf("accuracy %.4f, want ≥ 0.900", rep.Accuracy)
+	}
+}
