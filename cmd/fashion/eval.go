@@ -52,18 +52,10 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		test.Images.N, test.Images.Pix, test.Labels = *limit, test.Images.Pix[:*limit*px], test.Labels[:*limit]
 	}
 	info := m.Info()
-	var predictErr error
 	start := time.Now()
-	conf := train.Evaluate(func(x []float32, n int) []float32 {
-		p, err := m.Predict(x, n)
-		if err != nil {
-			predictErr = err
-			return make([]float32, n*len(info.Classes))
-		}
-		return p
-	}, info, test, info.Classes)
-	if predictErr != nil {
-		return predictErr
+	conf, err := train.Evaluate(m.Predict, info, test, info.Classes)
+	if err != nil {
+		return err
 	}
 	elapsed := time.Since(start)
 	rep := conf.Report()

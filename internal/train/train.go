@@ -293,15 +293,7 @@ func Run(ctx context.Context, cfg Config, data *idx.Dataset) (*Result, error) {
 		if err != nil {
 			return 0, fmt.Errorf("train: compiling the network to evaluate it: %w", err)
 		}
-		p := infer.NewPredictor(prog)
-		conf := Evaluate(func(x []float32, k int) []float32 {
-			scores, perr := p.Logits(x, k)
-			if perr != nil {
-				err = perr
-				return make([]float32, k*len(meta.Classes))
-			}
-			return scores
-		}, info, testSet, meta.Classes)
+		conf, err := Evaluate(infer.NewPredictor(prog).Logits, info, testSet, meta.Classes)
 		if err != nil {
 			return 0, fmt.Errorf("train: evaluating: %w", err)
 		}
@@ -434,8 +426,9 @@ func machine() string {
 }
 
 // Evaluate runs forward (which maps n normalised images to n×classes
-// scores) over set in batches and returns the confusion matrix.
-func Evaluate(forward func(x []float32, n int) []float32, info modelfile.Info, set idx.Set, classes []string) *eval.Confusion {
+// scores) over set in batches and returns the confusion matrix, or
+// forward's first error.
+func Evaluate(forward func(x []float32, n int) ([]float32, error), info modelfile.Info, set idx.Set, classes []string) (*eval.Confusion, error) {
 	const batch = 500
 	conf := eval.NewConfusion(classes)
 	px := set.Images.Rows * set.Images.Cols
@@ -444,12 +437,15 @@ func Evaluate(forward func(x []float32, n int) []float32, info modelfile.Info, s
 	for n0 := 0; n0 < set.Images.N; n0 += batch {
 		n1 := min(n0+batch, set.Images.N)
 		info.Normalize(x[:(n1-n0)*px], set.Images.Pix[n0*px:n1*px])
-		scores := forward(x[:(n1-n0)*px], n1-n0)
+		scores, err := forward(x[:(n1-n0)*px], n1-n0)
+		if err != nil {
+			return nil, err
+		}
 		for i := n0; i < n1; i++ {
 			conf.Add(int(set.Labels[i]), eval.Argmax(scores[(i-n0)*k:(i-n0+1)*k]))
 		}
 	}
-	return conf
+	return conf, nil
 }
 
 func newBar(w io.Writer, total int, desc string) *progressbar.ProgressBar {

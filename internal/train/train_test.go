@@ -217,9 +217,7 @@ func TestArchitecturesAndEMALearn(t *testing.T) {
 				t.Errorf("training loss did not fall: %v → %v", h[0].TrainLoss, h[len(h)-1].TrainLoss)
 			}
 			// The returned network is the average, not the last step.
-			got := Evaluate(func(x []float32, n int) []float32 {
-				return res.Net.Forward(&nn.Tensor{N: n, H: 28, W: 28, C: 1, Data: x}, false).Data
-			}, modelfile.Info{Mean: res.Meta.Mean, Std: res.Meta.Std}, d.Test, res.Meta.Classes).Report().Accuracy
+			got := accuracyOf(t, layersForward(res.Net), modelfile.Info{Mean: res.Meta.Mean, Std: res.Meta.Std}, d.Test, res.Meta.Classes)
 			if got != res.Meta.TestAccuracy {
 				t.Errorf("returned network scores %.4f, the recorded accuracy is %.4f", got, res.Meta.TestAccuracy)
 			}
@@ -252,9 +250,7 @@ func TestDistillationFollowsTheTeacher(t *testing.T) {
 		t.Fatal(err)
 	}
 	info := modelfile.Info{Mean: res.Meta.Mean, Std: res.Meta.Std}
-	forward := func(x []float32, n int) []float32 {
-		return res.Net.Forward(&nn.Tensor{N: n, H: 28, W: 28, C: 1, Data: x}, false).Data
-	}
+	forward := layersForward(res.Net)
 	shifted := func(s idx.Set, by int) idx.Set {
 		out := idx.Set{Images: s.Images, Labels: make([]uint8, len(s.Labels))}
 		for i, l := range s.Labels {
@@ -276,7 +272,7 @@ func TestDistillationFollowsTheTeacher(t *testing.T) {
 		{"plain images, teacher's class", shifted(d.Test, 1)},
 		{"mirror images, teacher's class", shifted(flipped, 2)},
 	} {
-		if acc := Evaluate(forward, info, tc.set, res.Meta.Classes).Report().Accuracy; acc < 0.8 {
+		if acc := accuracyOf(t, forward, info, tc.set, res.Meta.Classes); acc < 0.8 {
 			t.Errorf("%s: accuracy %.3f, want ≥ 0.8", tc.name, acc)
 		}
 	}
@@ -331,13 +327,28 @@ func TestStorageF16(t *testing.T) {
 			}
 		}
 	}
-	got := Evaluate(func(x []float32, n int) []float32 {
-		return res.Net.Forward(&nn.Tensor{N: n, H: 28, W: 28, C: 1, Data: x}, false).Data
-	}, modelfile.Info{Mean: res.Meta.Mean, Std: res.Meta.Std}, d.Test, res.Meta.Classes).Report().Accuracy
+	got := accuracyOf(t, layersForward(res.Net), modelfile.Info{Mean: res.Meta.Mean, Std: res.Meta.Std}, d.Test, res.Meta.Classes)
 	if got != res.Meta.TestAccuracy {
 		t.Errorf("rounded network scores %.4f, the recorded accuracy is %.4f", got, res.Meta.TestAccuracy)
 	}
 	if _, err := Run(context.Background(), Config{Arch: "vgg", Epochs: 1, Storage: "f8"}, d); err == nil || !strings.Contains(err.Error(), "storage") {
 		t.Errorf("Storage f8: %v, want an error about storage", err)
 	}
+}
+
+// layersForward runs net's training layers in inference mode, for Evaluate.
+func layersForward(net *nn.Sequential) func(x []float32, n int) ([]float32, error) {
+	return func(x []float32, n int) ([]float32, error) {
+		return net.Forward(&nn.Tensor{N: n, H: 28, W: 28, C: 1, Data: x}, false).Data, nil
+	}
+}
+
+// accuracyOf is Evaluate's accuracy, failing the test on an error.
+func accuracyOf(t *testing.T, forward func(x []float32, n int) ([]float32, error), info modelfile.Info, set idx.Set, classes []string) float64 {
+	t.Helper()
+	conf, err := Evaluate(forward, info, set, classes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conf.Report().Accuracy
 }
