@@ -413,12 +413,7 @@ func (w *Winograd3x3) outputTiles(f *winoForm, dst, res, prod, spill, tmp, blk, 
 			wino4OutputGo(src, ss, bias, m0, m1, brelu, &d)
 		}
 		if res != nil {
-			for k := range r * r {
-				if y, x := y0+k/r, x0+k%r; y < h && x < wd {
-					o := ((img*h+y)*wd + x) * m
-					Add(d[k][m0:m1], d[k][m0:m1], res[o+m0:o+m1], relu)
-				}
-			}
+			w.addResidual(dst, res, relu, img, y0, x0, r, h, wd, m0, m1)
 		}
 		if blk == nil {
 			continue
@@ -445,6 +440,27 @@ func (w *Winograd3x3) outputTiles(f *winoForm, dst, res, prod, spill, tmp, blk, 
 					max4Go(out, a, b, c, e)
 				}
 			}
+		}
+	}
+}
+
+// addResidual adds res to the r×r output block at (y0, x0) of image img
+// in dst (both n×h×wd×M) for channels [m0, m1), clamping at 0 if relu.
+// With every channel, a row of the block is one run of memory: one Add
+// per row instead of one per pixel (ResNet-20's 16-channel blocks spent
+// 3 of 13 ms per 256 images in per-pixel Add calls on the AVX-512 Xeon).
+func (w *Winograd3x3) addResidual(dst, res []float32, relu bool, img, y0, x0, r, h, wd, m0, m1 int) {
+	m := w.M
+	xe := min(r, wd-x0) // pixels of the row inside the image
+	for y := y0; y < min(y0+r, h); y++ {
+		o := ((img*h+y)*wd + x0) * m
+		if m0 == 0 && m1 == m {
+			Add(dst[o:o+xe*m], dst[o:o+xe*m], res[o:o+xe*m], relu)
+			continue
+		}
+		for x := range xe {
+			p := o + x*m
+			Add(dst[p+m0:p+m1], dst[p+m0:p+m1], res[p+m0:p+m1], relu)
 		}
 	}
 }
