@@ -3,9 +3,11 @@
 //
 // Three contenders run in turn, several rounds, in a different order each
 // round (all six orders over six rounds): ONNX Runtime (onnxruntime-node driven by ort.js), our
-// ONNX path (package onnx on the same file) and our native path (the
-// embedded model, the same VGG-w32 architecture, through its compiled
-// network: the out-of-distribution score that modelfile.Classifier adds
+// ONNX path (package onnx on the same file) and our native path (-native,
+// by default model/vgg-w32.safetensors, our own VGG-w32 of the same
+// architecture as the ONNX file, through its compiled network; the
+// embedded default is a ResNet-20 and would not compare like with like:
+// the out-of-distribution score that modelfile.Classifier adds
 // to each prediction, which ONNX Runtime does not compute, is timed once
 // apart). Each measures batch-1
 // latency (milliseconds per call) and batch-256 throughput (images per
@@ -93,6 +95,7 @@ type config struct {
 	int8     string
 	batches  []int
 	peakOnly bool
+	native   string
 }
 
 func parseFlags() (config, error) {
@@ -101,7 +104,8 @@ func parseFlags() (config, error) {
 	if err != nil {
 		cacheDir = os.TempDir()
 	}
-	flag.StringVar(&c.model, "model", defaultModel(), "ONNX model file")
+	flag.StringVar(&c.model, "model", upwards("../shared/models/vgg_w32_fmnist.onnx"), "ONNX model file")
+	flag.StringVar(&c.native, "native", upwards("model/vgg-w32.safetensors"), "our model `file` of the ONNX file's architecture, for the contender ours_native")
 	flag.IntVar(&c.threads, "threads", 2, "threads for each contender (ONNX Runtime intra-op threads, our GOMAXPROCS)")
 	flag.IntVar(&c.rounds, "rounds", 6, "rounds; the figures are medians over rounds (6 runs every order once)")
 	flag.Float64Var(&c.seconds, "seconds", 1, "seconds of each measurement")
@@ -122,21 +126,21 @@ func parseFlags() (config, error) {
 	return c, nil
 }
 
-// defaultModel is ../shared/models/vgg_w32_fmnist.onnx from the repository
-// root, found from the working directory upwards.
-func defaultModel() string {
-	const rel = "shared/models/vgg_w32_fmnist.onnx"
+// upwards returns rel joined to the nearest of the working directory and
+// its parents where that path exists (rel itself if none does), so that
+// the defaults work from anywhere in the repository.
+func upwards(rel string) string {
 	dir, err := os.Getwd()
 	if err != nil {
-		return filepath.Join("..", rel)
+		return rel
 	}
 	for {
-		if p := filepath.Join(dir, "..", rel); fileExists(p) {
+		if p := filepath.Join(dir, rel); fileExists(p) {
 			return p
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return filepath.Join("..", rel)
+			return rel
 		}
 		dir = parent
 	}
@@ -192,12 +196,16 @@ func run() error {
 	if !ok {
 		return fmt.Errorf("%s is not an ONNX model", cfg.model)
 	}
-	native, err := modelfile.Embedded()
+	openedNative, err := opener.Open(context.Background(), cfg.native, opener.Options{})
 	if err != nil {
-		return err
+		return fmt.Errorf("-native: %w", err)
+	}
+	native, ok := openedNative.(*modelfile.Classifier)
+	if !ok {
+		return fmt.Errorf("-native %s is not one of our model files", cfg.native)
 	}
 	if native.HasOOD() {
-		fmt.Println("ours_native: the embedded model's compiled network (infer.Predictor.Predict); Classifier.Predict also computes an out-of-distribution score per image, which ONNX Runtime does not, and is timed apart below")
+		fmt.Println("ours_native: " + cfg.native + "'s compiled network (infer.Predictor.Predict); Classifier.Predict also computes an out-of-distribution score per image, which ONNX Runtime does not, and is timed apart below")
 	}
 	contenders := []contender{
 		{"ort", ort.measure},

@@ -35,7 +35,10 @@ func TestConvertF16KeepsAccuracy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := float64(fi.Size()) / float64(len(shipped.Weights)); r > 0.56 {
+	// The network's weights halve; the out-of-distribution detector
+	// (a 196×196 float32 matrix, 154 kB) stays float32 (measured: 0.57 of
+	// the ResNet-20 file, 0.54 of the VGG-w32 one).
+	if r := float64(fi.Size()) / float64(len(shipped.Weights)); r > 0.60 {
 		t.Errorf("F16 file is %d bytes, %.2f of the F32 file's %d", fi.Size(), r, len(shipped.Weights))
 	}
 	full, _ := evalAccuracy(t, dir)

@@ -50,7 +50,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&cfg.TrainLimit, "train-limit", 0, "train on only the first N training images (0: all)")
 	fs.IntVar(&cfg.TestLimit, "test-limit", 0, "evaluate on only the first N test images (0: all)")
 	quiet := fs.Bool("quiet", false, "no progress bar (per-epoch lines are still printed)")
-	initPath := fs.String("init", "", "start from this model file's weights and classes (fine-tuning) instead of random weights")
+	initPath := fs.String("init", "", "start from this model file's weights and classes and, unless -arch is given, its architecture (fine-tuning) instead of random weights")
 	photos := fs.String("photos", "", "also train on this ImageFolder-style directory of photos (one folder per label, converted as predict converts)")
 	mapping := fs.String("mapping", "", "the photo folders' mapping file (MAPPING.tsv format; default: MAPPING.tsv in -photos' parent)")
 	photoCache := fs.String("photo-cache", "", "cache of the converted -photos (read if it matches, else written)")
@@ -112,8 +112,12 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err := d.NeedsFloat32(); err != nil {
 			return fmt.Errorf("-init %s: %w", *initPath, err)
 		}
-		if d.Meta.Arch != cfg.Arch {
-			return fmt.Errorf("-init %s is a %q model; pass -arch %s", *initPath, d.Meta.Arch, d.Meta.Arch)
+		// The architecture comes from the file unless -arch names another.
+		switch {
+		case !flagGiven(fs, "arch"):
+			cfg.Arch = d.Meta.Arch
+		case d.Meta.Arch != cfg.Arch:
+			return fmt.Errorf("-init %s is a %q model, not -arch %s", *initPath, d.Meta.Arch, cfg.Arch)
 		}
 		cfg.Init, cfg.Classes, cfg.InitClasses = d.Weights, d.Meta.Classes, len(d.Meta.Classes)
 	}
@@ -182,12 +186,20 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return nil
 }
 
+// flagGiven reports whether the flag name was set on fs's command line.
+func flagGiven(fs *flag.FlagSet, name string) bool {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
+}
+
 // recipes are named defaults for train's flags, applied to the flags not
 // given on the command line.
 var recipes = map[string]map[string]string{
 	// fast is the short schedule of model/README.md, "The fast recipe":
-	// 0.9295 in 13 min on a 2-core AVX2 EPYC, and with -epochs 13 0.9338 in
-	// 7 min on a 2-core AVX-512 Xeon, both still short of issue 12's 0.940.
+	// 0.9275 in 9 min 19 s on a 2-core AVX2 EPYC (PyTorch 1.13: 17 min 11 s),
+	// and with -epochs 13 0.9338 in 7 min on a 2-core AVX-512 Xeon, both
+	// still short of issue 12's 0.940.
 	"fast": {"arch": "vgg", "epochs": "8", "batch": "256", "lr": "0.2", "schedule": "onecycle", "smoothing": "0.1", "ema": "0.99", "pad": "2", "flip": "true"},
 }
 
@@ -203,10 +215,8 @@ func applyRecipe(fs *flag.FlagSet, name string) error {
 	if !ok {
 		return fmt.Errorf("unknown recipe %q (known: %s)", name, strings.Join(recipeNames(), ", "))
 	}
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	for flagName, v := range r {
-		if !given[flagName] {
+		if !flagGiven(fs, flagName) {
 			if err := fs.Set(flagName, v); err != nil {
 				return fmt.Errorf("recipe %s: -%s %s: %w", name, flagName, v, err)
 			}

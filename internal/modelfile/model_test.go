@@ -32,7 +32,7 @@ func testSet(t *testing.T) idx.Set {
 }
 
 // TestShippedModelAccuracy is the promise of the model card: the embedded
-// weights classify at least 94% of the official test set correctly, and
+// weights classify at least 95% of the official test set correctly, and
 // the accuracy recorded in the file is the one measured here.
 func TestShippedModelAccuracy(t *testing.T) {
 	if testing.Short() {
@@ -58,8 +58,8 @@ func TestShippedModelAccuracy(t *testing.T) {
 	}
 	acc := float64(correct) / float64(set.Images.N)
 	t.Logf("shipped model: %d of %d correct (%.4f), file says %.4f", correct, set.Images.N, acc, info.TestAccuracy)
-	if acc < 0.94 {
-		t.Errorf("accuracy %.4f, want ≥ 0.94", acc)
+	if acc < 0.95 {
+		t.Errorf("accuracy %.4f, want ≥ 0.95", acc)
 	}
 	// Training measures with batch norm as a separate layer; inference
 	// folds it into the convolutions, which can flip an image whose two
@@ -179,7 +179,7 @@ func TestDecodeRejectsBadFiles(t *testing.T) {
 		{"classes not a list", with("classes", `{"a":1}`), "JSON list"},
 		{"empty class name", with("classes", names(10, func(i int) string { return strings.Repeat("x", i) })), "class name 0 is 0 bytes"},
 		{"duplicate class", with("classes", names(10, func(i int) string { return fmt.Sprint(i % 9) })), "appears twice"},
-		{"11 names for 10 outputs", with("classes", eleven), "with 11 classes needs [256 11]"},
+		{"11 names for 10 outputs", with("classes", eleven), "with 11 classes needs [64 11]"},
 		{"10,001 classes", with("classes", names(10_001, func(i int) string { return fmt.Sprint(i) })), "this one has 10001"},
 		{"2 million classes", with("classes", names(2_000_000, func(i int) string { return "a" })), "more than 10000 classes"},
 	}

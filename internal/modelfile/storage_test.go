@@ -101,7 +101,7 @@ func TestDecodeRejectsBadStorage(t *testing.T) {
 	}{
 		{"unknown storage", func(f *safetensors.File) { f.Metadata["storage"] = "bf16" }, `storage must be "f32" or "f16", got "bf16"`},
 		{"says f16, weights F32", func(f *safetensors.File) { f.Metadata["storage"] = StorageF16 }, "says storage f16 but tensor"},
-		{"says f16, one weight F32", func(f *safetensors.File) { allHalf(f); tensor(f, "bn3.weight").Half = false }, `says storage f16 but tensor "bn3.weight" is F32`},
+		{"says f16, one weight F32", func(f *safetensors.File) { allHalf(f); tensor(f, "fc.weight").Half = false }, `says storage f16 but tensor "fc.weight" is F32`},
 		{"F16 weight, no storage", func(f *safetensors.File) { f.Tensors[0].Half = true }, "is F16 but the metadata does not say storage f16"},
 		{"F16 weight, says f32", func(f *safetensors.File) { f.Tensors[0].Half = true; f.Metadata["storage"] = StorageF32 }, "is F16 but the metadata"},
 		{"F16 infinity", func(f *safetensors.File) { allHalf(f); f.Tensors[2].Data[5] = float32(math.Inf(-1)) }, "non-finite"},

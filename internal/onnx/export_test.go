@@ -40,7 +40,13 @@ func maxDiff(a, b []float32) float64 {
 // embeddedNet rebuilds the network of the model shipped in the binary.
 func embeddedNet(t testing.TB) (*nn.Sequential, modelfile.Meta) {
 	t.Helper()
-	d, err := modelfile.Decode(shipped.Weights)
+	return netOf(t, shipped.Weights)
+}
+
+// netOf rebuilds the network of a model file.
+func netOf(t testing.TB, file []byte) (*nn.Sequential, modelfile.Meta) {
+	t.Helper()
+	d, err := modelfile.Decode(file)
 	if err != nil {
 		t.Fatal(err)
 	}

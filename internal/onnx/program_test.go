@@ -1,6 +1,8 @@
 package onnx
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -9,7 +11,7 @@ import (
 	"github.com/fashion-classifier/fashion/internal/modelfile"
 )
 
-// TestNativeAndONNXProgramsMatch checks that the embedded model compiled
+// TestNativeAndONNXProgramsMatch checks that our VGG-w32 model file compiled
 // natively, its own ONNX export, and PyTorch's export of the same
 // architecture compile to the same steps: the same kernels (Winograd,
 // direct, im2col, packed products) on the same shapes with the same
@@ -17,7 +19,17 @@ import (
 // fusing a ReLU or choosing a fast kernel would make one path slower than
 // the other without changing its outputs.
 func TestNativeAndONNXProgramsMatch(t *testing.T) {
-	native, err := modelfile.Embedded()
+	// Our VGG-w32, the architecture of PyTorch's export (the embedded
+	// default is a ResNet-20).
+	file, err := os.ReadFile(filepath.Join("..", "..", "model", "vgg-w32.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec, err := modelfile.Decode(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	native, err := modelfile.New(dec, "vgg-w32", "model/vgg-w32.safetensors")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,7 +39,7 @@ func TestNativeAndONNXProgramsMatch(t *testing.T) {
 			t.Errorf("native program uses no %s step:\n%s", kernel, strings.Join(want, "\n"))
 		}
 	}
-	net, meta := embeddedNet(t)
+	net, meta := netOf(t, file)
 	data, err := Export(net, ExportMeta{Arch: meta.Arch, Classes: meta.Classes, Mean: meta.Mean, Std: meta.Std})
 	if err != nil {
 		t.Fatal(err)

@@ -54,10 +54,10 @@ func TestOpen(t *testing.T) {
 		mean       float32
 		firstClass string
 	}{
-		{"embedded", "", Options{}, "vgg", "embedded", modelfile.DefaultName, modelfile.DefaultMean, "T-shirt/top"},
-		{"embedded renamed", "", Options{Name: "v1"}, "vgg", "embedded", "v1", modelfile.DefaultMean, "T-shirt/top"},
-		{"safetensors", native, Options{}, "vgg", native, modelfile.DefaultName, modelfile.DefaultMean, "T-shirt/top"},
-		{"safetensors without extension", nativeNoExt, Options{Name: "n"}, "vgg", nativeNoExt, "n", modelfile.DefaultMean, "T-shirt/top"},
+		{"embedded", "", Options{}, "resnet20", "embedded", modelfile.DefaultName, modelfile.DefaultMean, "T-shirt/top"},
+		{"embedded renamed", "", Options{Name: "v1"}, "resnet20", "embedded", "v1", modelfile.DefaultMean, "T-shirt/top"},
+		{"safetensors", native, Options{}, "resnet20", native, modelfile.DefaultName, modelfile.DefaultMean, "T-shirt/top"},
+		{"safetensors without extension", nativeNoExt, Options{Name: "n"}, "resnet20", nativeNoExt, "n", modelfile.DefaultMean, "T-shirt/top"},
 		{"onnx", plainONNX, Options{}, "onnx", plainONNX, modelfile.DefaultName, modelfile.DefaultMean, "T-shirt/top"},
 		{"onnx without extension", onnxNoExt, Options{}, "onnx", onnxNoExt, modelfile.DefaultName, modelfile.DefaultMean, "T-shirt/top"},
 		{"onnx sidecar", withSidecar, Options{}, "onnx", withSidecar, "theirs", 0.5, "a"},
