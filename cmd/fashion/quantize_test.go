@@ -13,26 +13,38 @@ import (
 	"github.com/fashion-classifier/fashion/internal/datatest"
 )
 
-// evalAccuracy runs eval -json on the whole official test set.
-func evalAccuracy(t *testing.T, dir string, model ...string) (acc float64, precision string) {
+// evalReport is what the tests read of fashion eval -json.
+type evalReport struct {
+	Accuracy float64 `json:"accuracy"`
+	N        int     `json:"n"`
+	Model    struct {
+		Arch      string `json:"arch"`
+		Precision string `json:"precision"`
+	} `json:"model"`
+}
+
+// evalFull runs fashion eval -json on the whole official test set with the
+// given model flags (none: the embedded default) and returns its report.
+func evalFull(t *testing.T, dir string, model ...string) evalReport {
 	t.Helper()
 	var out, errb bytes.Buffer
 	if code := run(context.Background(), append([]string{"eval", "-data", dir, "-json"}, model...), &out, &errb); code != 0 {
 		t.Fatalf("eval %v exited %d: %s", model, code, errb.String())
 	}
-	var rep struct {
-		Accuracy float64 `json:"accuracy"`
-		N        int     `json:"n"`
-		Model    struct {
-			Precision string `json:"precision"`
-		} `json:"model"`
-	}
+	var rep evalReport
 	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
 		t.Fatalf("eval -json printed %q: %v", out.String(), err)
 	}
 	if rep.N != 10000 {
 		t.Fatalf("eval measured %d images, want the 10000 of the test set", rep.N)
 	}
+	return rep
+}
+
+// evalAccuracy is evalFull's accuracy and precision.
+func evalAccuracy(t *testing.T, dir string, model ...string) (acc float64, precision string) {
+	t.Helper()
+	rep := evalFull(t, dir, model...)
 	return rep.Accuracy, rep.Model.Precision
 }
 
