@@ -189,6 +189,23 @@ func QuantizeU8(f, inv float32, z uint8) uint8 {
 	return uint8(min(max(int32(math.RoundToEven(float64(t)))+int32(z), 0), 255))
 }
 
+// QuantizeU8s sets dst[i] = QuantizeU8(src[i], inv, z) for every i <
+// len(dst) (src is at least as long): the quantization of a float32
+// input to an int8 layer, in one AVX-512 pass where the CPU has it (the
+// scalar loop was a fifth of the int8 VGG's time, measured on the
+// AVX-512 Xeon).
+func QuantizeU8s(dst []uint8, src []float32, inv float32, z uint8) {
+	quantizeU8s(dst, src[:len(dst)], inv, z)
+}
+
+// quantizeU8sGo is QuantizeU8s in Go, and the definition of the vector
+// versions.
+func quantizeU8sGo(dst []uint8, src []float32, inv float32, z uint8) {
+	for i := range dst {
+		dst[i] = QuantizeU8(src[i], inv, z)
+	}
+}
+
 // GemmInt8S32 computes the raw sums c[i·ldc+j] = Σ_k (a[i·lda+k] − za)·B[k][j]
 // for i < m.
 func GemmInt8S32(m int, a []uint8, lda int, za uint8, b *Int8B, c []int32, ldc int) error {

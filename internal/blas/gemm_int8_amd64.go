@@ -92,3 +92,20 @@ func requantRowU8(out []uint8, s, zs []int32, rq *Requant, j0 int, inv float32) 
 	}
 	requantU8AVX512(n, &s[0], &zs[0], &rq.Scale[j0], bias, flags, inv, int32(rq.OutZero), &out[0])
 }
+
+// quantizeU8AVX512 is the AVX-512 quantization in gemm_int8_amd64.s:
+// quantizeU8sGo for n values on raw pointers.
+//
+//go:noescape
+func quantizeU8AVX512(n int, src *float32, inv float32, z int32, out *uint8)
+
+// quantizeU8s is quantizeU8sGo, in AVX-512 where the CPU has it.
+func quantizeU8s(dst []uint8, src []float32, inv float32, z uint8) {
+	n := len(dst)
+	if !cpu.X86.HasAVX512F || n == 0 {
+		quantizeU8sGo(dst, src, inv, z)
+		return
+	}
+	_ = src[n-1]
+	quantizeU8AVX512(n, &src[0], inv, int32(z), &dst[0])
+}

@@ -270,3 +270,53 @@ rqnorelu:
 	VZEROUPPER
 rqdone:
 	RET
+
+// func quantizeU8AVX512(n int, src *float32, inv float32, z int32, out *uint8)
+//
+// Requires AVX-512F. QuantizeU8 for n values, 16 at a time (the last
+// group masked with K1), with the steps of requantU8AVX512 after its
+// ReLU: × inv, NaN → 0, clamped to ±512, rounded to the nearest even
+// integer, + z, clamped to 0…255, stored as bytes.
+TEXT ·quantizeU8AVX512(SB), NOSPLIT, $0-32
+	MOVQ n+0(FP), CX
+	MOVQ src+8(FP), SI
+	MOVQ out+24(FP), DI
+	TESTQ CX, CX
+	JLE qdone
+	VBROADCASTSS inv+16(FP), Z28
+	MOVL z+20(FP), AX
+	VPBROADCASTD AX, Z29
+	VPXORD Z30, Z30, Z30
+	MOVL $0x44000000, AX // 512.0
+	VPBROADCASTD AX, Z31
+	MOVL $0xc4000000, AX // -512.0
+	VPBROADCASTD AX, Z27
+	MOVL $255, AX
+	VPBROADCASTD AX, Z26
+qloop:
+	MOVL $0xffff, AX
+	CMPQ CX, $16
+	JGE qmask
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+qmask:
+	KMOVW AX, K1
+	VMOVUPS.Z (SI), K1, Z0
+	VMULPS Z28, Z0, Z0
+	VCMPPS $3, Z0, Z0, K2
+	VMOVAPS Z30, K2, Z0
+	VMINPS Z31, Z0, Z0
+	VMAXPS Z27, Z0, Z0
+	VCVTPS2DQ Z0, Z0
+	VPADDD Z29, Z0, Z0
+	VPMAXSD Z30, Z0, Z0
+	VPMINSD Z26, Z0, Z0
+	VPMOVDB Z0, K1, (DI)
+	ADDQ $64, SI
+	ADDQ $16, DI
+	SUBQ $16, CX
+	JG qloop
+	VZEROUPPER
+qdone:
+	RET

@@ -13,3 +13,6 @@ func int8Kernels() []*int8Kernel { return []*int8Kernel{&int8GoKernel} }
 func requantRowU8(out []uint8, s, zs []int32, rq *Requant, j0 int, inv float32) {
 	requantRowU8Go(out, s, zs, rq, j0, inv)
 }
+
+// quantizeU8s is quantizeU8sGo.
+func quantizeU8s(dst []uint8, src []float32, inv float32, z uint8) { quantizeU8sGo(dst, src, inv, z) }

@@ -459,9 +459,7 @@ func (s *Int8Conv) run(st *State, n int) {
 		xq = grow(&bufs.x, len(x))
 		inv := 1 / s.Layer.InScale
 		parallel.For(len(x), 1<<15, func(lo, hi int) {
-			for i := lo; i < hi; i++ {
-				xq[i] = blas.QuantizeU8(x[i], inv, z)
-			}
+			blas.QuantizeU8s(xq[lo:hi], x[lo:hi], inv, z)
 		})
 	}
 	var y []float32
