@@ -379,12 +379,13 @@ type Int8Conv struct {
 	hasRes, resReLU bool
 }
 
-// int8Bufs are one run's buffers: the quantized input, its unfolded rows
-// and, for a pooled step, the output before the pool (float32 or uint8).
+// int8Bufs are one run's buffers: the quantized input, a chunk of it
+// padded, its unfolded rows and, for a pooled step, the output before the
+// pool (float32 or uint8).
 type int8Bufs struct {
-	x, col []uint8
-	full   []float32
-	fullU8 []uint8
+	x, pad, col []uint8
+	full        []float32
+	fullU8      []uint8
 }
 
 func newInt8Step(s Step, l Int8Layer) (*Int8Conv, error) {
@@ -496,10 +497,31 @@ func (s *Int8Conv) run(st *State, n int) {
 	}
 	chunk := max(1, min(n, int8ColBytes/(rows*k)))
 	col := grow(&bufs.col, chunk*rows*k)
+	// A chunk's images are padded first where the kernel overhangs the
+	// border, so that im2col copies whole kernel rows, one call per
+	// output row (VGG-w32 int8 at batch 256 on the AVX-512 Xeon: the
+	// border pixels, copied a channel vector at a time, cost more than
+	// all the others).
+	u := sh.Unpadded()
+	padded := u != sh
+	uin := u.H * u.W * u.C
+	var xp []uint8
+	if padded {
+		xp = grow(&bufs.pad, chunk*uin)
+	}
 	for n0 := 0; n0 < n; n0 += chunk {
 		nc := min(chunk, n-n0)
+		src, s0 := xq, n0
+		if padded {
+			parallel.For(nc, 1, func(lo, hi int) {
+				for b := lo; b < hi; b++ {
+					kernels.PadU8(xp[b*uin:(b+1)*uin], xq[(n0+b)*in:(n0+b+1)*in], z, sh)
+				}
+			})
+			src, s0 = xp, 0
+		}
 		parallel.For(nc*sh.OH, 1, func(lo, hi int) {
-			im2colU8(col, xq, n0, lo, hi, z, sh)
+			kernels.Im2colU8(col, src, s0, lo, hi, z, u)
 		})
 		product(n0*rows, nc*rows, col)
 	}
@@ -519,49 +541,4 @@ func grow(buf *[]uint8, n int) []uint8 {
 		*buf = make([]uint8, n)
 	}
 	return (*buf)[:n]
-}
-
-// im2colU8 unfolds output rows [lo, hi) of the images from n0 of the
-// uint8 input x into col (rows of KH·KW·C codes: kernel row, kernel
-// column, channel, as kernels.Im2col), with the zero point z where the
-// kernel overhangs the border (the code of 0).
-func im2colU8(col, x []uint8, n0, lo, hi int, z uint8, s kernels.ConvShape) {
-	kdim := s.KH * s.KW * s.C
-	// rowRun is the bytes of one kernel row when its pixels are adjacent
-	// in the input (no dilation, the whole row inside): one copy instead
-	// of KW (measured: im2col was a quarter of the int8 VGG's time).
-	rowRun := s.KW * s.C
-	// zs is a run of the zero point's code, copied where the kernel
-	// overhangs the border (copy is vectorised; a loop of stores is not).
-	zs := make([]uint8, s.C)
-	for i := range zs {
-		zs[i] = z
-	}
-	for r := lo; r < hi; r++ {
-		n, oy := n0+r/s.OH, r%s.OH
-		img := x[n*s.H*s.W*s.C : (n+1)*s.H*s.W*s.C]
-		for ox := range s.OW {
-			row := col[((r/s.OH)*s.OH*s.OW+oy*s.OW+ox)*kdim:][:kdim]
-			iy0, ix0 := oy*s.SH-s.PT, ox*s.SW-s.PL
-			inside := s.DW == 1 && ix0 >= 0 && ix0+s.KW <= s.W
-			for ky := range s.KH {
-				iy := iy0 + ky*s.DH
-				if inside && iy >= 0 && iy < s.H {
-					p := (iy*s.W + ix0) * s.C
-					copy(row[ky*rowRun:(ky+1)*rowRun], img[p:p+rowRun])
-					continue
-				}
-				for kx := range s.KW {
-					ix := ix0 + kx*s.DW
-					dst := row[(ky*s.KW+kx)*s.C : (ky*s.KW+kx+1)*s.C]
-					if iy < 0 || iy >= s.H || ix < 0 || ix >= s.W {
-						copy(dst, zs)
-						continue
-					}
-					p := (iy*s.W + ix) * s.C
-					copy(dst, img[p:p+s.C])
-				}
-			}
-		}
-	}
 }

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 )
@@ -265,5 +266,74 @@ func TestIm2col3x3SingleMatchesGeneral(t *testing.T) {
 		}
 		im2colRows(want, x, 1, 0, 2*s.OH, 0, 1, s)
 		assertClose(t, fmt.Sprintf("%dx%d", hw[0], hw[1]), got, want, 0)
+	}
+}
+
+// TestIm2colU8MatchesReference compares Im2colU8 (its copies of whole
+// kernel rows and its vector runs) with the definition, one code at a
+// time, on shapes with odd sizes, strides, asymmetric padding, dilation
+// and the channel counts the vector runs take (32, 64) and others, over
+// every split of the output rows.
+func TestIm2colU8MatchesReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	shapes := append(oddShapes(),
+		SquareConv(32, 28, 28, 32, 3, 1, 1), SquareConv(64, 7, 9, 8, 3, 1, 1), SquareConv(32, 9, 11, 5, 3, 2, 1),
+		SquareConv(32, 5, 5, 4, 5, 1, 0), SquareConv(3, 2, 2, 4, 3, 1, 1), SquareConv(32, 3, 3, 4, 3, 1, 2),
+		ConvShape{C: 32, H: 6, W: 7, M: 3, OH: 5, OW: 5, KH: 3, KW: 2, SH: 1, SW: 1, DH: 2, DW: 1, PT: 1, PL: 0, Groups: 1},
+		ConvShape{C: 64, H: 8, W: 5, M: 3, OH: 4, OW: 5, KH: 2, KW: 3, SH: 2, SW: 1, DH: 1, DW: 1, PT: 0, PL: 1, Groups: 1},
+		ConvShape{C: 32, H: 4, W: 6, M: 3, OH: 4, OW: 2, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 2, PT: 1, PL: 1, Groups: 1},
+	)
+	for _, s := range shapes {
+		if s.Groups != 1 {
+			continue
+		}
+		const n = 3
+		x := make([]uint8, n*s.H*s.W*s.C)
+		for i := range x {
+			x[i] = uint8(rng.IntN(256))
+		}
+		z := uint8(rng.IntN(256))
+		kdim := s.KH * s.KW * s.C
+		want := make([]uint8, n*s.OH*s.OW*kdim)
+		for b := range n {
+			for oy := range s.OH {
+				for ox := range s.OW {
+					for ky := range s.KH {
+						for kx := range s.KW {
+							iy, ix := oy*s.SH-s.PT+ky*s.DH, ox*s.SW-s.PL+kx*s.DW
+							for c := range s.C {
+								v := z
+								if iy >= 0 && iy < s.H && ix >= 0 && ix < s.W {
+									v = x[((b*s.H+iy)*s.W+ix)*s.C+c]
+								}
+								want[(((b*s.OH+oy)*s.OW+ox)*s.KH*s.KW+ky*s.KW+kx)*s.C+c] = v
+							}
+						}
+					}
+				}
+			}
+		}
+		for _, split := range []int{1, 2, s.OH + 1} {
+			got := make([]uint8, len(want))
+			for lo := 0; lo < n*s.OH; lo += split {
+				Im2colU8(got, x, 0, lo, min(lo+split, n*s.OH), z, s)
+			}
+			for i := range got {
+				if got[i] != want[i] {
+					t.Fatalf("%+v, rows split by %d: col[%d] = %d, want %d", s, split, i, got[i], want[i])
+				}
+			}
+		}
+		// Padded first, then unfolded without padding: the same rows.
+		u := s.Unpadded()
+		xp := make([]uint8, n*u.H*u.W*u.C)
+		for b := range n {
+			PadU8(xp[b*u.H*u.W*u.C:(b+1)*u.H*u.W*u.C], x[b*s.H*s.W*s.C:(b+1)*s.H*s.W*s.C], z, s)
+		}
+		got := make([]uint8, len(want))
+		Im2colU8(got, xp, 0, 0, n*s.OH, z, u)
+		if i := slices.Compare(got, want); i != 0 {
+			t.Fatalf("%+v padded to %dx%d: the unfolded rows differ", s, u.H, u.W)
+		}
 	}
 }

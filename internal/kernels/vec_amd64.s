@@ -477,3 +477,35 @@ maxu8loop:
 	JNZ maxu8loop
 	VZEROUPPER
 	RET
+
+// func copyRunsAVX2(dst, src *uint8, n, step, kh, rowStep, run int)
+// copyRunsGo for run a positive multiple of 32: per pixel, kh runs copied
+// 32 bytes at a time; dst advances by run after each.
+TEXT ·copyRunsAVX2(SB), NOSPLIT, $0-56
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), R8
+	MOVQ step+24(FP), R9
+	MOVQ kh+32(FP), R10
+	MOVQ rowStep+40(FP), R11
+	MOVQ run+48(FP), R12
+runspixel:
+	MOVQ SI, DX  // this pixel's first run
+	MOVQ R10, BX // runs left
+runsrow:
+	XORQ AX, AX
+runschunk:
+	VMOVDQU (DX)(AX*1), Y0
+	VMOVDQU Y0, (DI)(AX*1)
+	ADDQ $32, AX
+	CMPQ AX, R12
+	JLT runschunk
+	ADDQ R12, DI
+	ADDQ R11, DX
+	DECQ BX
+	JNZ runsrow
+	ADDQ R9, SI
+	DECQ R8
+	JNZ runspixel
+	VZEROUPPER
+	RET

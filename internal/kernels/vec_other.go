@@ -49,3 +49,8 @@ func reluGrad(dx, dy, x []float32)      { reluGradGo(dx, dy, x) }
 // (src at least as long): a max pool over the uint8 codes of an int8
 // network, one window position at a time.
 func MaxU8(dst, src []uint8) { maxU8Go(dst, src) }
+
+// copyRunsU8 is copyRunsGo.
+func copyRunsU8(dst, src []uint8, n, step, kh, rowStep, run int) {
+	copyRunsGo(dst, src, n, step, kh, rowStep, run)
+}
