@@ -68,29 +68,30 @@ func int8Kernels() []*int8Kernel {
 	return append(ks, &int8GoKernel)
 }
 
-// requantU8AVX512 is the AVX-512 uint8 epilogue in gemm_int8_amd64.s:
-// requantRowU8Go for n values on raw pointers (flags: 1 bias, 2 ReLU).
+// requantTileU8AVX512 is the AVX-512 uint8 epilogue in
+// gemm_int8_amd64.s: requantTileU8Go for a tile of at most 32 columns on
+// raw pointers (flags: 1 bias, 2 ReLU; bias is not read without flag 1).
 //
 //go:noescape
-func requantU8AVX512(n int, s, zs *int32, scale, bias *float32, flags int, inv float32, z int32, out *uint8)
+func requantTileU8AVX512(rows, cols int, s *int32, lds int, zs *int32, scale, bias *float32, flags int, inv float32, z int32, out *uint8, ldo int)
 
-// requantRowU8 is requantRowU8Go, in AVX-512 where the CPU has it.
-func requantRowU8(out []uint8, s, zs []int32, rq *Requant, j0 int, inv float32) {
-	n := len(out)
-	if !cpu.X86.HasAVX512F || n == 0 {
-		requantRowU8Go(out, s, zs, rq, j0, inv)
+// requantTileU8 is requantTileU8Go, in AVX-512 where the CPU has it and
+// the tile has at most 32 columns (every kernel's nr, maxInt8NR).
+func requantTileU8(out []uint8, ldo, rows, cols int, s []int32, lds int, zs []int32, rq *Requant, j0 int, inv float32) {
+	if !cpu.X86.HasAVX512F || rows < 1 || cols < 1 || cols > 32 {
+		requantTileU8Go(out, ldo, rows, cols, s, lds, zs, rq, j0, inv)
 		return
 	}
-	_, _, _ = s[n-1], zs[n-1], rq.Scale[j0+n-1]
-	flags, bias := 0, &rq.Scale[j0] // bias is not read without flag 1
+	_, _, _, _ = out[(rows-1)*ldo+cols-1], s[(rows-1)*lds+cols-1], zs[cols-1], rq.Scale[j0+cols-1]
+	flags, bias := 0, &rq.Scale[j0]
 	if rq.Bias != nil {
-		_ = rq.Bias[j0+n-1]
+		_ = rq.Bias[j0+cols-1]
 		flags, bias = 1, &rq.Bias[j0]
 	}
 	if rq.ReLU {
 		flags |= 2
 	}
-	requantU8AVX512(n, &s[0], &zs[0], &rq.Scale[j0], bias, flags, inv, int32(rq.OutZero), &out[0])
+	requantTileU8AVX512(rows, cols, &s[0], lds, &zs[0], &rq.Scale[j0], bias, flags, inv, int32(rq.OutZero), &out[0], ldo)
 }
 
 // quantizeU8AVX512 is the AVX-512 quantization in gemm_int8_amd64.s:

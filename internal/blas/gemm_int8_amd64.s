@@ -198,26 +198,51 @@ vnniloop:
 	VZEROUPPER
 	RET
 
-// func requantU8AVX512(n int, s, zs *int32, scale, bias *float32, flags int, inv float32, z int32, out *uint8)
+// func requantTileU8AVX512(rows, cols int, s *int32, lds int, zs *int32, scale, bias *float32, flags int, inv float32, z int32, out *uint8, ldo int)
 //
-// Requires AVX-512F. requantRowU8Go for n values, 16 at a time (the last
-// group masked with K1): (s − zs) to float32, × scale, + bias (flags bit
-// 0), max 0 (bit 1), × inv, NaN → 0 (K2), clamped to ±512, rounded to
-// the nearest even integer (VCVTPS2DQ in the default rounding mode), + z,
-// clamped to 0…255 and stored as bytes (VPMOVDB). Every step is the
-// float32 operation the Go reference does, so the bits agree.
-TEXT ·requantU8AVX512(SB), NOSPLIT, $0-64
-	MOVQ n+0(FP), CX
-	MOVQ s+8(FP), SI
-	MOVQ zs+16(FP), R8
-	MOVQ scale+24(FP), R9
-	MOVQ bias+32(FP), R10
-	MOVQ flags+40(FP), BX
-	MOVQ out+56(FP), DI
-	TESTQ CX, CX
-	JLE rqdone
-	VBROADCASTSS inv+48(FP), Z28
-	MOVL z+52(FP), AX
+// Requires AVX-512F. requantTileU8Go for cols ≤ 32: the columns' zero
+// point sums, scales and biases are loaded once (two groups of 16,
+// masked with K1 and K3), then per row: (s − zs) to float32, × scale,
+// + bias (0 without flag 0: x + 0 differs from x only for −0, which
+// quantizes the same), max 0 (flag bit 1), × inv, NaN → 0 (K2, K4),
+// clamped to ±512, rounded to the nearest even integer (VCVTPS2DQ in the
+// default rounding mode), + z, clamped to 0…255 and stored as bytes
+// (VPMOVDB). Every step is the float32 operation the Go reference does,
+// so the bits agree.
+TEXT ·requantTileU8AVX512(SB), NOSPLIT, $0-88
+	MOVQ rows+0(FP), R13
+	MOVQ cols+8(FP), CX
+	MOVQ s+16(FP), SI
+	MOVQ lds+24(FP), R11
+	SHLQ $2, R11
+	MOVQ zs+32(FP), R8
+	MOVQ scale+40(FP), R9
+	MOVQ bias+48(FP), R10
+	MOVQ flags+56(FP), BX
+	MOVQ out+72(FP), DI
+	MOVQ ldo+80(FP), R12
+	// K1: columns 0…15, K3: columns 16…31.
+	MOVL $0xffff, AX
+	CMPQ CX, $16
+	JGE rtlo
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+rtlo:
+	KMOVW AX, K1
+	XORL AX, AX
+	SUBQ $16, CX
+	JLE rthi
+	MOVL $0xffff, AX
+	CMPQ CX, $16
+	JGE rthi
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+rthi:
+	KMOVW AX, K3
+	VBROADCASTSS inv+64(FP), Z28
+	MOVL z+68(FP), AX
 	VPBROADCASTD AX, Z29
 	VPXORD Z30, Z30, Z30
 	MOVL $0x44000000, AX // 512.0
@@ -226,49 +251,57 @@ TEXT ·requantU8AVX512(SB), NOSPLIT, $0-64
 	VPBROADCASTD AX, Z27
 	MOVL $255, AX
 	VPBROADCASTD AX, Z26
-rqloop:
-	MOVL $0xffff, AX
-	CMPQ CX, $16
-	JGE rqmask
-	MOVL $1, AX
-	SHLL CX, AX
-	DECL AX
-rqmask:
-	KMOVW AX, K1
-	VMOVDQU32.Z (SI), K1, Z0
-	VMOVDQU32.Z (R8), K1, Z1
-	VPSUBD Z1, Z0, Z0
-	VCVTDQ2PS Z0, Z0
-	VMOVUPS.Z (R9), K1, Z1
-	VMULPS Z1, Z0, Z0
+	VMOVDQU32.Z (R8), K1, Z20
+	VMOVDQU32.Z 64(R8), K3, Z21
+	VMOVUPS.Z (R9), K1, Z22
+	VMOVUPS.Z 64(R9), K3, Z23
+	VPXORD Z24, Z24, Z24
+	VPXORD Z25, Z25, Z25
 	TESTQ $1, BX
-	JZ rqnobias
-	VMOVUPS.Z (R10), K1, Z1
-	VADDPS Z1, Z0, Z0
-	ADDQ $64, R10
-rqnobias:
+	JZ rtrow
+	VMOVUPS.Z (R10), K1, Z24
+	VMOVUPS.Z 64(R10), K3, Z25
+rtrow:
+	VMOVDQU32.Z (SI), K1, Z0
+	VMOVDQU32.Z 64(SI), K3, Z1
+	VPSUBD Z20, Z0, Z0
+	VPSUBD Z21, Z1, Z1
+	VCVTDQ2PS Z0, Z0
+	VCVTDQ2PS Z1, Z1
+	VMULPS Z22, Z0, Z0
+	VMULPS Z23, Z1, Z1
+	VADDPS Z24, Z0, Z0
+	VADDPS Z25, Z1, Z1
 	TESTQ $2, BX
-	JZ rqnorelu
+	JZ rtnorelu
 	VMAXPS Z30, Z0, Z0
-rqnorelu:
+	VMAXPS Z30, Z1, Z1
+rtnorelu:
 	VMULPS Z28, Z0, Z0
+	VMULPS Z28, Z1, Z1
 	VCMPPS $3, Z0, Z0, K2
+	VCMPPS $3, Z1, Z1, K4
 	VMOVAPS Z30, K2, Z0
+	VMOVAPS Z30, K4, Z1
 	VMINPS Z31, Z0, Z0
+	VMINPS Z31, Z1, Z1
 	VMAXPS Z27, Z0, Z0
+	VMAXPS Z27, Z1, Z1
 	VCVTPS2DQ Z0, Z0
+	VCVTPS2DQ Z1, Z1
 	VPADDD Z29, Z0, Z0
+	VPADDD Z29, Z1, Z1
 	VPMAXSD Z30, Z0, Z0
+	VPMAXSD Z30, Z1, Z1
 	VPMINSD Z26, Z0, Z0
+	VPMINSD Z26, Z1, Z1
 	VPMOVDB Z0, K1, (DI)
-	ADDQ $64, SI
-	ADDQ $64, R8
-	ADDQ $64, R9
-	ADDQ $16, DI
-	SUBQ $16, CX
-	JG rqloop
+	VPMOVDB Z1, K3, 16(DI)
+	ADDQ R11, SI
+	ADDQ R12, DI
+	DECQ R13
+	JG rtrow
 	VZEROUPPER
-rqdone:
 	RET
 
 // func quantizeU8AVX512(n int, src *float32, inv float32, z int32, out *uint8)

@@ -9,9 +9,9 @@ var defaultInt8Kernel = &int8GoKernel
 // int8Kernels lists the int8 kernels this machine can run.
 func int8Kernels() []*int8Kernel { return []*int8Kernel{&int8GoKernel} }
 
-// requantRowU8 is requantRowU8Go.
-func requantRowU8(out []uint8, s, zs []int32, rq *Requant, j0 int, inv float32) {
-	requantRowU8Go(out, s, zs, rq, j0, inv)
+// requantTileU8 is requantTileU8Go.
+func requantTileU8(out []uint8, ldo, rows, cols int, s []int32, lds int, zs []int32, rq *Requant, j0 int, inv float32) {
+	requantTileU8Go(out, ldo, rows, cols, s, lds, zs, rq, j0, inv)
 }
 
 // quantizeU8s is quantizeU8sGo.

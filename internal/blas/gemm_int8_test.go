@@ -254,24 +254,30 @@ func BenchmarkGemmInt8(b *testing.B) {
 	}
 }
 
-// TestRequantRowU8MatchesGo compares the uint8 epilogue this machine runs
-// (AVX-512 where it has it) with the Go definition bit for bit, on rows
-// of every length up to two vector groups, with and without a bias and
-// ReLU, and with scales and biases that reach the clamps, NaN and ±Inf.
-func TestRequantRowU8MatchesGo(t *testing.T) {
+// TestRequantTileU8MatchesGo compares the uint8 epilogue this machine
+// runs (AVX-512 where it has it) with the Go definition bit for bit, on
+// tiles of every width up to two vector groups and past them, 1 to 13
+// rows, with and without a bias and ReLU, and with scales and biases
+// that reach the clamps, NaN and ±Inf; the bytes between and after the
+// output rows stay untouched.
+func TestRequantTileU8MatchesGo(t *testing.T) {
 	rng := rand.New(rand.NewPCG(21, 4))
 	special := []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)), 0, -0.0, 1e30, -1e30}
-	for n := 1; n <= 2*maxInt8NR+3; n++ {
+	for cols := 1; cols <= maxInt8NR+3; cols++ {
 		for _, bias := range []bool{false, true} {
 			for _, relu := range []bool{false, true} {
-				j0 := rng.IntN(5)
-				rq := &Requant{Scale: make([]float32, j0+n), ReLU: relu, OutScale: 0.01 + rng.Float32(), OutZero: uint8(rng.IntN(256))}
+				rows, j0 := 1+rng.IntN(13), rng.IntN(5)
+				lds, ldo := cols+rng.IntN(4), cols+rng.IntN(4)
+				rq := &Requant{Scale: make([]float32, j0+cols), ReLU: relu, OutScale: 0.01 + rng.Float32(), OutZero: uint8(rng.IntN(256))}
 				if bias {
-					rq.Bias = make([]float32, j0+n)
+					rq.Bias = make([]float32, j0+cols)
 				}
-				s, zs := make([]int32, n), make([]int32, n)
-				for j := range n {
-					s[j], zs[j] = rng.Int32N(1<<20)-1<<19, rng.Int32N(1<<16)-1<<15
+				s, zs := make([]int32, rows*lds), make([]int32, cols)
+				for i := range s {
+					s[i] = rng.Int32N(1<<20) - 1<<19
+				}
+				for j := range cols {
+					zs[j] = rng.Int32N(1<<16) - 1<<15
 					rq.Scale[j0+j] = float32(rng.NormFloat64()) * 1e-4
 					if rq.Bias != nil {
 						rq.Bias[j0+j] = float32(rng.NormFloat64())
@@ -284,12 +290,14 @@ func TestRequantRowU8MatchesGo(t *testing.T) {
 					}
 				}
 				inv := 1 / rq.OutScale
-				got, want := make([]uint8, n+1), make([]uint8, n+1)
-				got[n], want[n] = 0xAB, 0xAB // a guard byte past the row
-				requantRowU8(got[:n], s, zs, rq, j0, inv)
-				requantRowU8Go(want[:n], s, zs, rq, j0, inv)
+				got, want := make([]uint8, rows*ldo+1), make([]uint8, rows*ldo+1)
+				for i := range got {
+					got[i], want[i] = 0xAB, 0xAB // guard bytes between and past the rows
+				}
+				requantTileU8(got, ldo, rows, cols, s, lds, zs, rq, j0, inv)
+				requantTileU8Go(want, ldo, rows, cols, s, lds, zs, rq, j0, inv)
 				if i := firstDiff(got, want); i >= 0 {
-					t.Fatalf("n=%d bias=%v relu=%v: out[%d] = %d, Go %d (scale %v)", n, bias, relu, i, got[i], want[i], rq.Scale[j0+min(i, n-1)])
+					t.Fatalf("%d×%d bias=%v relu=%v: out[%d] = %d, Go %d", rows, cols, bias, relu, i, got[i], want[i])
 				}
 			}
 		}
