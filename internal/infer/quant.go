@@ -316,29 +316,7 @@ func (s *PoolU8) String() string {
 
 func (s *PoolU8) run(st *State, n int) {
 	sh := s.Shape
-	maxPoolU8(grow(&st.u8[s.Out], n*sh.OH*sh.OW*sh.C), st.u8[s.In][:n*sh.H*sh.W*sh.C], n, sh)
-}
-
-// maxPoolU8 sets y to the maximum of each window of the n maps of codes
-// x; every window lies inside the map (poolInside).
-func maxPoolU8(y, x []uint8, n int, sh kernels.PoolShape) {
-	c := sh.C
-	parallel.For(n*sh.OH, 8, func(lo, hi int) {
-		for r := lo; r < hi; r++ {
-			b, oy := r/sh.OH, r%sh.OH
-			for ox := range sh.OW {
-				dst := y[((b*sh.OH+oy)*sh.OW+ox)*c:][:c]
-				clear(dst)
-				for ky := range sh.KH {
-					iy := oy*sh.SH + ky*sh.DH
-					for kx := range sh.KW {
-						ix := ox*sh.SW + kx*sh.DW
-						kernels.MaxU8(dst, x[((b*sh.H+iy)*sh.W+ix)*c:][:c])
-					}
-				}
-			}
-		}
-	})
+	kernels.MaxPoolU8(grow(&st.u8[s.Out], n*sh.OH*sh.OW*sh.C), st.u8[s.In][:n*sh.H*sh.W*sh.C], n, sh)
 }
 
 func (l Int8Layer) check(k, m int) error {
@@ -469,7 +447,7 @@ func (s *Int8Conv) run(st *State, n int) {
 	switch {
 	case s.outU8 && p != nil:
 		yq = grow(&bufs.fullU8, n*rows*m)
-		defer maxPoolU8(grow(&st.u8[s.Out], n*p.OH*p.OW*p.C), yq, n, *p)
+		defer kernels.MaxPoolU8(grow(&st.u8[s.Out], n*p.OH*p.OW*p.C), yq, n, *p)
 	case s.outU8:
 		yq = grow(&st.u8[s.Out], n*rows*m)
 	case p != nil:

@@ -254,3 +254,46 @@ func AddParallel(y, a, b []float32, relu bool) {
 		Add(y[lo:hi], a[lo:hi], b[lo:hi], relu)
 	})
 }
+
+// MaxPoolU8 sets y to the maximum of each window of the n maps of uint8
+// codes x: the max pool of an int8 network, whose codes order as the
+// values they stand for. Every window must lie inside the map (no
+// padding). A 2×2 window of stride 2 over channels in multiples of 32
+// runs a vector kernel over whole output rows.
+func MaxPoolU8(y, x []uint8, n int, s PoolShape) {
+	c := s.C
+	parallel.For(n*s.OH, 8, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			b, oy := r/s.OH, r%s.OH
+			out := y[r*s.OW*c : (r+1)*s.OW*c]
+			if s.plain2x2() {
+				top := (b*s.H + 2*oy) * s.W * c
+				maxPool2x2U8Row(out, x[top:top+2*s.OW*c], x[top+s.W*c:top+s.W*c+2*s.OW*c], s.OW, c)
+				continue
+			}
+			for ox := range s.OW {
+				dst := out[ox*c : (ox+1)*c]
+				clear(dst)
+				for ky := range s.KH {
+					iy := oy*s.SH + ky*s.DH
+					for kx := range s.KW {
+						ix := ox*s.SW + kx*s.DW
+						MaxU8(dst, x[((b*s.H+iy)*s.W+ix)*c:][:c])
+					}
+				}
+			}
+		}
+	})
+}
+
+// maxPool2x2Go is maxPool2x2U8Row in Go, and its definition: out[ox·c+k]
+// is the maximum of the 2×2 window of pixels 2·ox and 2·ox+1 of the rows
+// top and bottom, channel k.
+func maxPool2x2Go(out, top, bottom []uint8, ow, c int) {
+	for ox := range ow {
+		for k := range c {
+			l, r := 2*ox*c+k, (2*ox+1)*c+k
+			out[ox*c+k] = max(top[l], top[r], bottom[l], bottom[r])
+		}
+	}
+}

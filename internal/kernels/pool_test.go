@@ -130,3 +130,30 @@ func TestGlobalPoolScaleAdd(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxPoolU8MatchesReference compares the max pool over codes (its 2×2
+// vector rows and its general windows) with the float pool's reference,
+// on channel counts the vector rows take (32, 64) and others, odd sizes
+// whose last row or column no window reads, strides and dilations.
+func TestMaxPoolU8MatchesReference(t *testing.T) {
+	dilated := PoolShape{C: 32, H: 9, W: 8, OH: 3, OW: 4, KH: 2, KW: 2, SH: 3, SW: 2, DH: 2, DW: 1}
+	for _, s := range []PoolShape{SquarePool(32, 28, 28, 2, 2), SquarePool(64, 7, 9, 2, 2), SquarePool(3, 7, 5, 2, 2),
+		SquarePool(32, 9, 9, 3, 2), SquarePool(96, 5, 5, 2, 1), dilated} {
+		const n = 3
+		rng := rand.New(rand.NewPCG(uint64(s.C), uint64(s.H)))
+		x := make([]uint8, n*s.H*s.W*s.C)
+		xf := make([]float32, len(x))
+		for i := range x {
+			x[i] = uint8(rng.IntN(256))
+			xf[i] = float32(x[i])
+		}
+		want, _ := poolRef(xf, n, s, true, false)
+		y := make([]uint8, len(want))
+		MaxPoolU8(y, x, n, s)
+		for i := range y {
+			if float32(y[i]) != want[i] {
+				t.Fatalf("%+v: y[%d] = %d, want %v", s, i, y[i], want[i])
+			}
+		}
+	}
+}

@@ -509,3 +509,32 @@ runschunk:
 	JNZ runspixel
 	VZEROUPPER
 	RET
+
+// func maxPool2x2U8AVX2(out, top, bottom *uint8, ow, c int)
+// maxPool2x2Go for c a positive multiple of 32 (VPMAXUB).
+TEXT ·maxPool2x2U8AVX2(SB), NOSPLIT, $0-40
+	MOVQ out+0(FP), DI
+	MOVQ top+8(FP), SI
+	MOVQ bottom+16(FP), DX
+	MOVQ ow+24(FP), R8
+	MOVQ c+32(FP), R9
+mp8pixel:
+	XORQ AX, AX
+	LEAQ (SI)(R9*1), R10 // the window's right column, top row
+	LEAQ (DX)(R9*1), R11 // and bottom row
+mp8chunk:
+	VMOVDQU (SI)(AX*1), Y0
+	VPMAXUB (R10)(AX*1), Y0, Y0
+	VPMAXUB (DX)(AX*1), Y0, Y0
+	VPMAXUB (R11)(AX*1), Y0, Y0
+	VMOVDQU Y0, (DI)(AX*1)
+	ADDQ $32, AX
+	CMPQ AX, R9
+	JLT mp8chunk
+	ADDQ R9, DI
+	LEAQ (SI)(R9*2), SI
+	LEAQ (DX)(R9*2), DX
+	DECQ R8
+	JNZ mp8pixel
+	VZEROUPPER
+	RET

@@ -54,3 +54,6 @@ func MaxU8(dst, src []uint8) { maxU8Go(dst, src) }
 func copyRunsU8(dst, src []uint8, n, step, kh, rowStep, run int) {
 	copyRunsGo(dst, src, n, step, kh, rowStep, run)
 }
+
+// maxPool2x2U8Row is maxPool2x2Go.
+func maxPool2x2U8Row(out, top, bottom []uint8, ow, c int) { maxPool2x2Go(out, top, bottom, ow, c) }
