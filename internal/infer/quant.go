@@ -357,8 +357,8 @@ type Int8Conv struct {
 	hasRes, resReLU bool
 }
 
-// int8Bufs are one run's buffers: the quantized input, a chunk of it
-// padded, its unfolded rows and, for a pooled step, the output before the
+// int8Bufs are one run's buffers: the quantized input (unless it is
+// quantized as it is padded), a chunk of it padded, its unfolded rows and, for a pooled step, the output before the
 // pool (float32 or uint8).
 type int8Bufs struct {
 	x, pad, col []uint8
@@ -430,13 +430,20 @@ func (s *Int8Conv) run(st *State, n int) {
 	}
 	defer s.bufs.Put(bufs)
 	z := s.Layer.InZero
+	inv := 1 / s.Layer.InScale
+	u := sh.Unpadded()
+	padded := u != sh
+	// The input comes as codes (xq), or as float32 values (x), quantized
+	// here: per chunk as it is padded, or else all at once.
+	var x []float32
 	var xq []uint8
 	if s.inU8 {
 		xq = st.u8[s.In][:n*in]
 	} else {
-		x := st.bufs[s.In][:n*in]
+		x = st.bufs[s.In][:n*in]
+	}
+	if x != nil && !padded {
 		xq = grow(&bufs.x, len(x))
-		inv := 1 / s.Layer.InScale
 		parallel.For(len(x), 1<<15, func(lo, hi int) {
 			blas.QuantizeU8s(xq[lo:hi], x[lo:hi], inv, z)
 		})
@@ -476,12 +483,10 @@ func (s *Int8Conv) run(st *State, n int) {
 	chunk := max(1, min(n, int8ColBytes/(rows*k)))
 	col := grow(&bufs.col, chunk*rows*k)
 	// A chunk's images are padded first where the kernel overhangs the
-	// border, so that im2col copies whole kernel rows, one call per
-	// output row (VGG-w32 int8 at batch 256 on the AVX-512 Xeon: the
-	// border pixels, copied a channel vector at a time, cost more than
-	// all the others).
-	u := sh.Unpadded()
-	padded := u != sh
+	// border (and quantized on the way from float32), so that im2col
+	// copies whole kernel rows, one call per output row (VGG-w32 int8 at
+	// batch 256 on the AVX-512 Xeon: the border pixels, copied a channel
+	// vector at a time, cost more than all the others).
 	uin := u.H * u.W * u.C
 	var xp []uint8
 	if padded {
@@ -493,7 +498,12 @@ func (s *Int8Conv) run(st *State, n int) {
 		if padded {
 			parallel.For(nc, 1, func(lo, hi int) {
 				for b := lo; b < hi; b++ {
-					kernels.PadU8(xp[b*uin:(b+1)*uin], xq[(n0+b)*in:(n0+b+1)*in], z, sh)
+					dst := xp[b*uin : (b+1)*uin]
+					if x != nil {
+						kernels.PadQuantizeU8(dst, x[(n0+b)*in:(n0+b+1)*in], inv, z, sh)
+					} else {
+						kernels.PadU8(dst, xq[(n0+b)*in:(n0+b+1)*in], z, sh)
+					}
 				}
 			})
 			src, s0 = xp, 0

@@ -298,6 +298,21 @@ func (s ConvShape) Unpadded() ConvShape {
 // the int8 convolution pads a chunk of images once, so that im2col
 // copies whole kernel rows for every output pixel.
 func PadU8(dst, x []uint8, z uint8, s ConvShape) {
+	padRowsU8(dst, z, s, func(row []uint8, from int) { copy(row, x[from:from+len(row)]) })
+}
+
+// PadQuantizeU8 is PadU8 from the float32 map x, quantized on the way as
+// blas.QuantizeU8s does (scale 1/inv, zero point z): one pass over a
+// chunk of a float32 input instead of a quantized copy of the whole
+// batch, then the padded one.
+func PadQuantizeU8(dst []uint8, x []float32, inv float32, z uint8, s ConvShape) {
+	padRowsU8(dst, z, s, func(row []uint8, from int) { blas.QuantizeU8s(row, x[from:from+len(row)], inv, z) })
+}
+
+// padRowsU8 writes the rows of the padded map dst (PadU8): z where s's
+// kernel overhangs the border, and fill(row, from) for the part of a
+// row that comes from the input, whose first value is the input's from.
+func padRowsU8(dst []uint8, z uint8, s ConvShape, fill func(row []uint8, from int)) {
 	u := s.Unpadded()
 	c := s.C
 	for y := range u.H {
@@ -310,7 +325,7 @@ func PadU8(dst, x []uint8, z uint8, s ConvShape) {
 		// Columns [lo, hi) of the padded row come from the input.
 		lo, hi := min(s.PL, u.W), min(u.W, s.PL+s.W)
 		fillU8(row[:lo*c], z)
-		copy(row[lo*c:hi*c], x[(iy*s.W+lo-s.PL)*c:(iy*s.W+hi-s.PL)*c])
+		fill(row[lo*c:hi*c], (iy*s.W+lo-s.PL)*c)
 		fillU8(row[hi*c:], z)
 	}
 }

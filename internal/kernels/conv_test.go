@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"fmt"
+	"github.com/fashion-classifier/fashion/internal/blas"
 	"math"
 	"math/rand/v2"
 	"runtime"
@@ -334,6 +335,25 @@ func TestIm2colU8MatchesReference(t *testing.T) {
 		Im2colU8(got, xp, 0, 0, n*s.OH, z, u)
 		if i := slices.Compare(got, want); i != 0 {
 			t.Fatalf("%+v padded to %dx%d: the unfolded rows differ", s, u.H, u.W)
+		}
+	}
+}
+
+// TestPadQuantizeU8IsPadOfQuantized: padding float32 values while
+// quantizing them gives the padded map of their codes.
+func TestPadQuantizeU8IsPadOfQuantized(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	for _, s := range []ConvShape{SquareConv(32, 28, 28, 32, 3, 1, 1), SquareConv(5, 7, 6, 3, 3, 2, 1), SquareConv(3, 4, 5, 2, 5, 1, 2)} {
+		x := randVec(rng, s.H*s.W*s.C)
+		inv, z := float32(40), uint8(rng.IntN(256))
+		q := make([]uint8, len(x))
+		blas.QuantizeU8s(q, x, inv, z)
+		u := s.Unpadded()
+		want, got := make([]uint8, u.H*u.W*u.C), make([]uint8, u.H*u.W*u.C)
+		PadU8(want, q, z, s)
+		PadQuantizeU8(got, x, inv, z, s)
+		if !slices.Equal(got, want) {
+			t.Errorf("%+v: PadQuantizeU8 differs from PadU8 of the codes", s)
 		}
 	}
 }
