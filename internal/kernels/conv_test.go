@@ -2,13 +2,14 @@ package kernels
 
 import (
 	"fmt"
-	"github.com/fashion-classifier/fashion/internal/blas"
 	"math"
 	"math/rand/v2"
 	"runtime"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/fashion-classifier/fashion/internal/blas"
 )
 
 // convRef is the direct convolution, the definition Conv.Forward is
