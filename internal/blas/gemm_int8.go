@@ -233,41 +233,19 @@ func GemmInt8F32(m int, a []uint8, lda int, za uint8, b *Int8B, rq *Requant, c [
 		return err
 	}
 	gemmInt8(m, a, lda, za, b, func(i0, rows, j0, cols int, tile, zs []int32) {
-		for r := range rows {
-			s := tile[r*b.kern.nr:][:cols]
-			for j := range s {
-				s[j] -= zs[j]
-			}
-			rq.rowF32(c[(i0+r)*ldc+j0:][:cols], s, j0)
-		}
+		requantTileF32(c[i0*ldc+j0:], ldc, rows, cols, tile, b.kern.nr, zs, rq, j0)
 	})
 	return nil
 }
 
-// rowF32 is value over one row of a tile (columns j0 …), with the loop
-// specialised for a bias and ReLU: out[j] = value(s[j], j0+j).
-func (rq *Requant) rowF32(out []float32, s []int32, j0 int) {
-	scale := rq.Scale[j0 : j0+len(out)]
-	s = s[:len(out)]
-	if rq.Bias == nil {
-		for j := range out {
-			out[j] = rq.value(s[j], j0+j)
+// requantTileF32Go is the float epilogue of a tile of rows×cols sums s
+// (row stride lds) into out (row stride ldo), and the definition of the
+// vector one: out[r·ldo+j] = value(s[r·lds+j] − zs[j], j0+j).
+func requantTileF32Go(out []float32, ldo, rows, cols int, s []int32, lds int, zs []int32, rq *Requant, j0 int) {
+	for r := range rows {
+		for j := range cols {
+			out[r*ldo+j] = rq.value(s[r*lds+j]-zs[j], j0+j)
 		}
-		return
-	}
-	bias := rq.Bias[j0 : j0+len(out)]
-	if !rq.ReLU {
-		for j := range out {
-			out[j] = float32(float32(s[j])*scale[j]) + bias[j]
-		}
-		return
-	}
-	for j := range out {
-		f := float32(float32(s[j])*scale[j]) + bias[j]
-		if !(f > 0) {
-			f = 0
-		}
-		out[j] = f
 	}
 }
 

@@ -304,6 +304,82 @@ rtnorelu:
 	VZEROUPPER
 	RET
 
+// func requantTileF32AVX512(rows, cols int, s *int32, lds int, zs *int32, scale, bias *float32, flags int, out *float32, ldo int)
+//
+// Requires AVX-512F. requantTileF32Go for cols ≤ 32, as
+// requantTileU8AVX512 up to its ReLU (the bias added only with flag 0,
+// so that −0 stays −0), the float32 values stored masked.
+TEXT ·requantTileF32AVX512(SB), NOSPLIT, $0-80
+	MOVQ rows+0(FP), R13
+	MOVQ cols+8(FP), CX
+	MOVQ s+16(FP), SI
+	MOVQ lds+24(FP), R11
+	SHLQ $2, R11
+	MOVQ zs+32(FP), R8
+	MOVQ scale+40(FP), R9
+	MOVQ bias+48(FP), R10
+	MOVQ flags+56(FP), BX
+	MOVQ out+64(FP), DI
+	MOVQ ldo+72(FP), R12
+	SHLQ $2, R12
+	MOVL $0xffff, AX
+	CMPQ CX, $16
+	JGE rflo
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+rflo:
+	KMOVW AX, K1
+	XORL AX, AX
+	SUBQ $16, CX
+	JLE rfhi
+	MOVL $0xffff, AX
+	CMPQ CX, $16
+	JGE rfhi
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+rfhi:
+	KMOVW AX, K3
+	VPXORD Z30, Z30, Z30
+	VMOVDQU32.Z (R8), K1, Z20
+	VMOVDQU32.Z 64(R8), K3, Z21
+	VMOVUPS.Z (R9), K1, Z22
+	VMOVUPS.Z 64(R9), K3, Z23
+	VPXORD Z24, Z24, Z24
+	VPXORD Z25, Z25, Z25
+	TESTQ $1, BX
+	JZ rfrow
+	VMOVUPS.Z (R10), K1, Z24
+	VMOVUPS.Z 64(R10), K3, Z25
+rfrow:
+	VMOVDQU32.Z (SI), K1, Z0
+	VMOVDQU32.Z 64(SI), K3, Z1
+	VPSUBD Z20, Z0, Z0
+	VPSUBD Z21, Z1, Z1
+	VCVTDQ2PS Z0, Z0
+	VCVTDQ2PS Z1, Z1
+	VMULPS Z22, Z0, Z0
+	VMULPS Z23, Z1, Z1
+	TESTQ $1, BX
+	JZ rfnobias
+	VADDPS Z24, Z0, Z0
+	VADDPS Z25, Z1, Z1
+rfnobias:
+	TESTQ $2, BX
+	JZ rfnorelu
+	VMAXPS Z30, Z0, Z0
+	VMAXPS Z30, Z1, Z1
+rfnorelu:
+	VMOVUPS Z0, K1, (DI)
+	VMOVUPS Z1, K3, 64(DI)
+	ADDQ R11, SI
+	ADDQ R12, DI
+	DECQ R13
+	JG rfrow
+	VZEROUPPER
+	RET
+
 // func quantizeU8AVX512(n int, src *float32, inv float32, z int32, out *uint8)
 //
 // Requires AVX-512F. QuantizeU8 for n values, 16 at a time (the last

@@ -254,8 +254,9 @@ func BenchmarkGemmInt8(b *testing.B) {
 	}
 }
 
-// TestRequantTileU8MatchesGo compares the uint8 epilogue this machine
-// runs (AVX-512 where it has it) with the Go definition bit for bit, on
+// TestRequantTileU8MatchesGo compares the uint8 and float epilogues this
+// machine runs (AVX-512 where it has it) with the Go definitions bit for
+// bit, on
 // tiles of every width up to two vector groups and past them, 1 to 13
 // rows, with and without a bias and ReLU, and with scales and biases
 // that reach the clamps, NaN and ±Inf; the bytes between and after the
@@ -298,6 +299,17 @@ func TestRequantTileU8MatchesGo(t *testing.T) {
 				requantTileU8Go(want, ldo, rows, cols, s, lds, zs, rq, j0, inv)
 				if i := firstDiff(got, want); i >= 0 {
 					t.Fatalf("%d×%d bias=%v relu=%v: out[%d] = %d, Go %d", rows, cols, bias, relu, i, got[i], want[i])
+				}
+				gotF, wantF := make([]float32, rows*ldo+1), make([]float32, rows*ldo+1)
+				for i := range gotF {
+					gotF[i], wantF[i] = 7, 7
+				}
+				requantTileF32(gotF, ldo, rows, cols, s, lds, zs, rq, j0)
+				requantTileF32Go(wantF, ldo, rows, cols, s, lds, zs, rq, j0)
+				for i := range gotF {
+					if math.Float32bits(gotF[i]) != math.Float32bits(wantF[i]) {
+						t.Fatalf("%d×%d bias=%v relu=%v: float out[%d] = %v, Go %v", rows, cols, bias, relu, i, gotF[i], wantF[i])
+					}
 				}
 			}
 		}
