@@ -274,12 +274,12 @@ func TestIm2col3x3SingleMatchesGeneral(t *testing.T) {
 // TestIm2colU8MatchesReference compares Im2colU8 (its copies of whole
 // kernel rows and its vector runs) with the definition, one code at a
 // time, on shapes with odd sizes, strides, asymmetric padding, dilation
-// and the channel counts the vector runs take (32, 64) and others, over
+// and the channel counts the vector runs take (16, 32, 64) and others, over
 // every split of the output rows.
 func TestIm2colU8MatchesReference(t *testing.T) {
 	rng := rand.New(rand.NewPCG(11, 12))
 	shapes := append(oddShapes(),
-		SquareConv(32, 28, 28, 32, 3, 1, 1), SquareConv(64, 7, 9, 8, 3, 1, 1), SquareConv(32, 9, 11, 5, 3, 2, 1),
+		SquareConv(32, 28, 28, 32, 3, 1, 1), SquareConv(64, 7, 9, 8, 3, 1, 1), SquareConv(16, 9, 8, 4, 3, 1, 1), SquareConv(16, 9, 9, 4, 1, 2, 0), SquareConv(32, 9, 11, 5, 3, 2, 1),
 		SquareConv(32, 5, 5, 4, 5, 1, 0), SquareConv(3, 2, 2, 4, 3, 1, 1), SquareConv(32, 3, 3, 4, 3, 1, 2),
 		ConvShape{C: 32, H: 6, W: 7, M: 3, OH: 5, OW: 5, KH: 3, KW: 2, SH: 1, SW: 1, DH: 2, DW: 1, PT: 1, PL: 0, Groups: 1},
 		ConvShape{C: 64, H: 8, W: 5, M: 3, OH: 4, OW: 5, KH: 2, KW: 3, SH: 2, SW: 1, DH: 1, DW: 1, PT: 0, PL: 1, Groups: 1},

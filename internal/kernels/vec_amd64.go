@@ -203,11 +203,11 @@ func MaxU8(dst, src []uint8) {
 //go:noescape
 func copyRunsAVX2(dst, src *uint8, n, step, kh, rowStep, run int)
 
-// copyRunsU8 is copyRunsGo, in AVX2 when run is a multiple of 32 (one
+// copyRunsU8 is copyRunsGo, in AVX2 when run is a multiple of 16 (one
 // call for a row of pixels instead of a memmove per kernel row: the
 // calls were a fifth of the int8 VGG-w32's time on the AVX-512 Xeon).
 func copyRunsU8(dst, src []uint8, n, step, kh, rowStep, run int) {
-	if !vecAVX2 || run%32 != 0 || n < 1 || kh < 1 {
+	if !vecAVX2 || run%16 != 0 || n < 1 || kh < 1 {
 		copyRunsGo(dst, src, n, step, kh, rowStep, run)
 		return
 	}

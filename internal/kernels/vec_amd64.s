@@ -479,8 +479,9 @@ maxu8loop:
 	RET
 
 // func copyRunsAVX2(dst, src *uint8, n, step, kh, rowStep, run int)
-// copyRunsGo for run a positive multiple of 32: per pixel, kh runs copied
-// 32 bytes at a time; dst advances by run after each.
+// copyRunsGo for run a positive multiple of 16: per pixel, kh runs copied
+// 32 bytes at a time and a last 16 if run is an odd multiple of 16; dst
+// advances by run after each.
 TEXT ·copyRunsAVX2(SB), NOSPLIT, $0-56
 	MOVQ dst+0(FP), DI
 	MOVQ src+8(FP), SI
@@ -489,17 +490,27 @@ TEXT ·copyRunsAVX2(SB), NOSPLIT, $0-56
 	MOVQ kh+32(FP), R10
 	MOVQ rowStep+40(FP), R11
 	MOVQ run+48(FP), R12
+	MOVQ R12, R13
+	ANDQ $-32, R13 // the bytes copied 32 at a time
 runspixel:
 	MOVQ SI, DX  // this pixel's first run
 	MOVQ R10, BX // runs left
 runsrow:
 	XORQ AX, AX
+	TESTQ R13, R13
+	JZ runstail
 runschunk:
 	VMOVDQU (DX)(AX*1), Y0
 	VMOVDQU Y0, (DI)(AX*1)
 	ADDQ $32, AX
-	CMPQ AX, R12
+	CMPQ AX, R13
 	JLT runschunk
+runstail:
+	CMPQ AX, R12
+	JGE runsnext
+	VMOVDQU (DX)(AX*1), X0
+	VMOVDQU X0, (DI)(AX*1)
+runsnext:
 	ADDQ R12, DI
 	ADDQ R11, DX
 	DECQ BX
