@@ -4,7 +4,10 @@
 // before them). A Program is a list of steps over numbered buffers
 // ("slots") built once by a front end; it is immutable afterwards and
 // shared by every goroutine. Each run has its own State: the slots'
-// buffers and the kernels' scratch memory, and nothing else.
+// buffers and the kernels' scratch memory, and nothing else. A slot's
+// buffer goes back to the state once its last reader has run, for the
+// slots written after it: a run holds the buffers of the slots that are
+// live at once, not one per slot.
 //
 // The steps call package kernels, so training and inference share every
 // convolution, pooling and activation kernel.
@@ -44,6 +47,9 @@ type Program struct {
 	outSize int  // values per output image
 	probs   bool // the output is already probabilities (a final softmax)
 	macs    int  // multiply-adds per image of convolutions and products
+	// dead[i] are the slots whose last reader is step i (never the input
+	// or output slot): their buffers are free for the steps after it.
+	dead [][]int
 }
 
 // InSize is the number of input values per image.
@@ -114,13 +120,44 @@ func (b *Builder) Finish(out, outSize int, probs bool) (*Program, error) {
 		s.prepare()
 	}
 	p.out, p.outSize, p.probs = out, outSize, probs
+	p.planBuffers()
 	return p, nil
+}
+
+// planBuffers sets p.dead from the steps' inputs: each slot other than
+// the input and the output dies after the last step that reads it.
+func (p *Program) planBuffers() {
+	last := make([]int, p.slots)
+	for i := range last {
+		last[i] = -1
+	}
+	for i, s := range p.steps {
+		for _, in := range s.inputs() {
+			if in >= 0 && in < p.slots {
+				last[in] = i
+			}
+		}
+	}
+	p.dead = make([][]int, len(p.steps))
+	for slot, i := range last {
+		if i >= 0 && slot != p.in && slot != p.out {
+			p.dead[i] = append(p.dead[i], slot)
+		}
+	}
 }
 
 // State holds the buffers of one run of a program. A program is immutable
 // and shared; each concurrent run has its own state.
 type State struct {
+	// bufs[slot] is the slot's values while it is live: a view of one of
+	// store's buffers (phys[slot]), or the caller's input.
 	bufs [][]float32
+	// store holds the buffers the slots share; free are the ones no live
+	// slot holds, taken last in first out, so that every run (every
+	// batch size) hands the same slots the same buffers.
+	store [][]float32
+	phys  []int
+	free  []int
 	// u8 holds the slots that int8 layers pass to each other as uint8
 	// codes (see chainU8); the others are nil.
 	u8      [][]uint8
@@ -129,32 +166,78 @@ type State struct {
 
 // NewState returns empty buffers for runs of p.
 func (p *Program) NewState() *State {
-	return &State{bufs: make([][]float32, p.slots), u8: make([][]uint8, p.slots)}
+	st := &State{bufs: make([][]float32, p.slots), u8: make([][]uint8, p.slots), phys: make([]int, p.slots)}
+	for i := range st.phys {
+		st.phys[i] = -1
+	}
+	return st
 }
 
 // get returns slot's buffer resized to size values, reallocating only when
-// it is too small. Its contents are not cleared.
-func (s *State) get(slot, size int) []float32 { return kernels.Grow(&s.bufs[slot], size) }
+// it is too small. Its contents are not cleared. A slot without a buffer
+// takes a free one, or a new one.
+func (s *State) get(slot, size int) []float32 {
+	k := s.phys[slot]
+	if k < 0 {
+		if n := len(s.free); n > 0 {
+			k, s.free = s.free[n-1], s.free[:n-1]
+		} else {
+			k = len(s.store)
+			s.store = append(s.store, nil)
+		}
+		s.phys[slot] = k
+	}
+	s.bufs[slot] = kernels.Grow(&s.store[k], size)
+	return s.bufs[slot]
+}
+
+// release gives slot's buffer back; reading the slot afterwards is a bug
+// that panics (its view is nil).
+func (s *State) release(slot int) {
+	if k := s.phys[slot]; k >= 0 {
+		s.free = append(s.free, k)
+		s.phys[slot] = -1
+	}
+	s.bufs[slot] = nil
+}
+
+// start begins a run on the caller's input x: every buffer is free again,
+// in the order that hands them out as the first run did.
+func (p *Program) start(st *State, x []float32) {
+	for slot := range st.phys {
+		st.phys[slot] = -1
+	}
+	st.free = st.free[:0]
+	for k := len(st.store) - 1; k >= 0; k-- {
+		st.free = append(st.free, k)
+	}
+	st.bufs[p.in] = x
+}
+
+// step runs step i and frees the buffers of the slots it read last.
+func (p *Program) step(st *State, i, n int) {
+	p.steps[i].run(st, n)
+	for _, slot := range p.dead[i] {
+		st.release(slot)
+	}
+}
 
 // Run computes n images x (n·InSize values) with st's buffers and returns
 // the output slot (n·OutSize values, owned by st until its next run). x
 // is not modified, and not referenced once Run returns.
 func (p *Program) Run(st *State, x []float32, n int) []float32 {
-	st.bufs[p.in] = x[:n*p.inSize]
-	for _, s := range p.steps {
-		s.run(st, n)
-	}
-	st.bufs[p.in] = nil
-	return st.bufs[p.out][:n*p.outSize]
+	return p.RunObserved(st, x, n, nil)
 }
 
-// RunObserved is Run that calls after(i) once step i has finished, for
-// tools that time each step (cmd/layertime).
+// RunObserved is Run that calls after(i), when it is not nil, once step i
+// has finished, for tools that time each step (cmd/layertime).
 func (p *Program) RunObserved(st *State, x []float32, n int, after func(step int)) []float32 {
-	st.bufs[p.in] = x[:n*p.inSize]
-	for i, s := range p.steps {
-		s.run(st, n)
-		after(i)
+	p.start(st, x[:n*p.inSize])
+	for i := range p.steps {
+		p.step(st, i, n)
+		if after != nil {
+			after(i)
+		}
 	}
 	st.bufs[p.in] = nil
 	return st.bufs[p.out][:n*p.outSize]
@@ -179,11 +262,11 @@ func (p *Program) Describe() []string {
 // buffers (the kernels' scratch is bounded apart, per worker).
 func (st *State) Memory() int {
 	n := 0
-	for _, b := range st.bufs {
-		n += len(b)
+	for _, b := range st.store {
+		n += cap(b)
 	}
 	for _, b := range st.u8 {
-		n += (len(b) + 3) / 4
+		n += (cap(b) + 3) / 4
 	}
 	return n
 }

@@ -120,9 +120,9 @@ func (p *Program) Calibrate(x []float32, n, batch int) ([]Range, error) {
 	st := p.NewState()
 	for b0 := 0; b0 < n; b0 += batch {
 		nb := min(batch, n-b0)
-		st.bufs[p.in] = x[b0*p.inSize : (b0+nb)*p.inSize]
+		p.start(st, x[b0*p.inSize:(b0+nb)*p.inSize])
 		q := 0
-		for _, s := range p.steps {
+		for i, s := range p.steps {
 			if in, k, _, _, ok := quantizable(s); ok {
 				size := nb * k
 				if c, isConv := s.(*Conv); isConv {
@@ -134,7 +134,7 @@ func (p *Program) Calibrate(x []float32, n, batch int) ([]Range, error) {
 				}
 				q++
 			}
-			s.run(st, nb)
+			p.step(st, i, nb)
 		}
 	}
 	st.bufs[p.in] = nil
@@ -201,6 +201,7 @@ func (p *Program) WithInt8(layers []Int8Layer, use func(i int) bool) (*Program, 
 		return nil, err
 	}
 	chainU8(q)
+	q.planBuffers()
 	return q, nil
 }
 
