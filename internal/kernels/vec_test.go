@@ -153,3 +153,40 @@ func TestMaxU8MatchesGo(t *testing.T) {
 		}
 	}
 }
+
+// TestU8RowKernelsMatchGo compares the vector kernels of the int8 path
+// that this machine runs (copyRunsU8, maxPool2x2U8Row) with their Go
+// definitions, which run where the vector ones do not, byte for byte on
+// the sizes each takes.
+func TestU8RowKernelsMatchGo(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 16))
+	bytes := func(n int) []uint8 {
+		b := make([]uint8, n)
+		for i := range b {
+			b[i] = uint8(rng.IntN(256))
+		}
+		return b
+	}
+	for _, run := range []int{16, 32, 48, 96, 192} {
+		for _, kh := range []int{1, 3} {
+			n, step, rowStep := 1+rng.IntN(9), run/3+rng.IntN(40), run+rng.IntN(100)
+			src := bytes((n-1)*step + (kh-1)*rowStep + run)
+			got, want := make([]uint8, n*kh*run+1), make([]uint8, n*kh*run+1)
+			copyRunsU8(got[:n*kh*run], src, n, step, kh, rowStep, run)
+			copyRunsGo(want[:n*kh*run], src, n, step, kh, rowStep, run)
+			if !slices.Equal(got, want) {
+				t.Errorf("copyRunsU8 run=%d kh=%d n=%d differs from copyRunsGo", run, kh, n)
+			}
+		}
+	}
+	for _, c := range []int{3, 32, 64, 96} {
+		ow := 1 + rng.IntN(14)
+		top, bottom := bytes(2*ow*c), bytes(2*ow*c)
+		got, want := make([]uint8, ow*c), make([]uint8, ow*c)
+		maxPool2x2U8Row(got, top, bottom, ow, c)
+		maxPool2x2Go(want, top, bottom, ow, c)
+		if !slices.Equal(got, want) {
+			t.Errorf("maxPool2x2U8Row c=%d ow=%d differs from maxPool2x2Go", c, ow)
+		}
+	}
+}
