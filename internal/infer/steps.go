@@ -77,8 +77,9 @@ type Conv struct {
 	// wino is the Winograd form of a 3×3 stride-1 padding-1 convolution
 	// (see prepare), or nil.
 	wino *kernels.Winograd3x3
-	// direct selects kernels.Conv3x3Direct (see prepare).
-	direct bool
+	// direct selects kernels.Conv3x3Direct, direct16 kernels.Conv3x3Direct16
+	// (see prepare).
+	direct, direct16 bool
 	// Pool is set when the step also takes the 2×2, stride-2 max pool
 	// of its output (FuseMaxPool): Out then holds OH/2×OW/2 pixels.
 	Pool bool
@@ -131,7 +132,8 @@ func (s *Conv) FuseMaxPool(p kernels.PoolShape) bool {
 }
 
 // prepare builds the epilogue and, for a 3×3, stride-1, padding-1
-// convolution without groups, the fast path: with at least 8 channels in
+// convolution without groups, the fast path: with 16 channels in and out
+// and AVX-512, the direct 16-channel kernel; with at least 8 channels in
 // and out the Winograd weights, which make it about twice as fast as
 // im2col and a product; with fewer input channels and a multiple of 32
 // out, the direct kernel.
@@ -139,6 +141,8 @@ func (s *Conv) prepare() {
 	s.ep = kernels.NewEpilogue(s.Bias, s.Act)
 	sh := s.Shape
 	switch {
+	case s.winograd() && sh.C == 16 && sh.M == 16 && !s.Pool && kernels.Direct16Fast():
+		s.direct16 = true
 	case s.winograd():
 		s.wino = kernels.NewWinograd3x3(s.W, sh.C, sh.M)
 	case sh.KH != 3 || sh.KW != 3 || !sh.Same():
@@ -159,6 +163,13 @@ func (s *Conv) run(st *State, n int) {
 	}
 	y := st.get(s.Out, n*sh.OH*sh.OW*sh.M)
 	switch {
+	case s.direct16:
+		var res []float32
+		if s.hasRes {
+			res = st.bufs[s.res][:len(y)]
+		}
+		kernels.Conv3x3Direct16(y, x, res, n, sh.H, sh.W, s.W, s.ep, &st.scratch)
+		return
 	case s.hasRes:
 		s.wino.ForwardAdd(y, x, st.bufs[s.res][:len(y)], n, sh.H, sh.W, s.ep, &st.scratch)
 		return
@@ -178,6 +189,10 @@ func (s *Conv) String() string {
 	switch {
 	case s.Pool:
 		kernel = "winograd+maxpool2x2"
+	case s.direct16 && s.hasRes:
+		kernel = "direct3x3x16+add"
+	case s.direct16:
+		kernel = "direct3x3x16"
 	case s.hasRes:
 		kernel = "winograd+add"
 	case s.wino != nil:

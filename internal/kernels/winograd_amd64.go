@@ -1,5 +1,7 @@
 package kernels
 
+import "golang.org/x/sys/cpu"
+
 // winoAsm reports that the AVX2 Winograd transforms of winograd_amd64.s
 // run on this CPU.
 var winoAsm = vecAVX2
@@ -47,3 +49,13 @@ func max4AVX2(dst, a, b, c, d *float32, n int)
 //
 //go:noescape
 func conv3x3RowAVX2(in *float32, prs, c3 int, wt *float32, m int, bias *float32, relu bool, out *float32, w, c int)
+
+// direct16Asm reports that conv3x3Row16AVX512 runs on this CPU.
+var direct16Asm = cpu.X86.HasAVX512F
+
+// conv3x3Row16AVX512 is conv3x3RowGo for c = m = 16 on raw pointers
+// (direct3x3_amd64.s), prs in bytes, flags 1 for ReLU and 2 for res; the
+// caller checks the lengths.
+//
+//go:noescape
+func conv3x3Row16AVX512(in *float32, prs int, wt, bias, res *float32, flags int, out *float32, w int)

@@ -32,3 +32,10 @@ func max4AVX2(dst, a, b, c, d *float32, n int) {
 func conv3x3RowAVX2(in *float32, prs, c3 int, wt *float32, m int, bias *float32, relu bool, out *float32, w, c int) {
 	panic("kernels: no assembly direct convolution on this architecture")
 }
+
+// direct16Asm: no AVX-512 kernel on this architecture.
+const direct16Asm = false
+
+func conv3x3Row16AVX512(in *float32, prs int, wt, bias, res *float32, flags int, out *float32, w int) {
+	panic("kernels: no assembly direct convolution on this architecture")
+}
