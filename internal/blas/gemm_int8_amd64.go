@@ -1,6 +1,10 @@
 package blas
 
-import "golang.org/x/sys/cpu"
+import (
+	"unsafe"
+
+	"golang.org/x/sys/cpu"
+)
 
 // int8Kern6x16AVX2 is the AVX2 int8 micro-kernel in gemm_int8_amd64.s. It
 // implements int8Kernel.fn on raw pointers (kp2 ≥ 1); the caller checks
@@ -68,57 +72,60 @@ func int8Kernels() []*int8Kernel {
 	return append(ks, &int8GoKernel)
 }
 
-// requantTileU8AVX512 is the AVX-512 uint8 epilogue in
-// gemm_int8_amd64.s: requantTileU8Go for a tile of at most 32 columns on
-// raw pointers (flags: 1 bias, 2 ReLU; bias is not read without flag 1).
+// requantTileAVX512 is the AVX-512 int8 epilogue in gemm_int8_amd64.s:
+// requantTileU8Go (flags bit 2) or requantTileF32Go for a tile of at
+// most 32 columns on raw pointers (flags bit 0: bias, bit 1: ReLU; ldo
+// in bytes; bias is not read without bit 0).
 //
 //go:noescape
-func requantTileU8AVX512(rows, cols int, s *int32, lds int, zs *int32, scale, bias *float32, flags int, inv float32, z int32, out *uint8, ldo int)
+func requantTileAVX512(rows, cols int, s *int32, lds int, zs *int32, scale, bias *float32, flags int, inv float32, z int32, out unsafe.Pointer, ldo int)
 
-// requantTileU8 is requantTileU8Go, in AVX-512 where the CPU has it and
-// the tile has at most 32 columns (every kernel's nr, maxInt8NR).
+// requantTileFast reports whether requantTileAVX512 takes a tile of rows
+// × cols: with AVX-512, at most 32 columns (every kernel's nr, maxInt8NR).
+func requantTileFast(rows, cols int) bool {
+	return cpu.X86.HasAVX512F && rows >= 1 && cols >= 1 && cols <= 32
+}
+
+// requantTileArgs checks the lengths the assembly reads for a tile from
+// column j0 and returns its flags (u8 adds bit 2) and bias pointer.
+func requantTileArgs(rows, cols int, s []int32, lds int, zs []int32, rq *Requant, j0 int, u8 bool) (int, *float32) {
+	_, _, _ = s[(rows-1)*lds+cols-1], zs[cols-1], rq.Scale[j0+cols-1]
+	flags, bias := 0, &rq.Scale[j0]
+	if rq.Bias != nil {
+		_ = rq.Bias[j0+cols-1]
+		flags, bias = 1, &rq.Bias[j0]
+	}
+	if rq.ReLU {
+		flags |= 2
+	}
+	if u8 {
+		flags |= 4
+	}
+	return flags, bias
+}
+
+// requantTileU8 is requantTileU8Go, in AVX-512 where it can be.
 func requantTileU8(out []uint8, ldo, rows, cols int, s []int32, lds int, zs []int32, rq *Requant, j0 int, inv float32) {
-	if !cpu.X86.HasAVX512F || rows < 1 || cols < 1 || cols > 32 {
+	if !requantTileFast(rows, cols) {
 		requantTileU8Go(out, ldo, rows, cols, s, lds, zs, rq, j0, inv)
 		return
 	}
-	_, _, _, _ = out[(rows-1)*ldo+cols-1], s[(rows-1)*lds+cols-1], zs[cols-1], rq.Scale[j0+cols-1]
-	flags, bias := 0, &rq.Scale[j0]
-	if rq.Bias != nil {
-		_ = rq.Bias[j0+cols-1]
-		flags, bias = 1, &rq.Bias[j0]
-	}
-	if rq.ReLU {
-		flags |= 2
-	}
-	requantTileU8AVX512(rows, cols, &s[0], lds, &zs[0], &rq.Scale[j0], bias, flags, inv, int32(rq.OutZero), &out[0], ldo)
+	_ = out[(rows-1)*ldo+cols-1]
+	flags, bias := requantTileArgs(rows, cols, s, lds, zs, rq, j0, true)
+	requantTileAVX512(rows, cols, &s[0], lds, &zs[0], &rq.Scale[j0], bias, flags, inv, int32(rq.OutZero), unsafe.Pointer(&out[0]), ldo)
 }
 
-// requantTileF32AVX512 is the AVX-512 float epilogue in
-// gemm_int8_amd64.s: requantTileF32Go for a tile of at most 32 columns on
-// raw pointers (flags as requantTileU8AVX512's).
-//
-//go:noescape
-func requantTileF32AVX512(rows, cols int, s *int32, lds int, zs *int32, scale, bias *float32, flags int, out *float32, ldo int)
-
-// requantTileF32 is requantTileF32Go, in AVX-512 where the CPU has it and
-// the tile has at most 32 columns (the Go loop was a quarter of the int8
-// ResNet-20's time, whose residual blocks end in float32).
+// requantTileF32 is requantTileF32Go, in AVX-512 where it can be (the Go
+// loop was a quarter of the int8 ResNet-20's time, whose residual blocks
+// end in float32).
 func requantTileF32(out []float32, ldo, rows, cols int, s []int32, lds int, zs []int32, rq *Requant, j0 int) {
-	if !cpu.X86.HasAVX512F || rows < 1 || cols < 1 || cols > 32 {
+	if !requantTileFast(rows, cols) {
 		requantTileF32Go(out, ldo, rows, cols, s, lds, zs, rq, j0)
 		return
 	}
-	_, _, _, _ = out[(rows-1)*ldo+cols-1], s[(rows-1)*lds+cols-1], zs[cols-1], rq.Scale[j0+cols-1]
-	flags, bias := 0, &rq.Scale[j0]
-	if rq.Bias != nil {
-		_ = rq.Bias[j0+cols-1]
-		flags, bias = 1, &rq.Bias[j0]
-	}
-	if rq.ReLU {
-		flags |= 2
-	}
-	requantTileF32AVX512(rows, cols, &s[0], lds, &zs[0], &rq.Scale[j0], bias, flags, &out[0], ldo)
+	_ = out[(rows-1)*ldo+cols-1]
+	flags, bias := requantTileArgs(rows, cols, s, lds, zs, rq, j0, false)
+	requantTileAVX512(rows, cols, &s[0], lds, &zs[0], &rq.Scale[j0], bias, flags, 0, 0, unsafe.Pointer(&out[0]), 4*ldo)
 }
 
 // quantizeU8AVX512 is the AVX-512 quantization in gemm_int8_amd64.s:

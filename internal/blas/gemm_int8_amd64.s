@@ -198,18 +198,45 @@ vnniloop:
 	VZEROUPPER
 	RET
 
-// func requantTileU8AVX512(rows, cols int, s *int32, lds int, zs *int32, scale, bias *float32, flags int, inv float32, z int32, out *uint8, ldo int)
+// QUANT_CONSTS sets the constants of QUANTIZE (with Z28 = 1/scale and
+// Z29 = the zero point set by the caller): Z30 = 0, Z31 = 512.0,
+// Z27 = −512.0, Z26 = 255. It uses AX.
+#define QUANT_CONSTS \
+	VPXORD Z30, Z30, Z30; \
+	MOVL $0x44000000, AX; \
+	VPBROADCASTD AX, Z31; \
+	MOVL $0xc4000000, AX; \
+	VPBROADCASTD AX, Z27; \
+	MOVL $255, AX; \
+	VPBROADCASTD AX, Z26
+
+// QUANTIZE turns the float32 lanes of Z into uint8 codes in int32 lanes,
+// the steps of QuantizeU8: × inv (Z28), NaN → 0 (through mask K), clamped
+// to ±512, rounded to the nearest even integer (VCVTPS2DQ in the default
+// rounding mode), + z (Z29), clamped to 0…255.
+#define QUANTIZE(Z, K) \
+	VMULPS Z28, Z, Z; \
+	VCMPPS $3, Z, Z, K; \
+	VMOVAPS Z30, K, Z; \
+	VMINPS Z31, Z, Z; \
+	VMAXPS Z27, Z, Z; \
+	VCVTPS2DQ Z, Z; \
+	VPADDD Z29, Z, Z; \
+	VPMAXSD Z30, Z, Z; \
+	VPMINSD Z26, Z, Z
+
+// func requantTileAVX512(rows, cols int, s *int32, lds int, zs *int32, scale, bias *float32, flags int, inv float32, z int32, out unsafe.Pointer, ldo int)
 //
-// Requires AVX-512F. requantTileU8Go for cols ≤ 32: the columns' zero
-// point sums, scales and biases are loaded once (two groups of 16,
-// masked with K1 and K3), then per row: (s − zs) to float32, × scale,
-// + bias (0 without flag 0: x + 0 differs from x only for −0, which
-// quantizes the same), max 0 (flag bit 1), × inv, NaN → 0 (K2, K4),
-// clamped to ±512, rounded to the nearest even integer (VCVTPS2DQ in the
-// default rounding mode), + z, clamped to 0…255 and stored as bytes
-// (VPMOVDB). Every step is the float32 operation the Go reference does,
-// so the bits agree.
-TEXT ·requantTileU8AVX512(SB), NOSPLIT, $0-88
+// Requires AVX-512F. The int8 epilogue of a tile of cols ≤ 32 columns:
+// requantTileU8Go with flags bit 2, else requantTileF32Go (ldo in
+// bytes). The columns' zero-point sums, scales and biases are loaded
+// once (two groups of 16, masked with K1 and K3), then per row: (s − zs)
+// to float32, × scale, + bias (flags bit 0), max 0 (bit 1); stored as
+// float32, or × inv, NaN → 0 (K2, K4), clamped to ±512, rounded to the
+// nearest even integer (VCVTPS2DQ in the default rounding mode), + z,
+// clamped to 0…255 and stored as bytes (VPMOVDB). Every step is the
+// float32 operation the Go reference does, so the bits agree.
+TEXT ·requantTileAVX512(SB), NOSPLIT, $0-88
 	MOVQ rows+0(FP), R13
 	MOVQ cols+8(FP), CX
 	MOVQ s+16(FP), SI
@@ -244,19 +271,11 @@ rthi:
 	VBROADCASTSS inv+64(FP), Z28
 	MOVL z+68(FP), AX
 	VPBROADCASTD AX, Z29
-	VPXORD Z30, Z30, Z30
-	MOVL $0x44000000, AX // 512.0
-	VPBROADCASTD AX, Z31
-	MOVL $0xc4000000, AX // -512.0
-	VPBROADCASTD AX, Z27
-	MOVL $255, AX
-	VPBROADCASTD AX, Z26
+	QUANT_CONSTS
 	VMOVDQU32.Z (R8), K1, Z20
 	VMOVDQU32.Z 64(R8), K3, Z21
 	VMOVUPS.Z (R9), K1, Z22
 	VMOVUPS.Z 64(R9), K3, Z23
-	VPXORD Z24, Z24, Z24
-	VPXORD Z25, Z25, Z25
 	TESTQ $1, BX
 	JZ rtrow
 	VMOVUPS.Z (R10), K1, Z24
@@ -270,113 +289,31 @@ rtrow:
 	VCVTDQ2PS Z1, Z1
 	VMULPS Z22, Z0, Z0
 	VMULPS Z23, Z1, Z1
+	TESTQ $1, BX
+	JZ rtnobias
 	VADDPS Z24, Z0, Z0
 	VADDPS Z25, Z1, Z1
+rtnobias:
 	TESTQ $2, BX
 	JZ rtnorelu
 	VMAXPS Z30, Z0, Z0
 	VMAXPS Z30, Z1, Z1
 rtnorelu:
-	VMULPS Z28, Z0, Z0
-	VMULPS Z28, Z1, Z1
-	VCMPPS $3, Z0, Z0, K2
-	VCMPPS $3, Z1, Z1, K4
-	VMOVAPS Z30, K2, Z0
-	VMOVAPS Z30, K4, Z1
-	VMINPS Z31, Z0, Z0
-	VMINPS Z31, Z1, Z1
-	VMAXPS Z27, Z0, Z0
-	VMAXPS Z27, Z1, Z1
-	VCVTPS2DQ Z0, Z0
-	VCVTPS2DQ Z1, Z1
-	VPADDD Z29, Z0, Z0
-	VPADDD Z29, Z1, Z1
-	VPMAXSD Z30, Z0, Z0
-	VPMAXSD Z30, Z1, Z1
-	VPMINSD Z26, Z0, Z0
-	VPMINSD Z26, Z1, Z1
+	TESTQ $4, BX
+	JNZ rtu8
+	VMOVUPS Z0, K1, (DI)
+	VMOVUPS Z1, K3, 64(DI)
+	JMP rtnext
+rtu8:
+	QUANTIZE(Z0, K2)
+	QUANTIZE(Z1, K4)
 	VPMOVDB Z0, K1, (DI)
 	VPMOVDB Z1, K3, 16(DI)
+rtnext:
 	ADDQ R11, SI
 	ADDQ R12, DI
 	DECQ R13
 	JG rtrow
-	VZEROUPPER
-	RET
-
-// func requantTileF32AVX512(rows, cols int, s *int32, lds int, zs *int32, scale, bias *float32, flags int, out *float32, ldo int)
-//
-// Requires AVX-512F. requantTileF32Go for cols ≤ 32, as
-// requantTileU8AVX512 up to its ReLU (the bias added only with flag 0,
-// so that −0 stays −0), the float32 values stored masked.
-TEXT ·requantTileF32AVX512(SB), NOSPLIT, $0-80
-	MOVQ rows+0(FP), R13
-	MOVQ cols+8(FP), CX
-	MOVQ s+16(FP), SI
-	MOVQ lds+24(FP), R11
-	SHLQ $2, R11
-	MOVQ zs+32(FP), R8
-	MOVQ scale+40(FP), R9
-	MOVQ bias+48(FP), R10
-	MOVQ flags+56(FP), BX
-	MOVQ out+64(FP), DI
-	MOVQ ldo+72(FP), R12
-	SHLQ $2, R12
-	MOVL $0xffff, AX
-	CMPQ CX, $16
-	JGE rflo
-	MOVL $1, AX
-	SHLL CX, AX
-	DECL AX
-rflo:
-	KMOVW AX, K1
-	XORL AX, AX
-	SUBQ $16, CX
-	JLE rfhi
-	MOVL $0xffff, AX
-	CMPQ CX, $16
-	JGE rfhi
-	MOVL $1, AX
-	SHLL CX, AX
-	DECL AX
-rfhi:
-	KMOVW AX, K3
-	VPXORD Z30, Z30, Z30
-	VMOVDQU32.Z (R8), K1, Z20
-	VMOVDQU32.Z 64(R8), K3, Z21
-	VMOVUPS.Z (R9), K1, Z22
-	VMOVUPS.Z 64(R9), K3, Z23
-	VPXORD Z24, Z24, Z24
-	VPXORD Z25, Z25, Z25
-	TESTQ $1, BX
-	JZ rfrow
-	VMOVUPS.Z (R10), K1, Z24
-	VMOVUPS.Z 64(R10), K3, Z25
-rfrow:
-	VMOVDQU32.Z (SI), K1, Z0
-	VMOVDQU32.Z 64(SI), K3, Z1
-	VPSUBD Z20, Z0, Z0
-	VPSUBD Z21, Z1, Z1
-	VCVTDQ2PS Z0, Z0
-	VCVTDQ2PS Z1, Z1
-	VMULPS Z22, Z0, Z0
-	VMULPS Z23, Z1, Z1
-	TESTQ $1, BX
-	JZ rfnobias
-	VADDPS Z24, Z0, Z0
-	VADDPS Z25, Z1, Z1
-rfnobias:
-	TESTQ $2, BX
-	JZ rfnorelu
-	VMAXPS Z30, Z0, Z0
-	VMAXPS Z30, Z1, Z1
-rfnorelu:
-	VMOVUPS Z0, K1, (DI)
-	VMOVUPS Z1, K3, 64(DI)
-	ADDQ R11, SI
-	ADDQ R12, DI
-	DECQ R13
-	JG rfrow
 	VZEROUPPER
 	RET
 
@@ -395,13 +332,7 @@ TEXT ·quantizeU8AVX512(SB), NOSPLIT, $0-32
 	VBROADCASTSS inv+16(FP), Z28
 	MOVL z+20(FP), AX
 	VPBROADCASTD AX, Z29
-	VPXORD Z30, Z30, Z30
-	MOVL $0x44000000, AX // 512.0
-	VPBROADCASTD AX, Z31
-	MOVL $0xc4000000, AX // -512.0
-	VPBROADCASTD AX, Z27
-	MOVL $255, AX
-	VPBROADCASTD AX, Z26
+	QUANT_CONSTS
 qloop:
 	MOVL $0xffff, AX
 	CMPQ CX, $16
@@ -412,15 +343,7 @@ qloop:
 qmask:
 	KMOVW AX, K1
 	VMOVUPS.Z (SI), K1, Z0
-	VMULPS Z28, Z0, Z0
-	VCMPPS $3, Z0, Z0, K2
-	VMOVAPS Z30, K2, Z0
-	VMINPS Z31, Z0, Z0
-	VMAXPS Z27, Z0, Z0
-	VCVTPS2DQ Z0, Z0
-	VPADDD Z29, Z0, Z0
-	VPMAXSD Z30, Z0, Z0
-	VPMINSD Z26, Z0, Z0
+	QUANTIZE(Z0, K2)
 	VPMOVDB Z0, K1, (DI)
 	ADDQ $64, SI
 	ADDQ $16, DI
