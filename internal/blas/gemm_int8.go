@@ -56,9 +56,10 @@ func (b *Int8B) K() int { return b.k }
 // N is the number of columns (output channels).
 func (b *Int8B) N() int { return b.n }
 
-// PackInt8B packs the K×N row-major int8 matrix b (row stride ldb ≥ n).
+// PackInt8B packs the K×N row-major int8 matrix b (row stride ldb ≥ n)
+// for the kernel that suits N columns on this CPU (int8KernelFor).
 func PackInt8B(k, n int, b []int8, ldb int) (*Int8B, error) {
-	return packInt8BFor(defaultInt8Kernel, k, n, b, ldb)
+	return packInt8BFor(int8KernelFor(n), k, n, b, ldb)
 }
 
 // packInt8BFor is PackInt8B for the given kernel, for tests.

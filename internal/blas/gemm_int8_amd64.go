@@ -56,15 +56,48 @@ var int8VNNIKernel = int8Kernel{
 	},
 }
 
+// int8Kern24x16VNNI is the AVX-512 VNNI int8 micro-kernel for at most 16
+// columns in gemm_int8_amd64.s (kq ≥ 1); the caller checks the lengths.
+//
+//go:noescape
+func int8Kern24x16VNNI(kq int, a *uint8, lda int, panel *int8, c *int32)
+
+// int8VNNI16Kernel is the 24×16 AVX-512 VNNI kernel: per quad of k, one
+// load of the B panel, 24 broadcasts and 24 vpdpbusd.
+var int8VNNI16Kernel = int8Kernel{
+	name: "vnni-24x16",
+	mr:   24, nr: 16,
+	quads: func(kq int, a []uint8, lda int, panel []int8, c []int32) {
+		if kq < 1 {
+			clear(c[:24*16])
+			return
+		}
+		_ = a[23*lda+4*kq-1]
+		_ = panel[kq*4*16-1]
+		_ = c[24*16-1]
+		int8Kern24x16VNNI(kq, &a[0], lda, &panel[0], &c[0])
+	},
+}
+
 // defaultInt8Kernel is the fastest int8 kernel this CPU runs, fixed at
 // start-up.
 var defaultInt8Kernel = int8Kernels()[0]
+
+// int8KernelFor is the kernel PackInt8B packs a product of n columns
+// for: the 24×16 VNNI kernel when n ≤ 16 (the 12×32 tile would be half
+// empty), else the default.
+func int8KernelFor(n int) *int8Kernel {
+	if n <= 16 && defaultInt8Kernel == &int8VNNIKernel {
+		return &int8VNNI16Kernel
+	}
+	return defaultInt8Kernel
+}
 
 // int8Kernels lists the int8 kernels this machine can run, fastest first.
 func int8Kernels() []*int8Kernel {
 	var ks []*int8Kernel
 	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512VNNI {
-		ks = append(ks, &int8VNNIKernel)
+		ks = append(ks, &int8VNNIKernel, &int8VNNI16Kernel)
 	}
 	if cpu.X86.HasAVX2 {
 		ks = append(ks, &int8AVX2Kernel)

@@ -6,6 +6,9 @@ package blas
 // one.
 var defaultInt8Kernel = &int8GoKernel
 
+// int8KernelFor is the kernel PackInt8B packs for: the portable one.
+func int8KernelFor(n int) *int8Kernel { return defaultInt8Kernel }
+
 // int8Kernels lists the int8 kernels this machine can run.
 func int8Kernels() []*int8Kernel { return []*int8Kernel{&int8GoKernel} }
 
