@@ -139,8 +139,8 @@ func int8KernGo(kp2 int, a []uint8, lda int, panel []int16, c []int32) {
 }
 
 // Requant is the epilogue of an int8 product: column j of the int32 sum
-// becomes f = float32(s)·Scale[j] + Bias[j] (Bias may be nil), then
-// max(f, 0) if ReLU is set. GemmInt8F32 stores f; GemmInt8U8 stores the
+// becomes f = float32(s)·Scale[j] + Bias[j] (Bias may be nil), plus a
+// residual for GemmInt8F32Add, then max(f, 0) if ReLU is set. GemmInt8F32 stores f; GemmInt8U8 stores the
 // uint8 clamp(round(f/OutScale) + OutZero), rounding half to even.
 type Requant struct {
 	Scale    []float32 // per column: the activation scale × the column's weight scale
@@ -162,10 +162,21 @@ func (rq *Requant) check(n int, u8 bool) error {
 
 // value is the float epilogue of sum s in column j.
 func (rq *Requant) value(s int32, j int) float32 {
+	return rq.act(rq.affine(s, j))
+}
+
+// affine is the epilogue of sum s in column j before the ReLU: scaled,
+// plus the bias.
+func (rq *Requant) affine(s int32, j int) float32 {
 	f := float32(float32(s) * rq.Scale[j]) // rounded, never fused with the bias
 	if rq.Bias != nil {
 		f += rq.Bias[j]
 	}
+	return f
+}
+
+// act is the epilogue's ReLU, when it has one.
+func (rq *Requant) act(f float32) float32 {
 	if rq.ReLU && !(f > 0) {
 		f = 0
 	}
@@ -227,25 +238,45 @@ func GemmInt8S32(m int, a []uint8, lda int, za uint8, b *Int8B, c []int32, ldc i
 // GemmInt8F32 computes c[i·ldc+j] = rq(Σ_k (a[i·lda+k] − za)·B[k][j], j):
 // the product with the float epilogue fused (applied tile by tile).
 func GemmInt8F32(m int, a []uint8, lda int, za uint8, b *Int8B, rq *Requant, c []float32, ldc int) error {
+	return GemmInt8F32Add(m, a, lda, za, b, rq, nil, c, ldc)
+}
+
+// GemmInt8F32Add is GemmInt8F32 with res (laid out as c, or nil) added
+// before the ReLU: a residual block's last convolution, its shortcut and
+// the ReLU after the sum in the product's epilogue, not in a pass of its
+// own over the output.
+func GemmInt8F32Add(m int, a []uint8, lda int, za uint8, b *Int8B, rq *Requant, res, c []float32, ldc int) error {
 	if err := checkInt8(m, a, lda, b, len(c), ldc); err != nil {
 		return err
+	}
+	if res != nil && m > 0 && len(res) < (m-1)*ldc+b.n {
+		return fmt.Errorf("blas: int8 product of %d×%d: residual has %d values", m, b.n, len(res))
 	}
 	if err := rq.check(b.n, false); err != nil {
 		return err
 	}
 	gemmInt8(m, a, lda, za, b, func(i0, rows, j0, cols int, tile, zs []int32) {
-		requantTileF32(c[i0*ldc+j0:], ldc, rows, cols, tile, b.kern.nr, zs, rq, j0)
+		var r []float32
+		if res != nil {
+			r = res[i0*ldc+j0:]
+		}
+		requantTileF32(c[i0*ldc+j0:], ldc, rows, cols, tile, b.kern.nr, zs, rq, j0, r)
 	})
 	return nil
 }
 
 // requantTileF32Go is the float epilogue of a tile of rows×cols sums s
 // (row stride lds) into out (row stride ldo), and the definition of the
-// vector one: out[r·ldo+j] = value(s[r·lds+j] − zs[j], j0+j).
-func requantTileF32Go(out []float32, ldo, rows, cols int, s []int32, lds int, zs []int32, rq *Requant, j0 int) {
+// vector one: out[r·ldo+j] = act(affine(s[r·lds+j] − zs[j], j0+j) +
+// res[r·ldo+j]), without the residual when res is nil.
+func requantTileF32Go(out []float32, ldo, rows, cols int, s []int32, lds int, zs []int32, rq *Requant, j0 int, res []float32) {
 	for r := range rows {
 		for j := range cols {
-			out[r*ldo+j] = rq.value(s[r*lds+j]-zs[j], j0+j)
+			f := rq.affine(s[r*lds+j]-zs[j], j0+j)
+			if res != nil {
+				f += res[r*ldo+j]
+			}
+			out[r*ldo+j] = rq.act(f)
 		}
 	}
 }

@@ -107,11 +107,11 @@ func int8Kernels() []*int8Kernel {
 
 // requantTileAVX512 is the AVX-512 int8 epilogue in gemm_int8_amd64.s:
 // requantTileU8Go (flags bit 2) or requantTileF32Go for a tile of at
-// most 32 columns on raw pointers (flags bit 0: bias, bit 1: ReLU; ldo
-// in bytes; bias is not read without bit 0).
+// most 32 columns on raw pointers (flags bit 0: bias, bit 1: ReLU, bit
+// 3: res; ldo in bytes; bias and res are not read without their bits).
 //
 //go:noescape
-func requantTileAVX512(rows, cols int, s *int32, lds int, zs *int32, scale, bias *float32, flags int, inv float32, z int32, out unsafe.Pointer, ldo int)
+func requantTileAVX512(rows, cols int, s *int32, lds int, zs *int32, scale, bias *float32, flags int, inv float32, z int32, out unsafe.Pointer, ldo int, res *float32)
 
 // requantTileFast reports whether requantTileAVX512 takes a tile of rows
 // × cols: with AVX-512, at most 32 columns (every kernel's nr, maxInt8NR).
@@ -145,20 +145,25 @@ func requantTileU8(out []uint8, ldo, rows, cols int, s []int32, lds int, zs []in
 	}
 	_ = out[(rows-1)*ldo+cols-1]
 	flags, bias := requantTileArgs(rows, cols, s, lds, zs, rq, j0, true)
-	requantTileAVX512(rows, cols, &s[0], lds, &zs[0], &rq.Scale[j0], bias, flags, inv, int32(rq.OutZero), unsafe.Pointer(&out[0]), ldo)
+	requantTileAVX512(rows, cols, &s[0], lds, &zs[0], &rq.Scale[j0], bias, flags, inv, int32(rq.OutZero), unsafe.Pointer(&out[0]), ldo, bias)
 }
 
 // requantTileF32 is requantTileF32Go, in AVX-512 where it can be (the Go
 // loop was a quarter of the int8 ResNet-20's time, whose residual blocks
 // end in float32).
-func requantTileF32(out []float32, ldo, rows, cols int, s []int32, lds int, zs []int32, rq *Requant, j0 int) {
+func requantTileF32(out []float32, ldo, rows, cols int, s []int32, lds int, zs []int32, rq *Requant, j0 int, res []float32) {
 	if !requantTileFast(rows, cols) {
-		requantTileF32Go(out, ldo, rows, cols, s, lds, zs, rq, j0)
+		requantTileF32Go(out, ldo, rows, cols, s, lds, zs, rq, j0, res)
 		return
 	}
 	_ = out[(rows-1)*ldo+cols-1]
 	flags, bias := requantTileArgs(rows, cols, s, lds, zs, rq, j0, false)
-	requantTileAVX512(rows, cols, &s[0], lds, &zs[0], &rq.Scale[j0], bias, flags, 0, 0, unsafe.Pointer(&out[0]), 4*ldo)
+	rp := bias // not read without flag 8
+	if res != nil {
+		_ = res[(rows-1)*ldo+cols-1]
+		flags, rp = flags|8, &res[0]
+	}
+	requantTileAVX512(rows, cols, &s[0], lds, &zs[0], &rq.Scale[j0], bias, flags, 0, 0, unsafe.Pointer(&out[0]), 4*ldo, rp)
 }
 
 // quantizeU8AVX512 is the AVX-512 quantization in gemm_int8_amd64.s:

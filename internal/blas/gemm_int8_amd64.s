@@ -353,18 +353,19 @@ vnni16loop:
 	VPMAXSD Z30, Z, Z; \
 	VPMINSD Z26, Z, Z
 
-// func requantTileAVX512(rows, cols int, s *int32, lds int, zs *int32, scale, bias *float32, flags int, inv float32, z int32, out unsafe.Pointer, ldo int)
+// func requantTileAVX512(rows, cols int, s *int32, lds int, zs *int32, scale, bias *float32, flags int, inv float32, z int32, out unsafe.Pointer, ldo int, res *float32)
 //
 // Requires AVX-512F. The int8 epilogue of a tile of cols ≤ 32 columns:
 // requantTileU8Go with flags bit 2, else requantTileF32Go (ldo in
-// bytes). The columns' zero-point sums, scales and biases are loaded
-// once (two groups of 16, masked with K1 and K3), then per row: (s − zs)
-// to float32, × scale, + bias (flags bit 0), max 0 (bit 1); stored as
+// bytes, also res's row stride). The columns' zero-point sums, scales and
+// biases are loaded once (two groups of 16, masked with K1 and K3), then
+// per row: (s − zs) to float32, × scale, + bias (flags bit 0), + res
+// (bit 3), max 0 (bit 1); stored as
 // float32, or × inv, NaN → 0 (K2, K4), clamped to ±512, rounded to the
 // nearest even integer (VCVTPS2DQ in the default rounding mode), + z,
 // clamped to 0…255 and stored as bytes (VPMOVDB). Every step is the
 // float32 operation the Go reference does, so the bits agree.
-TEXT ·requantTileAVX512(SB), NOSPLIT, $0-88
+TEXT ·requantTileAVX512(SB), NOSPLIT, $0-96
 	MOVQ rows+0(FP), R13
 	MOVQ cols+8(FP), CX
 	MOVQ s+16(FP), SI
@@ -376,6 +377,7 @@ TEXT ·requantTileAVX512(SB), NOSPLIT, $0-88
 	MOVQ flags+56(FP), BX
 	MOVQ out+72(FP), DI
 	MOVQ ldo+80(FP), R12
+	MOVQ res+88(FP), R14
 	// K1: columns 0…15, K3: columns 16…31.
 	MOVL $0xffff, AX
 	CMPQ CX, $16
@@ -422,6 +424,14 @@ rtrow:
 	VADDPS Z24, Z0, Z0
 	VADDPS Z25, Z1, Z1
 rtnobias:
+	TESTQ $8, BX
+	JZ rtnores
+	VMOVUPS.Z (R14), K1, Z2
+	VMOVUPS.Z 64(R14), K3, Z3
+	VADDPS Z2, Z0, Z0
+	VADDPS Z3, Z1, Z1
+	ADDQ R12, R14
+rtnores:
 	TESTQ $2, BX
 	JZ rtnorelu
 	VMAXPS Z30, Z0, Z0

@@ -21,6 +21,6 @@ func requantTileU8(out []uint8, ldo, rows, cols int, s []int32, lds int, zs []in
 func quantizeU8s(dst []uint8, src []float32, inv float32, z uint8) { quantizeU8sGo(dst, src, inv, z) }
 
 // requantTileF32 is requantTileF32Go.
-func requantTileF32(out []float32, ldo, rows, cols int, s []int32, lds int, zs []int32, rq *Requant, j0 int) {
-	requantTileF32Go(out, ldo, rows, cols, s, lds, zs, rq, j0)
+func requantTileF32(out []float32, ldo, rows, cols int, s []int32, lds int, zs []int32, rq *Requant, j0 int, res []float32) {
+	requantTileF32Go(out, ldo, rows, cols, s, lds, zs, rq, j0, res)
 }

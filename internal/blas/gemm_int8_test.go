@@ -256,11 +256,10 @@ func BenchmarkGemmInt8(b *testing.B) {
 
 // TestRequantTileU8MatchesGo compares the uint8 and float epilogues this
 // machine runs (AVX-512 where it has it) with the Go definitions bit for
-// bit, on
-// tiles of every width up to two vector groups and past them, 1 to 13
-// rows, with and without a bias and ReLU, and with scales and biases
-// that reach the clamps, NaN and ±Inf; the bytes between and after the
-// output rows stay untouched.
+// bit, on tiles of every width up to two vector groups and past them, 1
+// to 13 rows, with and without a bias, ReLU and (float) a residual, and
+// with scales, biases and residuals that reach the clamps, NaN and ±Inf;
+// the bytes between and after the output rows stay untouched.
 func TestRequantTileU8MatchesGo(t *testing.T) {
 	rng := rand.New(rand.NewPCG(21, 4))
 	special := []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)), 0, -0.0, 1e30, -1e30}
@@ -304,11 +303,20 @@ func TestRequantTileU8MatchesGo(t *testing.T) {
 				for i := range gotF {
 					gotF[i], wantF[i] = 7, 7
 				}
-				requantTileF32(gotF, ldo, rows, cols, s, lds, zs, rq, j0)
-				requantTileF32Go(wantF, ldo, rows, cols, s, lds, zs, rq, j0)
-				for i := range gotF {
-					if math.Float32bits(gotF[i]) != math.Float32bits(wantF[i]) {
-						t.Fatalf("%d×%d bias=%v relu=%v: float out[%d] = %v, Go %v", rows, cols, bias, relu, i, gotF[i], wantF[i])
+				res := make([]float32, rows*ldo)
+				for i := range res {
+					res[i] = float32(rng.NormFloat64())
+					if rng.IntN(8) == 0 {
+						res[i] = special[rng.IntN(len(special))]
+					}
+				}
+				for _, r := range [][]float32{nil, res} {
+					requantTileF32(gotF, ldo, rows, cols, s, lds, zs, rq, j0, r)
+					requantTileF32Go(wantF, ldo, rows, cols, s, lds, zs, rq, j0, r)
+					for i := range gotF {
+						if math.Float32bits(gotF[i]) != math.Float32bits(wantF[i]) {
+							t.Fatalf("%d×%d bias=%v relu=%v residual=%v: float out[%d] = %v, Go %v", rows, cols, bias, relu, r != nil, i, gotF[i], wantF[i])
+						}
 					}
 				}
 			}

@@ -352,15 +352,16 @@ type Int8Conv struct {
 	// inU8 and outU8 say that the step reads and writes the uint8 slots
 	// (chainU8): its input comes quantized, its output goes requantized.
 	inU8, outU8 bool
-	// res is the slot added to the float32 output when hasRes is set (the
-	// float32 step had Conv.FuseAdd), then clamped at 0 if resReLU.
-	res             int
-	hasRes, resReLU bool
+	// res is the slot added to the float32 output before the ReLU when
+	// hasRes is set (the float32 step had Conv.FuseAdd), in the product's
+	// epilogue.
+	res    int
+	hasRes bool
 }
 
 // int8Bufs are one run's buffers: the quantized input (unless it is
-// quantized as it is padded), a chunk of it padded, its unfolded rows and, for a pooled step, the output before the
-// pool (float32 or uint8).
+// quantized as it is padded), a chunk of it padded, its unfolded rows
+// and, for a pooled step, the output before the pool (float32 or uint8).
 type int8Bufs struct {
 	x, pad, col []uint8
 	full        []float32
@@ -375,8 +376,8 @@ func newInt8Step(s Step, l Int8Layer) (*Int8Conv, error) {
 	case *Conv:
 		q.In, q.Out, q.Shape, bias, relu = s.In, s.Out, s.Shape, s.Bias, s.Act.Kind == kernels.ActReLU
 		if s.hasRes {
-			// The ReLU comes after the sum.
-			q.res, q.hasRes, q.resReLU, relu = s.res, true, relu, false
+			// The epilogue adds the sum before its ReLU.
+			q.res, q.hasRes = s.res, true
 		}
 		if s.Pool {
 			p := kernels.SquarePool(s.Shape.M, s.Shape.OH, s.Shape.OW, 2, 2)
@@ -402,7 +403,7 @@ func (s *Int8Conv) prepare() {}
 
 func (s *Int8Conv) String() string {
 	sh := s.Shape
-	return fmt.Sprintf("Int8Conv %dx%dx%d->%dx%dx%d k%dx%d s%dx%d relu=%v maxpool2x2=%v add=%v", sh.H, sh.W, sh.C, sh.OH, sh.OW, sh.M, sh.KH, sh.KW, sh.SH, sh.SW, s.rq.ReLU || s.resReLU, s.pool != nil, s.hasRes)
+	return fmt.Sprintf("Int8Conv %dx%dx%d->%dx%dx%d k%dx%d s%dx%d relu=%v maxpool2x2=%v add=%v", sh.H, sh.W, sh.C, sh.OH, sh.OW, sh.M, sh.KH, sh.KW, sh.SH, sh.SW, s.rq.ReLU, s.pool != nil, s.hasRes)
 }
 
 func (s *Int8Conv) inputs() []int {
@@ -463,9 +464,10 @@ func (s *Int8Conv) run(st *State, n int) {
 		defer kernels.MaxPool(st.get(s.Out, n*p.OH*p.OW*p.C), nil, y, n, *p)
 	default:
 		y = st.get(s.Out, n*rows*m)
-		if s.hasRes {
-			defer kernels.AddParallel(y, y, st.bufs[s.res][:len(y)], s.resReLU)
-		}
+	}
+	var res []float32
+	if s.hasRes {
+		res = st.bufs[s.res][:n*rows*m]
 	}
 	// product multiplies r rows of unfolded input a into the outputs from
 	// row r0.
@@ -473,7 +475,11 @@ func (s *Int8Conv) run(st *State, n int) {
 		if s.outU8 {
 			must(blas.GemmInt8U8(r, a, k, z, s.b, s.rq, yq[r0*m:], m))
 		} else {
-			must(blas.GemmInt8F32(r, a, k, z, s.b, s.rq, y[r0*m:], m))
+			var rr []float32
+			if res != nil {
+				rr = res[r0*m:]
+			}
+			must(blas.GemmInt8F32Add(r, a, k, z, s.b, s.rq, rr, y[r0*m:], m))
 		}
 	}
 	if sh.KH == 1 && sh.KW == 1 && sh.SH == 1 && sh.SW == 1 && sh.PT == 0 && sh.PL == 0 && sh.OH == sh.H && sh.OW == sh.W {
