@@ -15,8 +15,10 @@ import (
 // activation is none or ReLU: its input is quantized to uint8 with one
 // calibrated scale and zero point per tensor, its (batch-norm-folded)
 // weights are int8 with one symmetric scale per output channel, and
-// blas.GemmInt8F32 multiplies them with bias and ReLU fused, writing
-// float32 for the steps after it. Other steps stay float32.
+// blas.GemmInt8F32 multiplies them with bias and ReLU fused (and, for a
+// residual block's last convolution, the shortcut's sum before the ReLU:
+// GemmInt8F32Add), writing float32 for the steps after it. Other steps
+// stay float32.
 //
 // Where an int8 layer's only reader is another int8 layer, or a max pool
 // whose only reader is one, the two pass uint8 codes instead (chainU8):
