@@ -322,8 +322,13 @@ func padRowsU8(dst []uint8, z uint8, s ConvShape, fill func(row []uint8, from in
 			fillU8(row, z)
 			continue
 		}
-		// Columns [lo, hi) of the padded row come from the input.
+		// Columns [lo, hi) of the padded row come from the input (none
+		// when the padding is wider than the kernel reaches).
 		lo, hi := min(s.PL, u.W), min(u.W, s.PL+s.W)
+		if hi <= lo {
+			fillU8(row, z)
+			continue
+		}
 		fillU8(row[:lo*c], z)
 		fill(row[lo*c:hi*c], (iy*s.W+lo-s.PL)*c)
 		fillU8(row[hi*c:], z)

@@ -286,57 +286,86 @@ func TestIm2colU8MatchesReference(t *testing.T) {
 		ConvShape{C: 32, H: 4, W: 6, M: 3, OH: 4, OW: 2, KH: 3, KW: 3, SH: 1, SW: 1, DH: 1, DW: 2, PT: 1, PL: 1, Groups: 1},
 	)
 	for _, s := range shapes {
-		if s.Groups != 1 {
-			continue
+		if s.Groups == 1 {
+			checkIm2colU8(t, rng, s)
 		}
-		const n = 3
-		x := make([]uint8, n*s.H*s.W*s.C)
-		for i := range x {
-			x[i] = uint8(rng.IntN(256))
+	}
+}
+
+// FuzzIm2colU8 runs checkIm2colU8 on shapes the fuzzer picks: channels
+// 1–40 (the vector runs and the Go copies), maps up to 12×12, kernels up
+// to 4×4 with strides, dilations and asymmetric padding, outputs that
+// leave the last rows and columns unread or overhang the border.
+func FuzzIm2colU8(f *testing.F) {
+	f.Add(uint64(1), uint8(31), uint8(27), uint8(2), uint8(0))
+	f.Add(uint64(2), uint8(15), uint8(0x55), uint8(0x93), uint8(7))
+	f.Fuzz(func(t *testing.T, seed uint64, c, hw, k, extra uint8) {
+		s := ConvShape{C: 1 + int(c)%40, H: 1 + int(hw)%12, W: 1 + int(hw/16)%12, M: 1,
+			KH: 1 + int(k)%4, KW: 1 + int(k/4)%4, SH: 1 + int(k/16)%3, SW: 1 + int(extra)%3,
+			DH: 1 + int(k/64)%2, DW: 1 + int(extra/4)%2, PT: int(extra/8) % 3, PL: int(extra/32) % 3, Groups: 1}
+		// Outputs as far as the kernel fits with up to two more rows and
+		// columns of padding at the bottom and right.
+		s.OH = (s.H+s.PT+int(extra/128)-(s.KH-1)*s.DH-1)/s.SH + 1
+		s.OW = (s.W+s.PL+int(extra/64%2)-(s.KW-1)*s.DW-1)/s.SW + 1
+		if s.OH < 1 || s.OW < 1 {
+			return
 		}
-		z := uint8(rng.IntN(256))
-		kdim := s.KH * s.KW * s.C
-		want := make([]uint8, n*s.OH*s.OW*kdim)
-		for b := range n {
-			for oy := range s.OH {
-				for ox := range s.OW {
-					for ky := range s.KH {
-						for kx := range s.KW {
-							iy, ix := oy*s.SH-s.PT+ky*s.DH, ox*s.SW-s.PL+kx*s.DW
-							for c := range s.C {
-								v := z
-								if iy >= 0 && iy < s.H && ix >= 0 && ix < s.W {
-									v = x[((b*s.H+iy)*s.W+ix)*s.C+c]
-								}
-								want[(((b*s.OH+oy)*s.OW+ox)*s.KH*s.KW+ky*s.KW+kx)*s.C+c] = v
+		checkIm2colU8(t, rand.New(rand.NewPCG(seed, 3)), s)
+	})
+}
+
+// checkIm2colU8 compares Im2colU8 with the definition, one code at a
+// time, on three random images of shape s, over every split of the
+// output rows, and again after PadU8 and without padding.
+func checkIm2colU8(t *testing.T, rng *rand.Rand, s ConvShape) {
+	t.Helper()
+	const n = 3
+	x := make([]uint8, n*s.H*s.W*s.C)
+	for i := range x {
+		x[i] = uint8(rng.IntN(256))
+	}
+	z := uint8(rng.IntN(256))
+	kdim := s.KH * s.KW * s.C
+	want := make([]uint8, n*s.OH*s.OW*kdim)
+	for b := range n {
+		for oy := range s.OH {
+			for ox := range s.OW {
+				for ky := range s.KH {
+					for kx := range s.KW {
+						iy, ix := oy*s.SH-s.PT+ky*s.DH, ox*s.SW-s.PL+kx*s.DW
+						for c := range s.C {
+							v := z
+							if iy >= 0 && iy < s.H && ix >= 0 && ix < s.W {
+								v = x[((b*s.H+iy)*s.W+ix)*s.C+c]
 							}
+							want[(((b*s.OH+oy)*s.OW+ox)*s.KH*s.KW+ky*s.KW+kx)*s.C+c] = v
 						}
 					}
 				}
 			}
 		}
-		for _, split := range []int{1, 2, s.OH + 1} {
-			got := make([]uint8, len(want))
-			for lo := 0; lo < n*s.OH; lo += split {
-				Im2colU8(got, x, 0, lo, min(lo+split, n*s.OH), z, s)
-			}
-			for i := range got {
-				if got[i] != want[i] {
-					t.Fatalf("%+v, rows split by %d: col[%d] = %d, want %d", s, split, i, got[i], want[i])
-				}
-			}
-		}
-		// Padded first, then unfolded without padding: the same rows.
-		u := s.Unpadded()
-		xp := make([]uint8, n*u.H*u.W*u.C)
-		for b := range n {
-			PadU8(xp[b*u.H*u.W*u.C:(b+1)*u.H*u.W*u.C], x[b*s.H*s.W*s.C:(b+1)*s.H*s.W*s.C], z, s)
-		}
+	}
+	for _, split := range []int{1, 2, s.OH + 1} {
 		got := make([]uint8, len(want))
-		Im2colU8(got, xp, 0, 0, n*s.OH, z, u)
-		if i := slices.Compare(got, want); i != 0 {
-			t.Fatalf("%+v padded to %dx%d: the unfolded rows differ", s, u.H, u.W)
+		for lo := 0; lo < n*s.OH; lo += split {
+			Im2colU8(got, x, 0, lo, min(lo+split, n*s.OH), z, s)
 		}
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("%+v, rows split by %d: col[%d] = %d, want %d", s, split, i, got[i], want[i])
+			}
+		}
+	}
+	// Padded first, then unfolded without padding: the same rows.
+	u := s.Unpadded()
+	xp := make([]uint8, n*u.H*u.W*u.C)
+	for b := range n {
+		PadU8(xp[b*u.H*u.W*u.C:(b+1)*u.H*u.W*u.C], x[b*s.H*s.W*s.C:(b+1)*s.H*s.W*s.C], z, s)
+	}
+	got := make([]uint8, len(want))
+	Im2colU8(got, xp, 0, 0, n*s.OH, z, u)
+	if !slices.Equal(got, want) {
+		t.Fatalf("%+v padded to %dx%d: the unfolded rows differ", s, u.H, u.W)
 	}
 }
 
