@@ -518,7 +518,7 @@ func (s *Int8Conv) run(st *State, n int) {
 			src, s0 = xp, 0
 		}
 		parallel.For(nc*sh.OH, 1, func(lo, hi int) {
-			kernels.Im2colU8(col, src, s0, lo, hi, z, u)
+			kernels.Im2colU8(col, src, s0, lo, hi, u)
 		})
 		product(n0*rows, nc*rows, col)
 	}

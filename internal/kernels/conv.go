@@ -349,71 +349,32 @@ func fillU8(b []uint8, z uint8) {
 
 // Im2colU8 unfolds output rows [lo, hi) of the images from n0 of the
 // uint8 codes x into col (one row of KH·KW·C codes per output pixel, as
-// Im2col), with the zero point z where the kernel overhangs the border:
-// the code of 0. It is the int8 convolution's unfolding, called by the
-// workers of one chunk of images.
-func Im2colU8(col, x []uint8, n0, lo, hi int, z uint8, s ConvShape) {
-	kdim := s.KH * s.KW * s.C
-	// run is the bytes of one kernel row when its pixels are adjacent in
-	// the input (no dilation, the whole row inside): one copy instead of
-	// KW (measured: im2col was a quarter of the int8 VGG's time).
-	run := s.KW * s.C
-	// zs is a run of the zero point's code, copied where the kernel
-	// overhangs the border (copy is vectorised; a loop of stores is not).
-	zs := make([]uint8, s.C)
-	for i := range zs {
-		zs[i] = z
+// Im2col): the int8 convolution's unfolding, called by the workers of
+// one chunk of images. s must have no padding and every window inside
+// the map, as s.Unpadded() (PadU8 makes such an input): the kernel rows
+// of a row of output pixels are then copied by one call, or a channel
+// vector at a time where the kernel is dilated.
+func Im2colU8(col, x []uint8, n0, lo, hi int, s ConvShape) {
+	if s.PT != 0 || s.PL != 0 || s.Unpadded().H > s.H || s.Unpadded().W > s.W {
+		panic(fmt.Sprintf("kernels.Im2colU8: shape %+v overhangs its input: pad it first (PadU8, Unpadded)", s))
 	}
-	// The output columns [inLo, inHi) have every kernel column inside the
-	// map.
-	inLo, inHi := 0, 0
-	if s.DW == 1 && s.W-s.KW+s.PL >= 0 {
-		inLo = min(s.OW, (s.PL+s.SW-1)/s.SW)
-		inHi = max(inLo, min(s.OW, (s.W-s.KW+s.PL)/s.SW+1))
-	}
+	kdim, run, c := s.KH*s.KW*s.C, s.KW*s.C, s.C
 	for r := lo; r < hi; r++ {
 		n, oy := n0+r/s.OH, r%s.OH
-		img := x[n*s.H*s.W*s.C : (n+1)*s.H*s.W*s.C]
-		out := col[((r/s.OH)*s.OH*s.OW+oy*s.OW)*kdim:][:s.OW*kdim]
-		iy0 := oy*s.SH - s.PT
-		ox := 0
-		if iy0 >= 0 && iy0+(s.KH-1)*s.DH < s.H && inHi > inLo {
-			// Every kernel row of the inner columns is inside: the rows
-			// of those pixels are KH runs each, copied by one call.
-			for ; ox < inLo; ox++ {
-				im2colPixelU8(out[ox*kdim:][:kdim], img, iy0, ox*s.SW-s.PL, zs, s)
-			}
-			p := (iy0*s.W + inLo*s.SW - s.PL) * s.C
-			copyRunsU8(out[inLo*kdim:inHi*kdim], img[p:], inHi-inLo, s.SW*s.C, s.KH, s.DH*s.W*s.C, run)
-			ox = inHi
-		}
-		for ; ox < s.OW; ox++ {
-			im2colPixelU8(out[ox*kdim:][:kdim], img, iy0, ox*s.SW-s.PL, zs, s)
-		}
-	}
-}
-
-// im2colPixelU8 is Im2colU8 for one output pixel, whose kernel's top left
-// tap is at (iy0, ix0) of img: row is its KH·KW·C codes.
-func im2colPixelU8(row, img []uint8, iy0, ix0 int, zs []uint8, s ConvShape) {
-	run := s.KW * s.C
-	inside := s.DW == 1 && ix0 >= 0 && ix0+s.KW <= s.W
-	for ky := range s.KH {
-		iy := iy0 + ky*s.DH
-		if inside && iy >= 0 && iy < s.H {
-			p := (iy*s.W + ix0) * s.C
-			copy(row[ky*run:(ky+1)*run], img[p:p+run])
+		img := x[n*s.H*s.W*c : (n+1)*s.H*s.W*c]
+		out := col[r*s.OW*kdim : (r+1)*s.OW*kdim]
+		top := oy * s.SH * s.W * c
+		if s.DW == 1 {
+			copyRunsU8(out, img[top:], s.OW, s.SW*c, s.KH, s.DH*s.W*c, run)
 			continue
 		}
-		for kx := range s.KW {
-			ix := ix0 + kx*s.DW
-			dst := row[(ky*s.KW+kx)*s.C : (ky*s.KW+kx+1)*s.C]
-			if iy < 0 || iy >= s.H || ix < 0 || ix >= s.W {
-				copy(dst, zs)
-				continue
+		for ox := range s.OW {
+			for ky := range s.KH {
+				for kx := range s.KW {
+					p := top + (ky*s.DH*s.W+ox*s.SW+kx*s.DW)*c
+					copy(out[(ox*s.KH*s.KW+ky*s.KW+kx)*c:][:c], img[p:p+c])
+				}
 			}
-			p := (iy*s.W + ix) * s.C
-			copy(dst, img[p:p+s.C])
 		}
 	}
 }

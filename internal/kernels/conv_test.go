@@ -314,9 +314,10 @@ func FuzzIm2colU8(f *testing.F) {
 	})
 }
 
-// checkIm2colU8 compares Im2colU8 with the definition, one code at a
-// time, on three random images of shape s, over every split of the
-// output rows, and again after PadU8 and without padding.
+// checkIm2colU8 compares PadU8 then Im2colU8 with the definition of the
+// unfolding of s (padding included), one code at a time, on three random
+// images, over every split of the output rows; and checks that Im2colU8
+// refuses s itself when it overhangs its input.
 func checkIm2colU8(t *testing.T, rng *rand.Rand, s ConvShape) {
 	t.Helper()
 	const n = 3
@@ -345,27 +346,31 @@ func checkIm2colU8(t *testing.T, rng *rand.Rand, s ConvShape) {
 			}
 		}
 	}
-	for _, split := range []int{1, 2, s.OH + 1} {
-		got := make([]uint8, len(want))
-		for lo := 0; lo < n*s.OH; lo += split {
-			Im2colU8(got, x, 0, lo, min(lo+split, n*s.OH), z, s)
-		}
-		for i := range got {
-			if got[i] != want[i] {
-				t.Fatalf("%+v, rows split by %d: col[%d] = %d, want %d", s, split, i, got[i], want[i])
-			}
-		}
-	}
-	// Padded first, then unfolded without padding: the same rows.
 	u := s.Unpadded()
 	xp := make([]uint8, n*u.H*u.W*u.C)
 	for b := range n {
 		PadU8(xp[b*u.H*u.W*u.C:(b+1)*u.H*u.W*u.C], x[b*s.H*s.W*s.C:(b+1)*s.H*s.W*s.C], z, s)
 	}
-	got := make([]uint8, len(want))
-	Im2colU8(got, xp, 0, 0, n*s.OH, z, u)
-	if !slices.Equal(got, want) {
-		t.Fatalf("%+v padded to %dx%d: the unfolded rows differ", s, u.H, u.W)
+	for _, split := range []int{1, 2, s.OH + 1} {
+		got := make([]uint8, len(want))
+		for lo := 0; lo < n*s.OH; lo += split {
+			Im2colU8(got, xp, 0, lo, min(lo+split, n*s.OH), u)
+		}
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("%+v padded to %dx%d, rows split by %d: col[%d] = %d, want %d", s, u.H, u.W, split, i, got[i], want[i])
+			}
+		}
+	}
+	if u.H > s.H || u.W > s.W || s.PT > 0 || s.PL > 0 {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%+v: Im2colU8 accepted a shape that overhangs its input", s)
+				}
+			}()
+			Im2colU8(make([]uint8, len(want)), x, 0, 0, n*s.OH, s)
+		}()
 	}
 }
 
