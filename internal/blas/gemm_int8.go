@@ -140,8 +140,9 @@ func int8KernGo(kp2 int, a []uint8, lda int, panel []int16, c []int32) {
 
 // Requant is the epilogue of an int8 product: column j of the int32 sum
 // becomes f = float32(s)·Scale[j] + Bias[j] (Bias may be nil), plus a
-// residual for GemmInt8F32Add, then max(f, 0) if ReLU is set. GemmInt8F32 stores f; GemmInt8U8 stores the
-// uint8 clamp(round(f/OutScale) + OutZero), rounding half to even.
+// residual for GemmInt8F32Add, then max(f, 0) if ReLU is set.
+// GemmInt8F32 stores f; GemmInt8U8 stores the uint8
+// clamp(round(f/OutScale) + OutZero), rounding half to even.
 type Requant struct {
 	Scale    []float32 // per column: the activation scale × the column's weight scale
 	Bias     []float32 // per column, or nil

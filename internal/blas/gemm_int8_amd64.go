@@ -31,52 +31,42 @@ var int8AVX2Kernel = int8Kernel{
 	},
 }
 
-// int8Kern12x32VNNI is the AVX-512 VNNI int8 micro-kernel in
-// gemm_int8_amd64.s. It implements int8Kernel.quads on raw pointers
-// (kq ≥ 1); the caller checks the lengths.
+// int8Kern12x32VNNI and int8Kern24x16VNNI are the AVX-512 VNNI int8
+// micro-kernels in gemm_int8_amd64.s. They implement int8Kernel.quads on
+// raw pointers (kq ≥ 1); the caller checks the lengths.
 //
 //go:noescape
 func int8Kern12x32VNNI(kq int, a *uint8, lda int, panel *int8, c *int32)
 
-// int8VNNIKernel is the 12×32 AVX-512 VNNI kernel: per quad of k, two
-// loads of the B panel, twelve broadcasts of a row's four A bytes, and
-// 24 vpdpbusd into 24 int32 accumulators (64 multiply-adds each).
-var int8VNNIKernel = int8Kernel{
-	name: "vnni-12x32",
-	mr:   12, nr: 32,
-	quads: func(kq int, a []uint8, lda int, panel []int8, c []int32) {
-		if kq < 1 {
-			clear(c[:12*32])
-			return
-		}
-		_ = a[11*lda+4*kq-1]
-		_ = panel[kq*4*32-1]
-		_ = c[12*32-1]
-		int8Kern12x32VNNI(kq, &a[0], lda, &panel[0], &c[0])
-	},
-}
-
-// int8Kern24x16VNNI is the AVX-512 VNNI int8 micro-kernel for at most 16
-// columns in gemm_int8_amd64.s (kq ≥ 1); the caller checks the lengths.
-//
 //go:noescape
 func int8Kern24x16VNNI(kq int, a *uint8, lda int, panel *int8, c *int32)
 
-// int8VNNI16Kernel is the 24×16 AVX-512 VNNI kernel: per quad of k, one
-// load of the B panel, 24 broadcasts and 24 vpdpbusd.
-var int8VNNI16Kernel = int8Kernel{
-	name: "vnni-24x16",
-	mr:   24, nr: 16,
-	quads: func(kq int, a []uint8, lda int, panel []int8, c []int32) {
-		if kq < 1 {
-			clear(c[:24*16])
-			return
-		}
-		_ = a[23*lda+4*kq-1]
-		_ = panel[kq*4*16-1]
-		_ = c[24*16-1]
-		int8Kern24x16VNNI(kq, &a[0], lda, &panel[0], &c[0])
-	},
+// int8VNNIKernel is the 12×32 AVX-512 VNNI kernel: per quad of k, two
+// loads of the B panel, twelve broadcasts of a row's four A bytes, and
+// 24 vpdpbusd into 24 int32 accumulators (64 multiply-adds each).
+var int8VNNIKernel = vnniKernel("vnni-12x32", 12, 32, int8Kern12x32VNNI)
+
+// int8VNNI16Kernel is the 24×16 AVX-512 VNNI kernel, for products of at
+// most 16 columns, which fill only half of the 12×32 tile: per quad of
+// k, one load of the B panel, 24 broadcasts and 24 vpdpbusd.
+var int8VNNI16Kernel = vnniKernel("vnni-24x16", 24, 16, int8Kern24x16VNNI)
+
+// vnniKernel wraps an mr×nr VNNI micro-kernel as an int8Kernel: the
+// length checks its raw pointers need, and a cleared tile for kq = 0.
+func vnniKernel(name string, mr, nr int, kern func(kq int, a *uint8, lda int, panel *int8, c *int32)) int8Kernel {
+	return int8Kernel{
+		name: name, mr: mr, nr: nr,
+		quads: func(kq int, a []uint8, lda int, panel []int8, c []int32) {
+			if kq < 1 {
+				clear(c[:mr*nr])
+				return
+			}
+			_ = a[(mr-1)*lda+4*kq-1]
+			_ = panel[kq*4*nr-1]
+			_ = c[mr*nr-1]
+			kern(kq, &a[0], lda, &panel[0], &c[0])
+		},
+	}
 }
 
 // defaultInt8Kernel is the fastest int8 kernel this CPU runs, fixed at

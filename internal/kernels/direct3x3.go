@@ -21,6 +21,10 @@ import (
 //
 // It needs m to be a multiple of 32 (DirectSupported).
 func Conv3x3Direct(dst, src []float32, n, h, w, c, m int, wt []float32, ep *Epilogue, s *Scratch) {
+	if !DirectSupported(m) {
+		// 16 → 16 is Conv3x3Direct16's (its assembly is AVX-512, not AVX2).
+		panic(fmt.Sprintf("kernels.Conv3x3Direct: %d output channels (a multiple of 32 is needed)", m))
+	}
 	conv3x3Direct(dst, src, nil, n, h, w, c, m, wt, ep, s, parallel.Workers(), winoAsm)
 }
 
